@@ -1,0 +1,58 @@
+# Two entry points for a fresh machine with Python 3.11 and the package registries:
+#   make reproduce   set up .venv, execute every notebook at the cpu profile (in place),
+#                    regenerating figures/ and results/
+#   make test        set up .venv, run the unit tests and nbval over notebooks/ (smoke profile)
+# Also: make lab (JupyterLab on notebooks/), make smoke (papermill at the smoke profile into out/),
+#       make bench (benchmark scripts).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+export PYTHONHASHSEED := 0
+
+.PHONY: setup reproduce smoke test unit nbval lab bench clean-cache
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+# Execute each notebook in place at the cpu profile: the committed notebooks carry these outputs.
+reproduce: $(STAMP)
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (profile cpu)"; \
+	  $(VENV)/bin/papermill "$$nb" "$$nb" -p profile cpu --cwd notebooks -k python3 --log-level WARNING || exit 1; \
+	done
+	@ls results/*_cpu.json
+
+# Quick run at the smoke profile into out/ (sources untouched).
+smoke: $(STAMP)
+	@mkdir -p out
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (profile smoke)"; \
+	  $(VENV)/bin/papermill "$$nb" "out/$$(basename $$nb)" -p profile smoke --cwd notebooks -k python3 --log-level WARNING || exit 1; \
+	done
+
+# Unit tests plus nbval (lax: every cell must run; cells marked NBVAL_CHECK_OUTPUT are compared)
+# over the notebooks at the smoke profile, in one pytest run. Exit code 5 (no tests) fails.
+test: $(STAMP)
+	ROBUST_SALIENCY_PROFILE=smoke $(PY) -m pytest -p no:cacheprovider tests notebooks \
+	  --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -q
+
+unit: $(STAMP)
+	$(PY) -m pytest -p no:cacheprovider tests -q
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: $(STAMP)
+	@for b in benchmarks/[a-z]*.py; do $(PY) -m benchmarks.$$(basename $$b .py) || exit 1; done
+
+clean-cache:
+	rm -rf cache/
