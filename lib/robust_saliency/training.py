@@ -1,5 +1,69 @@
-"""One training loop for every method.  STUB: only the Method interface and ``ce`` so far."""
+"""One training loop for every method (SPEC section 6), with a checksummed, resumable cache.
+
+A training method is a ``Method``: ``method(model, x, y) -> (loss, logs)``, ``logs`` a dict of
+floats.  ``train(model, method, loader, cfg)`` runs the shared loop (optimizer, learning-rate
+schedule, gradient clipping, progress bar) and caches the trained weights under a hash of
+everything that determines them (``train_key``).
+
+What ``train`` guarantees:
+
+* Determinism: the loop seeds ``torch``, ``numpy`` and ``random`` from ``cfg.seed`` and draws
+  each epoch's shuffling order from its own generator seeded with ``(seed, epoch)``, so the
+  result does not depend on the global RNG state or on the loader's own sampler (only its
+  dataset, batch size, collate_fn, drop_last and num_workers are used).  The caller's global
+  RNG state is restored on return, so a cache hit and a fresh run leave the same state.
+* Cache: ``<cache_dir>/models/<method>-<key>.pt`` holds the final weights and history; a
+  corrupt or truncated file gives a warning and a retrain.  After every epoch a checkpoint
+  (model, optimizer, scheduler, RNG states, epoch, history) is written atomically to
+  ``<...>.ckpt``; a run killed mid-way resumes from it and ends with bitwise the same weights
+  as an uninterrupted run.  The checkpoint is removed after the final save.
+* On return the model is in eval mode, on ``cfg.device``, and carries
+  ``model.train_history`` (a list with one dict per epoch, see below) and
+  ``model.train_info`` (``key``, ``path``, ``from_cache``, ``resumed_from_epoch``).
+
+Per-epoch history entries: ``epoch`` (1-based), ``loss`` (sample-weighted mean of the method's
+loss), ``accuracy`` (training accuracy on the clean batch as the model saw it in that step:
+taken from the first forward call of the method on an input equal to ``x``; if the method
+never evaluates the clean batch, e.g. adversarial training, from an extra no-grad forward in
+eval mode), ``lr`` (the learning rate used in that epoch), ``epoch_time`` (s), ``step_time``
+(mean wall-clock seconds per optimization step: method call, backward, clipping and optimizer
+step, excluding data loading; the step ends with ``loss.item()``, which synchronises CUDA),
+``grad_norm`` (mean total gradient norm before clipping, only when ``grad_clip`` is set),
+``peak_mem_mb`` and ``mem_measure`` (see below), and the method's own logs averaged over the
+epoch (sample-weighted; the loop's keys take precedence on a name clash).
+
+Memory: on CUDA ``peak_mem_mb`` is ``torch.cuda.max_memory_allocated`` over the epoch (peak
+memory held by tensors; reset at each epoch start), ``mem_measure="cuda_max_allocated"``.
+On CPU it is the process's peak resident set size (``resource.getrusage(...).ru_maxrss``)
+at the end of the epoch, a process-lifetime high-water mark, ``mem_measure="cpu_maxrss"``;
+``peak_mem_delta_mb`` is how much that mark rose during the epoch (0 once an earlier
+computation needed more).  These are coarse; the benchmarks measure cost per step precisely.
+
+Method contract extensions (optional): ``method.replays`` (int, default 1) makes the loop take
+that many consecutive optimizer steps on each batch (free adversarial training, Shafahi 2019);
+a method with internal state across steps defines ``state_dict()`` / ``load_state_dict()``,
+which the checkpoints then include.
+"""
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+
+from . import cache as _cache
+
+__all__ = ["Method", "CE", "METHODS", "register_method", "get_method", "TrainConfig", "train",
+           "train_key", "OPTIMIZERS", "SCHEDULES"]
+
+# Bump when the loop changes in a way that changes trained weights (invalidates caches).
+_LOOP_VERSION = 1
 
 
 class Method:
@@ -28,7 +92,7 @@ class CE(Method):
 
     def __call__(self, model, x, y):
         loss = F.cross_entropy(model(x), y)
-        return loss, {"ce": loss.item()}
+        return loss, {"ce": float(loss.detach())}
 
 
 METHODS = {"ce": CE}
@@ -40,10 +104,520 @@ def register_method(cls):
     return cls
 
 
+def _import_method_modules():
+    """Import the modules that register more methods (those not written yet are skipped)."""
+    import importlib
+
+    for mod in ("regularizers", "adversarial_training"):
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ImportError:
+            pass
+
+
 def get_method(name, **hparams):
+    """The training method ``name`` (one of ``METHODS``) with hyperparameters ``hparams``."""
     if name not in METHODS:
         # regularizers / adversarial_training register their methods on import
-        from . import regularizers, adversarial_training  # noqa: F401
+        _import_method_modules()
     if name not in METHODS:
         raise ValueError(f"method={name!r} is not known; accepted: {sorted(METHODS)}")
     return METHODS[name](**hparams)
+
+
+# ----------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "cosine", "step", "multistep")
+# Fields that do not change the trained weights: left out of the cache key.
+_NOT_IN_KEY = ("progress", "cache_dir", "device", "checkpoint")
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of ``train`` (a plain dict with these keys is accepted too).
+
+    ``schedule`` steps once per epoch: ``cosine`` anneals to 0 over ``num_epochs``; ``step``
+    multiplies the lr by ``gamma`` every ``step_size`` epochs; ``multistep`` by ``gamma`` at
+    each epoch in ``milestones``.  ``momentum`` is SGD's; ``grad_clip`` is a max total L2 norm
+    (None = off).  ``device`` None = the model's current device.  ``checkpoint`` writes the
+    per-epoch resume checkpoints when ``cache_dir`` is set.  ``deterministic`` turns on
+    ``torch.use_deterministic_algorithms(True, warn_only=True)`` (and cuDNN determinism) for
+    the call only; on CUDA also set ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` before starting Python.
+    """
+
+    num_epochs: int = 10
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "none"
+    milestones: tuple = ()
+    gamma: float = 0.1
+    step_size: int = 30
+    grad_clip: float = None
+    seed: int = 0
+    deterministic: bool = True
+    shuffle: bool = True
+    cache_dir: str = None
+    progress: bool = True
+    device: str = None
+    checkpoint: bool = True
+
+    def __post_init__(self):
+        def bad(param, accepted):
+            raise ValueError(f"{param}={getattr(self, param)!r} is not valid; accepted: {accepted}")
+
+        if not _is_int(self.num_epochs) or self.num_epochs < 1:
+            bad("num_epochs", "an int >= 1")
+        if not _is_real(self.lr) or not self.lr > 0 or not math.isfinite(self.lr):
+            bad("lr", "a finite float > 0")
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", OPTIMIZERS)
+        if not _is_real(self.weight_decay) or not self.weight_decay >= 0:
+            bad("weight_decay", "a float >= 0")
+        if not _is_real(self.momentum) or not 0 <= self.momentum < 1:
+            bad("momentum", "a float in [0, 1)")
+        if self.schedule not in SCHEDULES:
+            bad("schedule", SCHEDULES)
+        ms = self.milestones
+        if isinstance(ms, (list, tuple)) and all(_is_int(m) and m >= 1 for m in ms) \
+                and list(ms) == sorted(set(ms)):
+            self.milestones = tuple(int(m) for m in ms)
+        else:
+            bad("milestones", "a strictly increasing list of ints >= 1")
+        if self.schedule == "multistep" and not self.milestones:
+            bad("milestones", "a non-empty list of epochs when schedule='multistep'")
+        if not _is_real(self.gamma) or not self.gamma > 0:
+            bad("gamma", "a float > 0")
+        if not _is_int(self.step_size) or self.step_size < 1:
+            bad("step_size", "an int >= 1")
+        if self.grad_clip is not None and (not _is_real(self.grad_clip) or not self.grad_clip > 0):
+            bad("grad_clip", "None or a float > 0")
+        if not _is_int(self.seed) or self.seed < 0:
+            bad("seed", "an int >= 0")
+        for flag in ("deterministic", "shuffle", "progress", "checkpoint"):
+            if not isinstance(getattr(self, flag), bool):
+                bad(flag, "True or False")
+        for num in ("lr", "weight_decay", "momentum", "gamma"):
+            setattr(self, num, float(getattr(self, num)))
+        if self.grad_clip is not None:
+            self.grad_clip = float(self.grad_clip)
+        self.num_epochs, self.step_size, self.seed = int(self.num_epochs), int(self.step_size), int(self.seed)
+
+    @classmethod
+    def make(cls, cfg=None, **overrides):
+        """A ``TrainConfig`` from None, a dict or a TrainConfig, with ``overrides`` applied."""
+        if cfg is None:
+            base = {}
+        elif isinstance(cfg, TrainConfig):
+            base = dataclasses.asdict(cfg)
+        elif isinstance(cfg, dict):
+            base = dict(cfg)
+        else:
+            raise ValueError(f"cfg={cfg!r} is not valid; accepted: None, a dict or a TrainConfig")
+        base.update(overrides)
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(base) - set(names))
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {unknown}; accepted: {names}")
+        return cls(**base)
+
+
+# ----------------------------------------------------------------------------------------------
+# Cache key
+# ----------------------------------------------------------------------------------------------
+
+def _check_loader(loader):
+    if not isinstance(loader, DataLoader):
+        raise ValueError(f"loader={type(loader).__name__} is not valid; accepted: a "
+                         f"torch.utils.data.DataLoader")
+    if loader.batch_size is None:
+        raise ValueError("loader.batch_size=None (a custom batch_sampler) is not supported; "
+                         "accepted: a DataLoader built with batch_size=...")
+
+
+def _data_identity(loader):
+    """``dataset.fingerprint`` if there is one, else a hash of its first and last batch and len."""
+    ds = loader.dataset
+    fp = getattr(ds, "fingerprint", None)
+    if fp is not None:
+        return {"fingerprint": _cache.canonical(fp), "len": len(ds)}
+    n, bs = len(ds), loader.batch_size
+    first = loader.collate_fn([ds[i] for i in range(min(bs, n))])
+    last = loader.collate_fn([ds[i] for i in range(max(0, n - bs), n)])
+    return {"content": _cache.config_hash([first, last]), "len": n}
+
+
+def _method_of(method):
+    if isinstance(method, str):
+        return get_method(method)
+    if not (callable(method) and hasattr(method, "name") and hasattr(method, "hparams")):
+        raise ValueError(f"method={method!r} is not valid; accepted: a Method instance or one of "
+                         f"{sorted(METHODS)}")
+    return method
+
+
+def _key_material(model, method, loader, cfg):
+    cfg_fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_KEY}
+    return {
+        "loop_version": _LOOP_VERSION,
+        "cfg": cfg_fields,
+        "model": {"repr": repr(model), "init": _cache.config_hash(model.state_dict())},
+        "method": {"name": method.name, "hparams": method.hparams,
+                   "replays": int(getattr(method, "replays", 1))},
+        "data": _data_identity(loader),
+        "batch_size": loader.batch_size,
+        "drop_last": bool(loader.drop_last),
+    }
+
+
+def train_key(model, method, loader, cfg=None, **overrides):
+    """The cache key of ``train(model, method, loader, cfg)``: a sha256 hex string.
+
+    It covers the cfg fields (but ``progress``, ``cache_dir``, ``device``, ``checkpoint``),
+    ``repr(model)`` and a hash of its current (initial) state_dict, the method's name and
+    hparams, the data identity, the batch size and drop_last.
+    """
+    cfg = TrainConfig.make(cfg, **overrides)
+    _check_loader(loader)
+    method = _method_of(method)
+    return _cache.config_hash(_key_material(model, method, loader, cfg))
+
+
+# ----------------------------------------------------------------------------------------------
+# RNG and determinism state
+# ----------------------------------------------------------------------------------------------
+
+def _get_rng_state():
+    np_state = np.random.get_state()
+    state = {"torch": torch.get_rng_state(),
+             "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                       int(np_state[2]), int(np_state[3]), float(np_state[4])),
+             "random": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    torch.set_rng_state(state["torch"])
+    name, keys, pos, has_gauss, cached_gauss = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached_gauss))
+    rs = state["random"]
+    random.setstate((rs[0], tuple(rs[1]), rs[2]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_all(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds CUDA generators too
+
+
+class _Determinism:
+    """Context: ``torch.use_deterministic_algorithms(flag, warn_only=True)``, restored on exit."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __enter__(self):
+        self.prev = (torch.are_deterministic_algorithms_enabled(),
+                     torch.is_deterministic_algorithms_warn_only_enabled(),
+                     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+        if self.flag:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.deterministic = True
+            torch.backends.cudnn.benchmark = False
+        return self
+
+    def __exit__(self, *exc):
+        enabled, warn_only, cudnn_det, cudnn_bench = self.prev
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+        torch.backends.cudnn.deterministic = cudnn_det
+        torch.backends.cudnn.benchmark = cudnn_bench
+        return False
+
+
+def _epoch_generator(seed, epoch):
+    """Generator of epoch ``epoch``'s shuffling order: a pure function of (seed, epoch)."""
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1))
+    return g
+
+
+def _epoch_loader(loader, cfg, epoch):
+    g = _epoch_generator(cfg.seed, epoch)
+    ds = loader.dataset
+    sampler = RandomSampler(ds, generator=g) if cfg.shuffle else SequentialSampler(ds)
+    return DataLoader(ds, batch_size=loader.batch_size, sampler=sampler,
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                      pin_memory=loader.pin_memory, drop_last=loader.drop_last,
+                      worker_init_fn=loader.worker_init_fn, generator=g,
+                      persistent_workers=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Optimizer, schedule, measurements
+# ----------------------------------------------------------------------------------------------
+
+def _make_optimizer(model, cfg):
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _make_scheduler(optimizer, cfg):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.num_epochs)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    if cfg.schedule == "multistep":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg.milestones),
+                                                    gamma=cfg.gamma)
+    return None
+
+
+def _maxrss_mb():
+    try:
+        import resource
+    except ImportError:  # Windows
+        return float("nan")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2 ** 20 if sys.platform == "darwin" else rss / 2 ** 10  # bytes vs KiB
+
+
+def _resolve_device(model, cfg):
+    if cfg.device is not None:
+        return torch.device(cfg.device)
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+class _CleanAccuracy:
+    """Forward hook: the number of correct predictions of the first model call on ``x``."""
+
+    def __init__(self, model):
+        self.handle = model.register_forward_hook(self)
+        self.x = self.y = self.correct = None
+
+    def start(self, x, y):
+        self.x, self.y, self.correct = x, y, None
+
+    def __call__(self, module, args, out):
+        if self.correct is not None or self.x is None or not args or not torch.is_tensor(out):
+            return
+        inp = args[0]
+        if torch.is_tensor(inp) and inp.shape == self.x.shape and torch.equal(inp.detach(), self.x):
+            self.correct = _n_correct(out.detach(), self.y)
+
+    def close(self):
+        self.handle.remove()
+
+
+def _n_correct(logits, y):
+    if logits.dim() == 1 or logits.shape[1] == 1:
+        pred = (logits.reshape(-1) > 0).long()
+    else:
+        pred = logits.argmax(1)
+    return int((pred == y.reshape(-1)).sum())
+
+
+def _split_batch(batch):
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise ValueError(f"a batch must be a tuple (x, y, ...); got {type(batch).__name__}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The loop
+# ----------------------------------------------------------------------------------------------
+
+def _paths(cfg, method, key):
+    if cfg.cache_dir is None:
+        return None, None
+    folder = Path(cfg.cache_dir).expanduser() / "models"
+    stem = f"{method.name}-{key[:32]}"
+    return folder / f"{stem}.pt", folder / f"{stem}.ckpt"
+
+
+def _finish(model, history, info):
+    model.eval()
+    model.train_history = history
+    model.train_info = info
+    return model
+
+
+def train(model, method, loader, cfg=None, *, callback=None, **overrides):
+    """Train ``model`` in place with ``method`` on ``loader``; return it (cached, resumable).
+
+    ``method``: a ``Method`` or a name in ``METHODS``; ``cfg``: a ``TrainConfig``, a dict or
+    None, updated with ``overrides`` (e.g. ``num_epochs=3``).  ``callback(epoch, record)`` is
+    called after each epoch (after its checkpoint is written); an exception there stops
+    training and a rerun resumes.  See the module docstring for the history and the cache.
+    """
+    cfg = TrainConfig.make(cfg, **overrides)
+    _check_loader(loader)
+    method = _method_of(method)
+    device = _resolve_device(model, cfg)
+    material = _key_material(model, method, loader, cfg)
+    key = _cache.config_hash(material)
+    final_path, ckpt_path = _paths(cfg, method, key)
+    model.to(device)
+
+    if final_path is not None:
+        saved = _cache.load_verified(final_path)
+        if saved is not None and saved.get("key") == key:
+            model.load_state_dict(saved["model"])
+            return _finish(model, saved["history"], {"key": key, "path": str(final_path),
+                                                     "from_cache": True, "resumed_from_epoch": 0})
+
+    caller_rng = _get_rng_state()
+    try:
+        with _Determinism(cfg.deterministic):
+            history, resumed = _run(model, method, loader, cfg, device, key, ckpt_path, callback)
+    finally:
+        _set_rng_state(caller_rng)
+
+    if final_path is not None:
+        _cache.atomic_save({"key": key, "material": json.dumps(_cache.canonical(material)),
+                            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                            "history": history, "method": repr(method),
+                            "torch": str(torch.__version__)}, final_path)
+        if ckpt_path is not None:
+            ckpt_path.unlink(missing_ok=True)
+    return _finish(model, history, {"key": key, "path": None if final_path is None else str(final_path),
+                                    "from_cache": False, "resumed_from_epoch": resumed})
+
+
+def _run(model, method, loader, cfg, device, key, ckpt_path, callback):
+    optimizer = _make_optimizer(model, cfg)
+    scheduler = _make_scheduler(optimizer, cfg)
+    start, history = 0, []
+    ckpt = _cache.load_verified(ckpt_path) if ckpt_path is not None else None
+    if ckpt is not None and ckpt.get("key") == key:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(ckpt["scheduler"])
+        if hasattr(method, "load_state_dict") and ckpt.get("method") is not None:
+            method.load_state_dict(ckpt["method"])
+        _set_rng_state(ckpt["rng"])
+        start, history = int(ckpt["epoch"]), list(ckpt["history"])
+    else:
+        _seed_all(cfg.seed)
+
+    replays = int(getattr(method, "replays", 1))
+    steps_per_epoch = len(_epoch_loader(loader, cfg, 0)) * replays
+    params = [p for p in model.parameters() if p.requires_grad]
+    on_cuda = device.type == "cuda"
+    from tqdm import tqdm
+
+    bar = tqdm(total=cfg.num_epochs * steps_per_epoch, initial=start * steps_per_epoch,
+               desc=f"train {method.name}", file=sys.stderr, disable=not cfg.progress,
+               dynamic_ncols=True)
+    acc_hook = _CleanAccuracy(model)
+    try:
+        for epoch in range(start, cfg.num_epochs):
+            record = _train_epoch(model, method, _epoch_loader(loader, cfg, epoch), optimizer,
+                                  cfg, device, params, replays, on_cuda, acc_hook, bar, epoch)
+            if scheduler is not None:
+                scheduler.step()
+            history.append(record)
+            if ckpt_path is not None and cfg.checkpoint:
+                state = {"key": key, "epoch": epoch + 1, "history": history,
+                         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                         "optimizer": optimizer.state_dict(),
+                         "scheduler": None if scheduler is None else scheduler.state_dict(),
+                         "method": method.state_dict() if hasattr(method, "state_dict") else None,
+                         "rng": _get_rng_state()}
+                _cache.atomic_save(state, ckpt_path)
+            if callback is not None:
+                callback(epoch + 1, record)
+    finally:
+        acc_hook.close()
+        bar.close()
+    return history, start
+
+
+def _train_epoch(model, method, epoch_loader, optimizer, cfg, device, params, replays, on_cuda,
+                 acc_hook, bar, epoch):
+    lr = optimizer.param_groups[0]["lr"]
+    sums, n_seen, n_correct, n_acc = {}, 0, 0, 0
+    loss_sum, step_times, grad_norms = 0.0, [], []
+    if on_cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    rss0 = _maxrss_mb()
+    t_epoch = time.perf_counter()
+    for step, batch in enumerate(epoch_loader):
+        x, y = _split_batch(batch)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        n = len(y)
+        for _ in range(replays):
+            model.train()
+            t0 = time.perf_counter()
+            acc_hook.start(x, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss, logs = method(model, x, y)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))
+            optimizer.step()
+            loss_value = float(loss.item())
+            step_times.append(time.perf_counter() - t0)
+            if not math.isfinite(loss_value):
+                raise FloatingPointError(f"non-finite loss {loss_value} in epoch {epoch + 1}, "
+                                         f"step {step + 1} of method {method!r}")
+            correct = acc_hook.correct
+            acc_hook.start(None, None)
+            if correct is None:
+                model.eval()
+                with torch.no_grad():
+                    correct = _n_correct(model(x), y)
+                model.train()
+            loss_sum += loss_value * n
+            n_seen += n
+            n_correct += correct
+            n_acc += n
+            for k, v in (logs or {}).items():
+                try:
+                    sums[k] = sums.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) * n
+                except (TypeError, ValueError):
+                    pass
+            bar.update(1)
+            if cfg.progress:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / n_seen:.4f}",
+                                acc=f"{n_correct / n_acc:.3f}", refresh=False)
+    if n_seen == 0:
+        raise ValueError("the loader yielded no batch (empty dataset, or drop_last with "
+                         "fewer samples than batch_size)")
+    record = {k: v / n_seen for k, v in sums.items()}
+    record.update({"epoch": epoch + 1, "loss": loss_sum / n_seen, "accuracy": n_correct / n_acc,
+                   "lr": lr, "epoch_time": time.perf_counter() - t_epoch,
+                   "step_time": float(np.mean(step_times))})
+    if grad_norms:
+        record["grad_norm"] = float(np.mean(grad_norms))
+    if on_cuda:
+        record["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2 ** 20
+        record["mem_measure"] = "cuda_max_allocated"
+    else:
+        rss1 = _maxrss_mb()
+        record["peak_mem_mb"] = rss1
+        record["peak_mem_delta_mb"] = rss1 - rss0
+        record["mem_measure"] = "cpu_maxrss"
+    return record
+

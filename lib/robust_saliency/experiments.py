@@ -1,0 +1,374 @@
+"""Profiles, parameter validation, provenance and results files for the notebooks (SPEC section 2).
+
+A notebook's parameters cell holds plain values and a ``profile``; the rest follows::
+
+    params = experiments.validate(**experiments.profile_params(profile, num_epochs=num_epochs))
+    ...
+    experiments.write_results("01_local_gradient_alignment", profile, results, params,
+                              t_start=t_start)
+
+Profiles (``PROFILES``): ``smoke`` (CI/nbval: tiny embedded subsets, 1 seed, <= 2 min per
+notebook), ``cpu`` (the default and the committed outputs: embedded data, 3 seeds, <= 15 min
+per notebook on 2 cores), ``paper`` (a GPU machine with the real datasets under
+``data_root``).  They hold generic defaults; a notebook overrides what it needs.
+
+The registries of the other modules are imported lazily (inside functions), so this module
+imports even if one of them is broken.
+"""
+import copy
+import importlib
+import math
+import os
+import platform
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from . import cache as _cache
+
+__all__ = ["PROFILES", "profile_params", "validate", "train_config", "resolve_device",
+           "default_cache_dir", "repo_root", "provenance", "write_results", "accepted_names"]
+
+_EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
+
+PROFILES = {
+    "smoke": {
+        "dataset": "shapes", "model": "small_cnn", "activation": "softplus", "beta": 3.0,
+        "n_train": 600, "n_test": 200, "num_epochs": 2, "batch_size": 64,
+        "optimizer": "adam", "lr": 1e-3, "grad_clip": 0.5, "seeds": [0],
+        "eval_subset": 32, "eps_grid": [4, 16], "attack_steps": 2,
+        "data_root": None, "device": "cpu", "progress": False,
+    },
+    "cpu": {
+        "dataset": "shapes", "model": "lenet", "activation": "softplus", "beta": 3.0,
+        "n_train": 10000, "n_test": 2000, "num_epochs": 10, "batch_size": 128,
+        "optimizer": "adam", "lr": 1e-3, "grad_clip": 0.5, "seeds": [0, 1, 2],
+        "eval_subset": 200, "eps_grid": list(_EPS_GRID), "attack_steps": 10,
+        "data_root": None, "device": "cpu", "progress": True,
+    },
+    # Defaults follow P1 (CIFAR-10 LeNet, softplus beta 3, Adam lr 1e-3, grad-clip 0.5);
+    # P1 does not state its epochs, so num_epochs is a placeholder that each notebook
+    # replaces by its paper's value (P3: 10 synthetic / 200 ImageNette; P4: 80 BlockMNIST,
+    # 200 CIFAR).  n_train/n_test None = the full split; device None = cuda if available.
+    "paper": {
+        "dataset": "cifar10", "model": "lenet", "activation": "softplus", "beta": 3.0,
+        "n_train": None, "n_test": None, "num_epochs": 100, "batch_size": 128,
+        "optimizer": "adam", "lr": 1e-3, "grad_clip": 0.5, "seeds": [0, 1, 2],
+        "eval_subset": 1000, "eps_grid": list(_EPS_GRID), "attack_steps": 100,
+        "data_root": None, "device": None, "progress": True,
+    },
+}
+
+
+def profile_params(profile, **overrides):
+    """The parameters of ``profile`` (a fresh dict, with ``"profile"``) updated by ``overrides``.
+
+    Explicit overrides win; an override whose value is None is ignored (a notebook parameter
+    left at None takes the profile's value).  Unknown profile -> ValueError.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not known; accepted: {tuple(PROFILES)}")
+    params = copy.deepcopy(PROFILES[profile])
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    params["profile"] = profile
+    return params
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+
+_KINDS = {  # kind -> (module, attribute holding the accepted names)
+    "dataset": ("data", "NAMES"),
+    "model": ("models", "NAMES"),
+    "method": ("training", "METHODS"),
+    "attribution": ("attributions", "NAMES"),
+    "metric": ("metrics", "NAMES"),
+    "attack": ("attacks", "NAMES"),
+}
+_POSITIVE_INTS = ("batch_size", "eval_subset", "attack_steps", "size")
+
+
+def accepted_names(kind):
+    """The names accepted for ``kind`` (dataset, model, method, attribution, metric, attack)."""
+    mod_name, attr = _KINDS[kind]
+    module = importlib.import_module(f"{__package__}.{mod_name}")
+    if kind == "method":
+        module._import_method_modules()
+        return tuple(sorted(module.METHODS))
+    return tuple(getattr(module, attr))
+
+
+def _kind_of(key):
+    for kind in _KINDS:
+        if key in (kind, kind + "s") or key.endswith(("_" + kind, "_" + kind + "s")):
+            return kind
+    return None
+
+
+def _is_eps_key(key):
+    return key == "eps" or key.startswith("eps") or key.endswith("_eps") or "_eps_" in key
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v):
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _names_in(key, value, kind):
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        items = list(value)
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = None
+    if items is None or not all(isinstance(v, str) for v in items):
+        raise ValueError(f"{key}={value!r} is not valid; accepted: a {kind} name, a list of "
+                         f"names, or a dict keyed by names")
+    return items
+
+
+def _check_names(key, value, kind):
+    names = _names_in(key, value, kind)
+    accepted = accepted_names(kind)
+    for name in names:
+        if name not in accepted:
+            shown = repr(value) if isinstance(value, str) else f"{value!r} (item {name!r})"
+            raise ValueError(f"{key}={shown}: {name!r} is not a known {kind}; "
+                             f"accepted: {accepted}")
+    return names
+
+
+def _check_eps(key, value):
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for v in items:
+        if not _is_number(v) or not math.isfinite(float(v)) or float(v) < 0:
+            raise ValueError(f"{key}={value!r} is not valid; accepted: a finite number >= 0 "
+                             f"(0-255 pixel units) or a list of them")
+
+
+def validate(**params):
+    """Check the notebook parameters ``params`` before anything runs; return them (a dict).
+
+    Raises ValueError naming the parameter, its value and the accepted values for: an unknown
+    profile; an unknown dataset, model, method, attribution, metric or attack name (keys
+    ``dataset``/``datasets``/``*_dataset``/``*_datasets`` and likewise for the other kinds,
+    each a name, a list of names or a dict keyed by names; None = unused); a negative,
+    non-finite or non-numeric eps (keys ``eps``, ``eps*``, ``*_eps``, a number or a list);
+    ``num_epochs`` not an int >= 1; ``seed`` / ``seeds`` not ints >= 0; ``n_*``,
+    ``batch_size``, ``eval_subset``, ``attack_steps``, ``size`` not ints >= 1 (``n_*`` may be
+    None = all); ``lr`` not > 0; an unknown or unavailable ``device``; a real dataset without
+    ``data_root``, or a ``data_root`` that is not a folder.  Other keys are not checked.
+    """
+    if "profile" in params and params["profile"] not in PROFILES:
+        raise ValueError(f"profile={params['profile']!r} is not known; accepted: {tuple(PROFILES)}")
+    datasets = []
+    for key, value in params.items():
+        kind = _kind_of(key)
+        if kind is not None and value is not None:
+            names = _check_names(key, value, kind)
+            if kind == "dataset":
+                datasets += [(key, n) for n in names]
+    for key, value in params.items():
+        if _is_eps_key(key) and value is not None:
+            _check_eps(key, value)
+    if "num_epochs" in params:
+        v = params["num_epochs"]
+        if not _is_int(v) or v < 1:
+            raise ValueError(f"num_epochs={v!r} is not valid; accepted: an int >= 1")
+    if "seed" in params:
+        v = params["seed"]
+        if not _is_int(v) or v < 0:
+            raise ValueError(f"seed={v!r} is not valid; accepted: an int >= 0")
+    if "seeds" in params:
+        v = params["seeds"]
+        if not (isinstance(v, (list, tuple)) and v and all(_is_int(s) and s >= 0 for s in v)):
+            raise ValueError(f"seeds={v!r} is not valid; accepted: a non-empty list of ints >= 0")
+    for key, v in params.items():
+        if (key.startswith("n_") and v is not None) or key in _POSITIVE_INTS:
+            if not _is_int(v) or v < 1:
+                extra = " (or None = all)" if key.startswith("n_") else ""
+                raise ValueError(f"{key}={v!r} is not valid; accepted: an int >= 1{extra}")
+    if "lr" in params:
+        v = params["lr"]
+        if not _is_number(v) or not math.isfinite(float(v)) or v <= 0:
+            raise ValueError(f"lr={v!r} is not valid; accepted: a finite number > 0")
+    if params.get("device") is not None:
+        _check_device(params["device"])
+    _check_data_root(params, datasets)
+    return params
+
+
+def _check_device(device):
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device={device!r} is not valid; accepted: None (auto), 'cpu', "
+                         f"'cuda', 'cuda:<index>', 'mps'") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} is not available (no CUDA); accepted here: "
+                         f"'cpu' or None (auto)")
+
+
+def _check_data_root(params, datasets):
+    if not datasets:
+        return
+    data = importlib.import_module(f"{__package__}.data")
+    real = [(k, n) for k, n in datasets if n in data.REAL]
+    if not real:
+        return
+    root = params.get("data_root")
+    key, name = real[0]
+    if root is None:
+        raise ValueError(f"data_root=None is not valid for {key}={name!r} (a real dataset); "
+                         f"accepted: the folder holding the dataset (see data/README.md), or an "
+                         f"embedded dataset {tuple(data.EMBEDDED)}")
+    if not Path(root).expanduser().is_dir():
+        raise ValueError(f"data_root={root!r} is not an existing folder; accepted: the folder "
+                         f"holding {name!r} (see data/README.md)")
+
+
+def resolve_device(device=None):
+    """``device``, or for None: 'cuda' if available, else 'cpu'."""
+    import torch
+
+    if device is not None:
+        return str(device)
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def train_config(params, **overrides):
+    """A ``training.TrainConfig`` from the notebook parameters that are its fields.
+
+    ``cache_dir`` defaults to ``default_cache_dir()``, ``device`` to ``resolve_device``.
+    """
+    import dataclasses
+
+    from .training import TrainConfig
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = {k: v for k, v in params.items() if k in names}
+    cfg.setdefault("cache_dir", str(default_cache_dir()))
+    cfg.update(overrides)
+    cfg["device"] = resolve_device(cfg.get("device"))
+    return TrainConfig.make(cfg)
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths, provenance, results
+# ----------------------------------------------------------------------------------------------
+
+def repo_root():
+    """The repository folder: $ROBUST_SALIENCY_ROOT, else the checkout holding this package
+    (editable install), else the nearest parent of the working directory with ``notebooks/``."""
+    env = os.environ.get("ROBUST_SALIENCY_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve().parents[2]
+    if (here / "pyproject.toml").is_file() or (here / ".git").exists():
+        return here
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "notebooks").is_dir() and (folder / "lib").is_dir():
+            return folder
+    return cwd
+
+
+def default_cache_dir():
+    """$ROBUST_SALIENCY_CACHE, else ``<repo>/cache`` (git-ignored)."""
+    env = os.environ.get("ROBUST_SALIENCY_CACHE")
+    return Path(env).expanduser() if env else repo_root() / "cache"
+
+
+def _git(*args):
+    try:
+        out = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
+                             timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+_PACKAGES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
+             "captum": "captum", "zennit": "zennit", "scipy": "scipy",
+             "sklearn": "scikit-learn", "skimage": "scikit-image"}
+
+
+def _versions():
+    out = {}
+    for short, dist in _PACKAGES.items():
+        try:
+            out[short] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[short] = "not installed"
+    out["python"] = platform.python_version()
+    return out
+
+
+def provenance(params, seeds, t_start):
+    """Git commit and dirty flag, package versions, platform, profile, seeds and wall time.
+
+    ``t_start`` is ``time.time()`` taken at the notebook's start (None: wall time unknown).
+    ``commit`` is 'unknown' outside a git checkout; ``dirty`` (tracked files modified) is
+    then None.
+    """
+    commit = _git("rev-parse", "HEAD") or "unknown"
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit != "unknown" else None
+    info = {
+        "commit": commit,
+        "dirty": None if status is None else bool(status),
+        "versions": _versions(),
+        "platform": {"system": platform.platform(), "machine": platform.machine(),
+                     "processor": platform.processor(), "cpu_count": os.cpu_count()},
+        "profile": (params or {}).get("profile"),
+        "seeds": list(seeds) if seeds is not None else None,
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": None if t_start is None else round(time.time() - t_start, 3),
+    }
+    try:
+        import torch
+
+        info["platform"]["torch_threads"] = torch.get_num_threads()
+        info["platform"]["cuda"] = (torch.cuda.get_device_name(0)
+                                    if torch.cuda.is_available() else None)
+    except ImportError:
+        pass
+    return info
+
+
+def write_results(notebook, profile, results, params, *, t_start=None, results_dir=None):
+    """Write ``results/<notebook>_<profile>.json`` atomically; return its path.
+
+    The file holds notebook, profile, params, seeds, provenance and ``results`` (converted by
+    ``cache.to_jsonable``: tensors and arrays to lists, NaN/inf to null).  ``results_dir``
+    defaults to ``<repo>/results``.
+    """
+    notebook = Path(str(notebook)).name
+    if notebook.endswith(".ipynb"):
+        notebook = notebook[: -len(".ipynb")]
+    for param, value in (("notebook", notebook), ("profile", profile)):
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"{param}={value!r} is not valid; accepted: a non-empty name of "
+                             f"letters, digits, '_', '.', '-'")
+    params = dict(params or {})
+    seeds = params.get("seeds")
+    if seeds is None and params.get("seed") is not None:
+        seeds = [params["seed"]]
+    doc = {"notebook": notebook, "profile": profile, "params": params, "seeds": seeds,
+           "provenance": provenance({**params, "profile": profile}, seeds, t_start),
+           "results": results}
+    folder = Path(results_dir) if results_dir is not None else repo_root() / "results"
+    return _cache.atomic_write_json(doc, folder / f"{notebook}_{profile}.json")
+

@@ -1,0 +1,234 @@
+"""Tests of robust_saliency.experiments: profiles, parameter validation, provenance, results."""
+import importlib
+import json
+import os
+import sys
+import time
+import types
+
+import numpy as np
+import pytest
+
+from robust_saliency import experiments as E
+from robust_saliency import training as T
+
+_FAKE_NAMES = {
+    "data": {"NAMES": ("shapes", "digits", "cifar10"), "EMBEDDED": ("shapes", "digits"),
+             "REAL": ("cifar10",)},
+    "models": {"NAMES": ("lenet", "small_cnn")},
+    "attributions": {"NAMES": ("grad", "lrp")},
+    "metrics": {"NAMES": ("rps", "insertion_score")},
+    "attacks": {"NAMES": ("pgd", "topk")},
+}
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """The real registries where their modules import, stand-ins where they are not written yet."""
+    for mod, attrs in _FAKE_NAMES.items():
+        full = f"robust_saliency.{mod}"
+        try:
+            module = importlib.import_module(full)
+            ok = all(hasattr(module, a) for a in attrs)
+        except ImportError:
+            ok = False
+        if not ok:
+            monkeypatch.setitem(sys.modules, full, types.SimpleNamespace(**attrs))
+    return {kind: E.accepted_names(kind) for kind in
+            ("dataset", "model", "method", "attribution", "metric", "attack")}
+
+
+def _real_and_embedded():
+    data = importlib.import_module("robust_saliency.data")
+    return data.REAL[0], data.EMBEDDED[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Profiles
+# ----------------------------------------------------------------------------------------------
+
+def test_profiles_and_overrides():
+    assert set(E.PROFILES) == {"smoke", "cpu", "paper"}
+    for name, prof in E.PROFILES.items():
+        assert {"dataset", "model", "num_epochs", "seeds", "eval_subset", "n_train"} <= set(prof)
+    smoke, cpu = E.PROFILES["smoke"], E.PROFILES["cpu"]
+    assert smoke["n_train"] <= 1000 and len(smoke["seeds"]) == 1
+    assert len(cpu["seeds"]) == 3 and cpu["n_train"] > smoke["n_train"]
+    p = E.profile_params("smoke", num_epochs=5, seeds=[3], extra_knob="x", model=None)
+    assert p["num_epochs"] == 5 and p["seeds"] == [3] and p["extra_knob"] == "x"
+    assert p["model"] == smoke["model"]  # None = take the profile's value
+    assert p["profile"] == "smoke"
+    p["seeds"].append(4)  # a fresh copy: the profile itself is untouched
+    assert E.PROFILES["smoke"]["seeds"] == [0]
+    with pytest.raises(ValueError, match=r"profile='laptop'.*accepted.*'smoke', 'cpu', 'paper'"):
+        E.profile_params("laptop")
+
+
+def test_every_embedded_profile_validates(registries):
+    for name in ("smoke", "cpu"):
+        params = E.profile_params(name)
+        assert E.validate(**params) == params
+
+
+def test_paper_profile_needs_data_root(registries, tmp_path):
+    params = E.profile_params("paper")
+    with pytest.raises(ValueError, match=r"data_root=None.*real dataset"):
+        E.validate(**params)
+    E.validate(**{**params, "data_root": str(tmp_path)})
+
+
+def test_train_config_from_params(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+    cfg = E.train_config(E.profile_params("smoke"), seed=2)
+    assert isinstance(cfg, T.TrainConfig)
+    assert cfg.num_epochs == E.PROFILES["smoke"]["num_epochs"] and cfg.seed == 2
+    assert cfg.cache_dir == str(tmp_path) and cfg.device == "cpu"
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation: each bad parameter is named, with its value and the accepted values
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key,kind", [
+    ("dataset", "dataset"), ("datasets", "dataset"), ("ood_dataset", "dataset"),
+    ("model", "model"), ("models", "model"), ("method", "method"), ("methods", "method"),
+    ("attribution", "attribution"), ("attributions", "attribution"), ("metric", "metric"),
+    ("metrics", "metric"), ("attack", "attack"), ("eval_attacks", "attack"),
+])
+def test_unknown_registry_names(registries, key, kind):
+    good = registries[kind][0]
+    value = "nonexistent_xyz" if not key.endswith("s") else [good, "nonexistent_xyz"]
+    with pytest.raises(ValueError) as err:
+        E.validate(**{key: value})
+    msg = str(err.value)
+    assert msg.startswith(f"{key}=") and "'nonexistent_xyz'" in msg
+    assert f"not a known {kind}" in msg and "accepted" in msg and repr(good) in msg
+    E.validate(**{key: [good] if key.endswith("s") else good})  # the valid one passes
+
+
+def test_methods_may_be_a_dict_of_hparams(registries):
+    E.validate(methods={"ce": {}})
+    with pytest.raises(ValueError, match=r"methods=.*'l3_cosd'.*not a known method"):
+        E.validate(methods={"ce": {}, "l3_cosd": {"eps": 4}})
+    with pytest.raises(ValueError, match=r"methods=3 is not valid"):
+        E.validate(methods=3)
+
+
+def test_unknown_profile(registries):
+    with pytest.raises(ValueError, match=r"profile='fast' is not known; accepted: \('smoke'"):
+        E.validate(profile="fast")
+
+
+@pytest.mark.parametrize("key,value", [
+    ("eps", -1), ("eps", "4"), ("eps", float("nan")), ("eps", True), ("eps_grid", [4, -8]),
+    ("eps_grid", [4, "8"]), ("attack_eps", -0.5), ("eps_grid", [4, None]),
+])
+def test_bad_eps(key, value):
+    with pytest.raises(ValueError, match=rf"^{key}=.*accepted: a finite number >= 0"):
+        E.validate(**{key: value})
+
+
+def test_good_eps():
+    E.validate(eps=0, eps_grid=[2, 4.0, np.float32(8)], attack_eps=16, eps_train=(4,))
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("num_epochs", 0, r"num_epochs=0 is not valid; accepted: an int >= 1"),
+    ("num_epochs", -3, r"num_epochs=-3"), ("num_epochs", 2.0, r"num_epochs=2.0"),
+    ("num_epochs", "10", r"num_epochs='10'"),
+    ("seeds", [0, 1.5], r"seeds=\[0, 1.5\] is not valid; accepted: a non-empty list of ints"),
+    ("seeds", ["0"], r"seeds=\['0'\]"), ("seeds", [], r"seeds=\[\]"), ("seeds", 0, r"seeds=0"),
+    ("seeds", [-1], r"seeds=\[-1\]"), ("seed", 0.5, r"seed=0.5 is not valid"),
+    ("n_train", 0, r"n_train=0 is not valid; accepted: an int >= 1"),
+    ("eval_subset", -2, r"eval_subset=-2"), ("batch_size", 1.5, r"batch_size=1.5"),
+    ("lr", 0, r"lr=0 is not valid"), ("device", "gpu0", r"device='gpu0' is not valid"),
+])
+def test_bad_numbers_and_seeds(key, value, match):
+    with pytest.raises(ValueError, match=match):
+        E.validate(**{key: value})
+
+
+def test_good_numbers():
+    E.validate(num_epochs=np.int64(3), seeds=(0, 1, 2), seed=0, n_train=None, n_test=5,
+               lr=1e-3, device="cpu")
+
+
+def test_cuda_device_unavailable(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device='cuda' is not available"):
+        E.validate(device="cuda")
+
+
+def test_real_dataset_needs_existing_data_root(registries, tmp_path):
+    real, embedded = _real_and_embedded()
+    with pytest.raises(ValueError, match=rf"data_root=None is not valid for dataset='{real}'"):
+        E.validate(dataset=real)
+    with pytest.raises(ValueError, match=rf"data_root=None.*ood_datasets='{real}'"):
+        E.validate(dataset=embedded, ood_datasets=[embedded, real])
+    missing = tmp_path / "nope"
+    with pytest.raises(ValueError, match=r"data_root='.*nope' is not an existing folder"):
+        E.validate(dataset=real, data_root=str(missing))
+    E.validate(dataset=real, data_root=str(tmp_path))
+    E.validate(dataset=embedded, data_root=None)
+
+
+def test_validation_happens_before_training(registries):
+    """validate raises on the first bad parameter without touching other modules' code paths."""
+    params = E.profile_params("smoke", method="nope")
+    with pytest.raises(ValueError, match="method='nope'"):
+        E.validate(**params)
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths, provenance, results
+# ----------------------------------------------------------------------------------------------
+
+def test_repo_root_and_cache_dir(monkeypatch, tmp_path):
+    root = E.repo_root()
+    assert (root / "lib" / "robust_saliency" / "experiments.py").is_file()
+    monkeypatch.delenv("ROBUST_SALIENCY_CACHE", raising=False)
+    assert E.default_cache_dir() == root / "cache"
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path / "c"))
+    assert E.default_cache_dir() == tmp_path / "c"
+
+
+def test_provenance_fields():
+    t0 = time.time() - 2.0
+    info = E.provenance({"profile": "smoke"}, [0, 1], t0)
+    assert info["profile"] == "smoke" and info["seeds"] == [0, 1]
+    assert 2.0 <= info["wall_time_s"] < 60
+    assert set(info["versions"]) >= {"torch", "torchvision", "numpy", "captum", "zennit",
+                                     "scipy", "sklearn", "skimage", "python"}
+    import torch
+
+    assert info["versions"]["torch"] == torch.__version__.split("+")[0] or \
+        torch.__version__.startswith(info["versions"]["torch"])
+    assert info["commit"] == "unknown" or len(info["commit"]) == 40
+    assert info["dirty"] in (True, False, None)
+    json.dumps(info)
+
+
+def test_provenance_outside_git(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROBUST_SALIENCY_ROOT", str(tmp_path))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    info = E.provenance({}, None, None)
+    assert info["commit"] == "unknown" and info["dirty"] is None and info["wall_time_s"] is None
+
+
+def test_write_results(tmp_path):
+    import torch
+
+    results = {"rps": np.float64(0.75), "curve": torch.tensor([0.5, 0.25]), "bad": float("nan")}
+    params = E.profile_params("smoke")
+    path = E.write_results("01_local_gradient_alignment.ipynb", "smoke", results, params,
+                           t_start=time.time(), results_dir=tmp_path)
+    assert path == tmp_path / "01_local_gradient_alignment_smoke.json"
+    doc = json.loads(path.read_text())
+    assert doc["results"] == {"rps": 0.75, "curve": [0.5, 0.25], "bad": None}
+    assert doc["params"]["n_train"] == params["n_train"] and doc["seeds"] == [0]
+    assert doc["provenance"]["profile"] == "smoke" and doc["provenance"]["seeds"] == [0]
+    assert sorted(os.listdir(tmp_path)) == [path.name]  # no temp file left behind
+    with pytest.raises(ValueError, match=r"profile='../x' is not valid"):
+        E.write_results("nb", "../x", {}, {}, results_dir=tmp_path)
