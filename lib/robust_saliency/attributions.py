@@ -1,30 +1,450 @@
-"""Attribution maps: ``get(name) -> fn(model, x, target, create_graph=False) -> map``.
+"""Attribution maps (SPEC section 5): ``get(name) -> fn(model, x, target, create_graph=False, **kw) -> map``.
 
-STUB: only ``grad`` so far; the full module (input_x_grad, guided_backprop, lrp, captum-based
-methods) replaces this file.
+The map has the shape of ``x``. ``grad``, ``input_x_grad``, ``guided_backprop`` and ``lrp``
+are written on torch.autograd and are differentiable w.r.t. ``x`` and the weights when
+``create_graph=True`` (attacks and regularizers differentiate through them).
+``integrated_gradients``, ``smoothgrad``, ``deeplift`` and ``gradcam`` use captum 0.9.0;
+they are evaluation-only and raise ``ValueError`` for ``create_graph=True``.
+
+No function changes the user's model permanently: hooks are removed in ``finally`` and
+the train/eval mode is restored (``lrp`` runs the model in eval mode, see its docstring).
+``target`` is a LongTensor of shape (N,) or an int (the same class for every sample).
 """
+import warnings
+
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .models import Normalize
+
+_ACTIVATIONS = (nn.ReLU, nn.Softplus)
+_LINEAR = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_BATCHNORM = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _target(target, out):
+    """Target as a (N,) LongTensor on the device of ``out``."""
+    if isinstance(target, int):
+        return torch.full((out.shape[0],), target, dtype=torch.long, device=out.device)
+    target = torch.as_tensor(target, device=out.device).long().view(-1)
+    if target.numel() != out.shape[0]:
+        raise ValueError(f"target has {target.numel()} entries; accepted: one per sample ({out.shape[0]})")
+    return target
 
 
 def _select(out, target):
-    return out.gather(1, target.view(-1, 1)).sum()
+    """Sum over the batch of the target logits."""
+    return out.gather(1, _target(target, out).view(-1, 1)).sum()
 
 
+def _input(x):
+    """``x`` itself if it is already in a graph, else a detached leaf that requires grad."""
+    return x if x.requires_grad else x.detach().requires_grad_(True)
+
+
+def _stabilize(z, eps):
+    """``z + eps * sign(z)`` with sign(0) = +1 (zennit's stabilizer)."""
+    return z + eps * ((z == 0).to(z) + z.sign())
+
+
+def _swap(g, value):
+    """Tensor with the value of ``value`` whose gradient is that of ``g``."""
+    return g + (value - g).detach()
+
+
+def _no_create_graph(name, create_graph):
+    if create_graph:
+        raise ValueError(f"create_graph={create_graph!r} is not supported by {name!r} (captum, evaluation "
+                         "only); accepted: False. Differentiable maps: grad, input_x_grad, guided_backprop, lrp")
+
+
+# ----------------------------------------------------------------------------- gradient-based
 def grad(model, x, target, create_graph=False):
-    """Gradient of the target logit w.r.t. the input (P1 "Grad")."""
-    if not x.requires_grad:
-        x = x.detach().requires_grad_(True)
-    out = model(x)
-    (g,) = torch.autograd.grad(_select(out, target), x, create_graph=create_graph)
+    """Gradient of the target logit w.r.t. the input (P1 "Grad", Simonyan et al. 2014)."""
+    with torch.enable_grad():
+        x = _input(x)
+        out = model(x)
+        (g,) = torch.autograd.grad(_select(out, target), x, create_graph=create_graph)
     return g
 
 
-_REGISTRY = {"grad": grad}
+def input_x_grad(model, x, target, create_graph=False):
+    """Input times gradient, x * grad g_y(x) (P1 "xGrad", Shrikumar et al. 2017)."""
+    with torch.enable_grad():
+        x = _input(x)
+        return x * grad(model, x, target, create_graph=create_graph)
+
+
+class _GuidedGrad(torch.autograd.Function):
+    """Value of ``z``; backward ``relu(grad_out) * slope`` (slope given; twice differentiable in it)."""
+
+    @staticmethod
+    def forward(ctx, z, slope):
+        ctx.save_for_backward(slope)
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (slope,) = ctx.saved_tensors
+        return torch.relu(grad_out) * slope, None
+
+
+def _slope(module, z):
+    """Derivative of the activation module at ``z``: 1[z > 0] (ReLU) or sigmoid(beta z) (Softplus)."""
+    if isinstance(module, nn.ReLU):
+        return (z > 0).to(z.dtype)
+    return torch.sigmoid(module.beta * z)
+
+
+def guided_backprop(model, x, target, create_graph=False):
+    """Guided backprop (Springenberg et al. 2015; P1 Sec. "Attribution methods").
+
+    Backward through each ``nn.ReLU`` / ``nn.Softplus`` module keeps only positive upstream
+    gradients: grad_z = relu(grad_a) * 1[z > 0] (ReLU) or relu(grad_a) * sigmoid(beta z)
+    (Softplus). Other layers use their true gradient. With ``create_graph=True`` the model
+    runs twice: a value pass on x (true graph: the slopes' dependence on x) and a pass whose
+    backward is the guided rule, so the map is twice differentiable for softplus nets
+    (in train mode, BatchNorm statistics are then updated twice).
+    """
+    acts = [m for m in model.modules() if isinstance(m, _ACTIVATIONS)]
+    records, calls = {}, {}
+
+    def record(module, args, out):
+        records.setdefault(module, []).append(args[0].clone())  # safe from later in-place ops
+
+    def guide(module, args, out):
+        z = args[0]
+        if create_graph:
+            k = calls.get(module, 0)
+            calls[module] = k + 1
+            slope = _slope(module, records[module][k])
+        else:
+            slope = _slope(module, z.detach())
+        return _swap(_GuidedGrad.apply(z, slope), out)
+
+    handles = []
+    try:
+        if create_graph:
+            handles = [m.register_forward_hook(record) for m in acts]
+            with torch.enable_grad():
+                model(x)
+            for h in handles:
+                h.remove()
+        handles = [m.register_forward_hook(guide) for m in acts]
+        x2 = x.clone() if x.requires_grad else x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = model(x2)
+            (g,) = torch.autograd.grad(_select(out, target), x2, create_graph=create_graph)
+        return g
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# ----------------------------------------------------------------------------- LRP
+def _affine(module, inp, weight, bias=None):
+    if isinstance(module, nn.Linear):
+        return F.linear(inp, weight, bias)
+    return module._conv_forward(inp, weight, bias)
+
+
+def _bn_pairs(model):
+    """Map each BatchNorm module to the conv/linear module registered just before it (to be folded)."""
+    pairs, prev = {}, None
+    for m in model.modules():
+        if len(list(m.children())) > 0:
+            continue
+        if isinstance(m, _BATCHNORM):
+            ok = (isinstance(prev, _LINEAR)
+                  and (prev.out_features if isinstance(prev, nn.Linear) else prev.out_channels) == m.num_features)
+            if not ok or m.running_var is None:
+                raise ValueError("lrp: every BatchNorm must directly follow a conv/linear layer (it is folded into "
+                                 f"it) and track running statistics; got {m} after {prev}")
+            pairs[m] = prev
+        prev = m
+    return pairs
+
+
+def _folded(layer, bn):
+    """Weight and bias of ``layer`` with the eval-mode ``bn`` folded in (bn may be None)."""
+    w = layer.weight
+    b = layer.bias if layer.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
+    if bn is None:
+        return w, b
+    scale = torch.rsqrt(bn.running_var + bn.eps)
+    if bn.weight is not None:
+        scale = scale * bn.weight
+    shift = -bn.running_mean * scale + (bn.bias if bn.bias is not None else 0.0)
+    return w * scale.view(-1, *([1] * (w.dim() - 1))), b * scale + shift
+
+
+class _LRPContext:
+    """Two forward passes of one model: a value pass on x1 and a gradient pass on x2.
+
+    The value pass records every layer's input and output. In the gradient pass, forward
+    hooks keep every output's value but change its local Jacobian so that backprop of the
+    one-hot from the logits computes c with R = a * c at every tensor (relevance at
+    ``x2`` directly, because the first layer applies z^B in R-form). The rule's ratios
+    (z / z+, a / z) come from the value pass and keep their graph, so that
+    ``create_graph=True`` differentiates the full map, denominators included.
+    """
+
+    def __init__(self, model, low, high, stabilizer, zplus_bias):
+        self.model, self.low, self.high = model, low, high
+        self.eps, self.zplus_bias = stabilizer, zplus_bias
+        self.pairs = _bn_pairs(model)
+        self.folded_into = {layer: bn for bn, layer in self.pairs.items()}
+        for m in model.modules():
+            if (type(m).__module__ == "torch.nn.modules.activation" and not isinstance(m, _ACTIVATIONS)):
+                raise ValueError(f"lrp: activation {type(m).__name__} is not supported; accepted: ReLU, Softplus")
+        self.records, self.raw, self.order, self.calls = {}, {}, [], {}
+        self.mode = "value"
+
+    # -- hooks
+    def hook(self, module, args, out):
+        inp = args[0]
+        if self.mode == "value":
+            if module in self.pairs:
+                layer = self.pairs[module]
+                if layer not in self.raw or self.raw[layer][-1][1] is not inp:
+                    raise ValueError(f"lrp: {module} does not receive the output of {layer}; cannot fold it")
+            # clones: a later in-place op (ReLU(inplace=True), ``out += identity``) must not change them
+            self.records.setdefault(module, []).append((inp.clone(), out.clone()))
+            self.raw.setdefault(module, []).append((inp, out))
+            self.order.append(module)
+            return None
+        k = self.calls.get(module, 0)
+        self.calls[module] = k + 1
+        in1, out1 = self.records[module][k]
+        if isinstance(module, _BATCHNORM):
+            return inp  # folded: the layer before already output the normalized value
+        if isinstance(module, Normalize):
+            return _swap(inp, out)  # identity for relevance (handled by the z^B bounds)
+        if isinstance(module, _ACTIVATIONS):
+            if isinstance(module, nn.ReLU):
+                ratio = (out1 > 0).to(out1.dtype)
+            else:  # softplus treated as ReLU: relevance passes unchanged, c_z = (a / z) c_a
+                zero = in1 == 0
+                ratio = torch.where(zero, torch.zeros_like(out1), out1 / torch.where(zero, torch.ones_like(in1), in1))
+            return _swap(inp * ratio, out)
+        return self._linear(module, k, inp, in1, out1)
+
+    def _linear(self, module, k, in2, in1, out1):
+        bn = self.folded_into.get(module)
+        w, b = _folded(module, bn)
+        z1 = self.records[bn][k][1] if bn is not None else out1
+        if module is self.first and k == 0:  # z^B (box) rule, R-form
+            lo, hi = self.bounds
+            wp, wn = w.clamp(min=0), w.clamp(max=0)
+            zb = _affine(module, in1, w) - _affine(module, lo, wp) - _affine(module, hi, wn)
+            s = z1 / _stabilize(zb, self.eps)
+            g = (_affine(module, in1 * in2, w) - _affine(module, lo * in2, wp) - _affine(module, hi * in2, wn)) * s
+            return _swap(g, z1)
+        # z+ rule (zennit ZPlus = alpha1-beta0; with inputs >= 0 it is P1's z+)
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        bp = b.clamp(min=0) if self.zplus_bias else None
+        zp = _affine(module, in1.clamp(min=0), wp, bp) + _affine(module, in1.clamp(max=0), wn)
+        s = z1 / _stabilize(zp, self.eps)
+        pos, neg = (in1 > 0).to(in1.dtype), (in1 < 0).to(in1.dtype)
+        g = (_affine(module, in2 * pos, wp) + _affine(module, in2 * neg, wn)) * s
+        return _swap(g, z1)
+
+    # -- the first layer and its box bounds (in the space the first layer sees)
+    def locate_first(self, x1):
+        firsts = [m for m in self.order if isinstance(m, _LINEAR)]
+        if not firsts:
+            raise ValueError("lrp: the model has no nn.Linear / nn.Conv layer")
+        self.first = firsts[0]
+        in1 = self.records[self.first][0][0]
+        u = x1
+        for m in self.order:
+            if isinstance(m, Normalize) and self.raw[m][0][0] is x1:
+                u = self.records[m][0][1]
+                mean, std = m._view(m.mean, x1), m._view(m.std, x1)
+                break
+        else:
+            mean = std = None
+        if in1.numel() != u.numel() or not torch.equal(in1.detach().reshape(u.shape), u.detach()):
+            raise ValueError("lrp: the first linear/conv layer must receive the input (after Normalize, if any) "
+                             "up to a reshape")
+
+        def bound(v):
+            v = torch.as_tensor(v, dtype=x1.dtype, device=x1.device)
+            if mean is not None:
+                v = (v - mean) / std
+            return v.expand_as(x1).reshape(in1.shape)
+
+        self.bounds = (bound(self.low), bound(self.high))
+
+
+def lrp(model, x, target, create_graph=False, low=0.0, high=1.0, init="logit", zplus_bias=True, stabilizer=1e-6):
+    """LRP, z+ rule in hidden layers and z^B in the first layer (P1 "Attribution methods"; Bach et al. 2015).
+
+    - z^B (box) rule in the first conv/linear layer with bounds ``low``/``high`` in pixel
+      space ([0, 1]); a :class:`~robust_saliency.models.Normalize` first module is handled
+      by applying z^B on the normalized input with the bounds normalized the same way
+      (identical to folding it into the layer).
+    - z+ rule (zennit's ZPlus: x+ W+ + x- W-, P1's z+ for non-negative inputs) in every
+      other conv/linear layer. ``zplus_bias=True`` (zennit's default and P1's reference code)
+      puts the positive part of the bias in the z+ denominator, so relevance is conserved
+      only for bias-free layers; ``False`` gives P1's printed formula (no bias).
+    - ReLU and Softplus pass relevance unchanged (softplus treated as ReLU); max-pool gives
+      relevance to the winner (gradient); average pools and residual sums split it in
+      proportion to their inputs (z-rule).
+    - BatchNorm is folded into the conv/linear layer before it (eval-mode statistics), so
+      the model runs in eval mode during the call (its mode is restored afterwards).
+    - ``init='logit'``: output relevance = one-hot(target) * target logit, so that the map
+      sums to the logit when every layer conserves; ``init='onehot'``: P1's delta_{iy}.
+    Implemented as two forward passes with hooks whose gradient is the relevance message;
+    all ratios keep their graph, so ``create_graph=True`` differentiates the whole map.
+    """
+    if init not in ("logit", "onehot"):
+        raise ValueError(f"init={init!r} is not known; accepted: ['logit', 'onehot']")
+    ctx = _LRPContext(model, low, high, stabilizer, zplus_bias)
+    hooked = [m for m in model.modules()
+              if isinstance(m, _LINEAR + _ACTIVATIONS + _BATCHNORM) or isinstance(m, Normalize)]
+    modes = {m: m.training for m in model.modules()}
+    handles = [m.register_forward_hook(ctx.hook) for m in hooked]
+    try:
+        model.eval()
+        x2 = x.clone() if x.requires_grad else x.detach().requires_grad_(True)
+        x1 = x if create_graph else x.detach()
+        with torch.set_grad_enabled(create_graph):
+            out1 = model(x1)
+        ctx.locate_first(x1)
+        ctx.raw.clear()
+        ctx.mode = "relevance"
+        with torch.enable_grad():
+            out2 = model(x2)
+            t = _target(target, out2)
+            c = F.one_hot(t, out2.shape[1]).to(out2.dtype)
+            if init == "onehot":
+                logit = out1.gather(1, t.view(-1, 1))
+                c = c / torch.where(logit == 0, torch.full_like(logit, stabilizer), logit)
+            (r,) = torch.autograd.grad(out2, x2, grad_outputs=c, create_graph=create_graph)
+        return r
+    finally:
+        for h in handles:
+            h.remove()
+        for m, mode in modes.items():
+            m.training = mode
+
+
+# ----------------------------------------------------------------------------- captum (evaluation only)
+def integrated_gradients(model, x, target, create_graph=False, steps=32, baseline=0.0, internal_batch_size=None):
+    """Integrated Gradients (Sundararajan et al. 2017) from a constant baseline (zero = black), captum."""
+    from captum.attr import IntegratedGradients
+
+    _no_create_graph("integrated_gradients", create_graph)
+    x = x.detach()
+    return IntegratedGradients(model).attribute(x, baselines=torch.full_like(x, float(baseline)),
+                                                target=_target(target, x), n_steps=steps,
+                                                internal_batch_size=internal_batch_size).detach()
+
+
+def smoothgrad(model, x, target, create_graph=False, n=16, sigma=0.15):
+    """SmoothGrad (Smilkov et al. 2017): mean signed gradient over ``n`` noisy copies, captum NoiseTunnel.
+
+    The noise std is ``sigma * (x.max() - x.min())`` with the range taken over the whole batch
+    (P1's reference code). Uses torch's global RNG (seed it for determinism).
+    """
+    from captum.attr import NoiseTunnel, Saliency
+
+    _no_create_graph("smoothgrad", create_graph)
+    x = x.detach()
+    std = float(sigma * (x.max() - x.min()))
+    return NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=n, stdevs=std,
+                                                  target=_target(target, x), abs=False).detach()
+
+
+def deeplift(model, x, target, create_graph=False, baseline=0.0):
+    """DeepLift rescale rule (Shrikumar et al. 2017) from a constant baseline, captum (ReLU/Softplus/MaxPool)."""
+    from captum.attr import DeepLift
+
+    _no_create_graph("deeplift", create_graph)
+    x = x.detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return DeepLift(model).attribute(x, baselines=torch.full_like(x, float(baseline)),
+                                         target=_target(target, x)).detach()
+
+
+def last_conv(model, x):
+    """The last ``nn.Conv2d`` executed in a forward pass of ``model`` on ``x`` (GradCAM's default layer)."""
+    seen = []
+    handles = [m.register_forward_hook(lambda m, a, o: seen.append(m)) for m in model.modules()
+               if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    if not seen:
+        raise ValueError("gradcam needs a model with an nn.Conv2d layer; accepted models: conv nets")
+    return seen[-1]
+
+
+def gradcam(model, x, target, create_graph=False, layer=None):
+    """GradCAM (Selvaraju et al. 2017) at ``layer`` (default: the last conv), captum.
+
+    ReLU of the channel-weighted activation map, bilinearly upsampled to the input size,
+    min-max scaled to [0, 1] per image and broadcast over the input channels.
+    """
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    _no_create_graph("gradcam", create_graph)
+    x = x.detach()
+    layer = last_conv(model, x) if layer is None else layer
+    cam = LayerGradCam(model, layer).attribute(x, target=_target(target, x), relu_attributions=True).detach()
+    cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")
+    flat = cam.flatten(1)
+    lo, hi = flat.min(1).values, flat.max(1).values
+    span = (hi - lo).view(-1, 1, 1, 1)
+    cam = torch.where(span > 0, (cam - lo.view(-1, 1, 1, 1)) / span.clamp_min(1e-12), torch.zeros_like(cam))
+    return cam.expand_as(x).contiguous()
+
+
+# ----------------------------------------------------------------------------- post-processing
+def postprocess(h, mode="max", q=0.99):
+    """Visualisation map (P1, P2): sum of |h| over channels, then per-image scaling to [0, 1].
+
+    ``mode='max'`` divides by the per-image max (P1); ``mode='p99'`` clips at the per-image
+    ``q`` quantile (99th percentile, P2) and divides by it. (N, C, H, W) -> (N, 1, H, W);
+    a (N, D) map is scaled per row. Differentiable (attacks use it).
+    """
+    if mode not in ("max", "p99"):
+        raise ValueError(f"mode={mode!r} is not known; accepted: ['max', 'p99']")
+    a = h.abs()
+    if a.dim() >= 3:
+        a = a.sum(1, keepdim=True)
+    flat = a.flatten(1)
+    scale = flat.max(1).values if mode == "max" else torch.quantile(flat, q, dim=1)
+    scale = scale.clamp_min(1e-12).view(-1, *([1] * (a.dim() - 1)))
+    return a / scale if mode == "max" else torch.clamp(a / scale, max=1.0)
+
+
+# ----------------------------------------------------------------------------- registry
+_REGISTRY = {
+    "grad": grad,
+    "input_x_grad": input_x_grad,
+    "guided_backprop": guided_backprop,
+    "lrp": lrp,
+    "integrated_gradients": integrated_gradients,
+    "smoothgrad": smoothgrad,
+    "deeplift": deeplift,
+    "gradcam": gradcam,
+    # "relex": RelEx (P2, SPEC section 9) is added here by its own issue.
+}
 NAMES = tuple(_REGISTRY)
+DIFFERENTIABLE = ("grad", "input_x_grad", "guided_backprop", "lrp")
 
 
 def get(name):
+    """The attribution function ``fn(model, x, target, create_graph=False, **kw) -> map`` called ``name``."""
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"attribution={name!r} is not known; accepted: {sorted(_REGISTRY)}") from None
+        raise ValueError(f"attribution={name!r} is not known; accepted: {list(NAMES)}") from None

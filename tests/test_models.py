@@ -1,0 +1,145 @@
+"""Tests of robust_saliency.models: shapes at two input sizes, activations, softplus copies, errors."""
+import pytest
+import torch
+import torch.nn as nn
+
+from robust_saliency import models
+
+SMALL = {"resnet18": {"width": 4}, "vgg11": {"width": 2}, "lenet": {}, "mlp": {"hidden": 32},
+         "small_cnn": {}, "two_layer": {"hidden": 16}}
+SHAPES = {"two_layer": [(2,), (5,)], "mlp": [(1, 16, 16), (3, 8, 8)]}
+IMAGE_SHAPES = [(3, 32, 32), (1, 9, 9)]  # an odd size too: pools use ceil_mode
+
+
+def shapes_for(name):
+    return SHAPES.get(name, IMAGE_SHAPES)
+
+
+def act_calls(model, x):
+    """Number of calls of each activation module in one forward pass."""
+    calls = {}
+    hooks = [m.register_forward_hook(lambda m, a, o: calls.__setitem__(m, calls.get(m, 0) + 1))
+             for m in model.modules() if isinstance(m, (nn.ReLU, nn.Softplus))]
+    model(x)
+    for h in hooks:
+        h.remove()
+    return calls
+
+
+@pytest.mark.parametrize("name", models.NAMES)
+def test_output_shapes_at_two_input_sizes(name):
+    torch.manual_seed(0)
+    for shape in shapes_for(name):
+        model = models.build(name, 7, shape, **SMALL[name])
+        out = model(torch.rand(3, *shape))
+        assert out.shape == (3, 7)
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", models.NAMES)
+def test_activation_switch_and_no_reused_activation(name):
+    shape = shapes_for(name)[0]
+    x = torch.rand(2, *shape)
+    relu = models.build(name, 4, shape, **SMALL[name])
+    soft = models.build(name, 4, shape, activation="softplus", beta=5.0, **SMALL[name])
+    relus = [m for m in relu.modules() if isinstance(m, nn.ReLU)]
+    softs = [m for m in soft.modules() if isinstance(m, nn.Softplus)]
+    assert relus and len(relus) == len(softs)
+    assert not any(isinstance(m, nn.Softplus) for m in relu.modules())
+    assert not any(isinstance(m, nn.ReLU) for m in soft.modules())
+    assert all(m.beta == 5.0 for m in softs)
+    # every activation is its own module and is called exactly once (hooks see every nonlinearity)
+    for model, acts in ((relu, relus), (soft, softs)):
+        calls = act_calls(model, x)
+        assert set(calls) == set(acts) and set(calls.values()) == {1}
+
+
+def test_lenet_is_p1_reference_architecture():
+    """Same layers and parameter count as P1's reference LeNet on CIFAR-10 (RobustAGA models/lenet.py)."""
+    model = models.build("lenet", 10, (3, 32, 32))
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 32, 64, 64] and all(c.kernel_size == (3, 3) for c in convs)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in model.modules()) == 2
+    assert [m.out_features for m in model.modules() if isinstance(m, nn.Linear)] == [256, 10]
+    assert models.count_params(model) == 896 + 9248 + 18496 + 36928 + (4096 * 256 + 256) + 2570
+
+
+def test_resnet18_standard_width_param_count():
+    model = models.build("resnet18", 10, (3, 32, 32))
+    assert models.count_params(model) == 11_173_962  # the CIFAR ResNet18 (Kuang Liu's pytorch-cifar)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+
+
+def test_vgg11_and_count_params():
+    model = models.build("vgg11", 10, (1, 16, 16), width=4)
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 8
+    assert [m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)][-1] == 32
+    two = models.build("two_layer", 1, (2,), hidden=64)
+    assert models.count_params(two) == (2 * 64 + 64) + (64 + 1)
+    two[0].weight.requires_grad_(False)
+    assert models.count_params(two) == 64 + 65
+    assert models.count_params(two, trainable_only=False) == 2 * 64 + 64 + 65
+
+
+def test_normalize_first_layer():
+    mean, std = [0.5, 0.25, 0.0], [0.5, 0.25, 2.0]
+    model = models.build("small_cnn", 3, (3, 8, 8), mean=mean, std=std)
+    assert isinstance(model[0], models.Normalize)
+    x = torch.rand(2, 3, 8, 8)
+    expected = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+    assert torch.allclose(model[0](x), expected)
+    assert torch.allclose(model(x), model[1:](expected), atol=1e-6)
+    assert model.double()(x.double()).dtype == torch.float64  # buffers follow the dtype
+    plain = models.build("small_cnn", 3, (3, 8, 8))
+    assert not any(isinstance(m, models.Normalize) for m in plain.modules())
+
+
+@pytest.mark.parametrize("name", ["lenet", "resnet18", "mlp"])
+def test_softplus_copy_approximates_relu_model(name):
+    torch.manual_seed(1)
+    shape = shapes_for(name)[0]
+    model = models.build(name, 5, shape, **SMALL[name]).double().eval()
+    x = torch.rand(4, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        ref = model(x)
+        errs = [(models.softplus_copy(model, beta=b)(x) - ref).abs().max().item() for b in (5.0, 50.0, 5000.0)]
+    assert errs[0] > errs[1] > errs[2]
+    assert errs[2] < 1e-3 * (1 + ref.abs().max().item())
+    copy = models.softplus_copy(model, beta=20)
+    assert not any(isinstance(m, nn.ReLU) for m in copy.modules())
+    assert all(m.beta == 20 for m in copy.modules() if isinstance(m, nn.Softplus))
+    assert any(isinstance(m, nn.ReLU) for m in model.modules())  # original untouched
+    assert all(p.data_ptr() != q.data_ptr() for p, q in zip(model.parameters(), copy.parameters()))
+    assert sum(isinstance(m, nn.MaxPool2d) for m in copy.modules()) == sum(
+        isinstance(m, nn.MaxPool2d) for m in model.modules())
+
+
+def test_replace_activation_in_place():
+    model = models.build("lenet", 3, (1, 8, 8), activation="softplus", beta=3.0)
+    out = models.replace_activation(model, "relu")
+    assert out is model
+    assert not any(isinstance(m, nn.Softplus) for m in model.modules())
+    models.replace_activation(model, "softplus", beta=7.0)
+    assert all(m.beta == 7.0 for m in model.modules() if isinstance(m, nn.Softplus))
+    with pytest.raises(ValueError, match="activation"):
+        models.replace_activation(model, "tanh")
+
+
+def test_errors_name_parameter_and_accepted_values():
+    with pytest.raises(ValueError, match=r"name='alexnet'.*accepted.*lenet"):
+        models.build("alexnet", 10, (3, 32, 32))
+    with pytest.raises(ValueError, match=r"activation='gelu'.*accepted.*softplus"):
+        models.build("lenet", 10, (3, 32, 32), activation="gelu")
+    with pytest.raises(ValueError, match=r"unknown keyword.*hidden"):
+        models.build("resnet18", 10, (3, 32, 32), hidden=3)
+    with pytest.raises(ValueError, match="in_shape"):
+        models.build("lenet", 10, (32, 32))
+    with pytest.raises(ValueError, match="in_shape"):
+        models.build("two_layer", 2, (1, 8, 8))
+    with pytest.raises(ValueError, match="beta"):
+        models.build("mlp", 2, (1, 8, 8), activation="softplus", beta=0)
+    with pytest.raises(ValueError, match="mean and std"):
+        models.build("mlp", 2, (1, 8, 8), mean=[0.5])
+    with pytest.raises(ValueError, match="num_classes"):
+        models.build("mlp", 0, (1, 8, 8))
