@@ -143,3 +143,29 @@ def test_errors_name_parameter_and_accepted_values():
         models.build("mlp", 2, (1, 8, 8), mean=[0.5])
     with pytest.raises(ValueError, match="num_classes"):
         models.build("mlp", 0, (1, 8, 8))
+
+
+def test_init_kaiming_default_and_torch_option():
+    import torch
+    from torch import nn
+
+    from robust_saliency import models
+
+    torch.manual_seed(0)
+    net = models.build("lenet", 10, (3, 32, 32), activation="softplus")
+    convs = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    for m in convs:
+        fan_in = m.weight[0].numel()
+        assert abs(m.weight.std().item() - (2 / fan_in) ** 0.5) < 0.25 * (2 / fan_in) ** 0.5
+        assert torch.all(m.bias == 0)
+    torch.manual_seed(0)
+    net_t = models.build("lenet", 10, (3, 32, 32), activation="softplus", init="torch")
+    m = [m for m in net_t.modules() if isinstance(m, nn.Conv2d)][1]
+    bound = 1 / m.weight[0].numel() ** 0.5  # kaiming_uniform(a=sqrt(5)) bound
+    assert m.weight.abs().max() <= bound + 1e-6 and (m.bias != 0).any()
+    torch.manual_seed(0)
+    again = models.build("lenet", 10, (3, 32, 32), activation="softplus")
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), again.state_dict().values()))
+    import pytest
+    with pytest.raises(ValueError, match="init='xavier'.*accepted"):
+        models.build("lenet", 10, (3, 32, 32), init="xavier")

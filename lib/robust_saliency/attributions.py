@@ -333,8 +333,19 @@ def lrp(model, x, target, create_graph=False, low=0.0, high=1.0, init="logit", z
 
 
 # ----------------------------------------------------------------------------- captum (evaluation only)
+def _import_captum():
+    """Import captum.attr once, silencing tqdm's 'IProgress not found' warning that captum's
+    ``tqdm.auto`` import raises in a notebook without ipywidgets (nbval compares stderr)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import captum.attr  # noqa: F401
+
+
 def integrated_gradients(model, x, target, create_graph=False, steps=32, baseline=0.0, internal_batch_size=None):
     """Integrated Gradients (Sundararajan et al. 2017) from a constant baseline (zero = black), captum."""
+    _import_captum()
     from captum.attr import IntegratedGradients
 
     _no_create_graph("integrated_gradients", create_graph)
@@ -350,6 +361,7 @@ def smoothgrad(model, x, target, create_graph=False, n=16, sigma=0.15):
     The noise std is ``sigma * (x.max() - x.min())`` with the range taken over the whole batch
     (P1's reference code). Uses torch's global RNG (seed it for determinism).
     """
+    _import_captum()
     from captum.attr import NoiseTunnel, Saliency
 
     _no_create_graph("smoothgrad", create_graph)
@@ -361,6 +373,7 @@ def smoothgrad(model, x, target, create_graph=False, n=16, sigma=0.15):
 
 def deeplift(model, x, target, create_graph=False, baseline=0.0):
     """DeepLift rescale rule (Shrikumar et al. 2017) from a constant baseline, captum (ReLU/Softplus/MaxPool)."""
+    _import_captum()
     from captum.attr import DeepLift
 
     _no_create_graph("deeplift", create_graph)
@@ -393,6 +406,7 @@ def gradcam(model, x, target, create_graph=False, layer=None):
     ReLU of the channel-weighted activation map, bilinearly upsampled to the input size,
     min-max scaled to [0, 1] per image and broadcast over the input channels.
     """
+    _import_captum()
     from captum.attr import LayerAttribution, LayerGradCam
 
     _no_create_graph("gradcam", create_graph)

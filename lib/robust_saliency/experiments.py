@@ -372,3 +372,79 @@ def write_results(notebook, profile, results, params, *, t_start=None, results_d
     folder = Path(results_dir) if results_dir is not None else repo_root() / "results"
     return _cache.atomic_write_json(doc, folder / f"{notebook}_{profile}.json")
 
+
+
+# ----------------------------------------------------------------------------------------------
+# Load-or-train: what a notebook calls instead of writing a training loop
+# ----------------------------------------------------------------------------------------------
+
+def load_data(params, dataset=None, split="train", **kw):
+    """``data.load`` for the notebook parameters: ``dataset`` (default ``params["dataset"]``),
+    ``data_root`` and the subset size ``n_train`` / ``n_test`` of the profile (capped at the
+    split's size for the small embedded sets)."""
+    from . import data
+
+    name = dataset or params["dataset"]
+    n = params.get("n_train" if split == "train" else "n_test")
+    if n is not None and "n" not in kw:
+        full = data.load(name, split, data_root=params.get("data_root"), **kw)
+        if n >= len(full):
+            return full
+        kw["n"] = n
+    return data.load(name, split, data_root=params.get("data_root"), **kw)
+
+
+def build_model(params, train_set, model=None, seed=0, **kw):
+    """``models.build`` for ``train_set`` with the profile's activation/beta, initialised from
+    ``seed`` (the same seed gives the same initial weights)."""
+    import torch
+
+    from . import models
+
+    name = model or params["model"]
+    kw.setdefault("activation", params.get("activation", "relu"))
+    kw.setdefault("beta", params.get("beta", 3.0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return models.build(name, train_set.num_classes, tuple(train_set.in_shape), **kw)
+
+
+def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, method_kw=None,
+        **cfg_overrides):
+    """Load-or-train one model: build ``model`` (default ``params["model"]``) from ``seed``,
+    train it on ``train_set`` with ``method`` through the cached training loop
+    (``training.train``), and return it in eval mode. A second call with the same
+    configuration loads the cached weights instead of training."""
+    import torch
+
+    from . import training
+
+    net = build_model(params, train_set, model=model, seed=seed, **(model_kw or {}))
+    meth = training.get_method(method, **(method_kw or {})) if isinstance(method, str) else method
+    cfg = train_config(params, seed=seed, **cfg_overrides)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=params.get("batch_size", 128),
+                                         shuffle=False)
+    return training.train(net, meth, loader, cfg)
+
+
+def mean_std(records, index, columns, values, fmt="{:.3f}"):
+    """A table of ``mean ± std`` over seeds from a list of flat dicts (one per seed and cell).
+
+    ``index`` / ``columns`` name the keys that label rows and columns, ``values`` the key to
+    summarise; std is the sample std (ddof=1; '±0' for one seed is shown as '± n/a').
+    """
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(records)
+    g = df.groupby([index, columns], sort=False)[values]
+    stats = g.agg(["mean", "std", "count"]).reset_index()
+
+    def cell(r):
+        sd = "n/a" if r["count"] < 2 else fmt.format(r["std"])
+        return f"{fmt.format(r['mean'])} ± {sd}"
+
+    stats["cell"] = stats.apply(cell, axis=1)
+    table = stats.pivot(index=index, columns=columns, values="cell")
+    table = table.loc[list(dict.fromkeys(df[index])), list(dict.fromkeys(df[columns]))]
+    table.columns.name, table.index.name = None, index
+    return table

@@ -252,6 +252,40 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
     return total / int(n)
 
 
+def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="cosine",
+                       baseline="zero", fractions=None, seed=0, chunk=64, progress=False):
+    """Score attribution methods on one batch: P1's RPS (at ``rps_eps``, 0-255 units) and
+    insertion score and curve, per sample.
+
+    ``methods``: names for ``attributions.get``.  Samples are processed in chunks of ``chunk``
+    (the captum methods expand each sample into many).  Returns
+    ``{method: {"map": (N,C,H,W), "rps": (N,), "insertion": (N,), "insertion_curve": (N,F)}}``.
+    """
+    from . import attributions
+
+    out = {}
+    it = methods
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+        it = tqdm(methods, desc="attributions", file=sys.stderr)
+    for name in it:
+        fn = attributions.get(name)
+        parts = {"map": [], "rps": [], "insertion": [], "insertion_curve": []}
+        for i in range(0, len(x), chunk):  # chunks of samples bound the memory of captum methods
+            xb, yb = x[i:i + chunk], y[i:i + chunk]
+            h = fn(model, xb, yb).detach()
+            parts["map"].append(h)
+            parts["rps"].append(rps(model, xb, yb, fn, rps_eps, n=rps_n, similarity=similarity,
+                                    seed=None if seed is None else seed + i))
+            curve = insertion_curve(model, xb, yb, h, fractions=fractions, baseline=baseline)
+            parts["insertion_curve"].append(curve)
+            parts["insertion"].append(curve.mean(1))
+        out[name] = {k: torch.cat(v) for k, v in parts.items()}
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Perturbation games: insertion (P1), adv-insertion (P1), deletion / preservation (P2)
 # --------------------------------------------------------------------------------------------
