@@ -1,0 +1,447 @@
+"""Tests of robust_saliency.data: embedded generators and the real-format readers (tiny files)."""
+import csv
+import pickle
+import struct
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from robust_saliency import data
+
+SMALL = {"toy2d": {"n": 300}, "digits": {}, "block_digits": {},
+         "shapes": {"n": 600}, "spurious_shapes": {"n": 800}}
+
+
+def fresh(name, split, **kw):
+    """Load bypassing the in-memory cache, so that determinism is really re-generated."""
+    data._cached_generate.cache_clear()
+    return data.load(name, split, **kw)
+
+
+# ------------------------------------------------------------------------------------ API
+
+
+def test_registry_names():
+    assert data.NAMES == data.EMBEDDED + data.REAL
+    assert len(set(data.NAMES)) == len(data.NAMES)
+    assert {"toy2d", "digits", "block_digits", "shapes", "spurious_shapes"} == set(data.EMBEDDED)
+    assert data.get is data.load
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    (dict(name="cifar", split="train"), ["name", "'cifar'", "shapes"]),
+    (dict(name="shapes", split="val"), ["split", "'val'", "train", "test"]),
+    (dict(name="shapes", split="train", colour=3), ["colour", "accepted", "size"]),
+    (dict(name="shapes", split="train", n=0), ["n=0", "accepted"]),
+    (dict(name="shapes", split="train", size=3), ["size=3", "accepted"]),
+    (dict(name="spurious_shapes", split="train", p_major=1.5), ["p_major=1.5", "[0, 1]"]),
+    (dict(name="digits", split="train", n=5000), ["n=5000", "1437"]),
+    (dict(name="cifar10", split="train"), ["data_root", "cifar10"]),
+])
+def test_bad_parameters_raise_valueerror_naming_them(kwargs, words):
+    with pytest.raises(ValueError) as err:
+        data.load(**kwargs)
+    for w in words:
+        assert w in str(err.value)
+
+
+# ----------------------------------------------------------------------- embedded datasets
+
+
+@pytest.mark.parametrize("name", data.EMBEDDED)
+def test_embedded_deterministic_and_typed(name):
+    a = fresh(name, "train", **SMALL[name])
+    b = fresh(name, "train", **SMALL[name])
+    assert a.fingerprint == b.fingerprint and isinstance(a.fingerprint, str)
+    assert torch.equal(a.x, b.x) and torch.equal(a.y, b.y)
+    for key in a.extras:
+        assert torch.equal(getattr(a, key), getattr(b, key))
+    assert a.x.dtype == torch.float32 and a.y.dtype == torch.long
+    assert tuple(a.x.shape[1:]) == a.in_shape and len(a) == len(a.y) == len(a.x)
+    assert set(a.y.unique().tolist()) == set(range(a.num_classes)) == set(range(len(a.classes)))
+    if name != "toy2d":
+        assert a.x.dim() == 4 and 0.0 <= a.x.min() and a.x.max() <= 1.0
+        assert len(a.mean) == a.in_shape[0]
+        np.testing.assert_allclose(a.mean, a.x.double().mean((0, 2, 3)).numpy(), atol=1e-4)
+    xi, yi = a[3]
+    assert torch.equal(xi, a.x[3]) and yi == a.y[3]
+    c = fresh(name, "train", **{**SMALL[name], "seed": 1})
+    if name == "digits":  # ``seed`` only picks the ``n``-subset; the split is fixed
+        assert c.fingerprint == a.fingerprint and torch.equal(c.x, a.x)
+    else:
+        assert c.fingerprint != a.fingerprint and not torch.equal(c.x, a.x)
+
+
+@pytest.mark.parametrize("name", data.EMBEDDED)
+def test_train_and_test_are_disjoint(name):
+    tr = data.load(name, "train", **SMALL[name])
+    te = data.load(name, "test", **SMALL[name])
+    assert tr.fingerprint != te.fingerprint
+    rows = {r.numpy().tobytes() for r in tr.x.flatten(1)}
+    assert not any(r.numpy().tobytes() in rows for r in te.x.flatten(1))
+
+
+def test_shapes_defaults_sizes_and_generation_time():
+    data._cached_generate.cache_clear()
+    t = time.process_time()
+    tr, te = data.load("shapes", "train"), data.load("shapes", "test")
+    cpu = time.process_time() - t
+    assert (len(tr), len(te)) == (10000, 2000)
+    assert tr.in_shape == (3, 32, 32) and tr.num_classes == 10
+    # budget: < 5 s wall for 12k images on 2 cores. CPU time (summed over threads) is used
+    # because it does not grow when a busy CI machine shares the cores; measured ~2-3 s.
+    assert cpu < 8.0, cpu
+    counts = torch.bincount(tr.y, minlength=10)
+    assert counts.min() > 800 and counts.max() < 1200
+    assert set(tr.background.unique().tolist()) == {0, 1, 2}
+
+
+def test_in_memory_cache_is_not_mutated_by_callers():
+    a = data.load("shapes", "test", n=50)
+    a.x.zero_()
+    b = data.load("shapes", "test", n=50)
+    assert b.x.max() > 0
+
+
+@pytest.mark.parametrize("name", ["shapes", "spurious_shapes"])
+def test_masks_non_empty_inside_image_and_on_the_object(name):
+    d = data.load(name, "train", **SMALL[name])
+    m = d.masks
+    assert m.dtype == torch.bool and m.shape == (len(d), 1) + d.in_shape[1:]
+    area = m.flatten(1).sum(1)
+    assert area.min() >= 6                                        # never empty
+    assert area.float().mean() < 0.35 * m[0].numel()              # an object, not the image
+    border = torch.cat([m[..., 0, :], m[..., -1, :], m[..., :, 0], m[..., :, -1]], dim=-1)
+    assert not border.any()                                       # fully inside the frame
+    # pixels deep inside the mask share one colour (the object's), up to pixel noise:
+    # erode the mask with a 3x3 min-filter and measure the colour spread there
+    inner = -torch.nn.functional.max_pool2d(-m.float(), 3, 1, 1) > 0.5
+    keep = inner.flatten(1).sum(1) >= 4
+    x = d.x[keep]
+    w = inner[keep].float()
+    cnt = w.sum((2, 3))
+    mu = (x * w).sum((2, 3)) / cnt
+    var = (((x - mu[..., None, None]) ** 2) * w).sum((2, 3)) / cnt
+    spread = var.sqrt().max(1).values
+    # clutter behind the object never shows; pixel noise is 0.03-0.04 (clipped at 0 and 1)
+    assert (spread < 0.07).float().mean() > 0.95
+    # and the object differs from the image outside the mask
+    outside = (~m).float()
+    mu_out = (d.x * outside).sum((2, 3)) / outside.sum((2, 3))
+    mu_in = (d.x * m.float()).sum((2, 3)) / m.float().sum((2, 3))
+    assert (mu_in - mu_out).norm(dim=1).median() > 0.15
+
+
+def test_shapes_learnable_but_not_trivial():
+    """Shape is linearly readable from the translation-invariant spectrum (well above the 10%
+    chance, below 100%), while a linear model on raw pixels is near chance: no pixel shortcut."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    tr = data.load("shapes", "train", n=2000)
+    te = data.load("shapes", "test", n=1000)
+
+    def spectrum(x):  # log |FFT| of the grey image: invariant to the object's position
+        g = x.mean(1)
+        g = g - g.mean((1, 2), keepdim=True)
+        return torch.log1p(torch.fft.rfft2(g).abs()).flatten(1).numpy()
+
+    def pixels(x):
+        return torch.nn.functional.avg_pool2d(x, 2).flatten(1).numpy()
+
+    acc = {}
+    for feats in (spectrum, pixels):
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=200))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # lbfgs may stop at max_iter: fine here
+            clf.fit(feats(tr.x), tr.y.numpy())
+        acc[feats.__name__] = clf.score(feats(te.x), te.y.numpy())
+    assert 0.3 < acc["spectrum"] < 0.9, acc          # measured 0.55
+    assert acc["pixels"] < 0.35, acc                 # measured 0.22 (chance 0.10)
+
+
+def test_digits_match_sklearn_and_split_is_stratified_partition():
+    from sklearn.datasets import load_digits
+
+    ref = load_digits()
+    tr, te = data.load("digits", "train", size=8), data.load("digits", "test", size=8)
+    assert len(tr) + len(te) == len(ref.target) == 1797 and len(te) == 360
+    # at the native size the bilinear resize is the identity: images are exactly image / 16
+    refx = torch.from_numpy(ref.images.reshape(len(ref.target), -1) / 16.0).float()
+    ref_y = torch.from_numpy(ref.target)
+    pairs = lambda x, y: sorted((r.numpy().tobytes(), int(c)) for r, c in zip(x, y))  # noqa: E731
+    # train + test is exactly the digits data set (as a multiset of (image, label) pairs)
+    assert pairs(torch.cat([tr.x, te.x]).flatten(1), torch.cat([tr.y, te.y])) == pairs(refx, ref_y)
+    frac = torch.bincount(te.y, minlength=10).float() / torch.bincount(ref_y).float()
+    assert frac.min() > 0.17 and frac.max() < 0.23                # stratified 80/20
+    up = data.load("digits", "train", size=28)
+    assert up.in_shape == (1, 28, 28) and 0 <= up.x.min() and up.x.max() <= 1
+
+
+def test_null_block_is_square_outline_with_diagonals():
+    from skimage.draw import line, rectangle_perimeter
+
+    ref = np.zeros((16, 16))
+    rr, cc = rectangle_perimeter((3, 3), end=(12, 12), shape=(16, 16))  # drawn just outside
+    ref[rr, cc] = 1
+    for r0, c0, r1, c1 in ((2, 2, 13, 13), (2, 13, 13, 2)):
+        rr, cc = line(r0, c0, r1, c1)
+        ref[rr, cc] = 1
+    np.testing.assert_array_equal(data.null_block(16).numpy(), ref)
+    nb = data.null_block(28)
+    assert torch.equal(nb, nb.flip(0)) and torch.equal(nb, nb.T)     # label-independent symmetry
+
+
+def test_block_digits_null_block_and_mask():
+    d = data.load("block_digits", "train")
+    digits = data.load("digits", "train")
+    n, h = len(d), 16
+    assert d.x.shape == (n, 1, 2 * h, h) and d.null_mask.shape == (n, 1, 2 * h, h)
+    assert d.null_mask.dtype == torch.bool
+    assert (d.null_mask.flatten(1).sum(1) == h * h).all()
+    pattern = data.null_block(h).expand(n, 1, h, h).flatten()
+    assert torch.equal(d.x[d.null_mask], pattern)                 # null block = fixed pattern
+    assert torch.equal(d.x[~d.null_mask], digits.x.flatten())      # signal block = the digit
+    top = d.null_mask[:, 0, -1, 0]                                   # null at bottom = signal on top
+    assert 0.4 < top.float().mean() < 0.6                           # order random per sample
+    te1, te2 = fresh("block_digits", "test"), fresh("block_digits", "test")
+    assert torch.equal(te1.null_mask, te2.null_mask)               # fixed per test sample
+    other = data.load("block_digits", "train", order_seed=7)
+    assert torch.equal(other.y, d.y) and not torch.equal(other.null_mask, d.null_mask)
+
+
+def test_spurious_shapes_groups():
+    tr = data.load("spurious_shapes", "train", n=2000)
+    te = data.load("spurious_shapes", "test", n=800)
+    for d in (tr, te):
+        assert torch.equal(d.groups, 2 * d.y + d.background)
+        assert d.num_classes == 2 and d.in_shape == (3, 32, 32)
+    counts = torch.bincount(tr.groups, minlength=4)
+    assert abs((counts[0] + counts[3]).item() / len(tr) - 0.95) < 0.005   # majority pairing
+    assert torch.equal(torch.bincount(te.groups, minlength=4), torch.full((4,), 200))
+    p = data.load("spurious_shapes", "train", n=1000, p_major=0.8)
+    assert abs((p.groups == 0).sum() + (p.groups == 3).sum() - 800) <= 1
+    # the background cue is linearly trivial (mean colour), the label is not (balanced test)
+    from sklearn.linear_model import LogisticRegression
+
+    feats = lambda d: torch.cat([d.x.mean((2, 3)), d.x.std((2, 3))], 1).numpy()  # noqa: E731
+    bg = LogisticRegression(max_iter=500).fit(feats(tr), tr.background.numpy())
+    assert bg.score(feats(te), te.background.numpy()) > 0.98
+    other = data.load("spurious_shapes", "test", n=800, seed=1)
+    lab = LogisticRegression(max_iter=500).fit(feats(te), te.y.numpy())
+    assert lab.score(feats(other), other.y.numpy()) < 0.75
+
+
+def test_toy2d():
+    from sklearn.datasets import make_moons
+
+    d = data.load("toy2d", "train", n=200, noise=0.0)
+    assert d.x.shape == (200, 2) and d.in_shape == (2,)
+    ref, _ = make_moons(200, noise=0.0)
+    # noise-free moons lie on the two half circles of make_moons
+    r0 = (d.x[d.y == 0]).norm(dim=1)
+    r1 = (d.x[d.y == 1] - torch.tensor([1.0, 0.5])).norm(dim=1)
+    assert torch.allclose(r0, torch.ones_like(r0), atol=1e-5)
+    assert torch.allclose(r1, torch.ones_like(r1), atol=1e-5)
+    assert ref.shape == (200, 2)
+
+
+def test_subset_is_seeded_and_slices_extras():
+    d = data.load("shapes", "train", n=300)
+    a, b, c = d.subset(50, seed=1), d.subset(50, seed=1), d.subset(50, seed=2)
+    assert torch.equal(a.x, b.x) and a.fingerprint == b.fingerprint != c.fingerprint
+    rows = {r.numpy().tobytes(): i for i, r in enumerate(d.x.flatten(1))}
+    idx = torch.tensor([rows[r.numpy().tobytes()] for r in a.x.flatten(1)])
+    assert torch.equal(a.masks, d.masks[idx]) and torch.equal(a.y, d.y[idx])
+    assert torch.equal(a.background, d.background[idx])
+    s = data.load("digits", "test", n=40, seed=3)
+    assert len(s) == 40 and torch.equal(s.x, data.load("digits", "test", n=40, seed=3).x)
+
+
+def test_disk_cache_atomic_roundtrip(tmp_path):
+    a = fresh("spurious_shapes", "test", n=40, cache_dir=tmp_path)
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and a.fingerprint in files[0].name and files[0].suffix == ".pt"
+    data._cached_generate.cache_clear()
+    real_gen = data._GENERATORS["spurious_shapes"]
+    data._GENERATORS["spurious_shapes"] = None                     # must come from disk now
+    try:
+        b = data.load("spurious_shapes", "test", n=40, cache_dir=tmp_path)
+    finally:
+        data._GENERATORS["spurious_shapes"] = real_gen
+    assert torch.equal(a.x, b.x) and torch.equal(a.groups, b.groups)
+    assert a.fingerprint == b.fingerprint
+
+
+# ------------------------------------------------------------------ real formats, tiny files
+
+
+def _write_idx(path, arr):
+    arr = np.asarray(arr, dtype=np.uint8)
+    magic = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim)
+    dims = struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    path.write_bytes(magic + dims + arr.tobytes())
+
+
+def _mnist_tree(root, rng):
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    out = {}
+    for prefix, n in (("train", 12), ("t10k", 5)):
+        x = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        y = rng.integers(0, 10, n, dtype=np.uint8)
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
+        out[prefix] = (x, y)
+    return out
+
+
+def test_mnist_and_block_mnist_idx_files(tmp_path):
+    ref = _mnist_tree(tmp_path, np.random.default_rng(0))
+    tr = data.load("mnist", "train", data_root=tmp_path)
+    te = data.load("mnist", "test", data_root=str(tmp_path))
+    assert len(tr) == 12 and len(te) == 5 and tr.in_shape == (1, 28, 28)
+    x, y = tr[4]
+    assert x.dtype == torch.float32 and x.shape == (1, 28, 28)
+    np.testing.assert_allclose(x[0].numpy(), ref["train"][0][4] / 255.0, atol=1e-7)
+    assert y.item() == ref["train"][1][4]
+    small = data.load("mnist", "test", data_root=tmp_path, size=14)
+    assert small[0][0].shape == (1, 14, 14) and small.in_shape == (1, 14, 14)
+    b = data.load("block_mnist", "train", data_root=tmp_path)
+    assert b.x.shape == (12, 1, 56, 28) and b.null_mask.shape == (12, 1, 56, 28)
+    assert torch.equal(b.x[b.null_mask], data.null_block(28).expand(12, 1, 28, 28).flatten())
+    np.testing.assert_allclose(b.x[~b.null_mask].numpy(), ref["train"][0].reshape(-1) / 255.0,
+                               atol=1e-7)
+    sub = data.load("mnist", "train", data_root=tmp_path, n=5, seed=1)
+    assert len(sub) == 5
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_pickle_batches(tmp_path, name):
+    rng = np.random.default_rng(1)
+    folder = tmp_path / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    folder.mkdir()
+    key = "labels" if name == "cifar10" else "fine_labels"
+    files = ([f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"] if name == "cifar10"
+             else ["train", "test"])
+    ref = {}
+    for f in files:
+        x = rng.integers(0, 256, (3, 3072), dtype=np.uint8)
+        y = rng.integers(0, 10, 3).tolist()
+        ref[f] = (x, y)
+        with open(folder / f, "wb") as fh:   # bytes keys, as in the official python-2 pickles
+            pickle.dump({b"data": x, key.encode(): y, b"batch_label": b"x"}, fh)
+    meta = ("batches.meta", "label_names") if name == "cifar10" else ("meta", "fine_label_names")
+    names = [f"c{i}" for i in range(10 if name == "cifar10" else 100)]
+    with open(folder / meta[0], "wb") as fh:
+        pickle.dump({meta[1]: names}, fh)
+    tr = data.load(name, "train", data_root=tmp_path)
+    te = data.load(name, "test", data_root=tmp_path)
+    n_train = 15 if name == "cifar10" else 3
+    assert len(tr) == n_train and len(te) == 3 and tr.classes == tuple(names)
+    first = files[0]
+    x, y = tr[1]
+    assert x.shape == (3, 32, 32)
+    np.testing.assert_allclose(x.numpy(), ref[first][0][1].reshape(3, 32, 32) / 255.0, atol=1e-7)
+    assert y.item() == ref[first][1][1]
+    assert te[2][1].item() == ref[files[-1]][1][2]
+
+
+def test_svhn_mat(tmp_path):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "svhn").mkdir()
+    x = rng.integers(0, 256, (32, 32, 3, 4), dtype=np.uint8)
+    y = np.array([[10], [1], [9], [10]], dtype=np.uint8)
+    savemat(tmp_path / "svhn" / "test_32x32.mat", {"X": x, "y": y})
+    d = data.load("svhn", "test", data_root=tmp_path)
+    assert len(d) == 4 and d.targets.tolist() == [0, 1, 9, 0]
+    np.testing.assert_allclose(d[2][0].numpy(), x[..., 2].transpose(2, 0, 1) / 255.0, atol=1e-7)
+
+
+def _solid(path, colour, size=(20, 12)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, tuple(colour)).save(path)
+
+
+def test_imagefolder_imagenette(tmp_path):
+    for split in ("train", "val"):
+        for k, cls in enumerate(("n01440764", "n02102040")):
+            for j in range(2):
+                _solid(tmp_path / "imagenette" / split / cls / f"{j}.png", (40 * k, 100, 7 * j))
+    d = data.load("imagenette", "test", data_root=tmp_path, size=16)
+    assert d.classes == ("n01440764", "n02102040") and d.targets.tolist() == [0, 0, 1, 1]
+    x, y = d[3]
+    assert x.shape == (3, 16, 16) == d.in_shape and y.item() == 1
+    np.testing.assert_allclose(x[:, 5, 5].numpy(), np.array([40, 100, 7]) / 255.0, atol=1e-6)
+    assert len(data.load("imagenette", "train", data_root=tmp_path)) == 4
+
+
+def test_waterbirds_metadata(tmp_path):
+    root = tmp_path / "waterbirds"
+    rows = []
+    for i, (y, split, place) in enumerate([(0, 0, 0), (1, 0, 0), (1, 0, 1), (0, 1, 1),
+                                           (1, 2, 1), (0, 2, 1)]):
+        fn = f"001.Bird/img_{i}.jpg"
+        _solid(root / fn, (10 * i, 200, 30))
+        rows.append({"img_id": i, "img_filename": fn, "y": y, "split": split, "place": place,
+                     "place_filename": "/x/y.jpg"})
+    with open(root / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    tr = data.load("waterbirds", "train", data_root=tmp_path, size=8)
+    te = data.load("waterbirds", "test", data_root=tmp_path, size=8)
+    assert tr.targets.tolist() == [0, 1, 1] and tr.groups.tolist() == [0, 2, 3]
+    assert te.groups.tolist() == [3, 1] and te.num_classes == 2
+    x, _ = te[0]
+    assert x.shape == (3, 8, 8)
+    np.testing.assert_allclose(x.mean((1, 2)).numpy(), np.array([40, 200, 30]) / 255.0, atol=3e-2)
+
+
+def test_celeba_lists(tmp_path):
+    root = tmp_path / "celeba"
+    attrs = ["5_o_Clock_Shadow", "Blond_Hair", "Male", "Smiling"]
+    table = {"000001.jpg": (0, [-1, 1, -1, 1]), "000002.jpg": (0, [1, -1, 1, -1]),
+             "000003.jpg": (1, [1, 1, 1, 1]), "000004.jpg": (2, [-1, 1, 1, -1]),
+             "000005.jpg": (0, [-1, 1, 1, 1])}
+    for fn in table:
+        _solid(root / "img_align_celeba" / fn, (90, 60, 30), size=(178, 218))
+    with open(root / "list_attr_celeba.txt", "w") as f:
+        f.write(f"{len(table)}\n" + " ".join(attrs) + " \n")
+        for fn, (_, a) in table.items():
+            f.write(fn + " " + " ".join(f"{v:2d}" for v in a) + "\n")
+    with open(root / "list_eval_partition.txt", "w") as f:
+        f.writelines(f"{fn} {p}\n" for fn, (p, _) in table.items())
+    tr = data.load("celeba", "train", data_root=tmp_path, size=32)
+    assert tr.targets.tolist() == [1, 0, 1] and tr.groups.tolist() == [2, 1, 3]
+    x, _ = tr[0]
+    assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1
+    te = data.load("celeba", "test", data_root=tmp_path, target_attr="Smiling")
+    assert te.targets.tolist() == [0] and te.groups.tolist() == [1] and te.in_shape == (3, 224, 224)
+    with pytest.raises(ValueError, match="target_attr"):
+        data.load("celeba", "train", data_root=tmp_path, target_attr="Blonde")
+
+
+EXPECTED_PATHS = {
+    "mnist": "MNIST/raw", "block_mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py",
+    "cifar100": "cifar-100-python", "svhn": "svhn", "imagenette": "imagenette/train",
+    "imagenet100": "imagenet100/train", "celeba": "celeba", "waterbirds": "waterbirds",
+}
+
+
+@pytest.mark.parametrize("name", data.REAL)
+def test_missing_files_fail_fast_and_say_where(tmp_path, name):
+    t = time.perf_counter()
+    with pytest.raises(FileNotFoundError) as err:
+        data.load(name, "train", data_root=tmp_path)
+    assert time.perf_counter() - t < 2.0
+    msg = str(err.value)
+    assert str(tmp_path) in msg and EXPECTED_PATHS[name] in msg.replace("\\", "/"), msg
