@@ -52,7 +52,7 @@ def test_profiles_and_overrides():
     for name, prof in E.PROFILES.items():
         assert {"dataset", "model", "num_epochs", "seeds", "eval_subset", "n_train"} <= set(prof)
     smoke, cpu = E.PROFILES["smoke"], E.PROFILES["cpu"]
-    assert smoke["n_train"] <= 1000 and len(smoke["seeds"]) == 1
+    assert smoke["n_train"] <= 2000 and len(smoke["seeds"]) == 1
     assert len(cpu["seeds"]) == 3 and cpu["n_train"] > smoke["n_train"]
     p = E.profile_params("smoke", num_epochs=5, seeds=[3], extra_knob="x", model=None)
     assert p["num_epochs"] == 5 and p["seeds"] == [3] and p["extra_knob"] == "x"
@@ -232,3 +232,32 @@ def test_write_results(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [path.name]  # no temp file left behind
     with pytest.raises(ValueError, match=r"profile='../x' is not valid"):
         E.write_results("nb", "../x", {}, {}, results_dir=tmp_path)
+
+
+def test_mean_std_table():
+    records = [{"m": "a", "s": "x", "v": 1.0}, {"m": "a", "s": "x", "v": 3.0},
+               {"m": "b", "s": "x", "v": 2.0}, {"m": "a", "s": "z", "v": 5.0}]
+    t = E.mean_std(records, index="m", columns="s", values="v", fmt="{:.2f}")
+    assert list(t.index) == ["a", "b"] and list(t.columns) == ["x", "z"]
+    assert t.loc["a", "x"] == f"2.00 ± {np.std([1.0, 3.0], ddof=1):.2f}"
+    assert t.loc["b", "x"] == "2.00 ± n/a"
+
+
+def test_fit_is_cached_and_seeded(tmp_path):
+    import torch
+
+    params = E.profile_params("smoke", n_train=64, num_epochs=1, batch_size=32)
+    train = E.load_data(params, "digits", "train")
+    assert len(train) == 64 and E.load_data(params, "digits", "test").x.shape[0] == 200
+    a = E.fit(params, train, seed=0, cache_dir=str(tmp_path))
+    b = E.fit(params, train, seed=0, cache_dir=str(tmp_path))
+    c = E.fit(params, train, seed=1, cache_dir=str(tmp_path))
+    assert not a.train_info["from_cache"] and b.train_info["from_cache"]
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), c.state_dict().values()))
+    # initial weights depend on the seed only, not on the global RNG
+    torch.manual_seed(123)
+    m0 = E.build_model(params, train, seed=0)
+    torch.manual_seed(456)
+    m1 = E.build_model(params, train, seed=0)
+    assert all(torch.equal(p, q) for p, q in zip(m0.state_dict().values(), m1.state_dict().values()))

@@ -393,3 +393,26 @@ def test_registry():
     assert metrics.get("insertion") is metrics.insertion_score
     with pytest.raises(ValueError, match="metric='nope'"):
         metrics.get("nope")
+
+
+def test_attribution_scores_match_direct_calls_and_chunking():
+    from robust_saliency import attributions, metrics as M
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.Softplus(beta=3),
+                              torch.nn.Flatten(), torch.nn.Linear(4 * 6 * 6, 3)).eval()
+    x, y = torch.rand(10, 1, 6, 6), torch.randint(0, 3, (10,))
+    out = M.attribution_scores(net, x, y, ["grad", "input_x_grad"], rps_eps=8, rps_n=3,
+                               seed=5, chunk=4)
+    for name in ["grad", "input_x_grad"]:
+        fn = attributions.get(name)
+        h = fn(net, x, y)
+        assert torch.allclose(out[name]["map"], h, atol=1e-6)
+        ins = M.insertion_curve(net, x, y, h)
+        assert torch.allclose(out[name]["insertion_curve"], ins, atol=1e-6)
+        assert torch.allclose(out[name]["insertion"], ins.mean(1), atol=1e-6)
+        # each chunk's rps is rps on that chunk with seed + offset
+        ref = torch.cat([M.rps(net, x[i:i + 4], y[i:i + 4], fn, 8, n=3, seed=5 + i)
+                         for i in range(0, 10, 4)])
+        assert torch.allclose(out[name]["rps"], ref, atol=1e-6)
+        assert out[name]["rps"].shape == (10,)

@@ -39,8 +39,8 @@ _EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
 PROFILES = {
     "smoke": {
         "dataset": "shapes", "model": "small_cnn", "activation": "softplus", "beta": 3.0,
-        "n_train": 600, "n_test": 200, "num_epochs": 2, "batch_size": 64,
-        "optimizer": "adam", "lr": 1e-3, "grad_clip": 0.5, "seeds": [0],
+        "n_train": 2000, "n_test": 200, "num_epochs": 6, "batch_size": 32,
+        "optimizer": "adam", "lr": 3e-3, "grad_clip": 0.5, "seeds": [0],
         "eval_subset": 32, "eps_grid": [4, 16], "attack_steps": 2,
         "data_root": None, "device": "cpu", "progress": False,
     },
