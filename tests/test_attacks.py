@@ -174,7 +174,7 @@ def test_y_none_attacks_the_prediction(trained):
 
 
 def test_registry_and_bad_parameters():
-    assert set(attacks.NAMES) == {"pgd", "fgsm", "mifgsm"}
+    assert set(attacks.NAMES) == {"pgd", "fgsm", "mifgsm", "targeted_attribution", "topk"}
     atk = attacks.get("pgd", norm="linf", eps=8 / 255, steps=20)
     assert atk.name == "pgd" and atk.kwargs["eps"] == 8 / 255
     with pytest.raises(ValueError, match="attack='cw'"):
@@ -189,3 +189,229 @@ def test_registry_and_bad_parameters():
         attacks.get("fgsm", eps=-0.1)
     with pytest.raises(ValueError, match="steps"):
         attacks.get("pgd", eps=0.1, steps=0)
+
+
+
+# ----------------------------------------------------------------------------- attribution attacks
+import copy  # noqa: E402
+
+from robust_saliency import attributions, data, metrics, models  # noqa: E402
+
+ATTRIBUTION_ATTACKS = ("targeted_attribution", "topk")
+
+
+def _digits_model(activation):
+    """small_cnn trained 2 epochs on 256 digits (16x16), Adam lr 3e-3; 32 held-out images."""
+    train = data.load("digits", "train", n=256)
+    test = data.load("digits", "test", n=32)
+    torch.manual_seed(0)
+    model = models.build("small_cnn", train.num_classes, train.in_shape, activation=activation, beta=3.0)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(2):
+        for i in range(0, len(train), 32):
+            opt.zero_grad()
+            F.cross_entropy(model(train.x[i:i + 32]), train.y[i:i + 32]).backward()
+            opt.step()
+    for p in model.parameters():
+        p.grad = None
+    return model.eval(), test.x
+
+
+@pytest.fixture(scope="module")
+def digits_softplus():
+    return _digits_model("softplus")
+
+
+@pytest.fixture(scope="module")
+def digits_relu():
+    return _digits_model("relu")
+
+
+def _pred(model, x):
+    with torch.no_grad():
+        return model(x).argmax(1)
+
+
+def _frame(side, width):
+    """The frame map written out by hand: ones on a border of ``width`` pixels."""
+    h = torch.zeros(side, side)
+    h[:width], h[-width:], h[:, :width], h[:, -width:] = 1.0, 1.0, 1.0, 1.0
+    return h
+
+
+def _frame_loss(model, x, h_t):
+    """||h(x) - h_t||^2 per sample, h = sum_c |grad g_pred| / per-image max (independent of postprocess)."""
+    xr = x.detach().requires_grad_(True)
+    out = model(xr)
+    (g,) = torch.autograd.grad(out.gather(1, _pred(model, x).view(-1, 1)).sum(), xr)
+    a = g.abs().sum(1)
+    a = a / a.flatten(1).amax(1).view(-1, 1, 1)
+    return (a - h_t).pow(2).flatten(1).sum(1)
+
+
+def _topk_share(model, x, x_ref, k):
+    """Share of sum_c |grad g_pred| on the top-k pixels of the clean map (Ghorbani 2019)."""
+    pred = _pred(model, x_ref)
+
+    def mass(xx):
+        return attributions.grad(model, xx, pred).abs().sum(1).flatten(1)
+
+    m0 = mass(x_ref)
+    idx = m0.topk(k, dim=1).indices
+    m = mass(x)
+    return m.gather(1, idx).sum(1) / m.sum(1)
+
+
+def test_frame_target_sizes():
+    assert torch.equal(attacks.frame_target(32, 32)[0, 0], _frame(32, 5))
+    assert torch.equal(attacks.frame_target(16, 16)[0, 0], _frame(16, 3))  # 2.5 rounds up
+    big = attacks.frame_target(224, 224)
+    assert big.shape == (1, 1, 224, 224) and big.sum() == 224 ** 2 - (224 - 70) ** 2  # 35 = 5 * 7
+    assert torch.equal(attacks.frame_target(8, 8)[0, 0], _frame(8, 1))
+    with pytest.raises(ValueError, match="frame_width"):
+        attacks.frame_target(8, 8, frame_width=0)
+
+
+@pytest.mark.parametrize("name", ATTRIBUTION_ATTACKS)
+@pytest.mark.parametrize("activation", ["softplus", "relu"])
+def test_attribution_attacks_ball_range_labels(name, activation, digits_softplus, digits_relu):
+    model, x = digits_softplus if activation == "softplus" else digits_relu
+    eps = 8 / 255
+    x_adv = attacks.get(name, eps=eps, steps=8)(model, x)
+    assert x_adv.shape == x.shape and not x_adv.requires_grad
+    assert (_linf(x_adv, x) <= eps + TOL).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert torch.equal(_pred(model, x_adv), _pred(model, x))  # label kept for every sample
+    assert (_linf(x_adv, x) > 0).float().mean() > 0.5  # and most samples did move
+
+
+def test_targeted_attribution_moves_map_to_frame(digits_softplus):
+    model, x = digits_softplus
+    h_t = _frame(16, 3)
+    clean = _frame_loss(model, x, h_t)
+    x_adv = attacks.targeted_attribution(model, x, eps=8 / 255, steps=20)
+    adv = _frame_loss(model, x_adv, h_t)
+    # every kept iterate has a lower objective than x, whose logit term is 0: the map term drops
+    assert (adv <= clean + 1e-4).all()
+    assert adv.mean() < clean.mean() - 3.0 and (adv < clean).float().mean() > 0.9
+    # and it beats random sign noise of the same size
+    torch.manual_seed(2)
+    noise = (8 / 255) * torch.randint(0, 2, x.shape).float().mul(2).sub(1)
+    x_rand = (x + noise).clamp(0, 1)
+    assert adv.mean() < _frame_loss(model, x_rand, h_t).mean() - 2.0
+    # the reference code's Adam update also works
+    x_adam = attacks.targeted_attribution(model, x, eps=8 / 255, steps=20, update="adam")
+    assert (_linf(x_adam, x) <= 8 / 255 + TOL).all()
+    assert torch.equal(_pred(model, x_adam), _pred(model, x))
+    assert _frame_loss(model, x_adam, h_t).mean() < clean.mean() - 3.0
+
+
+def test_targeted_attribution_one_step_is_the_stated_update(digits_softplus):
+    """steps=1: the result is x or x_1 = clip(x - alpha * sign(grad L(x))), L computed here in float64."""
+    model, x = digits_softplus
+    model = copy.deepcopy(model).double()
+    x = x.double()
+    eps, alpha, w_p = 4 / 255, 2 / 255, 0.1
+    pred = _pred(model, x)
+    h_t = _frame(16, 3).double()
+    xr = x.clone().requires_grad_(True)
+    out = model(xr)
+    (g,) = torch.autograd.grad(out.gather(1, pred.view(-1, 1)).sum(), xr, create_graph=True)
+    a = g.abs().sum(1)
+    a = a / a.flatten(1).amax(1).view(-1, 1, 1)
+    loss = (a - h_t).pow(2).flatten(1).sum(1) + w_p * (out - out.detach()).pow(2).sum(1)
+    (d,) = torch.autograd.grad(loss.sum(), xr)
+    x1 = (x - alpha * d.sign()).clamp(0, 1)
+    x_adv = attacks.targeted_attribution(model, x, eps=eps, steps=1, alpha=alpha, w_p=w_p)
+    is_x1 = (x_adv - x1).flatten(1).abs().amax(1) < 1e-12
+    is_x = (x_adv - x).flatten(1).abs().amax(1) == 0
+    assert (is_x1 | is_x).all() and is_x1.float().mean() > 0.8
+
+
+def test_topk_reduces_topk_mass(digits_softplus):
+    model, x = digits_softplus
+    k = 26  # ~10% of 16x16
+    x_adv = attacks.topk(model, x, eps=8 / 255, steps=20, k=k)
+    clean = _topk_share(model, x, x, k)
+    adv = _topk_share(model, x_adv, x, k)
+    assert (adv <= clean + 1e-5).all()
+    assert adv.mean() < clean.mean() - 0.05 and (adv < clean).float().mean() > 0.9
+    pred = _pred(model, x)
+    m0 = attributions.grad(model, x, pred).abs().sum(1)
+    m1 = attributions.grad(model, x_adv, pred).abs().sum(1)
+    assert metrics.topk_intersection(m1, m0, k).mean() < 0.9
+    # k as a fraction: the same count
+    assert torch.equal(attacks.topk(model, x[:4], eps=8 / 255, steps=3, k=26 / 256),
+                       attacks.topk(model, x[:4], eps=8 / 255, steps=3, k=26))
+
+
+def test_relu_model_via_softplus_copy_untouched(digits_relu):
+    model, x = digits_relu
+    before = copy.deepcopy(model.state_dict())
+    h_t = _frame(16, 3)
+    clean = _frame_loss(model, x, h_t)
+    x_adv = attacks.targeted_attribution(model, x, eps=8 / 255, steps=15)
+    x_top = attacks.topk(model, x, eps=8 / 255, steps=15, k=26)
+    # the map of the ReLU model itself moves
+    assert (_frame_loss(model, x_adv, h_t) <= clean + 1e-4).all()
+    assert _frame_loss(model, x_adv, h_t).mean() < clean.mean() - 1.0
+    assert _topk_share(model, x_top, x, 26).mean() < _topk_share(model, x, x, 26).mean() - 0.02
+    # the original model is untouched: same weights, ReLU modules, no .grad
+    after = model.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    assert any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert not any(isinstance(m, nn.Softplus) for m in model.modules())
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ATTRIBUTION_ATTACKS)
+def test_attribution_attacks_determinism(name, digits_softplus):
+    model, x = digits_softplus
+    x = x[:8]
+    atk = attacks.get(name, eps=8 / 255, steps=3, random_start=True, seed=4)
+    a, b = atk(model, x), atk(model, x)
+    c = attacks.get(name, eps=8 / 255, steps=3, random_start=True, seed=5)(model, x)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    torch.manual_seed(0)
+    d = attacks.get(name, eps=8 / 255, steps=3)(model, x)
+    torch.manual_seed(1)
+    assert torch.equal(d, attacks.get(name, eps=8 / 255, steps=3)(model, x))  # no random start
+
+
+def test_attribution_attacks_target_class_and_map(digits_softplus):
+    model, x = digits_softplus
+    x = x[:8]
+    pred = _pred(model, x)
+    kw = {"eps": 4 / 255, "steps": 3}
+    assert torch.equal(attacks.targeted_attribution(model, x, pred, **kw),
+                       attacks.targeted_attribution(model, x, None, **kw))
+    frame = attacks.frame_target(16, 16)
+    assert torch.equal(attacks.targeted_attribution(model, x, target_map=frame[0, 0], **kw),
+                       attacks.targeted_attribution(model, x, **kw))
+    other = (pred + 1) % 10  # the map of another class; the label check stays on the prediction
+    x_adv = attacks.targeted_attribution(model, x, other, **kw)
+    assert torch.equal(_pred(model, x_adv), pred)
+    for attribution in ("input_x_grad", "guided_backprop"):
+        x_adv = attacks.targeted_attribution(model, x, attribution=attribution, **kw)
+        assert torch.equal(_pred(model, x_adv), pred) and (_linf(x_adv, x) <= 4 / 255 + TOL).all()
+
+
+def test_attribution_attacks_bad_parameters(digits_softplus):
+    model, x = digits_softplus
+    x = x[:2]
+    with pytest.raises(ValueError, match="attribution='integrated_gradients'"):
+        attacks.targeted_attribution(model, x, attribution="integrated_gradients", steps=1)
+    with pytest.raises(ValueError, match="update='sgd'"):
+        attacks.get("targeted_attribution", update="sgd")(model, x)
+    with pytest.raises(ValueError, match="target_map"):
+        attacks.targeted_attribution(model, x, target_map=torch.ones(5, 5), steps=1)
+    with pytest.raises(ValueError, match="w_p"):
+        attacks.targeted_attribution(model, x, w_p=-1.0, steps=1)
+    with pytest.raises(ValueError, match="k"):
+        attacks.topk(model, x, k=0, steps=1)
+    with pytest.raises(ValueError, match="k"):
+        attacks.topk(model, x, k=1.5, steps=1)
+    with pytest.raises(ValueError, match="eps"):
+        attacks.get("topk", eps=-1.0)
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        attacks.get("topk", w_h=1.0)

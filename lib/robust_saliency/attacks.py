@@ -8,9 +8,15 @@ model's train/eval mode is left as it is (evaluate in eval mode).  Every iterate
 onto the eps-ball around x and onto [0, 1].  The result is detached.
 """
 import inspect
+import math
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+
+from . import attributions as _attributions
+from .metrics import _resolve_k
+from .models import softplus_copy
 
 _NORMS = ("linf", "l2")
 
@@ -135,9 +141,248 @@ def mifgsm(model, x, y, eps, alpha=None, steps=10, decay=1.0):
     return x_adv.detach()
 
 
-# Registry.  Later issues add here: targeted_attribution (P1 AAM, Dombrowski 2019),
-# structured (P2), topk (Ghorbani 2019; P2, P3), untargeted_pgd (P2, 40 iterations).
-_REGISTRY = {"pgd": pgd, "fgsm": fgsm, "mifgsm": mifgsm}
+# ----------------------------------------------------------------------------- attribution attacks
+def frame_target(height, width, frame_width=5, ref_size=32, dtype=torch.float32, device=None):
+    """P1's AAM target map h_t (Fig. 3a): ones on a border, zeros inside, shape (1, 1, H, W).
+
+    The border is ``frame_width`` pixels on a ``ref_size`` image (5 on 32x32, as in P1's
+    reference code; 35 on 224x224) and is scaled to the image: each side gets
+    max(1, floor(frame_width * side / ref_size + 1/2)) pixels.
+    """
+    if not (isinstance(frame_width, (int, float)) and not isinstance(frame_width, bool)
+            and frame_width > 0):
+        raise ValueError(f"frame_width must be a number > 0; got frame_width={frame_width!r}")
+    if not (isinstance(ref_size, (int, float)) and ref_size > 0):
+        raise ValueError(f"ref_size must be a number > 0; got ref_size={ref_size!r}")
+    bh = max(1, int(math.floor(frame_width * height / ref_size + 0.5)))
+    bw = max(1, int(math.floor(frame_width * width / ref_size + 0.5)))
+    h_t = torch.ones(1, 1, height, width, dtype=dtype, device=device)
+    h_t[..., bh:height - bh, bw:width - bw] = 0.0
+    return h_t
+
+
+def _smooth_model(model, beta):
+    """``model`` itself if it has no ``nn.ReLU`` module, else its softplus copy (P1's code, beta 20)."""
+    if any(isinstance(m, nn.ReLU) for m in model.modules()):
+        copy = softplus_copy(model, beta)
+        for p in copy.parameters():  # only input gradients are needed on the copy
+            p.requires_grad_(False)
+        return copy
+    return model
+
+
+def _map_and_logits(model, x, target, attribution, create_graph):
+    """(attribution map, logits) at ``x`` (a leaf that requires grad); one forward for grad maps."""
+    if attribution in ("grad", "input_x_grad"):
+        logits = model(x)
+        sel = logits.gather(1, target.view(-1, 1)).sum()
+        (g,) = torch.autograd.grad(sel, x, create_graph=create_graph)
+        return (x * g if attribution == "input_x_grad" else g), logits
+    h = _attributions.get(attribution)(model, x, target, create_graph=create_graph)
+    return h, model(x)
+
+
+def _pixel_mass(h):
+    """Sum of |h| over channels, flattened per sample: (N, C, H, W) -> (N, H*W)."""
+    a = h.abs()
+    if a.dim() >= 3:
+        a = a.sum(1)
+    return a.flatten(1)
+
+
+def _check_attribution_attack(attribution, alpha, softplus_beta, update=None):
+    if attribution not in _attributions.DIFFERENTIABLE:
+        raise ValueError(f"attribution={attribution!r} cannot be attacked (its map is not "
+                         f"differentiable); accepted: {list(_attributions.DIFFERENTIABLE)}")
+    if alpha is not None and not alpha > 0:
+        raise ValueError(f"alpha must be > 0 (input units) or None; got alpha={alpha}")
+    if not (isinstance(softplus_beta, (int, float)) and softplus_beta > 0):
+        raise ValueError(f"softplus_beta must be a number > 0; got softplus_beta={softplus_beta!r}")
+    if update is not None and update not in _UPDATES:
+        raise ValueError(f"update={update!r} is not known; accepted: {list(_UPDATES)}")
+
+
+def _start(x, eps, random_start, seed):
+    """x, or x + U[-eps, eps]^d (own generator when ``seed`` is given) projected to the ball and [0, 1]."""
+    if not random_start or eps == 0:
+        return x.clone()
+    u = torch.rand(x.shape, generator=_generator(seed, x.device), dtype=x.dtype, device=x.device)
+    return _project(x + (2 * u - 1) * eps, x, eps, "linf")
+
+
+def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate):
+    """Shared loop of the attribution attacks: minimise a per-sample loss, keep the best valid iterate.
+
+    ``evaluate(x_t, need_grad) -> (grad of the summed loss or None, loss per sample on the model
+    judged, label kept per sample)``.  The candidates are x itself and every iterate x_0..x_T;
+    per sample the one with the lowest loss among those whose label is kept is returned.
+    """
+    x_adv = _start(x, eps, random_start, seed)
+    best = x.clone()
+    if random_start and eps > 0:
+        _, best_loss, _ = evaluate(x, False)
+    else:
+        best_loss = None
+    if update == "adam":
+        var = x_adv.clone().requires_grad_(True)
+        opt = torch.optim.Adam([var], lr=alpha)
+    view = (-1,) + (1,) * (x.dim() - 1)
+    for t in range(int(steps) + 1):
+        last = t == int(steps)
+        g, loss, kept = evaluate(x_adv, not last)
+        if best_loss is None:  # x_0 = x: always kept
+            best_loss = loss.clone()
+        ok = kept & (loss < best_loss)
+        best = torch.where(ok.view(view), x_adv, best)
+        best_loss = torch.where(ok, loss, best_loss)
+        if last:
+            break
+        if update == "sign":
+            x_adv = _project(x_adv - alpha * g.sign(), x, eps, "linf")
+        else:
+            var.grad = g
+            opt.step()
+            with torch.no_grad():
+                var.copy_(_project(var, x, eps, "linf"))
+            x_adv = var.detach().clone()
+    return best.detach()
+
+
+_UPDATES = ("sign", "adam")
+
+
+def targeted_attribution(model, x, y=None, eps=4 / 255, steps=100, target_map=None, frame_width=5,
+                         attribution="grad", w_h=1.0, w_p=0.1, alpha=None, update="sign",
+                         softplus_beta=20.0, random_start=False, seed=None):
+    """Targeted attribution attack (Dombrowski 2019; P1's AAM, Sec. 2 and "Metrics"): the map moves to h_t.
+
+    Minimises, per sample, over the linf eps-ball around x (eps in input units, P1: 4/255 LeNet,
+    2/255 ResNet18, 100 iterations) with the predicted label kept:
+        L(x') = w_h * ||h(x') - h_t||_2^2 + w_p * ||g(x') - g(x)||_2^2,
+    h = ``attributions.postprocess`` of the map of class ``y`` (``y=None``: the clean prediction),
+    i.e. sum of |map| over channels divided by the per-image max, g the logits.  ``h_t`` is
+    ``target_map`` (broadcastable to (N, 1, H, W), on the scale of h) or, by default,
+    ``frame_target`` (a border of ``frame_width`` pixels on 32x32, scaled to the image size).
+    ``w_p = 0.1`` is the reference code's weighting (0.5 * sum-MSE of the maps + 0.5 * MSE of the
+    logits averaged over C = 10 classes, i.e. w_p = w_h / C).
+
+    Update (``update="sign"``, default): x_{t+1} = P(x_t - alpha * sign(grad_x L(x_t))), P the
+    projection onto {||x' - x||_inf <= eps} and [0, 1], as P1's text states ("PGD-linf,
+    iter=100").  ``update="adam"``: P1's reference code (RobustAGA,
+    ``LitClassifierXAIAdvTester.get_adv_img``) instead takes Adam steps on x' with lr alpha, then
+    projects (and returns the last iterate, with no label check).  ``alpha`` defaults to
+    4 * eps / steps, the reference's Adam learning rate (Adam's first steps move each coordinate
+    by about lr, so both rules take steps of that size).  ``x_0 = x`` (``random_start=True``:
+    uniform in the ball, drawn from its own generator when ``seed`` is given).
+
+    ReLU models (any ``nn.ReLU`` module) are differentiated through ``models.softplus_copy(model,
+    softplus_beta)`` (beta 20 as in P1's code); the loss used to rank the iterates and the label
+    check use ``model`` itself.  Returned, per sample: the iterate (x_0..x_steps, or x) with the
+    lowest L on ``model`` among those whose predicted label equals the clean prediction; x itself
+    if none.  Only input gradients are taken (parameters' ``.grad`` untouched); detached result.
+    """
+    _check(eps, steps)
+    _check_attribution_attack(attribution, alpha, softplus_beta, update)
+    for name, v in (("w_h", w_h), ("w_p", w_p)):
+        if not v >= 0:
+            raise ValueError(f"{name} must be >= 0; got {name}={v}")
+    if alpha is None:
+        alpha = 4.0 * eps / steps
+    x = x.detach()
+    pred0 = _labels(model, x, None)
+    target = pred0 if y is None else y
+    if target_map is None:
+        if x.dim() != 4:
+            raise ValueError(f"target_map=None needs image batches (N, C, H, W); got x of shape "
+                             f"{tuple(x.shape)}: pass target_map")
+        h_t = frame_target(x.shape[2], x.shape[3], frame_width, dtype=x.dtype, device=x.device)
+    else:
+        h_t = torch.as_tensor(target_map, dtype=x.dtype, device=x.device)
+        shape = _attributions.postprocess(x[:1]).shape[1:]
+        try:
+            torch.broadcast_shapes(h_t.shape, (x.shape[0],) + tuple(shape))
+        except RuntimeError:
+            raise ValueError(f"target_map of shape {tuple(h_t.shape)} does not broadcast to the "
+                             f"maps' shape {(x.shape[0],) + tuple(shape)}") from None
+    smooth = _smooth_model(model, softplus_beta)
+    with torch.no_grad():
+        logits0 = smooth(x)
+        logits0_model = logits0 if smooth is model else model(x)
+
+    def loss_of(h, logits, ref):
+        map_term = (_attributions.postprocess(h) - h_t).pow(2).flatten(1).sum(1)
+        return w_h * map_term + w_p * (logits - ref).pow(2).sum(1)
+
+    def evaluate(x_adv, need_grad):
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
+            loss = loss_of(h, logits, logits0)
+            g = torch.autograd.grad(loss.sum(), xa)[0] if need_grad else None
+        if smooth is model:
+            return g, loss.detach(), logits.detach().argmax(1) == pred0
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
+        loss = loss_of(h.detach(), logits.detach(), logits0_model)
+        return g, loss, logits.detach().argmax(1) == pred0
+
+    return _descend(x, eps, steps, alpha, update, random_start, seed, evaluate)
+
+
+def topk(model, x, y=None, eps=8 / 255, steps=300, k=0.02, attribution="grad", alpha=None,
+         softplus_beta=20.0, random_start=False, seed=None):
+    """Top-k attack (Ghorbani 2019 "top-k fooling"; P2, P3): sign steps that move mass off the clean top-k.
+
+    K = the k pixels with the largest clean map m(x) (m = sum of |map| over channels, of class
+    ``y``, ``y=None``: the clean prediction; ``k`` an int count or a float fraction of the pixels,
+    default 0.02 ~ Ghorbani's and P2's k = 1000 of 224x224; P2: 300 iterations).  Minimises the
+    share of the map's mass on K, D(x') = sum_{i in K} m_i(x') / sum_i m_i(x'), by
+    x_{t+1} = P(x_t - alpha * sign(grad_x D(x_t))), P the projection onto the linf eps-ball around
+    x and [0, 1]; ``alpha`` defaults to 2.5 * eps / steps (as ``pgd``); ``x_0 = x`` unless
+    ``random_start``.  ReLU models are differentiated through ``models.softplus_copy(model,
+    softplus_beta)``; K, the ranking of iterates by D and the label check use ``model`` itself.
+    Returned, per sample: the iterate with the lowest D among those whose predicted label equals
+    the clean prediction (x itself if none).  Detached; parameters' ``.grad`` untouched.
+    """
+    _check(eps, steps)
+    _check_attribution_attack(attribution, alpha, softplus_beta)
+    if alpha is None:
+        alpha = 2.5 * eps / steps
+    x = x.detach()
+    pred0 = _labels(model, x, None)
+    target = pred0 if y is None else y
+    with torch.enable_grad():
+        xa = x.clone().requires_grad_(True)
+        h0, _ = _map_and_logits(model, xa, target, attribution, create_graph=False)
+    m0 = _pixel_mass(h0.detach())
+    k = _resolve_k(k, m0.shape[1])
+    top = torch.zeros_like(m0).scatter_(1, m0.topk(k, dim=1).indices, 1.0)
+    smooth = _smooth_model(model, softplus_beta)
+
+    def share(h):
+        m = _pixel_mass(h)
+        return (m * top).sum(1) / m.sum(1).clamp_min(1e-12)
+
+    def evaluate(x_adv, need_grad):
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
+            d = share(h)
+            g = torch.autograd.grad(d.sum(), xa)[0] if need_grad else None
+        if smooth is model:
+            return g, d.detach(), logits.detach().argmax(1) == pred0
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
+        return g, share(h.detach()), logits.detach().argmax(1) == pred0
+
+    return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate)
+
+
+# Registry.  Later issues add here: structured (P2), untargeted_pgd (P2, 40 iterations).
+_REGISTRY = {"pgd": pgd, "fgsm": fgsm, "mifgsm": mifgsm,
+             "targeted_attribution": targeted_attribution, "topk": topk}
 NAMES = tuple(_REGISTRY)
 
 

@@ -1,0 +1,1 @@
+"""Cost benchmarks (run as ``python -m benchmarks.<name>``; not collected by pytest)."""

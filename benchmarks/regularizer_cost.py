@@ -1,0 +1,357 @@
+"""Training cost of P1's regularizers per step, relative to ``ce`` (P1 Table 2; SPEC section 8 "Cost").
+
+Run ``python -m benchmarks.regularizer_cost [--repeats 5] [--batch-size 64]``.  Every method
+(``ce``, ``l2``, ``l2_cosd``, ``hessian``, ``iga``, ``atex`` with P1's reference
+hyperparameters for LeNet, ``training.get_method``) trains its own copy of one initial model
+(``lenet``, softplus beta 3, ``models.build``) with Adam (lr 1e-3) and gradient clipping 0.5, as
+``training.train`` does.  A step is what ``training.train`` times: zero_grad, the method's loss,
+backward, clipping, optimizer step, ``loss.item()``.  Methods are interleaved round-robin on the
+same batches (batch ``r`` of ``shapes`` 32x32 for every method in round ``r``), so a slow phase
+of a shared machine hits all methods alike; time ratios are medians over rounds of the paired
+ratio t_method / t_ce of the same round.
+
+Memory is the per-step peak of the bytes held by the autograd graphs: a
+``torch.autograd.graph.saved_tensors_hooks`` counter adds a tensor's storage when an operation
+saves it for backward (each storage once; the model's parameters excluded) and subtracts it
+when the graph node that saved it is freed; the peak over the step is reported.  This is the
+memory that double backpropagation multiplies (the activations and the saved intermediates
+of the first backward pass), it is exact and deterministic (it does not depend on the
+allocator, the number of threads, page reuse or another process on the machine), and it works
+on CPU.  The alternatives are worse on CPU: the resident set size (``ru_maxrss``, what
+``training.train`` logs) is a process-wide high-water mark dominated by the interpreter and
+libraries; torch.profiler's memory events measure every allocation, transient buffers
+included, but a peak needs its private timeline API and the profiler slows the step several
+times.  It leaves out what every method holds alike (parameters, gradients, Adam's moments)
+and transient workspace of kernels, so its ratios are larger than ratios of total memory;
+``mem_state_ratio`` adds parameters, gradients and Adam state (and ATEX's teacher) to both
+sides as a rough stand-in for the total that P1 measured on a GPU.
+
+The machine may be shared (e.g. a notebook running alongside): the results record the load
+average before and after, and the number of torch threads (1 by default: with one thread per
+process the timings of a 2-core machine are least disturbed by a second busy process).
+"""
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from robust_saliency import cache, data, models, training
+
+# P1 Table 2 (training complexity, relative to CE only): (time, memory) per column.
+P1_TABLE2 = {
+    "CIFAR10 LeNet": {"ce": (1.0, 1.0), "hessian": (4.25, 4.36), "atex": (2.25, 2.81),
+                      "iga": (31.0, 6.55), "l2_cosd": (2.75, 2.64)},
+    "CIFAR10 ResNet18": {"ce": (1.0, 1.0), "hessian": (8.95, 6.62), "atex": (2.22, 3.16),
+                         "iga": (26.45, 6.74), "l2_cosd": (4.10, 2.65)},
+    "ImageNet100 ResNet18": {"ce": (1.0, 1.0), "hessian": (13.88, 4.06), "l2_cosd": (4.94, 2.19)},
+}
+P1_COLUMN = "CIFAR10 LeNet"
+
+# P1's reference hyperparameters (CIFAR-10 LeNet: RobustAGA scripts/cifar_lenet.sh for l2_cosd
+# and hessian; the regularizers' defaults, which follow the reference codes, for iga and atex).
+METHOD_HPARAMS = {
+    "ce": {},
+    "l2": {"eps": 4, "lam": 0.01},
+    "l2_cosd": {"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0},
+    "hessian": {"lam": 1e-3},
+    "iga": {},
+    "atex": {},
+}
+
+DEFAULT_CONFIG = {
+    "methods": ["ce", "l2", "l2_cosd", "hessian", "iga", "atex"],
+    "repeats": 5,          # timed rounds (each: one step of every method)
+    "warmup": 1,           # untimed rounds first
+    "batch_size": 64,
+    "model": "lenet",
+    "dataset": "shapes",
+    "size": 32,
+    "activation": "softplus",
+    "beta": 3.0,
+    "lr": 1e-3,
+    "grad_clip": 0.5,
+    "seed": 0,
+    "num_threads": 1,
+    "hparams": {},         # per-method overrides of METHOD_HPARAMS
+    "output": "default",   # results/benchmark_regularizer_cost.json; None: do not write
+    "verbose": True,
+}
+
+TARGET = {"method": "l2_cosd", "time_ratio": 2.0, "mem_ratio": 2.0, "cheaper_than": "hessian"}
+
+
+class SavedTensorPeak:
+    """Live and peak bytes of the tensors saved for backward inside the context (autograd graphs).
+
+    Each storage is counted once however many nodes save it; storages in ``exclude`` (data
+    pointers, e.g. the parameters) are not counted.  A saved tensor stops counting when the
+    node that saved it is freed (end of backward, or the graph going out of scope).
+    """
+
+    def __init__(self, exclude=()):
+        self.exclude = set(exclude)
+        self.refs = {}
+        self.live = 0
+        self.peak = 0
+
+    class _Held:
+        __slots__ = ("owner", "key", "tensor")
+
+        def __init__(self, owner, key, tensor):
+            self.owner, self.key, self.tensor = owner, key, tensor
+
+        def __del__(self):
+            if self.key is not None:
+                self.owner._release(self.key)
+
+    def _pack(self, t):
+        storage = t.untyped_storage()
+        key = storage.data_ptr()
+        # a detached alias: holding ``t`` itself would make an output saved by its own grad_fn
+        # a reference cycle through the graph (autograd restores the metadata on unpack)
+        alias = t.detach()
+        if key in self.exclude or storage.nbytes() == 0 or t.device.type == "meta":
+            return self._Held(self, None, alias)
+        entry = self.refs.get(key)
+        if entry is None:
+            self.refs[key] = [1, storage.nbytes()]
+            self.live += storage.nbytes()
+            self.peak = max(self.peak, self.live)
+        else:
+            entry[0] += 1
+        return self._Held(self, key, alias)
+
+    @staticmethod
+    def _unpack(held):
+        return held.tensor
+
+    def _release(self, key):
+        entry = self.refs.get(key)
+        if entry is None:
+            return
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.live -= entry[1]
+            del self.refs[key]
+
+    def __enter__(self):
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def _check_config(cfg):
+    unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; accepted: {sorted(DEFAULT_CONFIG)}")
+    methods = list(cfg["methods"])
+    if "ce" not in methods:
+        raise ValueError(f"methods={methods!r} must include 'ce' (ratios are relative to it)")
+    if len(set(methods)) != len(methods):
+        raise ValueError(f"methods={methods!r} has duplicates")
+    for key, low in (("repeats", 1), ("warmup", 0), ("batch_size", 1), ("num_threads", 1)):
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{key}={v!r} is not valid; accepted: an int >= {low}")
+    if cfg["model"] not in models.NAMES:
+        raise ValueError(f"model={cfg['model']!r} is not known; accepted: {list(models.NAMES)}")
+    return methods
+
+
+def _method(name, cfg, teacher):
+    hp = {**METHOD_HPARAMS.get(name, {}), **cfg["hparams"].get(name, {})}
+    if name == "atex":
+        return training.get_method(name, teacher=teacher, **hp), hp
+    return training.get_method(name, **hp), hp
+
+
+def _step(model, method, optimizer, params, x, y, grad_clip):
+    """One training step as ``training.train`` times it."""
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss, _ = method(model, x, y)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return float(loss.item())
+
+
+def _param_bytes(module):
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _loadavg():
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def main(config=None):
+    """Run the benchmark for ``config`` (a dict updating ``DEFAULT_CONFIG``); return the results dict."""
+    cfg = {**DEFAULT_CONFIG, **(config or {})}
+    methods = _check_config(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg["num_threads"])
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg["seed"])
+            results = _run(cfg, methods)
+    finally:
+        torch.set_num_threads(threads)
+    out = cfg["output"]
+    if out is not None:
+        path = (Path(__file__).resolve().parents[1] / "results" / "benchmark_regularizer_cost.json"
+                if out == "default" else Path(out))
+        cache.atomic_write_json(results, path)
+        results["path"] = str(path)
+    if cfg["verbose"]:
+        print(format_table(results))
+    return results
+
+
+def _run(cfg, methods):
+    rounds = cfg["warmup"] + cfg["repeats"]
+    bs = cfg["batch_size"]
+    ds = data.load(cfg["dataset"], "train", n=bs * rounds, size=cfg["size"], seed=cfg["seed"])
+    base = models.build(cfg["model"], ds.num_classes, ds.in_shape, activation=cfg["activation"],
+                        beta=cfg["beta"])
+    teacher = copy.deepcopy(base).eval()  # ATEX distils a trained teacher; a copy costs the same
+    runs = {}
+    for name in methods:
+        model = copy.deepcopy(base)
+        method, hp = _method(name, cfg, teacher)
+        params = [p for p in model.parameters() if p.requires_grad]
+        runs[name] = {"model": model, "method": method, "hparams": hp, "params": params,
+                      "opt": torch.optim.Adam(params, lr=cfg["lr"]), "times": [], "losses": []}
+    load_before = _loadavg()
+    t_start = time.perf_counter()
+    for r in range(rounds):
+        x, y = ds.x[r * bs:(r + 1) * bs], ds.y[r * bs:(r + 1) * bs]
+        for name in methods:
+            run = runs[name]
+            t0 = time.perf_counter()
+            loss = _step(run["model"], run["method"], run["opt"], run["params"], x, y, cfg["grad_clip"])
+            dt = time.perf_counter() - t0
+            if r >= cfg["warmup"]:
+                run["times"].append(dt)
+                run["losses"].append(loss)
+    # memory: one more (untimed) step of every method on the first batch; the count is exact
+    x, y = ds.x[:bs], ds.y[:bs]
+    for name in methods:
+        run = runs[name]
+        exclude = {p.untyped_storage().data_ptr() for p in run["model"].parameters()}
+        with SavedTensorPeak(exclude) as counter:
+            _step(run["model"], run["method"], run["opt"], run["params"], x, y, cfg["grad_clip"])
+        run["peak_bytes"] = counter.peak
+        run["leak_bytes"] = counter.live  # graph memory still held after the step (should be 0)
+    wall = time.perf_counter() - t_start
+
+    ce = runs["ce"]
+    state_ce = 4 * _param_bytes(ce["model"])  # parameters, gradients, Adam's two moments
+    per_method = {}
+    for name in methods:
+        run = runs[name]
+        state = 4 * _param_bytes(run["model"]) + (_param_bytes(teacher) if name == "atex" else 0)
+        paired = [t / c for t, c in zip(run["times"], ce["times"])]
+        p1 = P1_TABLE2[P1_COLUMN].get(name)
+        per_method[name] = {
+            "hparams": run["hparams"],
+            "times_s": run["times"],
+            "median_time_s": statistics.median(run["times"]),
+            "time_ratio": statistics.median(paired),
+            "time_ratio_of_medians": statistics.median(run["times"]) / statistics.median(ce["times"]),
+            "peak_graph_mb": run["peak_bytes"] / 2 ** 20,
+            "mem_ratio": run["peak_bytes"] / ce["peak_bytes"],
+            "mem_state_ratio": (run["peak_bytes"] + state) / (ce["peak_bytes"] + state_ce),
+            "graph_bytes_left_after_step": run["leak_bytes"],
+            "p1_time_ratio": None if p1 is None else p1[0],
+            "p1_mem_ratio": None if p1 is None else p1[1],
+            "final_loss": run["losses"][-1],
+        }
+    target = None
+    if TARGET["method"] in per_method:
+        m = per_method[TARGET["method"]]
+        other = per_method.get(TARGET["cheaper_than"])
+        target = {**TARGET,
+                  "time_ok": m["time_ratio"] <= TARGET["time_ratio"],
+                  "mem_ok": m["mem_ratio"] <= TARGET["mem_ratio"],
+                  "cheaper_ok": None if other is None else bool(
+                      m["time_ratio"] < other["time_ratio"] and m["mem_ratio"] < other["mem_ratio"])}
+    cfg_out = {k: v for k, v in cfg.items() if k not in ("output", "verbose")}
+    return {
+        "config": cfg_out,
+        "methods": per_method,
+        "target": target,
+        "p1_table2": P1_TABLE2,
+        "p1_column": P1_COLUMN,
+        "measure": {"time": "median over rounds of t_method / t_ce in the same round; a step = "
+                            "zero_grad + loss + backward + clip + Adam step + loss.item()",
+                    "memory": "peak bytes of tensors saved for backward during one step "
+                              "(saved_tensors_hooks; storages counted once; parameters excluded)",
+                    "mem_state": "the same plus 4x parameter bytes (weights, grads, Adam moments) "
+                                 "and the teacher's weights for atex"},
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                    "torch": torch.__version__, "torch_threads": cfg["num_threads"],
+                    "loadavg_before": load_before, "loadavg_after": _loadavg(),
+                    "wall_time_s": wall},
+    }
+
+
+def format_table(results):
+    """The results as a text table: median time and peak graph memory per step, ratios to ce, P1."""
+    col = results["p1_column"]
+    head = (f"{'method':<9} {'ms/step':>9} {'time x':>7} {'graph MB':>9} {'mem x':>6} "
+            f"{'mem+state x':>11} | {'P1 time x':>9} {'P1 mem x':>8}  ({col})")
+    lines = [head, "-" * len(head)]
+
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    for name, m in results["methods"].items():
+        lines.append(f"{name:<9} {1e3 * m['median_time_s']:>9.1f} {m['time_ratio']:>7.2f} "
+                     f"{m['peak_graph_mb']:>9.2f} {m['mem_ratio']:>6.2f} {m['mem_state_ratio']:>11.2f} | "
+                     f"{fmt(m['p1_time_ratio'], '>9.2f')} {fmt(m['p1_mem_ratio'], '>8.2f')}")
+    mach = results["machine"]
+    cfg = results["config"]
+    lines.append(f"{cfg['model']} ({cfg['activation']} beta {cfg['beta']}), {cfg['dataset']} "
+                 f"{cfg['size']}x{cfg['size']}, batch {cfg['batch_size']}, {cfg['repeats']} rounds "
+                 f"(+{cfg['warmup']} warm-up), {mach['torch_threads']} thread(s), load average "
+                 f"{mach['loadavg_before']} -> {mach['loadavg_after']}")
+    t = results.get("target")
+    if t is not None:
+        lines.append(f"target {t['method']}: time <= x{t['time_ratio']}: {t['time_ok']}, memory <= "
+                     f"x{t['mem_ratio']}: {t['mem_ok']}, cheaper than {t['cheaper_than']}: "
+                     f"{t['cheaper_ok']}")
+    return "\n".join(lines)
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.regularizer_cost",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=DEFAULT_CONFIG["repeats"])
+    p.add_argument("--batch-size", type=int, default=DEFAULT_CONFIG["batch_size"])
+    p.add_argument("--warmup", type=int, default=DEFAULT_CONFIG["warmup"])
+    p.add_argument("--model", default=DEFAULT_CONFIG["model"])
+    p.add_argument("--methods", default=",".join(DEFAULT_CONFIG["methods"]),
+                   help="comma-separated, must include ce")
+    p.add_argument("--threads", type=int, default=DEFAULT_CONFIG["num_threads"])
+    p.add_argument("--output", default="default", help="JSON path ('none': do not write)")
+    a = p.parse_args(argv)
+    return {"repeats": a.repeats, "batch_size": a.batch_size, "warmup": a.warmup, "model": a.model,
+            "methods": [m for m in a.methods.split(",") if m], "num_threads": a.threads,
+            "output": None if a.output.lower() == "none" else a.output}
+
+
+if __name__ == "__main__":
+    main(_parse(sys.argv[1:]))

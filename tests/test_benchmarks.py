@@ -1,0 +1,63 @@
+"""Tests of benchmarks/regularizer_cost.py with a tiny configuration (structure, ratios, memory counter)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds benchmarks/
+
+from benchmarks import regularizer_cost as B  # noqa: E402
+
+TINY = {"methods": ["ce", "l2_cosd"], "repeats": 1, "warmup": 0, "model": "small_cnn",
+        "batch_size": 8, "verbose": False}
+
+
+def test_main_tiny_config(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    res = B.main({**TINY, "output": str(out), "verbose": True})
+    assert set(res["methods"]) == {"ce", "l2_cosd"}
+    ce, reg = res["methods"]["ce"], res["methods"]["l2_cosd"]
+    assert ce["time_ratio"] == 1.0 and ce["mem_ratio"] == 1.0 and ce["mem_state_ratio"] == 1.0
+    assert ce["time_ratio_of_medians"] == 1.0
+    for m in (ce, reg):
+        assert len(m["times_s"]) == 1 and m["median_time_s"] > 0 and m["peak_graph_mb"] > 0
+        assert m["graph_bytes_left_after_step"] == 0
+    # double backprop holds more graph memory than one forward/backward
+    assert reg["mem_ratio"] > 1.2 and reg["p1_time_ratio"] == 2.75 and reg["p1_mem_ratio"] == 2.64
+    assert reg["hparams"] == {"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0}
+    assert res["target"]["method"] == "l2_cosd" and res["target"]["cheaper_ok"] is None
+    saved = json.loads(out.read_text())
+    assert saved["methods"]["ce"]["mem_ratio"] == 1.0 and saved["config"]["batch_size"] == 8
+    printed = capsys.readouterr().out
+    assert "l2_cosd" in printed and "P1 time x" in printed
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="must include 'ce'"):
+        B.main({**TINY, "methods": ["l2"], "output": None})
+    with pytest.raises(ValueError, match="repeats=0"):
+        B.main({**TINY, "repeats": 0, "output": None})
+    with pytest.raises(ValueError, match="unknown config key"):
+        B.main({**TINY, "epochs": 3, "output": None})
+
+
+def test_saved_tensor_counter_exact_on_a_linear_layer():
+    """Linear + tanh: the graph saves x (for the weight grad) and tanh's output, nothing else."""
+    torch.manual_seed(0)
+    lin = nn.Linear(5, 7)
+    x = torch.randn(3, 5)
+    exclude = {p.untyped_storage().data_ptr() for p in lin.parameters()}
+    with B.SavedTensorPeak(exclude) as c:
+        loss = torch.tanh(lin(x)).sum()
+        assert c.live == (3 * 5 + 3 * 7) * 4
+        loss.backward()
+    assert c.peak == (3 * 5 + 3 * 7) * 4 and c.live == 0
+
+
+def test_cli_parse():
+    cfg = B._parse(["--repeats", "2", "--batch-size", "16", "--methods", "ce,hessian", "--output", "none"])
+    assert cfg["repeats"] == 2 and cfg["batch_size"] == 16 and cfg["methods"] == ["ce", "hessian"]
+    assert cfg["output"] is None
