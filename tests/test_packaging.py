@@ -75,6 +75,10 @@ def test_notebook_shape(path):
     assert len(params) == 1, "exactly one cell tagged 'parameters'"
     src = "".join(params[0]["source"])
     assert 'os.environ.get("ROBUST_SALIENCY_PROFILE", "cpu")' in src
+    # a papermill "injected-parameters" cell would pin the profile and override the environment
+    # variable, so nbval under `make test` would run the long cpu profile instead of smoke
+    injected = [c for c in nb["cells"] if "injected-parameters" in c.get("metadata", {}).get("tags", [])]
+    assert not injected, "remove papermill's injected-parameters cell (make reproduce sets the env var)"
     # committed with outputs of the cpu profile, no errors
     assert all(c.get("execution_count") is not None for c in code), "commit the executed notebook"
     for c in code:
