@@ -416,3 +416,69 @@ def test_attribution_scores_match_direct_calls_and_chunking():
                          for i in range(0, 10, 4)])
         assert torch.allclose(out[name]["rps"], ref, atol=1e-6)
         assert out[name]["rps"].shape == (10,)
+
+
+def _tiny_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Softplus(beta=3),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 12 * 12, 3)).eval()
+
+
+def test_rps_several_similarities_share_the_draws():
+    net = _tiny_net()
+    x, y = torch.rand(5, 2, 12, 12), torch.randint(0, 3, (5,))
+    both = metrics.rps(net, x, y, "grad", 8, n=3, similarity=["cosine", "ssim"],
+                       postprocess="abs_max", seed=3)
+    assert set(both) == {"cosine", "ssim"}
+    for s in ("cosine", "ssim"):
+        one = metrics.rps(net, x, y, "grad", 8, n=3, similarity=s, postprocess="abs_max", seed=3)
+        assert torch.allclose(both[s], one, atol=1e-6)
+    # abs_max post-processing is P1's code: sum_c |map|, divided by the per-image max
+    def by_hand(h):
+        a = h.abs().sum(1)
+        return a / a.flatten(1).amax(1).view(-1, 1, 1)
+
+    hand = metrics.rps(net, x, y, "grad", 8, n=3, similarity=[metrics.ssim], postprocess=by_hand,
+                       seed=3)
+    assert torch.allclose(hand["ssim"], both["ssim"], atol=1e-5)
+    with pytest.raises(ValueError, match="similarity='nope'"):
+        metrics.rps(net, x, y, "grad", 8, n=1, similarity=["cosine", "nope"])
+
+
+def test_saliency_report_structure_and_adv_insertion():
+    from robust_saliency import attacks, attributions
+
+    net = _tiny_net()
+    x, y = torch.rand(6, 2, 12, 12), torch.randint(0, 3, (6,))
+    kw = {"eps": 8 / 255, "steps": 3}
+    rep = metrics.saliency_report(net, x, y, ["grad", "lrp"], rps_eps=(4, 16),
+                                  similarities=("cosine", "pcc"), rps_n=2,
+                                  attack="targeted_attribution", attack_kw=kw, seed=1, chunk=4)
+    assert set(rep) == {"grad", "lrp"}
+    for name, r in rep.items():
+        assert set(r["rps"]) == {"cosine", "pcc"} and set(r["rps"]["pcc"]) == {4, 16}
+        ref = torch.cat([metrics.rps(net, x[i:i + 4], y[i:i + 4], name, 16, n=2,
+                                     similarity="pcc", postprocess="abs_max", seed=1 + i)
+                         for i in (0, 4)])
+        assert torch.allclose(r["rps"]["pcc"][16], ref, atol=1e-6)
+        # the attack is the library's, per attribution, and stays in the eps-ball
+        x_adv = torch.cat([attacks.get("targeted_attribution", attribution=name, **kw)(
+            net, x[i:i + 4], y[i:i + 4]) for i in (0, 4)])
+        assert torch.allclose(r["x_adv"], x_adv)
+        assert (r["x_adv"] - x).abs().max() <= 8 / 255 + 1e-6
+        h_adv = attributions.get(name)(net, x_adv, y)
+        assert torch.allclose(r["map_adv"], h_adv, atol=1e-6)
+        ref_adv = metrics.adv_insertion_curve(net, x, y, h_adv)
+        assert torch.allclose(r["adv_insertion_curve"], ref_adv, atol=1e-6)
+        assert torch.allclose(r["adv_insertion"], ref_adv.mean(1), atol=1e-6)
+        assert r["label_kept"].dtype == torch.bool and r["label_kept"].all()  # AAM keeps labels
+        assert r["insertion"].shape == (6,) and r["insertion_curve"].shape == (6, 21)
+
+
+def test_saliency_report_rejects_bad_attack_before_work():
+    net = _tiny_net()
+    x, y = torch.rand(2, 2, 12, 12), torch.randint(0, 3, (2,))
+    with pytest.raises(ValueError, match="attack='nope'"):
+        metrics.saliency_report(net, x, y, ["grad"], attack="nope")
+    with pytest.raises(ValueError, match="integrated_gradients"):
+        metrics.saliency_report(net, x, y, ["integrated_gradients"], attack="targeted_attribution")

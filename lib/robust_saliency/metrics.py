@@ -207,6 +207,38 @@ def _generator(seed, device):
     return g
 
 
+def _similarity_fns(similarity):
+    """{name: fn} for a similarity name, a callable, or a list/tuple of them."""
+    items = list(similarity) if isinstance(similarity, (list, tuple)) else [similarity]
+    if not items:
+        raise ValueError("similarity=[] is not valid; accepted: a name in "
+                         f"{sorted(_SIMILARITIES)}, a callable, or a non-empty list of them")
+    fns = {}
+    for s in items:
+        if isinstance(s, str):
+            if s not in _SIMILARITIES:
+                raise ValueError(f"similarity={s!r} is not known; accepted: "
+                                 f"{sorted(_SIMILARITIES)} or a callable")
+            fns[s] = _SIMILARITIES[s]
+        elif callable(s):
+            fns[getattr(s, "__name__", repr(s))] = s
+        else:
+            raise ValueError(f"similarity={s!r} is not valid; accepted: a name in "
+                             f"{sorted(_SIMILARITIES)} or a callable")
+    return fns
+
+
+def _postprocess_fn(postprocess):
+    if postprocess is None:
+        return lambda h: h
+    if isinstance(postprocess, str):
+        if postprocess not in _POSTPROCESS:
+            raise ValueError(f"postprocess={postprocess!r} is not known; accepted: None, "
+                             f"{sorted(_POSTPROCESS)} or a callable")
+        return _POSTPROCESS[postprocess]
+    return postprocess
+
+
 def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=None, seed=0):
     """Random perturbation similarity per sample (P1 "RPS", after Dombrowski 2022).
 
@@ -214,76 +246,128 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
     x + delta clamped to the valid range [0, 1] (P1's code clamps to the data range).
     The attribution targets the label ``y`` (as P1's code).  ``attribution``: a name for
     ``attributions.get`` or a fn ``(model, x, target) -> map``.  ``similarity``: 'cosine',
-    'pcc', 'ssim', 'spearman' or a fn ``(a, b) -> (N,)``.  ``postprocess`` maps the raw map to
-    h: None (raw map), 'abs_max' (P1: sum_c |map| / per-image max; needed for P1's SSIM) or a
-    fn.  ``seed``: the noise draws use their own generator (None: the global RNG).
-    Returns a tensor (N,); P1 reports its mean over the test set.
+    'pcc', 'ssim', 'spearman' or a fn ``(a, b) -> (N,)``; a list of them scores the same noise
+    draws with each and returns ``{name: (N,)}`` (a callable is named by its ``__name__``).
+    ``postprocess`` maps the raw map to h: None (raw map), 'abs_max' (P1's code: sum_c |map| /
+    per-image max; needed for SSIM) or a fn.  ``seed``: the noise draws use their own
+    generator (None: the global RNG).  Returns a tensor (N,) (a dict for a list of
+    similarities); P1 reports its mean over the test set.
     """
-    if eps < 0:
+    if not eps >= 0:
         raise ValueError(f"eps must be >= 0 (0-255 units); got eps={eps}")
-    if int(n) != n or n < 1:
+    if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n must be a positive int; got n={n}")
     if isinstance(attribution, str):
         from . import attributions
         attribution = attributions.get(attribution)
-    if isinstance(similarity, str):
-        if similarity not in _SIMILARITIES:
-            raise ValueError(f"similarity={similarity!r} is not known; accepted: "
-                             f"{sorted(_SIMILARITIES)} or a callable")
-        similarity = _SIMILARITIES[similarity]
-    if postprocess is None:
-        post = lambda h: h  # noqa: E731
-    elif isinstance(postprocess, str):
-        if postprocess not in _POSTPROCESS:
-            raise ValueError(f"postprocess={postprocess!r} is not known; accepted: None, "
-                             f"{sorted(_POSTPROCESS)} or a callable")
-        post = _POSTPROCESS[postprocess]
-    else:
-        post = postprocess
+    fns = _similarity_fns(similarity)
+    post = _postprocess_fn(postprocess)
     gen = _generator(seed, x.device)
     x = x.detach()
     h0 = post(attribution(model, x, y).detach())
-    total = torch.zeros(x.shape[0], dtype=_work_dtype(x), device=x.device)
+    total = {k: torch.zeros(x.shape[0], dtype=_work_dtype(x), device=x.device) for k in fns}
     for _ in range(int(n)):  # loop over noise draws only; each draw is batched over samples
         u = torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device)
         x_r = (x + (2 * u - 1) * (eps / 255.0)).clamp(0.0, 1.0)
         h_r = post(attribution(model, x_r, y).detach())
-        total = total + similarity(h_r, h0)
-    return total / int(n)
+        for k, fn in fns.items():
+            total[k] = total[k] + fn(h_r, h0)
+    out = {k: v / int(n) for k, v in total.items()}
+    return out if isinstance(similarity, (list, tuple)) else next(iter(out.values()))
 
 
-def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="cosine",
-                       baseline="zero", fractions=None, seed=0, chunk=64, progress=False):
-    """Score attribution methods on one batch: P1's RPS (at ``rps_eps``, 0-255 units) and
-    insertion score and curve, per sample.
+def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cosine",), rps_n=10,
+                    postprocess="abs_max", attack=None, attack_kw=None, baseline="zero",
+                    fractions=None, seed=0, chunk=64, progress=False):
+    """P1 Table 1 (and its appendix) for each attribution method on one batch, per sample.
 
-    ``methods``: names for ``attributions.get``.  Samples are processed in chunks of ``chunk``
-    (the captum methods expand each sample into many).  Returns
-    ``{method: {"map": (N,C,H,W), "rps": (N,), "insertion": (N,), "insertion_curve": (N,F)}}``.
+    For every name in ``attributions`` (``attributions.get``): the clean map; ``rps`` for each
+    similarity and each eps of ``rps_eps`` (0-255 units; the same ``rps_n`` noise draws serve
+    all similarities; maps post-processed by ``postprocess`` as in ``rps``); P1's Insertion
+    curve and score (``insertion_curve``, ``baseline``, ``fractions``); and, when ``attack``
+    names an attribution attack of ``attacks`` (e.g. ``"targeted_attribution"``, P1's AAM),
+    the attacked input ``x_adv = attack(model, x, y)`` made against that attribution with
+    ``attack_kw`` (input units, e.g. ``{"eps": 4/255, "steps": 100}``), its map, P1's
+    Adv-Insertion (the clean x inserted in the order of the attacked map) and whether the
+    attack kept the prediction.  Samples go in chunks of ``chunk`` (captum methods expand each
+    sample); chunk ``i`` draws its RPS noise with seed ``seed + i`` (None: the global RNG).
+
+    Returns ``{name: {"map", "rps": {similarity: {eps: (N,)}}, "insertion", "insertion_curve",
+    and with an attack "x_adv", "map_adv", "adv_insertion", "adv_insertion_curve",
+    "label_kept"}}`` (tensors, first dimension N).
     """
-    from . import attributions
+    from . import attacks as _attacks
+    from . import attributions as _attr
 
-    out = {}
-    it = methods
+    eps_list = list(rps_eps) if isinstance(rps_eps, (list, tuple)) else [rps_eps]
+    sims = list(similarities) if isinstance(similarities, (list, tuple)) else [similarities]
+    sim_names = list(_similarity_fns(sims))
+    fns = {name: _attr.get(name) for name in attributions}
+    attack_kw = dict(attack_kw or {})
+    if attack is not None:
+        for name in fns:
+            _attacks.get(attack, attribution=name, **attack_kw)  # bad names fail before any work
+    if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk must be a positive int; got chunk={chunk}")
+    it = list(fns.items())
     if progress:
         import sys
 
         from tqdm import tqdm
-        it = tqdm(methods, desc="attributions", file=sys.stderr)
-    for name in it:
-        fn = attributions.get(name)
-        parts = {"map": [], "rps": [], "insertion": [], "insertion_curve": []}
-        for i in range(0, len(x), chunk):  # chunks of samples bound the memory of captum methods
-            xb, yb = x[i:i + chunk], y[i:i + chunk]
+        it = tqdm(it, desc="attributions", file=sys.stderr)
+    out = {}
+    for name, fn in it:
+        parts = {}
+
+        def add(key, value):
+            parts.setdefault(key, []).append(value)
+
+        for i in range(0, len(x), int(chunk)):
+            xb, yb = x[i:i + chunk].detach(), y[i:i + chunk]
             h = fn(model, xb, yb).detach()
-            parts["map"].append(h)
-            parts["rps"].append(rps(model, xb, yb, fn, rps_eps, n=rps_n, similarity=similarity,
-                                    seed=None if seed is None else seed + i))
+            add("map", h)
+            for e in eps_list:
+                r = rps(model, xb, yb, fn, e, n=rps_n, similarity=sims, postprocess=postprocess,
+                        seed=None if seed is None else seed + i)
+                for s, v in r.items():
+                    add(("rps", s, e), v)
             curve = insertion_curve(model, xb, yb, h, fractions=fractions, baseline=baseline)
-            parts["insertion_curve"].append(curve)
-            parts["insertion"].append(curve.mean(1))
-        out[name] = {k: torch.cat(v) for k, v in parts.items()}
+            add("insertion_curve", curve)
+            add("insertion", curve.mean(1))
+            if attack is not None:
+                x_adv = _attacks.get(attack, attribution=name, **attack_kw)(model, xb, yb)
+                h_adv = fn(model, x_adv, yb).detach()
+                adv = adv_insertion_curve(model, xb, yb, h_adv, fractions=fractions,
+                                          baseline=baseline)
+                add("x_adv", x_adv)
+                add("map_adv", h_adv)
+                add("adv_insertion_curve", adv)
+                add("adv_insertion", adv.mean(1))
+                add("label_kept", _predict(model, x_adv) == _predict(model, xb))
+        res = {"rps": {s: {} for s in sim_names}}
+        for key, chunks in parts.items():
+            if isinstance(key, tuple):
+                res["rps"][key[1]][key[2]] = torch.cat(chunks)
+            else:
+                res[key] = torch.cat(chunks)
+        out[name] = res
     return out
+
+
+def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="cosine",
+                       baseline="zero", fractions=None, seed=0, chunk=64, progress=False):
+    """Score attribution methods on one batch: P1's RPS (at ``rps_eps``, 0-255 units, raw maps)
+    and insertion score and curve, per sample (``saliency_report`` without post-processing).
+
+    ``methods``: names for ``attributions.get``.  Returns
+    ``{method: {"map": (N,C,H,W), "rps": (N,), "insertion": (N,), "insertion_curve": (N,F)}}``.
+    """
+    rep = saliency_report(model, x, y, methods, rps_eps=(rps_eps,), similarities=(similarity,),
+                          rps_n=rps_n, postprocess=None, baseline=baseline, fractions=fractions,
+                          seed=seed, chunk=chunk, progress=progress)
+    sim = next(iter(_similarity_fns(similarity)))
+    return {m: {"map": r["map"], "rps": r["rps"][sim][rps_eps], "insertion": r["insertion"],
+                "insertion_curve": r["insertion_curve"]} for m, r in rep.items()}
 
 
 # --------------------------------------------------------------------------------------------
