@@ -261,3 +261,111 @@ def test_fit_is_cached_and_seeded(tmp_path):
     torch.manual_seed(456)
     m1 = E.build_model(params, train, seed=0)
     assert all(torch.equal(p, q) for p, q in zip(m0.state_dict().values(), m1.state_dict().values()))
+
+
+def test_notebook_profiles_layer_between_profile_and_overrides():
+    nb = "01_local_gradient_alignment"
+    cpu = E.profile_params("cpu", notebook=nb)
+    assert cpu["size"] == E.NOTEBOOK_PROFILES[nb]["cpu"]["size"]
+    assert cpu["seeds"] == E.PROFILES["cpu"]["seeds"]  # generic value kept where not overridden
+    assert E.profile_params("cpu", notebook=nb, size=24, seeds=None)["size"] == 24
+    # a fresh copy each time: editing one does not leak into the next
+    cpu["grid"]["l2"].append({"lam": 5.0})
+    assert {"lam": 5.0} not in E.profile_params("cpu", notebook=nb)["grid"]["l2"]
+    with pytest.raises(ValueError, match="notebook='99_nope'"):
+        E.profile_params("cpu", notebook="99_nope")
+    for prof in E.PROFILES:  # every notebook grid constructs its methods
+        p = E.profile_params(prof, notebook=nb)
+        if "grid" in p:
+            E.check_grid(p["grid"])
+
+
+def test_build_model_normalizes_with_the_train_statistics():
+    import torch
+
+    from robust_saliency import models
+
+    params = E.profile_params("smoke", normalize=True, model="lenet",
+                              model_kw={"width": 4, "hidden": 8})
+    train = E.load_data(params, "shapes", "train", size=16, n=40)
+    net = E.build_model(params, train, seed=0)
+    assert isinstance(net[0], models.Normalize)
+    mean = train.x.mean((0, 2, 3))
+    assert torch.allclose(net[0].mean, mean, atol=1e-6)
+    assert torch.allclose(net[0].std, train.x.std((0, 2, 3)), atol=1e-6)
+    assert net[1].out_channels == 4  # model_kw reached the builder
+    other = E.build_model(params, train, model="small_cnn", seed=0)  # model_kw is lenet's only
+    assert isinstance(other[0], models.Normalize)
+    plain = E.build_model({**params, "normalize": False}, train, seed=0)
+    assert not isinstance(plain[0], models.Normalize)
+
+
+def test_fit_init_from_copies_the_weights_and_changes_the_key(tmp_path):
+    import torch
+
+    params = E.profile_params("smoke", n_train=32, num_epochs=1, batch_size=32, lr=1e-12)
+    train = E.load_data(params, "digits", "train")
+    teacher = E.fit(params, train, seed=0, cache_dir=str(tmp_path))
+    student = E.fit(params, train, seed=1, init_from=teacher, cache_dir=str(tmp_path))
+    # lr ~ 0: one Adam step moves each weight by at most ~lr, so the student is the teacher
+    for p, q in zip(teacher.state_dict().values(), student.state_dict().values()):
+        assert torch.allclose(p, q, atol=1e-9)
+    scratch = E.fit(params, train, seed=1, cache_dir=str(tmp_path))
+    assert scratch.train_info["key"] != student.train_info["key"]
+    other = E.build_model(params, E.load_data(params, "shapes", "train", size=16, n=32), seed=0)
+    with pytest.raises(ValueError, match="init_from"):
+        E.fit(params, train, seed=0, init_from=other, cache_dir=str(tmp_path))
+
+
+def test_check_grid():
+    grid = {"l2": [{"eps": 4, "lam": 0.1}], "atex": [{"n_shifts": 2}]}
+    assert E.check_grid(grid) is grid
+    with pytest.raises(ValueError, match="grid key 'nope'"):
+        E.check_grid({"nope": [{}]})
+    with pytest.raises(ValueError, match="grid key 'l2'"):
+        E.check_grid(grid, methods=["ce", "atex"])
+    with pytest.raises(ValueError, match="lam=-1"):
+        E.check_grid({"l2": [{"lam": -1}]})
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        E.check_grid({"hessian": [{"lamda": 1e-3}]})
+    with pytest.raises(ValueError, match="grid="):
+        E.check_grid({"l2": []})
+
+
+def test_select_hparams_follows_p1_rule():
+    rows = [{"score": 0.95, "accuracy": 0.80}, {"score": 0.90, "accuracy": 0.865},
+            {"score": 0.92, "accuracy": 0.861}, {"score": 0.80, "accuracy": 0.90}]
+    # within 1% of 0.87: rows 1, 2 and 3; the highest score among them is row 2
+    assert E.select_hparams(rows, 0.87) == (2, "highest score within tolerance")
+    # a wider tolerance admits row 0, which has the highest score overall
+    assert E.select_hparams(rows, 0.87, tol=0.1)[0] == 0
+    # none within tolerance: the most accurate
+    assert E.select_hparams(rows, 0.99) == (3, "none within tolerance: most accurate")
+    # equal scores: the more accurate wins
+    tie = [{"score": 0.9, "accuracy": 0.85}, {"score": 0.9, "accuracy": 0.86}]
+    assert E.select_hparams(tie, 0.86)[0] == 1
+    with pytest.raises(ValueError, match="rows"):
+        E.select_hparams([], 0.5)
+
+
+def test_cached_eval(tmp_path):
+    import torch
+
+    params = E.profile_params("smoke", n_train=32, num_epochs=1, batch_size=32)
+    train = E.load_data(params, "digits", "train")
+    net = E.fit(params, train, seed=0, cache_dir=str(tmp_path))
+    calls = []
+
+    def fn():
+        calls.append(1)
+        return {"acc": torch.tensor([0.5, 0.25])}
+
+    a = E.cached_eval("acc", net, {"n": 2}, fn, cache_dir=tmp_path)
+    b = E.cached_eval("acc", net, {"n": 2}, fn, cache_dir=tmp_path)
+    assert len(calls) == 1 and torch.equal(a["acc"], b["acc"])
+    E.cached_eval("acc", net, {"n": 3}, fn, cache_dir=tmp_path)  # another config: computed
+    assert len(calls) == 2
+    bare = torch.nn.Linear(2, 2)  # no training key: never cached
+    E.cached_eval("acc", bare, {"n": 2}, fn, cache_dir=tmp_path)
+    E.cached_eval("acc", bare, {"n": 2}, fn, cache_dir=tmp_path)
+    assert len(calls) == 4

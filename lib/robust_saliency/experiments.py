@@ -31,8 +31,10 @@ import numpy as np
 
 from . import cache as _cache
 
-__all__ = ["PROFILES", "profile_params", "validate", "train_config", "resolve_device",
-           "default_cache_dir", "repo_root", "provenance", "write_results", "accepted_names"]
+__all__ = ["PROFILES", "NOTEBOOK_PROFILES", "profile_params", "validate", "train_config",
+           "resolve_device", "default_cache_dir", "repo_root", "provenance", "write_results",
+           "accepted_names", "load_data", "build_model", "fit", "check_grid", "select_hparams",
+           "cached_eval", "mean_std"]
 
 _EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
 
@@ -65,15 +67,59 @@ PROFILES = {
 }
 
 
-def profile_params(profile, **overrides):
+# Per-notebook settings on top of PROFILES (what a notebook's parameters cell leaves at None).
+NOTEBOOK_PROFILES = {
+    # P1 at CPU scale: shapes rendered at 16x16 and a half-width lenet (16/32 channels, fc 128)
+    # so that 6 methods x 3 seeds, a small hyperparameter grid and 100-step-scale attacks fit
+    # in 15 minutes on 2 cores; short training (bs 64, lr 2e-3) with normalized inputs.
+    # The grids start at P1's reference settings (SPEC section 6) and go up by 10x where the
+    # reference is too weak at this scale; the paper profile uses P1's settings only.
+    "01_local_gradient_alignment": {
+        "smoke": {"size": 16, "n_train": 600, "n_test": 200, "num_epochs": 1, "batch_size": 64,
+                  "lr": 2e-3, "normalize": True, "model": "lenet",
+                  "model_kw": {"width": 4, "hidden": 32},
+                  "eval_subset": 8, "rps_n": 1, "attack_steps": 2, "atex_epochs": 1,
+                  "grid": {"l2": [{"eps": 4, "lam": 0.01}], "l2_cosd": [
+                      {"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0}], "hessian": [{"lam": 1e-3}],
+                      "iga": [{"steps": 1}], "atex": [{"n_shifts": 2, "n_orth": 1, "smooth_n": 1}]},
+                  "toy_epochs": 20, "bench_repeats": 1},
+        "cpu": {"size": 16, "n_train": 5000, "n_test": 1000, "num_epochs": 4, "batch_size": 64,
+                "lr": 2e-3, "normalize": True, "model": "lenet",
+                "model_kw": {"width": 16, "hidden": 128},
+                "eval_subset": 100, "rps_n": 5, "attack_steps": 20, "atex_epochs": 1,
+                "grid": {"l2": [{"eps": 4, "lam": v} for v in (0.01, 0.1, 1.0)],
+                         "l2_cosd": [{"eps": 4, "lam_l2": a, "lam_cos": b}
+                                     for a in (0.01, 0.1) for b in (1.0, 10.0)],
+                         "hessian": [{"lam": v} for v in (1e-4, 1e-3)],
+                         "iga": [{"steps": 1}],
+                         "atex": [{"n_shifts": 3, "n_orth": 2, "smooth_n": 2}]},
+                "toy_epochs": 200, "bench_repeats": 10},
+        "paper": {"normalize": True, "model_kw": {}, "rps_n": 10, "attack_steps": 100,
+                  "atex_epochs": 10,
+                  "grid": {"l2": [{"eps": 4, "lam": 0.01}],
+                           "l2_cosd": [{"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0}],
+                           "hessian": [{"lam": 1e-3}], "iga": [{}], "atex": [{}]},
+                  "toy_epochs": 200, "bench_repeats": 20},
+    },
+}
+
+
+def profile_params(profile, notebook=None, **overrides):
     """The parameters of ``profile`` (a fresh dict, with ``"profile"``) updated by ``overrides``.
 
-    Explicit overrides win; an override whose value is None is ignored (a notebook parameter
-    left at None takes the profile's value).  Unknown profile -> ValueError.
+    ``notebook`` (a key of ``NOTEBOOK_PROFILES``) layers that notebook's settings for the
+    profile over the generic ones.  Explicit overrides win; an override whose value is None is
+    ignored (a notebook parameter left at None takes the profile's value).  Unknown profile or
+    notebook -> ValueError.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not known; accepted: {tuple(PROFILES)}")
     params = copy.deepcopy(PROFILES[profile])
+    if notebook is not None:
+        if notebook not in NOTEBOOK_PROFILES:
+            raise ValueError(f"notebook={notebook!r} has no profile settings; accepted: None or "
+                             f"{tuple(NOTEBOOK_PROFILES)}")
+        params.update(copy.deepcopy(NOTEBOOK_PROFILES[notebook].get(profile, {})))
     params.update({k: v for k, v in overrides.items() if v is not None})
     params["profile"] = profile
     return params
@@ -396,35 +442,121 @@ def load_data(params, dataset=None, split="train", **kw):
 
 def build_model(params, train_set, model=None, seed=0, **kw):
     """``models.build`` for ``train_set`` with the profile's activation/beta, initialised from
-    ``seed`` (the same seed gives the same initial weights)."""
+    ``seed`` (the same seed gives the same initial weights).
+
+    Keywords come from ``kw``, then ``params["model_kw"]`` when ``model`` is the profile's
+    model.  ``params["normalize"]`` puts a ``Normalize`` first with ``train_set``'s per-channel
+    mean and std (image datasets; SPEC section 4: normalization is the model's first layer).
+    """
     import torch
 
     from . import models
 
     name = model or params["model"]
+    if name == params.get("model"):
+        for k, v in (params.get("model_kw") or {}).items():
+            kw.setdefault(k, v)
     kw.setdefault("activation", params.get("activation", "relu"))
     kw.setdefault("beta", params.get("beta", 3.0))
+    mean, std = getattr(train_set, "mean", None), getattr(train_set, "std", None)
+    if params.get("normalize") and "mean" not in kw and mean is not None and std is not None \
+            and len(train_set.in_shape) == 3:
+        kw["mean"], kw["std"] = list(mean), list(std)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return models.build(name, train_set.num_classes, tuple(train_set.in_shape), **kw)
 
 
 def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, method_kw=None,
-        **cfg_overrides):
+        init_from=None, **cfg_overrides):
     """Load-or-train one model: build ``model`` (default ``params["model"]``) from ``seed``,
     train it on ``train_set`` with ``method`` through the cached training loop
     (``training.train``), and return it in eval mode. A second call with the same
-    configuration loads the cached weights instead of training."""
+    configuration loads the cached weights instead of training.
+
+    ``init_from``: a model whose weights replace the initial ones (ATEX's student starts as
+    a copy of its teacher); they enter the cache key.  ``cfg_overrides`` (e.g. ``num_epochs``)
+    override the training settings of ``params``.
+    """
     import torch
 
     from . import training
 
     net = build_model(params, train_set, model=model, seed=seed, **(model_kw or {}))
+    if init_from is not None:
+        try:
+            net.load_state_dict(init_from.state_dict())
+        except (RuntimeError, AttributeError) as err:
+            raise ValueError(f"init_from={type(init_from).__name__} does not fit the model "
+                             f"{params.get('model') if model is None else model!r}: {err}") from None
     meth = training.get_method(method, **(method_kw or {})) if isinstance(method, str) else method
     cfg = train_config(params, seed=seed, **cfg_overrides)
     loader = torch.utils.data.DataLoader(train_set, batch_size=params.get("batch_size", 128),
                                          shuffle=False)
     return training.train(net, meth, loader, cfg)
+
+
+def check_grid(grid, methods=None):
+    """Validate a hyperparameter grid ``{method: [hparams, ...]}`` before any training.
+
+    Every method name must be known (and in ``methods`` when given) and every hparams dict
+    must construct its method (``training.get_method``; ATEX with a stand-in teacher), so a
+    typo fails here with the method's own message.  Returns ``grid``.
+    """
+    import torch
+
+    from . import training
+
+    if not isinstance(grid, dict) or not all(isinstance(v, (list, tuple)) and v
+                                             for v in grid.values()):
+        raise ValueError(f"grid={grid!r} is not valid; accepted: a dict {{method: [hparams dict, "
+                         f"...]}} with a non-empty list per method")
+    known = accepted_names("method")
+    for name, points in grid.items():
+        if name not in known or (methods is not None and name not in methods):
+            accepted = known if methods is None else list(methods)
+            raise ValueError(f"grid key {name!r} is not a method of this run; accepted: {accepted}")
+        for hp in points:
+            if not isinstance(hp, dict):
+                raise ValueError(f"grid[{name!r}] item {hp!r} is not valid; accepted: a dict of "
+                                 f"hyperparameters")
+            extra = {"teacher": torch.nn.Identity()} if name == "atex" else {}
+            training.get_method(name, **hp, **extra)
+    return grid
+
+
+def select_hparams(rows, reference_accuracy, tol=0.01, score="score", accuracy="accuracy"):
+    """P1's model selection: the row with the highest ``score`` among those whose ``accuracy``
+    is at least ``reference_accuracy - tol`` (P1: Grad RPS within 1% test accuracy of CE).
+
+    ``rows``: a list of dicts (one per hyperparameter setting).  If no row is within the
+    tolerance, the most accurate row is returned.  Returns ``(index, reason)`` with ``reason``
+    'highest score within tolerance' or 'none within tolerance: most accurate'.
+    """
+    if not rows:
+        raise ValueError("rows=[] is not valid; accepted: a non-empty list of dicts")
+    ok = [i for i, r in enumerate(rows) if r[accuracy] >= reference_accuracy - tol]
+    if ok:
+        return max(ok, key=lambda i: (rows[i][score], rows[i][accuracy])), \
+            "highest score within tolerance"
+    return max(range(len(rows)), key=lambda i: rows[i][accuracy]), \
+        "none within tolerance: most accurate"
+
+
+def cached_eval(name, model, config, fn, cache_dir=None):
+    """``fn()`` memoized on disk under the trained ``model``'s cache key and ``config``.
+
+    For evaluations of cached models (``fit``): the key is ``model.train_info["key"]`` (which
+    identifies data, method, training settings and initial weights) plus ``config`` (the
+    evaluation's settings); written atomically under ``<cache_dir>/eval``.  A model without a
+    training key is evaluated without caching.
+    """
+    info = getattr(model, "train_info", None) or {}
+    if "key" not in info:
+        return fn()
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _cache.cached({"model": info["key"], "eval": name, "config": config}, fn,
+                         folder / "eval", name=name)
 
 
 def mean_std(records, index, columns, values, fmt="{:.3f}"):
