@@ -10,21 +10,9 @@ same batches (batch ``r`` of ``shapes`` 32x32 for every method in round ``r``), 
 of a shared machine hits all methods alike; time ratios are medians over rounds of the paired
 ratio t_method / t_ce of the same round.
 
-Memory is the per-step peak of the bytes held by the autograd graphs: a
-``torch.autograd.graph.saved_tensors_hooks`` counter adds a tensor's storage when an operation
-saves it for backward (each storage once; the model's parameters excluded) and subtracts it
-when the graph node that saved it is freed; the peak over the step is reported.  This is the
-memory that double backpropagation multiplies (the activations and the saved intermediates
-of the first backward pass), it is exact and deterministic (it does not depend on the
-allocator, the number of threads, page reuse or another process on the machine), and it works
-on CPU.  The alternatives are worse on CPU: the resident set size (``ru_maxrss``, what
-``training.train`` logs) is a process-wide high-water mark dominated by the interpreter and
-libraries; torch.profiler's memory events measure every allocation, transient buffers
-included, but a peak needs its private timeline API and the profiler slows the step several
-times.  It leaves out what every method holds alike (parameters, gradients, Adam's moments)
-and transient workspace of kernels, so its ratios are larger than ratios of total memory;
-``mem_state_ratio`` adds parameters, gradients and Adam state (and ATEX's teacher) to both
-sides as a rough stand-in for the total that P1 measured on a GPU.
+Time and memory are measured by ``robust_saliency.cost.step_costs`` (its docstring says how:
+memory is the exact peak of the bytes held by the autograd graphs in a step; ``mem_state_ratio``
+adds parameters, gradients and Adam state to both sides).
 
 The machine may be shared (e.g. a notebook running alongside): the results record the load
 average before and after, and the number of torch threads (1 by default: with one thread per
@@ -34,14 +22,13 @@ import argparse
 import copy
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from robust_saliency import cache, data, models, training
+from robust_saliency import cache, cost, data, models, training
 
 # P1 Table 2 (training complexity, relative to CE only): (time, memory) per column.
 P1_TABLE2 = {
@@ -86,69 +73,6 @@ DEFAULT_CONFIG = {
 TARGET = {"method": "l2_cosd", "time_ratio": 2.0, "mem_ratio": 2.0, "cheaper_than": "hessian"}
 
 
-class SavedTensorPeak:
-    """Live and peak bytes of the tensors saved for backward inside the context (autograd graphs).
-
-    Each storage is counted once however many nodes save it; storages in ``exclude`` (data
-    pointers, e.g. the parameters) are not counted.  A saved tensor stops counting when the
-    node that saved it is freed (end of backward, or the graph going out of scope).
-    """
-
-    def __init__(self, exclude=()):
-        self.exclude = set(exclude)
-        self.refs = {}
-        self.live = 0
-        self.peak = 0
-
-    class _Held:
-        __slots__ = ("owner", "key", "tensor")
-
-        def __init__(self, owner, key, tensor):
-            self.owner, self.key, self.tensor = owner, key, tensor
-
-        def __del__(self):
-            if self.key is not None:
-                self.owner._release(self.key)
-
-    def _pack(self, t):
-        storage = t.untyped_storage()
-        key = storage.data_ptr()
-        # a detached alias: holding ``t`` itself would make an output saved by its own grad_fn
-        # a reference cycle through the graph (autograd restores the metadata on unpack)
-        alias = t.detach()
-        if key in self.exclude or storage.nbytes() == 0 or t.device.type == "meta":
-            return self._Held(self, None, alias)
-        entry = self.refs.get(key)
-        if entry is None:
-            self.refs[key] = [1, storage.nbytes()]
-            self.live += storage.nbytes()
-            self.peak = max(self.peak, self.live)
-        else:
-            entry[0] += 1
-        return self._Held(self, key, alias)
-
-    @staticmethod
-    def _unpack(held):
-        return held.tensor
-
-    def _release(self, key):
-        entry = self.refs.get(key)
-        if entry is None:
-            return
-        entry[0] -= 1
-        if entry[0] == 0:
-            self.live -= entry[1]
-            del self.refs[key]
-
-    def __enter__(self):
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
-
-
 def _check_config(cfg):
     unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
     if unknown:
@@ -172,22 +96,6 @@ def _method(name, cfg, teacher):
     if name == "atex":
         return training.get_method(name, teacher=teacher, **hp), hp
     return training.get_method(name, **hp), hp
-
-
-def _step(model, method, optimizer, params, x, y, grad_clip):
-    """One training step as ``training.train`` times it."""
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    loss, _ = method(model, x, y)
-    loss.backward()
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    optimizer.step()
-    return float(loss.item())
-
-
-def _param_bytes(module):
-    return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
 def _loadavg():
@@ -227,58 +135,19 @@ def _run(cfg, methods):
     base = models.build(cfg["model"], ds.num_classes, ds.in_shape, activation=cfg["activation"],
                         beta=cfg["beta"])
     teacher = copy.deepcopy(base).eval()  # ATEX distils a trained teacher; a copy costs the same
-    runs = {}
-    for name in methods:
-        model = copy.deepcopy(base)
-        method, hp = _method(name, cfg, teacher)
-        params = [p for p in model.parameters() if p.requires_grad]
-        runs[name] = {"model": model, "method": method, "hparams": hp, "params": params,
-                      "opt": torch.optim.Adam(params, lr=cfg["lr"]), "times": [], "losses": []}
+    built = {name: _method(name, cfg, teacher) for name in methods}
+    batches = [(ds.x[r * bs:(r + 1) * bs], ds.y[r * bs:(r + 1) * bs]) for r in range(rounds)]
     load_before = _loadavg()
     t_start = time.perf_counter()
-    for r in range(rounds):
-        x, y = ds.x[r * bs:(r + 1) * bs], ds.y[r * bs:(r + 1) * bs]
-        for name in methods:
-            run = runs[name]
-            t0 = time.perf_counter()
-            loss = _step(run["model"], run["method"], run["opt"], run["params"], x, y, cfg["grad_clip"])
-            dt = time.perf_counter() - t0
-            if r >= cfg["warmup"]:
-                run["times"].append(dt)
-                run["losses"].append(loss)
-    # memory: one more (untimed) step of every method on the first batch; the count is exact
-    x, y = ds.x[:bs], ds.y[:bs]
-    for name in methods:
-        run = runs[name]
-        exclude = {p.untyped_storage().data_ptr() for p in run["model"].parameters()}
-        with SavedTensorPeak(exclude) as counter:
-            _step(run["model"], run["method"], run["opt"], run["params"], x, y, cfg["grad_clip"])
-        run["peak_bytes"] = counter.peak
-        run["leak_bytes"] = counter.live  # graph memory still held after the step (should be 0)
+    costs = cost.step_costs(base, {name: m for name, (m, _) in built.items()}, batches,
+                            lr=cfg["lr"], grad_clip=cfg["grad_clip"], warmup=cfg["warmup"])
     wall = time.perf_counter() - t_start
-
-    ce = runs["ce"]
-    state_ce = 4 * _param_bytes(ce["model"])  # parameters, gradients, Adam's two moments
     per_method = {}
     for name in methods:
-        run = runs[name]
-        state = 4 * _param_bytes(run["model"]) + (_param_bytes(teacher) if name == "atex" else 0)
-        paired = [t / c for t, c in zip(run["times"], ce["times"])]
         p1 = P1_TABLE2[P1_COLUMN].get(name)
-        per_method[name] = {
-            "hparams": run["hparams"],
-            "times_s": run["times"],
-            "median_time_s": statistics.median(run["times"]),
-            "time_ratio": statistics.median(paired),
-            "time_ratio_of_medians": statistics.median(run["times"]) / statistics.median(ce["times"]),
-            "peak_graph_mb": run["peak_bytes"] / 2 ** 20,
-            "mem_ratio": run["peak_bytes"] / ce["peak_bytes"],
-            "mem_state_ratio": (run["peak_bytes"] + state) / (ce["peak_bytes"] + state_ce),
-            "graph_bytes_left_after_step": run["leak_bytes"],
-            "p1_time_ratio": None if p1 is None else p1[0],
-            "p1_mem_ratio": None if p1 is None else p1[1],
-            "final_loss": run["losses"][-1],
-        }
+        per_method[name] = {"hparams": built[name][1], **costs[name],
+                            "p1_time_ratio": None if p1 is None else p1[0],
+                            "p1_mem_ratio": None if p1 is None else p1[1]}
     target = None
     if TARGET["method"] in per_method:
         m = per_method[TARGET["method"]]
