@@ -369,3 +369,60 @@ def test_cached_eval(tmp_path):
     E.cached_eval("acc", bare, {"n": 2}, fn, cache_dir=tmp_path)
     E.cached_eval("acc", bare, {"n": 2}, fn, cache_dir=tmp_path)
     assert len(calls) == 4
+
+
+def test_batch_of_tensor_and_item_datasets():
+    import torch
+
+    params = E.profile_params("smoke")
+    ds = E.load_data(params, "digits", "test")
+    x, y = E.batch(ds, 5)
+    assert torch.equal(x, ds.x[:5]) and torch.equal(y, ds.y[:5])
+
+    class Items(torch.utils.data.Dataset):
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            return torch.full((1, 2, 2), float(i)), i
+
+    xi, yi = E.batch(Items())
+    assert xi.shape == (3, 1, 2, 2) and yi.tolist() == [0, 1, 2] and xi[2].eq(2).all()
+
+
+def test_fit_method_atex_fine_tunes_the_seed_teacher(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+    params = E.profile_params("smoke", n_train=32, num_epochs=2, batch_size=32, atex_epochs=1)
+    train = E.load_data(params, "digits", "train")
+    teacher = E.fit_method(params, train, "ce", seed=0)
+    student = E.fit_method(params, train, "atex", seed=0,
+                           hparams={"n_shifts": 1, "n_orth": 1, "smooth_n": 1})
+    assert len(teacher.train_history) == 2 and len(student.train_history) == 1
+    again = E.fit_method(params, train, "atex", seed=0,
+                         hparams={"n_shifts": 1, "n_orth": 1, "smooth_n": 1})
+    assert again.train_info["from_cache"] and again.train_info["key"] == student.train_info["key"]
+    other_seed = E.fit_method(params, train, "atex", seed=1,
+                              hparams={"n_shifts": 1, "n_orth": 1, "smooth_n": 1})
+    assert other_seed.train_info["key"] != student.train_info["key"]
+
+
+def test_evaluate_saliency_is_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+    params = E.profile_params("smoke", n_train=32, num_epochs=1, batch_size=32, rps_n=1,
+                              attributions=["grad"], rps_eps=16, rps_eps_grid=[4, 16],
+                              attack_eps=4, attack_steps=1)
+    train = E.load_data(params, "digits", "train")
+    test = E.load_data(params, "digits", "test")
+    net = E.fit(params, train, seed=0)
+    x, y = E.batch(test, 4)
+    a = E.evaluate_saliency(params, net, test, x, y)
+    assert 0 <= a["accuracy"] <= 1 and set(a["report"]) == {"grad"}
+    r = a["report"]["grad"]
+    assert set(r["rps"]) == {"cosine", "pcc", "ssim"} and set(r["rps"]["ssim"]) == {4, 16}
+    assert (r["x_adv"] - x).abs().max() <= 4 / 255 + 1e-6
+    files = list((tmp_path / "eval").glob("saliency-*.pt"))
+    assert len(files) == 1
+    b = E.evaluate_saliency(params, net, test, x, y)
+    assert b["accuracy"] == a["accuracy"] and len(list((tmp_path / "eval").glob("*.pt"))) == 1
+    E.evaluate_saliency({**params, "attack_steps": 2}, net, test, x, y)
+    assert len(list((tmp_path / "eval").glob("*.pt"))) == 2

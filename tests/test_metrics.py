@@ -482,3 +482,19 @@ def test_saliency_report_rejects_bad_attack_before_work():
         metrics.saliency_report(net, x, y, ["grad"], attack="nope")
     with pytest.raises(ValueError, match="integrated_gradients"):
         metrics.saliency_report(net, x, y, ["integrated_gradients"], attack="targeted_attribution")
+
+
+def test_insertion_images_are_what_the_curve_scores():
+    net = _tiny_net()
+    x, y = torch.rand(4, 2, 12, 12), torch.randint(0, 3, (4,))
+    maps = torch.randn(4, 2, 12, 12)
+    fr = [0.0, 0.25, 0.5, 1.0]
+    imgs = metrics.insertion_images(x, maps, fractions=fr)
+    assert imgs.shape == (4, 4, 2, 12, 12)
+    assert torch.equal(imgs[:, 0], torch.zeros_like(x)) and torch.equal(imgs[:, -1], x)
+    # a quarter of the 144 pixels (both channels together) at fraction 0.25
+    kept = (imgs[:, 1] != 0).any(1).flatten(1).sum(1)
+    assert torch.equal(kept, torch.full((4,), 36))
+    with torch.no_grad():
+        p = net(imgs.flatten(0, 1)).softmax(1).view(4, 4, 3).gather(2, y.view(4, 1, 1).expand(4, 4, 1))
+    assert torch.allclose(p[..., 0], metrics.insertion_curve(net, x, y, maps, fractions=fr), atol=1e-6)

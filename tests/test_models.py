@@ -169,3 +169,22 @@ def test_init_kaiming_default_and_torch_option():
     import pytest
     with pytest.raises(ValueError, match="init='xavier'.*accepted"):
         models.build("lenet", 10, (3, 32, 32), init="xavier")
+
+
+def test_logit_margin():
+    import pytest
+
+    from robust_saliency import attributions, models
+
+    torch.manual_seed(0)
+    net = models.build("two_layer", 2, (2,), activation="softplus", beta=3.0)
+    margin = models.LogitMargin(net)
+    x = torch.randn(5, 2)
+    with torch.no_grad():
+        out = net(x)
+        assert torch.allclose(margin(x)[:, 0], out[:, 1] - out[:, 0])
+    g = attributions.get("grad")
+    diff = g(net, x, torch.ones(5, dtype=torch.long)) - g(net, x, torch.zeros(5, dtype=torch.long))
+    assert torch.allclose(g(margin, x, torch.zeros(5, dtype=torch.long)), diff, atol=1e-6)
+    with pytest.raises(ValueError, match="two-class"):
+        models.LogitMargin(models.build("two_layer", 3, (2,)))(x)

@@ -33,8 +33,8 @@ from . import cache as _cache
 
 __all__ = ["PROFILES", "NOTEBOOK_PROFILES", "profile_params", "validate", "train_config",
            "resolve_device", "default_cache_dir", "repo_root", "provenance", "write_results",
-           "accepted_names", "load_data", "build_model", "fit", "check_grid", "select_hparams",
-           "cached_eval", "mean_std"]
+           "accepted_names", "load_data", "build_model", "fit", "fit_method", "batch",
+           "evaluate_saliency", "check_grid", "select_hparams", "cached_eval", "mean_std"]
 
 _EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
 
@@ -494,6 +494,67 @@ def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, metho
     loader = torch.utils.data.DataLoader(train_set, batch_size=params.get("batch_size", 128),
                                          shuffle=False)
     return training.train(net, meth, loader, cfg)
+
+
+def batch(dataset, n=None):
+    """The first ``n`` samples of ``dataset`` (all for None) as stacked tensors ``(x, y)``."""
+    import torch
+
+    n = len(dataset) if n is None else min(int(n), len(dataset))
+    if hasattr(dataset, "x") and torch.is_tensor(dataset.x):
+        return dataset.x[:n], dataset.y[:n]
+    items = [dataset[i] for i in range(n)]
+    return torch.stack([t[0] for t in items]), torch.as_tensor([int(t[1]) for t in items])
+
+
+def fit_method(params, train_set, method, seed, hparams=None):
+    """Load-or-train ``method`` with ``hparams`` for ``seed`` (``fit``), the way P1 trains it.
+
+    ``atex`` (Tang 2022) distils a trained teacher: the ``ce`` model of the same seed, which the
+    student starts from, fine-tuned for ``params["atex_epochs"]`` epochs (default: the
+    profile's ``num_epochs``).  Every other method trains from the seed's initial weights.
+    """
+    hparams = dict(hparams or {})
+    if method != "atex":
+        return fit(params, train_set, method, seed=seed, method_kw=hparams)
+    teacher = fit(params, train_set, "ce", seed=seed)
+    epochs = params.get("atex_epochs") or params["num_epochs"]
+    return fit(params, train_set, "atex", seed=seed, method_kw={"teacher": teacher, **hparams},
+               init_from=teacher, num_epochs=int(epochs))
+
+
+def evaluate_saliency(params, model, test_set, x, y, attack="targeted_attribution"):
+    """Accuracy on ``test_set`` and ``metrics.saliency_report`` on ``(x, y)`` (P1 Table 1),
+    cached under the model's training key and the evaluation settings (``cached_eval``).
+
+    Settings from ``params``: ``attributions``, ``rps_eps_grid`` (default ``[rps_eps]``),
+    ``rps_n``, ``attack_eps`` (0-255 units) and ``attack_steps`` of P1's targeted AAM (frame
+    target), ``seed`` 0 for the RPS draws.  Returns ``{"accuracy": float, "report": {...}}``.
+    """
+    import hashlib
+
+    import torch
+
+    from . import metrics
+
+    eps_grid = list(params.get("rps_eps_grid") or [params["rps_eps"]])
+    config = {"attributions": list(params["attributions"]), "rps_eps": eps_grid,
+              "similarities": ["cosine", "pcc", "ssim"], "rps_n": int(params["rps_n"]),
+              "attack": attack, "attack_eps": params["attack_eps"],
+              "attack_steps": int(params["attack_steps"]),
+              "data": hashlib.sha256(x.detach().cpu().numpy().tobytes()).hexdigest(),
+              "test_set": getattr(test_set, "fingerprint", len(test_set))}
+
+    def compute():
+        loader = torch.utils.data.DataLoader(test_set, batch_size=512)
+        report = metrics.saliency_report(
+            model, x, y, config["attributions"], rps_eps=eps_grid,
+            similarities=config["similarities"], rps_n=config["rps_n"], attack=attack,
+            attack_kw={"eps": params["attack_eps"] / 255.0, "steps": config["attack_steps"]},
+            seed=0)
+        return {"accuracy": metrics.accuracy(model, loader), "report": report}
+
+    return cached_eval("saliency", model, config, compute)
 
 
 def check_grid(grid, methods=None):

@@ -451,6 +451,24 @@ def _game_curve(model, x, y, maps, fractions, baseline, mode, signed, batch_size
     return out.view(n, nf)
 
 
+def insertion_images(x, maps, fractions=None, baseline="zero", signed=False):
+    """The inputs of P1's Insertion game: x with only its top-gamma pixels by ``maps`` kept.
+
+    Returns (N, len(fractions), *x.shape[1:]): ``out[i, f]`` is what ``insertion_curve``
+    feeds the model for sample i and fraction f (P1 Fig. 2b shows them).
+    """
+    x, maps = x.detach(), maps.detach()
+    n = x.shape[0]
+    scores, mask_shape = _position_scores(x, maps, signed)
+    p = scores.shape[1]
+    fr = _default_fractions(fractions, torch.float64, "cpu")
+    ks = torch.round(fr * p).long().to(x.device)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=x.device).expand(n, p))
+    keep = (rank[:, None, :] < ks[None, :, None]).view(n, len(ks), *mask_shape)
+    return torch.where(keep, x[:, None], _baseline(x, baseline)[:, None])
+
+
 def insertion_curve(model, x, y, maps, fractions=None, baseline="zero", signed=False,
                     batch_size=256):
     """P1 Insertion curve (Petsiuk 2018): p_y of x with only the top-gamma pixels by maps kept.

@@ -42,6 +42,24 @@ class Normalize(nn.Module):
         return f"mean={self.mean.tolist()}, std={self.std.tolist()}"
 
 
+class LogitMargin(nn.Module):
+    """A two-class model's margin g_1(x) - g_0(x) as a single logit (the BCE logit of P1 Fig. 1).
+
+    Output shape (N, 1), so ``attributions.grad(LogitMargin(m), x, 0)`` is the gradient of the
+    margin; softmax cross-entropy over two classes is BCE on this logit.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        out = self.model(x)
+        if out.shape[-1] != 2:
+            raise ValueError(f"LogitMargin needs a two-class model; got {out.shape[-1]} outputs")
+        return out[:, 1:] - out[:, :1]
+
+
 def make_activation(activation="relu", beta=3.0):
     """A fresh activation module: ``nn.ReLU()`` or ``nn.Softplus(beta)`` (P1 uses Softplus beta=3)."""
     if activation == "relu":
