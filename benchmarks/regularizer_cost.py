@@ -28,16 +28,9 @@ from pathlib import Path
 
 import torch
 
-from robust_saliency import cache, cost, data, models, training
+from robust_saliency import cache, cost, data, models, regularizers, training
 
-# P1 Table 2 (training complexity, relative to CE only): (time, memory) per column.
-P1_TABLE2 = {
-    "CIFAR10 LeNet": {"ce": (1.0, 1.0), "hessian": (4.25, 4.36), "atex": (2.25, 2.81),
-                      "iga": (31.0, 6.55), "l2_cosd": (2.75, 2.64)},
-    "CIFAR10 ResNet18": {"ce": (1.0, 1.0), "hessian": (8.95, 6.62), "atex": (2.22, 3.16),
-                         "iga": (26.45, 6.74), "l2_cosd": (4.10, 2.65)},
-    "ImageNet100 ResNet18": {"ce": (1.0, 1.0), "hessian": (13.88, 4.06), "l2_cosd": (4.94, 2.19)},
-}
+P1_TABLE2 = regularizers.P1_TABLE2  # (time, memory) ratios to CE per P1 column
 P1_COLUMN = "CIFAR10 LeNet"
 
 # P1's reference hyperparameters (CIFAR-10 LeNet: RobustAGA scripts/cifar_lenet.sh for l2_cosd

@@ -426,3 +426,16 @@ def test_evaluate_saliency_is_cached(tmp_path, monkeypatch):
     assert b["accuracy"] == a["accuracy"] and len(list((tmp_path / "eval").glob("*.pt"))) == 1
     E.evaluate_saliency({**params, "attack_steps": 2}, net, test, x, y)
     assert len(list((tmp_path / "eval").glob("*.pt"))) == 2
+
+
+def test_claim_rows_and_seed_stats():
+    row = E.claim("c", "P1: 1", "0.5 ± 0.1", True)
+    assert row["verdict"] == "holds"
+    assert E.claim("c", "p", "o", False)["verdict"] == "does not hold"
+    assert E.claim("c", "p", "o", None)["verdict"] == "not tested at this profile"
+    with pytest.raises(ValueError, match="holds="):
+        E.claim("c", "p", "o", "yes")
+    m, s = E.seed_mean_std([1.0, 2.0, 4.0])
+    assert m == pytest.approx(7 / 3) and s == pytest.approx(np.std([1, 2, 4], ddof=1))
+    assert E.fmt_ms([0.5], "{:.2f}") == "0.50 ± n/a"
+    assert E.fmt_ms([1.0, 3.0], "{:.1f}") == f"2.0 ± {np.std([1, 3], ddof=1):.1f}"

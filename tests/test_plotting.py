@@ -37,3 +37,29 @@ def test_map_grid_and_show_map():
     lo, hi = ax.images[0].get_clim()
     assert lo == -2 and hi == 2
     plt.close(fig)
+
+
+def test_toy_gradient_panels_titles_match_the_gradients():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(2, 1)
+    quad = lambda p: (p ** 2).sum(1, keepdim=True)  # noqa: E731  grad = 2p
+    x, y = torch.randn(30, 2), torch.randint(0, 2, (30,))
+    pair = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    fig = plotting.toy_gradient_panels({"lin": lin, "quad": quad}, x, y, pair, resolution=20)
+    t_lin, t_quad = (ax.get_title() for ax in fig.axes[:2])
+    assert "ℓ2 = 0.000, cos = 1.000" in t_lin  # a linear model has one gradient everywhere
+    assert "ℓ2 = 2.828, cos = 0.000" in t_quad  # (2, 0) vs (0, 2)
+    plt.close(fig)
+
+
+def test_insertion_strip_and_attack_grid_shapes():
+    x = torch.rand(2, 3, 8, 8)
+    rep = {"map": torch.rand(2, 3, 8, 8), "map_adv": torch.rand(2, 3, 8, 8), "x_adv": x.clone()}
+    fig = plotting.insertion_strip({"a": rep, "b": rep}, x, index=1, gammas=(0.25, 0.5))
+    assert len(fig.axes) == 2 * 4
+    shown = fig.axes[3].images[0].get_array()  # gamma 0.5: half the pixels kept
+    assert (abs(shown).sum(-1) > 0).sum() == 32
+    plt.close(fig)
+    fig = plotting.attack_grid(x, {"a": rep, "b": rep, "c": rep})
+    assert len(fig.axes) == 4 * 4
+    plt.close(fig)

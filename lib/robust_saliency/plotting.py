@@ -129,3 +129,107 @@ def map_grid(images, maps, row_labels, col_labels=None, signed=False, scale=1.2)
         axes[0, j].set_title(k if col_labels is None else (["input"] + list(col_labels))[j])
     fig.tight_layout()
     return fig
+
+
+def _grad_at(model, points):
+    """Gradient of a single-output ``model`` at ``points`` (N, D), detached."""
+    x = points.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(model(x)[:, 0].sum(), x)
+    return g.detach()
+
+
+def toy_gradient_panels(models, x, y, pair, resolution=150, margin=0.5):
+    """P1 Fig. 1: one panel per 2-D model (name -> single-output model, e.g. ``LogitMargin``).
+
+    Filled level curves of the output, the decision boundary (output 0), the data ``x``
+    coloured by ``y``, and the gradients at the two points of ``pair`` (2, 2) as arrows on one
+    common scale for all panels (so small gradients look small); each title gives their l2
+    distance and cosine similarity.
+    """
+    if pair.shape != (2, 2):
+        raise ValueError(f"pair must be two 2-D points, shape (2, 2); got {tuple(pair.shape)}")
+    lo = x.min(0).values - margin
+    hi = x.max(0).values + margin
+    gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], resolution),
+                            torch.linspace(lo[1], hi[1], resolution), indexing="xy")
+    grid = torch.stack([gx.flatten(), gy.flatten()], 1)
+    grads = {name: _grad_at(m, pair) for name, m in models.items()}
+    longest = max(float(g.norm(dim=1).max()) for g in grads.values()) or 1.0
+    scale = 0.35 * float((hi - lo).max()) / longest
+    fig, axes = plt.subplots(1, len(models), figsize=(3.1 * len(models), 3.1), squeeze=False)
+    for ax, (name, m) in zip(axes[0], models.items()):
+        with torch.no_grad():
+            z = m(grid)[:, 0].view(resolution, resolution).numpy()
+        v = float(np.abs(z).max()) or 1.0
+        ax.contourf(gx.numpy(), gy.numpy(), z, levels=np.linspace(-v, v, 21), cmap=SIGNED_CMAP, alpha=0.6)
+        ax.contour(gx.numpy(), gy.numpy(), z, levels=[0.0], colors="k", linewidths=1.2)
+        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=3, alpha=0.4, linewidths=0)
+        g = grads[name]
+        for point, vec in zip(pair, g):
+            ax.annotate("", xy=(point + scale * vec).tolist(), xytext=point.tolist(),
+                        arrowprops={"arrowstyle": "->", "color": "k", "lw": 1.5})
+        ax.plot(pair[:, 0], pair[:, 1], "o", color="gold", markeredgecolor="k", markersize=5)
+        l2 = float((g[0] - g[1]).norm())
+        cos = float(torch.nn.functional.cosine_similarity(g[0], g[1], dim=0))
+        ax.set_title(f"{name}\nℓ2 = {l2:.3f}, cos = {cos:.3f}")
+        ax.set_xlim(float(lo[0]), float(hi[0])), ax.set_ylim(float(lo[1]), float(hi[1]))
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+    fig.tight_layout()
+    return fig
+
+
+def insertion_strip(reports, x, index=0, gammas=(0.05, 0.2, 0.4, 0.6), baseline="zero", scale=1.4):
+    """P1 Fig. 2b: per model (row), the attacked map and the Adv-Insertion inputs at ``gammas``.
+
+    ``reports``: name -> one attribution's entry of ``metrics.saliency_report`` (with an
+    attack); ``x`` the clean images it scored.  Column 0 the clean image, 1 the map of x_adv,
+    then x with only its top-gamma pixels by that map kept.
+    """
+    from .metrics import insertion_images
+
+    names = list(reports)
+    cols = 2 + len(gammas)
+    fig, axes = plt.subplots(len(names), cols, figsize=(scale * cols, scale * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        h_adv = reports[name]["map_adv"][index:index + 1]
+        imgs = insertion_images(x[index:index + 1], h_adv, fractions=list(gammas), baseline=baseline)[0]
+        axes[i, 0].imshow(to_image(x[index]))
+        show_map(axes[i, 1], h_adv[0])
+        for j, img in enumerate(imgs):
+            axes[i, 2 + j].imshow(to_image(img))
+            axes[0, 2 + j].set_title(f"γ = {gammas[j]}")
+        axes[i, 0].set_ylabel(name)
+    axes[0, 0].set_title("x")
+    axes[0, 1].set_title("map of x_adv")
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+    fig.tight_layout()
+    return fig
+
+
+def attack_grid(x, reports, scale=1.3):
+    """P1 Fig. 3a: per image two rows (clean map, attacked map), one column per model.
+
+    ``reports``: name -> one attribution's entry of ``metrics.saliency_report`` with an attack,
+    for the images ``x`` (the first ``len(x)`` rows are shown).  Column 0 shows x and x_adv of
+    the first model.
+    """
+    names = list(reports)
+    n = len(x)
+    fig, axes = plt.subplots(2 * n, len(names) + 1, figsize=(scale * (len(names) + 1), scale * 2 * n),
+                             squeeze=False)
+    first = reports[names[0]]
+    for i in range(n):
+        axes[2 * i, 0].imshow(to_image(x[i]))
+        axes[2 * i + 1, 0].imshow(to_image(first["x_adv"][i]))
+        axes[2 * i, 0].set_ylabel("clean")
+        axes[2 * i + 1, 0].set_ylabel("attacked")
+        for j, name in enumerate(names):
+            show_map(axes[2 * i, j + 1], reports[name]["map"][i])
+            show_map(axes[2 * i + 1, j + 1], reports[name]["map_adv"][i])
+    for j, name in enumerate(["input"] + names):
+        axes[0, j].set_title(name)
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+    fig.tight_layout()
+    return fig
