@@ -498,3 +498,15 @@ def test_insertion_images_are_what_the_curve_scores():
     with torch.no_grad():
         p = net(imgs.flatten(0, 1)).softmax(1).view(4, 4, 3).gather(2, y.view(4, 1, 1).expand(4, 4, 1))
     assert torch.allclose(p[..., 0], metrics.insertion_curve(net, x, y, maps, fractions=fr), atol=1e-6)
+
+
+def test_ssim_is_scale_invariant_and_finite_for_tiny_maps():
+    torch.manual_seed(0)
+    a, b = torch.rand(3, 16, 16), torch.rand(3, 16, 16)
+    ref = metrics.ssim(a, b)
+    for scale in (1e-11, 1e-20, 1e6):  # float32 variances of 1e-11 maps underflowed before
+        got = metrics.ssim(a * scale, b * scale)
+        assert torch.isfinite(got).all()
+        assert torch.allclose(got, ref, atol=1e-4)
+    same = metrics.ssim(a * 1e-20, a * 1e-20)
+    assert torch.allclose(same, torch.ones(3), atol=1e-5)

@@ -107,8 +107,11 @@ def ssim(a, b, data_range=None, sigma=1.5, K1=0.01, K2=0.03):
         rng = torch.as_tensor(data_range, dtype=dtype, device=a.device).expand(n)
         if (rng <= 0).any():
             raise ValueError(f"data_range must be > 0; got data_range={data_range}")
-    C1 = ((K1 * rng) ** 2).view(n, 1, 1, 1)
-    C2 = ((K2 * rng) ** 2).view(n, 1, 1, 1)
+    # SSIM is invariant to scaling a, b and the range together: work on a / range, b / range
+    # with range 1, so that maps of tiny magnitude (e.g. LRP of a collapsed model, ~1e-20)
+    # do not underflow the variances into 0 / 0.
+    a, b = a / rng.view(n, 1, 1, 1), b / rng.view(n, 1, 1, 1)
+    C1, C2 = K1 ** 2, K2 ** 2
     # Valid (unpadded) separable filtering == skimage's filter + crop of the radius strip.
     stack = torch.cat([a, b, a * a, b * b, a * b], 0).reshape(5 * n * c, 1, h, w)
     stack = F.conv2d(stack, g.view(1, 1, win, 1))
