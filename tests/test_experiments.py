@@ -439,3 +439,29 @@ def test_claim_rows_and_seed_stats():
     assert m == pytest.approx(7 / 3) and s == pytest.approx(np.std([1, 2, 4], ddof=1))
     assert E.fmt_ms([0.5], "{:.2f}") == "0.50 ± n/a"
     assert E.fmt_ms([1.0, 3.0], "{:.1f}") == f"2.0 ± {np.std([1, 3], ddof=1):.1f}"
+
+
+def test_evaluate_saliency_without_attack_is_a_cheap_subset(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+    params = E.profile_params("smoke", n_train=32, num_epochs=1, batch_size=32, rps_n=1,
+                              attributions=["grad", "lrp"], rps_eps=16, rps_eps_grid=[4, 16],
+                              attack_eps=4, attack_steps=1)
+    train = E.load_data(params, "digits", "train")
+    test = E.load_data(params, "digits", "test")
+    net = E.fit(params, train, seed=0)
+    x, y = E.batch(test, 4)
+    cheap = E.evaluate_saliency(params, net, test, x, y, attributions=["grad"], rps_eps=[16],
+                                attack=None)
+    full = E.evaluate_saliency(params, net, test, x, y)
+    assert set(cheap["report"]) == {"grad"} and "x_adv" not in cheap["report"]["grad"]
+    assert set(cheap["report"]["grad"]["rps"]["cosine"]) == {16}
+    # same draws (seed 0, first chunk): the cheap RPS equals the full one at that eps
+    assert torch_equal(cheap["report"]["grad"]["rps"]["cosine"][16],
+                       full["report"]["grad"]["rps"]["cosine"][16])
+    assert cheap["accuracy"] == full["accuracy"]
+
+
+def torch_equal(a, b):
+    import torch
+
+    return bool(torch.allclose(a, b, atol=1e-6))

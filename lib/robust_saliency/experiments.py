@@ -90,17 +90,17 @@ NOTEBOOK_PROFILES = {
                       {"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0}], "hessian": [{"lam": 1e-3}],
                       "iga": [{"steps": 1}], "atex": [{"n_shifts": 2, "n_orth": 1, "smooth_n": 1}]},
                   "toy_epochs": 20, "bench_repeats": 1},
-        "cpu": {"size": 16, "n_train": 5000, "n_test": 1000, "num_epochs": 4, "batch_size": 64,
+        "cpu": {"size": 16, "n_train": 4000, "n_test": 1000, "num_epochs": 4, "batch_size": 64,
                 "lr": 2e-3, "normalize": True, "model": "lenet",
                 "model_kw": {"width": 16, "hidden": 128},
-                "eval_subset": 100, "rps_n": 5, "attack_steps": 20, "atex_epochs": 1,
-                "grid": {"l2": [{"eps": 4, "lam": v} for v in (0.01, 0.1, 1.0)],
+                "eval_subset": 80, "rps_n": 5, "attack_steps": 20, "atex_epochs": 1,
+                "grid": {"l2": [{"eps": 4, "lam": v} for v in (0.01, 0.1)],
                          "l2_cosd": [{"eps": 4, "lam_l2": a, "lam_cos": b}
-                                     for a in (0.01, 0.1) for b in (1.0, 10.0)],
-                         "hessian": [{"lam": v} for v in (1e-4, 1e-3)],
-                         "iga": [{"steps": 1}],
+                                     for a, b in ((0.01, 1.0), (0.01, 10.0), (0.1, 1.0))],
+                         "hessian": [{"lam": v} for v in (1e-5, 1e-4, 1e-3)],
+                         "iga": [{"steps": 1, "lam": v} for v in (0.5, 0.05)],
                          "atex": [{"n_shifts": 3, "n_orth": 2, "smooth_n": 2}]},
-                "toy_epochs": 200, "bench_repeats": 10},
+                "toy_epochs": 100, "bench_repeats": 10},
         "paper": {"normalize": True, "model_kw": {}, "rps_n": 10, "attack_steps": 100,
                   "atex_epochs": 10,
                   "grid": {"l2": [{"eps": 4, "lam": 0.01}],
@@ -530,13 +530,16 @@ def fit_method(params, train_set, method, seed, hparams=None):
                init_from=teacher, num_epochs=int(epochs))
 
 
-def evaluate_saliency(params, model, test_set, x, y, attack="targeted_attribution"):
+def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=None,
+                      attack="targeted_attribution"):
     """Accuracy on ``test_set`` and ``metrics.saliency_report`` on ``(x, y)`` (P1 Table 1),
     cached under the model's training key and the evaluation settings (``cached_eval``).
 
     Settings from ``params``: ``attributions``, ``rps_eps_grid`` (default ``[rps_eps]``),
     ``rps_n``, ``attack_eps`` (0-255 units) and ``attack_steps`` of P1's targeted AAM (frame
-    target), ``seed`` 0 for the RPS draws.  Returns ``{"accuracy": float, "report": {...}}``.
+    target), ``seed`` 0 for the RPS draws; RPS with cosine, PCC and SSIM.  ``attributions``
+    and ``rps_eps`` (a list) override the params; ``attack=None`` skips the attack (a cheap
+    evaluation, e.g. for a hyperparameter grid).  Returns ``{"accuracy": float, "report"}``.
     """
     import hashlib
 
@@ -544,21 +547,23 @@ def evaluate_saliency(params, model, test_set, x, y, attack="targeted_attributio
 
     from . import metrics
 
-    eps_grid = list(params.get("rps_eps_grid") or [params["rps_eps"]])
-    config = {"attributions": list(params["attributions"]), "rps_eps": eps_grid,
+    eps_grid = list(rps_eps or params.get("rps_eps_grid") or [params["rps_eps"]])
+    config = {"attributions": list(attributions or params["attributions"]), "rps_eps": eps_grid,
               "similarities": ["cosine", "pcc", "ssim"], "rps_n": int(params["rps_n"]),
-              "attack": attack, "attack_eps": params["attack_eps"],
-              "attack_steps": int(params["attack_steps"]),
+              "attack": attack,
+              "attack_eps": None if attack is None else params["attack_eps"],
+              "attack_steps": None if attack is None else int(params["attack_steps"]),
               "data": hashlib.sha256(x.detach().cpu().numpy().tobytes()).hexdigest(),
               "test_set": getattr(test_set, "fingerprint", len(test_set))}
 
     def compute():
         loader = torch.utils.data.DataLoader(test_set, batch_size=512)
+        attack_kw = None if attack is None else {"eps": params["attack_eps"] / 255.0,
+                                                 "steps": config["attack_steps"]}
         report = metrics.saliency_report(
             model, x, y, config["attributions"], rps_eps=eps_grid,
             similarities=config["similarities"], rps_n=config["rps_n"], attack=attack,
-            attack_kw={"eps": params["attack_eps"] / 255.0, "steps": config["attack_steps"]},
-            seed=0)
+            attack_kw=attack_kw, seed=0)
         return {"accuracy": metrics.accuracy(model, loader), "report": report}
 
     return cached_eval("saliency", model, config, compute)
