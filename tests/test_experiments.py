@@ -465,3 +465,30 @@ def torch_equal(a, b):
     import torch
 
     return bool(torch.allclose(a, b, atol=1e-6))
+
+
+def test_clearly_greater_uses_welch_standard_error():
+    a, b = [1.0, 1.2, 1.1], [0.0, 0.2, 0.1]
+    holds, diff, se = E.clearly_greater(a, b)
+    ref_se = np.sqrt(np.var(a, ddof=1) / 3 + np.var(b, ddof=1) / 3)
+    assert holds and diff == pytest.approx(1.0) and se == pytest.approx(ref_se)
+    # a difference inside the spread does not count
+    assert not E.clearly_greater([0.50, 0.60, 0.55], [0.50, 0.58, 0.52])[0]
+    assert not E.clearly_greater(b, a)[0]
+    # one seed: the sign decides
+    assert E.clearly_greater([0.6], [0.5]) == (True, pytest.approx(0.1), pytest.approx(float("nan"), nan_ok=True))
+    with pytest.raises(ValueError):
+        E.clearly_greater([], [1.0])
+
+
+def test_clearly_greater_paired():
+    # a constant per-seed advantage is clear when paired, not when the seeds vary a lot
+    a, b = [0.60, 0.80, 0.70], [0.59, 0.79, 0.69]
+    assert not E.clearly_greater(a, b)[0]
+    holds, diff, se = E.clearly_greater(a, b, paired=True)
+    assert holds and diff == pytest.approx(0.01) and se == pytest.approx(0.0, abs=1e-12)
+    d = np.array([0.01, 0.03, -0.01])
+    holds, diff, se = E.clearly_greater(b + d, b, paired=True)
+    assert not holds and se == pytest.approx(d.std(ddof=1) / np.sqrt(3))
+    with pytest.raises(ValueError, match="paired=True"):
+        E.clearly_greater([1.0, 2.0], [1.0], paired=True)

@@ -35,7 +35,7 @@ __all__ = ["PROFILES", "NOTEBOOK_PROFILES", "profile_params", "validate", "train
            "resolve_device", "default_cache_dir", "repo_root", "provenance", "write_results",
            "accepted_names", "load_data", "build_model", "fit", "fit_method", "batch",
            "evaluate_saliency", "check_grid", "select_hparams", "cached_eval", "mean_std",
-           "claim", "seed_mean_std", "fmt_ms", "VERDICTS"]
+           "claim", "seed_mean_std", "fmt_ms", "clearly_greater", "VERDICTS"]
 
 _EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
 
@@ -652,6 +652,32 @@ def seed_mean_std(values):
     """(mean, sample std) of per-seed values (std NaN for one value)."""
     v = np.asarray(list(values), dtype=float)
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
+
+
+def clearly_greater(a, b, z=2.0, paired=False):
+    """Whether the mean of per-seed values ``a`` exceeds that of ``b`` by more than ``z``
+    standard errors of the difference; ``(holds, diff, se)``.
+
+    ``paired=False``: Welch's standard error (sample stds).  ``paired=True``: ``a[i]`` and
+    ``b[i]`` come from the same seed (same initial weights and data order, as ``fit`` does
+    for every method), and the standard error is that of the per-seed differences.  With a
+    single value (or pair) the standard error is unknown (NaN) and the test is ``diff > 0``.
+    The claims tables use it so that a win inside the seed spread does not count as a win.
+    """
+    a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
+    if a.size == 0 or b.size == 0:
+        raise ValueError("clearly_greater needs at least one value on each side")
+    if paired:
+        if a.size != b.size:
+            raise ValueError(f"paired=True needs as many values on each side; got {a.size} and {b.size}")
+        d = a - b
+        diff = float(d.mean())
+        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
+    else:
+        diff = float(a.mean() - b.mean())
+        se = (float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
+              if a.size > 1 and b.size > 1 else float("nan"))
+    return (diff > 0 if np.isnan(se) else diff > z * se), diff, se
 
 
 def fmt_ms(values, fmt="{:.3f}"):
