@@ -421,19 +421,27 @@ def _baseline(x, baseline):
                          f"not broadcast to x.shape={tuple(x.shape)}") from None
 
 
+def _ranks(x, maps, fractions, signed):
+    """(rank (N, P) of every position by its score, 0 = most relevant; k per fraction; the
+    shape a keep-mask takes against x).  k = round(gamma * P); ties broken by position."""
+    n = x.shape[0]
+    scores, mask_shape = _position_scores(x, maps, signed)
+    p = scores.shape[1]
+    fr = _default_fractions(fractions, torch.float64, "cpu")
+    ks = torch.round(fr * p).long().to(x.device)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=x.device).expand(n, p))
+    return rank, ks, mask_shape
+
+
 def _game_curve(model, x, y, maps, fractions, baseline, mode, signed, batch_size):
     """p_y of the masked copies for every (sample, fraction); mode in keep_top/drop_top/drop_bottom."""
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got batch_size={batch_size}")
     x, maps = x.detach(), maps.detach()
     n = x.shape[0]
-    scores, mask_shape = _position_scores(x, maps, signed)
-    p = scores.shape[1]
-    fr = _default_fractions(fractions, torch.float64, "cpu")
-    nf = fr.numel()
-    ks = torch.round(fr * p).long().to(x.device)  # positions kept (insertion) or removed (deletion/preservation)
-    order = scores.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=x.device).expand(n, p))
+    rank, ks, mask_shape = _ranks(x, maps, fractions, signed)
+    p, nf = rank.shape[1], ks.numel()
     base = _baseline(x, baseline)
     out = torch.empty(n * nf, dtype=_work_dtype(x), device=x.device)
     with torch.no_grad():
@@ -461,14 +469,8 @@ def insertion_images(x, maps, fractions=None, baseline="zero", signed=False):
     feeds the model for sample i and fraction f (P1 Fig. 2b shows them).
     """
     x, maps = x.detach(), maps.detach()
-    n = x.shape[0]
-    scores, mask_shape = _position_scores(x, maps, signed)
-    p = scores.shape[1]
-    fr = _default_fractions(fractions, torch.float64, "cpu")
-    ks = torch.round(fr * p).long().to(x.device)
-    order = scores.argsort(dim=1, descending=True, stable=True)
-    rank = torch.empty_like(order).scatter_(1, order, torch.arange(p, device=x.device).expand(n, p))
-    keep = (rank[:, None, :] < ks[None, :, None]).view(n, len(ks), *mask_shape)
+    rank, ks, mask_shape = _ranks(x, maps, fractions, signed)
+    keep = (rank[:, None, :] < ks[None, :, None]).view(x.shape[0], len(ks), *mask_shape)
     return torch.where(keep, x[:, None], _baseline(x, baseline)[:, None])
 
 
