@@ -492,3 +492,11 @@ def test_clearly_greater_paired():
     assert not holds and se == pytest.approx(d.std(ddof=1) / np.sqrt(3))
     with pytest.raises(ValueError, match="paired=True"):
         E.clearly_greater([1.0, 2.0], [1.0], paired=True)
+
+
+def test_validate_names_a_list_passed_as_a_string():
+    with pytest.raises(ValueError, match=r"seeds='\[0, 1\]' is a string.*-y \"seeds: \[0, 1\]\""):
+        E.validate(seeds="[0, 1]")
+    with pytest.raises(ValueError, match="grid="):
+        E.validate(grid="{l2: [{lam: 0.1}]}")
+    assert E.validate(dataset="shapes", note="a plain string")["note"] == "a plain string"

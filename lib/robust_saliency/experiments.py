@@ -225,6 +225,10 @@ def validate(**params):
     """
     if "profile" in params and params["profile"] not in PROFILES:
         raise ValueError(f"profile={params['profile']!r} is not known; accepted: {tuple(PROFILES)}")
+    for key, value in params.items():  # papermill's -p passes lists and dicts as strings
+        if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+            raise ValueError(f"{key}={value!r} is a string, not a list or dict; accepted: a list or "
+                             f"dict (from papermill pass it as YAML: -y \"{key}: {value.strip()}\")")
     datasets = []
     for key, value in params.items():
         kind = _kind_of(key)
