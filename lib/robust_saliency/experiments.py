@@ -699,14 +699,8 @@ def mean_std(records, index, columns, values, fmt="{:.3f}"):
     import pandas as pd
 
     df = pd.DataFrame.from_records(records)
-    g = df.groupby([index, columns], sort=False)[values]
-    stats = g.agg(["mean", "std", "count"]).reset_index()
-
-    def cell(r):
-        sd = "n/a" if r["count"] < 2 else fmt.format(r["std"])
-        return f"{fmt.format(r['mean'])} ± {sd}"
-
-    stats["cell"] = stats.apply(cell, axis=1)
+    stats = (df.groupby([index, columns], sort=False)[values]
+             .agg(lambda v: fmt_ms(v, fmt)).reset_index(name="cell"))
     table = stats.pivot(index=index, columns=columns, values="cell")
     table = table.loc[list(dict.fromkeys(df[index])), list(dict.fromkeys(df[columns]))]
     table.columns.name, table.index.name = None, index

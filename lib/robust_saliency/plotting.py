@@ -131,13 +131,6 @@ def map_grid(images, maps, row_labels, col_labels=None, signed=False, scale=1.2)
     return fig
 
 
-def _grad_at(model, points):
-    """Gradient of a single-output ``model`` at ``points`` (N, D), detached."""
-    x = points.detach().clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(model(x)[:, 0].sum(), x)
-    return g.detach()
-
-
 def toy_gradient_panels(models, x, y, pair, resolution=150, margin=0.5):
     """P1 Fig. 1: one panel per 2-D model (name -> single-output model, e.g. ``LogitMargin``).
 
@@ -153,7 +146,10 @@ def toy_gradient_panels(models, x, y, pair, resolution=150, margin=0.5):
     gx, gy = torch.meshgrid(torch.linspace(lo[0], hi[0], resolution),
                             torch.linspace(lo[1], hi[1], resolution), indexing="xy")
     grid = torch.stack([gx.flatten(), gy.flatten()], 1)
-    grads = {name: _grad_at(m, pair) for name, m in models.items()}
+    from .attributions import grad
+
+    first = torch.zeros(len(pair), dtype=torch.long)  # the single output of each model
+    grads = {name: grad(m, pair, first).detach() for name, m in models.items()}
     longest = max(float(g.norm(dim=1).max()) for g in grads.values()) or 1.0
     scale = 0.35 * float((hi - lo).max()) / longest
     fig, axes = plt.subplots(1, len(models), figsize=(3.1 * len(models), 3.1), squeeze=False)
