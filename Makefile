@@ -26,10 +26,11 @@ $(STAMP): requirements.txt pyproject.toml
 # Execute each notebook in place at the cpu profile: the committed notebooks carry these outputs.
 # The profile comes from the environment, not from papermill's -p: an injected-parameters cell
 # would pin profile="cpu" in the committed notebook and make nbval (make test) run the cpu profile.
+# Progress bars are off (ROBUST_SALIENCY_PROGRESS=0): the committed outputs hold results only.
 reproduce: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (profile cpu)"; \
-	  ROBUST_SALIENCY_PROFILE=cpu $(VENV)/bin/papermill "$$nb" "$$nb" --cwd notebooks -k python3 --log-level WARNING || exit 1; \
+	  ROBUST_SALIENCY_PROFILE=cpu ROBUST_SALIENCY_PROGRESS=0 $(VENV)/bin/papermill "$$nb" "$$nb" --cwd notebooks -k python3 --log-level WARNING || exit 1; \
 	done
 	@ls results/*_cpu.json
 

@@ -2,7 +2,7 @@
 
 Run ``python -m benchmarks.regularizer_cost [--repeats 5] [--batch-size 64]``.  Every method
 (``ce``, ``l2``, ``l2_cosd``, ``hessian``, ``iga``, ``atex`` with P1's reference
-hyperparameters for LeNet, ``training.get_method``) trains its own copy of one initial model
+hyperparameters for LeNet, ``methods.get``) trains its own copy of one initial model
 (``lenet``, softplus beta 3, ``models.build``) with Adam (lr 1e-3) and gradient clipping 0.5, as
 ``training.train`` does.  A step is what ``training.train`` times: zero_grad, the method's loss,
 backward, clipping, optimizer step, ``loss.item()``.  Methods are interleaved round-robin on the
@@ -28,7 +28,8 @@ from pathlib import Path
 
 import torch
 
-from robust_saliency import cache, cost, data, models, regularizers, training
+from robust_saliency import cache, cost, data, models, regularizers
+from robust_saliency.methods import get as get_method
 
 P1_TABLE2 = regularizers.P1_TABLE2  # (time, memory) ratios to CE per P1 column
 P1_COLUMN = "CIFAR10 LeNet"
@@ -87,8 +88,8 @@ def _check_config(cfg):
 def _method(name, cfg, teacher):
     hp = {**METHOD_HPARAMS.get(name, {}), **cfg["hparams"].get(name, {})}
     if name == "atex":
-        return training.get_method(name, teacher=teacher, **hp), hp
-    return training.get_method(name, **hp), hp
+        return get_method(name, teacher=teacher, **hp), hp
+    return get_method(name, **hp), hp
 
 
 def _loadavg():

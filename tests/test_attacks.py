@@ -71,11 +71,11 @@ def test_fgsm_hand_computed_linear():
     x = torch.full((2, 1, 3, 4), 0.5, dtype=torch.float64)
     x[1, 0, 0] = torch.tensor([0.0, 0.01, 1.0, 0.99], dtype=torch.float64)  # clipping cases
     y = torch.tensor([0, 1])
-    eps = 0.03
+    eps = 8  # 0-255 units
     out = attacks.fgsm(model, x, y, eps=eps)
     # d CE / dx = sum_j p_j w_j - w_y = p_wrong (w_wrong - w_true): sign(w_wrong - w_true)
     direction = torch.stack([(w[1] - w[0]).sign(), (w[0] - w[1]).sign()]).view_as(x)
-    expected = (x + eps * direction).clamp(0, 1)
+    expected = (x + 8 / 255 * direction).clamp(0, 1)
     assert torch.equal(out, expected)
     assert torch.equal(attacks.get("fgsm", eps=eps)(model, x, y), expected)
 
@@ -83,8 +83,8 @@ def test_fgsm_hand_computed_linear():
 @pytest.mark.parametrize("norm", ["linf", "l2"])
 def test_pgd_ball_range_and_loss_increase(trained, norm):
     model, x, y = trained
-    eps = 8 / 255 if norm == "linf" else 0.5
-    x_adv = attacks.pgd(model, x, y, eps=eps, steps=10, norm=norm, seed=0)
+    eps = 8 / 255 if norm == "linf" else 0.5  # input units
+    x_adv = attacks.pgd(model, x, y, eps=8 if norm == "linf" else 0.5, steps=10, norm=norm, seed=0)
     dist = _linf(x_adv, x) if norm == "linf" else _l2(x_adv, x)
     assert (dist <= eps + TOL).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
@@ -115,7 +115,7 @@ def test_pgd_reduces_accuracy(trained):
     model, x, y = trained
     with torch.no_grad():
         clean_acc = (model(x).argmax(1) == y).float().mean()
-    atk = attacks.get("pgd", norm="linf", eps=0.2, steps=20)
+    atk = attacks.get("pgd", norm="linf", eps=0.2 * 255, steps=20)
     with torch.no_grad():
         adv_acc = (model(atk(model, x, y)).argmax(1) == y).float().mean()
     assert clean_acc > 0.9 and adv_acc < clean_acc - 0.3
@@ -123,22 +123,21 @@ def test_pgd_reduces_accuracy(trained):
 
 def test_mifgsm_ball_and_loss(trained):
     model, x, y = trained
-    eps = 8 / 255
-    x_adv = attacks.get("mifgsm", eps=eps, steps=5)(model, x, y)
-    assert (_linf(x_adv, x) <= eps + TOL).all()
+    x_adv = attacks.get("mifgsm", eps=8, steps=5)(model, x, y)
+    assert (_linf(x_adv, x) <= 8 / 255 + TOL).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert _loss(model, x_adv, y).mean() > _loss(model, x, y).mean()
 
 
 def test_mifgsm_one_step_is_fgsm(trained):
     model, x, y = trained
-    assert torch.allclose(attacks.mifgsm(model, x, y, eps=0.05, steps=1), attacks.fgsm(model, x, y, eps=0.05))
+    assert torch.allclose(attacks.mifgsm(model, x, y, eps=12, steps=1), attacks.fgsm(model, x, y, eps=12))
 
 
 @pytest.mark.parametrize("name", attacks.NAMES)
 def test_no_grad_leak_and_mode_kept(trained, name):
     model, x, y = trained
-    kw = {"eps": 4 / 255}
+    kw = {"eps": 4}
     if name != "fgsm":
         kw["steps"] = 2
     atk = attacks.get(name, **kw)
@@ -156,12 +155,12 @@ def test_no_grad_leak_and_mode_kept(trained, name):
 
 def test_pgd_determinism_with_seed(trained):
     model, x, y = trained
-    a = attacks.pgd(model, x, y, eps=8 / 255, steps=3, seed=5)
-    b = attacks.pgd(model, x, y, eps=8 / 255, steps=3, seed=5)
-    c = attacks.pgd(model, x, y, eps=8 / 255, steps=3, seed=6)
+    a = attacks.pgd(model, x, y, eps=8, steps=3, seed=5)
+    b = attacks.pgd(model, x, y, eps=8, steps=3, seed=5)
+    c = attacks.pgd(model, x, y, eps=8, steps=3, seed=6)
     assert torch.equal(a, b) and not torch.equal(a, c)
-    for norm in ("linf", "l2"):  # random start alone stays in the ball
-        x0 = attacks.pgd(model, x, y, eps=0.1, steps=1, alpha=1e-9, norm=norm, seed=1)
+    for norm, eps in (("linf", 0.1 * 255), ("l2", 0.1)):  # random start alone stays in the ball
+        x0 = attacks.pgd(model, x, y, eps=eps, steps=1, alpha=1e-9, norm=norm, seed=1)
         dist = _linf(x0, x) if norm == "linf" else _l2(x0, x)
         assert (dist <= 0.1 + TOL).all() and (dist > 0).all()
 
@@ -170,13 +169,13 @@ def test_y_none_attacks_the_prediction(trained):
     model, x, _ = trained
     with torch.no_grad():
         pred = model(x).argmax(1)
-    assert torch.equal(attacks.fgsm(model, x, None, eps=0.05), attacks.fgsm(model, x, pred, eps=0.05))
+    assert torch.equal(attacks.fgsm(model, x, None, eps=12), attacks.fgsm(model, x, pred, eps=12))
 
 
 def test_registry_and_bad_parameters():
     assert set(attacks.NAMES) == {"pgd", "fgsm", "mifgsm", "targeted_attribution", "topk"}
-    atk = attacks.get("pgd", norm="linf", eps=8 / 255, steps=20)
-    assert atk.name == "pgd" and atk.kwargs["eps"] == 8 / 255
+    atk = attacks.get("pgd", norm="linf", eps=8, steps=20)
+    assert atk.name == "pgd" and atk.kwargs["eps"] == 8
     with pytest.raises(ValueError, match="attack='cw'"):
         attacks.get("cw")
     with pytest.raises(ValueError, match="norm='l1'"):
@@ -189,6 +188,29 @@ def test_registry_and_bad_parameters():
         attacks.get("fgsm", eps=-0.1)
     with pytest.raises(ValueError, match="steps"):
         attacks.get("pgd", eps=0.1, steps=0)
+
+
+@pytest.mark.parametrize("name", attacks.NAMES)
+def test_linf_budgets_are_in_0_255_units(trained, name):
+    """SPEC section 7: eps=8 means 8/255 for every linf attack; above 255 is rejected by unit."""
+    model, x, y = trained
+    kw = {} if name == "fgsm" else {"steps": 3}
+    x_adv = attacks.get(name, eps=8, **kw)(model, x, y)
+    dist = _linf(x_adv, x)
+    assert (dist <= 8 / 255 + TOL).all() and (dist > 4 / 255).any()
+    for bad in (256, 1e9, float("nan"), -1):
+        with pytest.raises(ValueError, match=r"eps=.*\[0, 255\] in 0-255 pixel units"):
+            attacks.get(name, eps=bad, **kw)
+    with pytest.raises(ValueError, match=r"eps=300.*0-255 pixel units"):
+        getattr(attacks, name)(model, x, y, eps=300, **kw)  # the functions check too
+
+
+def test_l2_budgets_are_in_input_units(trained):
+    model, x, y = trained
+    x_adv = attacks.pgd(model, x, y, eps=0.5, steps=5, norm="l2", seed=0)
+    assert (_l2(x_adv, x) <= 0.5 + TOL).all() and (_l2(x_adv, x) > 0.25).any()
+    with pytest.raises(ValueError, match=r"eps=-0.5.*input units"):
+        attacks.get("pgd", norm="l2", eps=-0.5)
 
 
 
@@ -276,10 +298,9 @@ def test_frame_target_sizes():
 @pytest.mark.parametrize("activation", ["softplus", "relu"])
 def test_attribution_attacks_ball_range_labels(name, activation, digits_softplus, digits_relu):
     model, x = digits_softplus if activation == "softplus" else digits_relu
-    eps = 8 / 255
-    x_adv = attacks.get(name, eps=eps, steps=8)(model, x)
+    x_adv = attacks.get(name, eps=8, steps=8)(model, x)
     assert x_adv.shape == x.shape and not x_adv.requires_grad
-    assert (_linf(x_adv, x) <= eps + TOL).all()
+    assert (_linf(x_adv, x) <= 8 / 255 + TOL).all()
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert torch.equal(_pred(model, x_adv), _pred(model, x))  # label kept for every sample
     assert (_linf(x_adv, x) > 0).float().mean() > 0.5  # and most samples did move
@@ -289,7 +310,7 @@ def test_targeted_attribution_moves_map_to_frame(digits_softplus):
     model, x = digits_softplus
     h_t = _frame(16, 3)
     clean = _frame_loss(model, x, h_t)
-    x_adv = attacks.targeted_attribution(model, x, eps=8 / 255, steps=20)
+    x_adv = attacks.targeted_attribution(model, x, eps=8, steps=20)
     adv = _frame_loss(model, x_adv, h_t)
     # every kept iterate has a lower objective than x, whose logit term is 0: the map term drops
     assert (adv <= clean + 1e-4).all()
@@ -300,7 +321,7 @@ def test_targeted_attribution_moves_map_to_frame(digits_softplus):
     x_rand = (x + noise).clamp(0, 1)
     assert adv.mean() < _frame_loss(model, x_rand, h_t).mean() - 2.0
     # the reference code's Adam update also works
-    x_adam = attacks.targeted_attribution(model, x, eps=8 / 255, steps=20, update="adam")
+    x_adam = attacks.targeted_attribution(model, x, eps=8, steps=20, update="adam")
     assert (_linf(x_adam, x) <= 8 / 255 + TOL).all()
     assert torch.equal(_pred(model, x_adam), _pred(model, x))
     assert _frame_loss(model, x_adam, h_t).mean() < clean.mean() - 3.0
@@ -311,7 +332,7 @@ def test_targeted_attribution_one_step_is_the_stated_update(digits_softplus):
     model, x = digits_softplus
     model = copy.deepcopy(model).double()
     x = x.double()
-    eps, alpha, w_p = 4 / 255, 2 / 255, 0.1
+    alpha, w_p = 2 / 255, 0.1  # input units; the attack takes eps 4 and alpha 2 in 0-255 units
     pred = _pred(model, x)
     h_t = _frame(16, 3).double()
     xr = x.clone().requires_grad_(True)
@@ -322,7 +343,7 @@ def test_targeted_attribution_one_step_is_the_stated_update(digits_softplus):
     loss = (a - h_t).pow(2).flatten(1).sum(1) + w_p * (out - out.detach()).pow(2).sum(1)
     (d,) = torch.autograd.grad(loss.sum(), xr)
     x1 = (x - alpha * d.sign()).clamp(0, 1)
-    x_adv = attacks.targeted_attribution(model, x, eps=eps, steps=1, alpha=alpha, w_p=w_p)
+    x_adv = attacks.targeted_attribution(model, x, eps=4, steps=1, alpha=2, w_p=w_p)
     is_x1 = (x_adv - x1).flatten(1).abs().amax(1) < 1e-12
     is_x = (x_adv - x).flatten(1).abs().amax(1) == 0
     assert (is_x1 | is_x).all() and is_x1.float().mean() > 0.8
@@ -331,7 +352,7 @@ def test_targeted_attribution_one_step_is_the_stated_update(digits_softplus):
 def test_topk_reduces_topk_mass(digits_softplus):
     model, x = digits_softplus
     k = 26  # ~10% of 16x16
-    x_adv = attacks.topk(model, x, eps=8 / 255, steps=20, k=k)
+    x_adv = attacks.topk(model, x, eps=8, steps=20, k=k)
     clean = _topk_share(model, x, x, k)
     adv = _topk_share(model, x_adv, x, k)
     assert (adv <= clean + 1e-5).all()
@@ -341,8 +362,8 @@ def test_topk_reduces_topk_mass(digits_softplus):
     m1 = attributions.grad(model, x_adv, pred).abs().sum(1)
     assert metrics.topk_intersection(m1, m0, k).mean() < 0.9
     # k as a fraction: the same count
-    assert torch.equal(attacks.topk(model, x[:4], eps=8 / 255, steps=3, k=26 / 256),
-                       attacks.topk(model, x[:4], eps=8 / 255, steps=3, k=26))
+    assert torch.equal(attacks.topk(model, x[:4], eps=8, steps=3, k=26 / 256),
+                       attacks.topk(model, x[:4], eps=8, steps=3, k=26))
 
 
 def test_relu_model_via_softplus_copy_untouched(digits_relu):
@@ -350,8 +371,8 @@ def test_relu_model_via_softplus_copy_untouched(digits_relu):
     before = copy.deepcopy(model.state_dict())
     h_t = _frame(16, 3)
     clean = _frame_loss(model, x, h_t)
-    x_adv = attacks.targeted_attribution(model, x, eps=8 / 255, steps=15)
-    x_top = attacks.topk(model, x, eps=8 / 255, steps=15, k=26)
+    x_adv = attacks.targeted_attribution(model, x, eps=8, steps=15)
+    x_top = attacks.topk(model, x, eps=8, steps=15, k=26)
     # the map of the ReLU model itself moves
     assert (_frame_loss(model, x_adv, h_t) <= clean + 1e-4).all()
     assert _frame_loss(model, x_adv, h_t).mean() < clean.mean() - 1.0
@@ -368,21 +389,21 @@ def test_relu_model_via_softplus_copy_untouched(digits_relu):
 def test_attribution_attacks_determinism(name, digits_softplus):
     model, x = digits_softplus
     x = x[:8]
-    atk = attacks.get(name, eps=8 / 255, steps=3, random_start=True, seed=4)
+    atk = attacks.get(name, eps=8, steps=3, random_start=True, seed=4)
     a, b = atk(model, x), atk(model, x)
-    c = attacks.get(name, eps=8 / 255, steps=3, random_start=True, seed=5)(model, x)
+    c = attacks.get(name, eps=8, steps=3, random_start=True, seed=5)(model, x)
     assert torch.equal(a, b) and not torch.equal(a, c)
     torch.manual_seed(0)
-    d = attacks.get(name, eps=8 / 255, steps=3)(model, x)
+    d = attacks.get(name, eps=8, steps=3)(model, x)
     torch.manual_seed(1)
-    assert torch.equal(d, attacks.get(name, eps=8 / 255, steps=3)(model, x))  # no random start
+    assert torch.equal(d, attacks.get(name, eps=8, steps=3)(model, x))  # no random start
 
 
 def test_attribution_attacks_target_class_and_map(digits_softplus):
     model, x = digits_softplus
     x = x[:8]
     pred = _pred(model, x)
-    kw = {"eps": 4 / 255, "steps": 3}
+    kw = {"eps": 4, "steps": 3}
     assert torch.equal(attacks.targeted_attribution(model, x, pred, **kw),
                        attacks.targeted_attribution(model, x, None, **kw))
     frame = attacks.frame_target(16, 16)

@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from robust_saliency import cost, training
+from robust_saliency import cost
+from robust_saliency import methods as M
 
 
 def test_saved_tensor_counter_exact_on_a_linear_layer():
@@ -33,7 +34,7 @@ def _setup():
     net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Softplus(beta=3), nn.Flatten(),
                         nn.Linear(3 * 8 * 8, 4))
     batches = [(torch.rand(6, 1, 8, 8), torch.randint(0, 4, (6,))) for _ in range(3)]
-    methods = {"ce": training.get_method("ce"), "l2_cosd": training.get_method("l2_cosd")}
+    methods = {"ce": M.get("ce"), "l2_cosd": M.get("l2_cosd")}
     return net, methods, batches
 
 
@@ -63,7 +64,7 @@ def test_step_costs_counts_a_held_teacher_in_the_state():
     net, methods, batches = _setup()
     teacher = copy.deepcopy(net)
     teacher.register_parameter("big", nn.Parameter(torch.zeros(100_000)))  # held, never used
-    atex = training.get_method("atex", teacher=teacher, n_shifts=1, n_orth=1, smooth_n=1)
+    atex = M.get("atex", teacher=teacher, n_shifts=1, n_orth=1, smooth_n=1)
     res = cost.step_costs(net, {"ce": methods["ce"], "atex": atex}, batches[:2], warmup=1)
     p_net = sum(p.numel() * 4 for p in net.parameters())
     p_teacher = sum(p.numel() * 4 for p in teacher.parameters())

@@ -216,8 +216,9 @@ def test_rps_bad_parameters():
     model, (x, y) = _linear_model(), _data()
     with pytest.raises(ValueError, match="similarity"):
         metrics.rps(model, x, y, "grad", eps=4, similarity="l2")
-    with pytest.raises(ValueError, match="eps"):
-        metrics.rps(model, x, y, "grad", eps=-1)
+    for bad in (-1, 256, float("inf")):
+        with pytest.raises(ValueError, match=r"eps=.*\[0, 255\] in 0-255 pixel units"):
+            metrics.rps(model, x, y, "grad", eps=bad)
     with pytest.raises(ValueError, match="postprocess"):
         metrics.rps(model, x, y, "grad", eps=4, postprocess="nope")
 
@@ -450,7 +451,7 @@ def test_saliency_report_structure_and_adv_insertion():
 
     net = _tiny_net()
     x, y = torch.rand(6, 2, 12, 12), torch.randint(0, 3, (6,))
-    kw = {"eps": 8 / 255, "steps": 3}
+    kw = {"eps": 8, "steps": 3}  # 0-255 units
     rep = metrics.saliency_report(net, x, y, ["grad", "lrp"], rps_eps=(4, 16),
                                   similarities=("cosine", "pcc"), rps_n=2,
                                   attack="targeted_attribution", attack_kw=kw, seed=1, chunk=4)

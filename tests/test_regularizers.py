@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from scipy.special import log_softmax as sp_log_softmax
 from scipy.special import softmax as sp_softmax
 
-from robust_saliency import attributions, training
+from robust_saliency import attributions, methods, training
 from robust_saliency import regularizers as R
 
 DT = torch.float64
@@ -537,9 +537,9 @@ def test_atex_teacher_is_identified_by_key_not_kept_in_hparams():
 def test_registry():
     assert set(R.NAMES) == {"l2", "cosd", "l2_cosd", "hessian", "maxent", "input_grad", "iga", "atex"}
     for name in R.NAMES:
-        assert training.METHODS[name] is R._REGISTRY[name]
-        assert training.METHODS[name].name == name
-        assert training.METHODS[name].__doc__
+        assert methods.METHODS[name] is R.REGISTRY[name]
+        assert methods.METHODS[name].name == name
+        assert methods.METHODS[name].__doc__
     m = R.get("l2_cosd", eps=4, lam_l2=0.01, lam_cos=1)
     assert isinstance(m, training.Method)
     assert m.hparams == {"eps": 4.0, "lam_l2": 0.01, "lam_cos": 1.0, "squared": False, "detach_clean": True}
@@ -592,3 +592,20 @@ def test_p1_reference_numbers_are_transcribed_consistently():
     assert t1["ce"]["Accuracy"] == 0.868 and t1["l2_cosd"]["grad A-Ins"] == 0.358
     assert max(t1, key=lambda m: t1[m]["grad RPS"]) == "l2_cosd"
     assert R.P1_TABLE2_CIFAR10_LENET["l2_cosd"] == (2.75, 2.64)
+
+
+@pytest.mark.parametrize("name,key", [("l2", "eps"), ("cosd", "eps"), ("l2_cosd", "eps"),
+                                      ("iga", "eps"), ("iga", "step"), ("atex", "smooth_sigma")])
+def test_budgets_are_in_0_255_units(name, key):
+    """SPEC section 7: eps=4 means 4/255; a value above 255 is rejected with its unit named."""
+    extra = {"teacher": nn.Linear(2, 2)} if name == "atex" else {}
+    assert R.get(name, **{key: 255}, **extra).hparams[key] == 255.0
+    for bad in (255.5, 1e4, -1, float("nan")):
+        with pytest.raises(ValueError, match=rf"{key}=.*\[0, 255\] in 0-255 pixel units"):
+            R.get(name, **{key: bad}, **extra)
+
+
+def test_uniform_delta_is_eps_over_255():
+    torch.manual_seed(0)
+    d = R.get("l2", eps=8).sample_delta(torch.zeros(64, 3, 8, 8))
+    assert d.abs().max() <= 8 / 255 and d.abs().max() > 0.95 * 8 / 255

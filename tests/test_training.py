@@ -76,23 +76,11 @@ def assert_different_weights(a, b):
 # Methods registry and config
 # ----------------------------------------------------------------------------------------------
 
-def test_get_method_and_registry(monkeypatch):
-    assert isinstance(T.get_method("ce"), T.CE)
-    # modules that register methods but are missing or broken are skipped, not fatal
-    monkeypatch.setitem(sys.modules, "robust_saliency.adversarial_training", None)
-    with pytest.raises(ValueError, match="method='no_such'.*accepted.*'ce'"):
-        T.get_method("no_such")
-
-    @T.register_method
-    class Dummy(T.Method):
-        name = "dummy_test"
-
-    try:
-        m = T.get_method("dummy_test", lam=0.5)
-        assert isinstance(m, Dummy) and m.hparams == {"lam": 0.5}
-        assert repr(m) == "dummy_test(lam=0.5)"
-    finally:
-        T.METHODS.pop("dummy_test")
+def test_train_takes_a_method_instance_not_a_name():
+    with pytest.raises(ValueError, match=r"method='ce' is a name.*methods\.get\('ce'"):
+        T.train(make_model(), "ce", make_loader(), base_cfg(num_epochs=1))
+    with pytest.raises(ValueError, match="method=.*accepted: a Method instance"):
+        T.train(make_model(), object(), make_loader(), base_cfg(num_epochs=1))
 
 
 @pytest.mark.parametrize("field,value,match", [

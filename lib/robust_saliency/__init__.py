@@ -1,8 +1,9 @@
 """robust_saliency: the shared library of the robust-saliency paper companion.
 
-Modules (one concept each): data, models, attributions, regularizers,
-adversarial_training, attacks, metrics, training, cache, experiments, plotting.
-Inputs are images in the pixel range [0, 1]; eps values "in 0-255 units" are divided by 255.
+Modules (one concept each): units, cache, data, models, attributions, regularizers, methods,
+attacks, metrics, training, cost, claims, experiments, plotting.
+Inputs are images in the pixel range [0, 1]; L-infinity budgets and noise levels are in 0-255
+pixel units (divided by 255), L2 budgets in input units (``units``).
 """
 
 __version__ = "0.1.0"

@@ -1,7 +1,9 @@
 """Adversarial attacks (SPEC section 7): ``get(name, **kw) -> fn(model, x, y) -> x_adv``.
 
-Conventions: ``x`` in [0, 1]; ``eps`` and ``alpha`` are in input units (e.g. ``8/255``), as in
-``get("pgd", norm="linf", eps=8/255, steps=20)``.  The loss is the cross-entropy of the label
+Conventions: ``x`` in [0, 1].  Units (``units``, SPEC section 7): L-infinity budgets ``eps``
+and step sizes ``alpha`` in 0-255 pixel units, as the papers write them (``eps=8`` means 8/255;
+values above 255 are rejected); L2 budgets and steps in input units.  For example
+``get("pgd", norm="linf", eps=8, steps=20)`` or ``get("pgd", norm="l2", eps=0.5)``.  The loss is the cross-entropy of the label
 ``y`` (``y=None``: the model's prediction on x), maximised.  Gradients are taken with
 ``torch.autograd.grad`` w.r.t. the input only, so the parameters' ``.grad`` are untouched; the
 model's train/eval mode is left as it is (evaluate in eval mode).  Every iterate is projected
@@ -15,11 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import attributions as _attributions
+from . import units
 from .metrics import _resolve_k
 from .models import softplus_copy
-
-_NORMS = ("linf", "l2")
-
 
 def _labels(model, x, y):
     if y is not None:
@@ -63,18 +63,25 @@ def _generator(seed, device):
     return g
 
 
-def _check(eps, steps=None, norm=None):
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0 (input units, e.g. 8/255); got eps={eps}")
-    if steps is not None and (int(steps) != steps or steps < 1):
-        raise ValueError(f"steps must be a positive int; got steps={steps}")
-    if norm is not None and norm not in _NORMS:
-        raise ValueError(f"norm={norm!r} is not known; accepted: {_NORMS}")
+def _check(eps, steps=None, norm="linf", alpha=None):
+    """(eps, alpha) in input units, after checking them in their units (``units.budget``: 0-255
+    pixel units for linf, input units for l2) and ``steps`` (a positive int).  alpha None stays None."""
+    if steps is not None and (isinstance(steps, bool) or int(steps) != steps or steps < 1):
+        raise ValueError(f"steps={steps!r} is not valid; accepted: a positive int")
+    eps = units.budget(eps, norm)
+    if alpha is not None:
+        alpha = units.budget(alpha, norm, "alpha")
+        if not alpha > 0:
+            raise ValueError(f"alpha={alpha!r} is not valid; accepted: a number > 0 or None")
+    return eps, alpha
 
 
 def fgsm(model, x, y, eps):
-    """FGSM (Goodfellow 2015): x_adv = clip_[0,1](x + eps * sign(grad_x CE(f(x), y)))."""
-    _check(eps)
+    """FGSM (Goodfellow 2015): x_adv = clip_[0,1](x + eps/255 * sign(grad_x CE(f(x), y))).
+
+    ``eps``: the linf budget in 0-255 pixel units.
+    """
+    eps, _ = _check(eps)
     x = x.detach()
     y = _labels(model, x, y)
     return (x + eps * _loss_grad(model, x, y).sign()).clamp(0.0, 1.0).detach()
@@ -83,6 +90,8 @@ def fgsm(model, x, y, eps):
 def pgd(model, x, y, eps, alpha=None, steps=20, norm="linf", random_start=True, seed=None):
     """PGD (Madry 2018) maximising CE over the eps-ball; P1, P2, P4 robust accuracy.
 
+    Units: ``norm="linf"``: ``eps`` and ``alpha`` in 0-255 pixel units (8 means 8/255);
+    ``norm="l2"``: in input units.  Below, eps and alpha are in input units.
     Update: linf: x_{t+1} = P(x_t + alpha * sign(grad_x CE(f(x_t), y)));
     l2: x_{t+1} = P(x_t + alpha * g / ||g||_2), g = grad_x CE per sample;
     P projects onto {||x' - x||_p <= eps} then clips to [0, 1].  ``alpha`` defaults to
@@ -90,11 +99,9 @@ def pgd(model, x, y, eps, alpha=None, steps=20, norm="linf", random_start=True, 
     uniform in the l2 ball (gaussian direction, radius eps * U^(1/d)); the draw uses its own
     generator when ``seed`` is given (else the global RNG).
     """
-    _check(eps, steps, norm)
+    eps, alpha = _check(eps, steps, norm, alpha)
     if alpha is None:
         alpha = 2.5 * eps / steps
-    elif not alpha > 0:
-        raise ValueError(f"alpha must be > 0; got alpha={alpha}")
     x = x.detach()
     y = _labels(model, x, y)
     x_adv = x.clone()
@@ -123,10 +130,11 @@ def mifgsm(model, x, y, eps, alpha=None, steps=10, decay=1.0):
     """MI-FGSM (Dong 2018): momentum iterative FGSM maximising CE in the linf eps-ball.
 
     Update: g_{t+1} = mu * g_t + grad_x CE(f(x_t), y) / ||grad_x CE(f(x_t), y)||_1 (per sample),
-    x_{t+1} = P(x_t + alpha * sign(g_{t+1})); ``decay`` is mu (1.0), ``alpha`` defaults to eps / steps; P projects onto the linf eps-ball
-    around x and clips to [0, 1].  No random start.
+    x_{t+1} = P(x_t + alpha * sign(g_{t+1})); ``decay`` is mu (1.0), ``alpha`` defaults to
+    eps / steps; P projects onto the linf eps-ball around x and clips to [0, 1].  No random
+    start.  ``eps`` and ``alpha`` in 0-255 pixel units.
     """
-    _check(eps, steps)
+    eps, alpha = _check(eps, steps, "linf", alpha)
     if alpha is None:
         alpha = eps / steps
     x = x.detach()
@@ -190,12 +198,10 @@ def _pixel_mass(h):
     return a.flatten(1)
 
 
-def _check_attribution_attack(attribution, alpha, softplus_beta, update=None):
+def _check_attribution_attack(attribution, softplus_beta, update=None):
     if attribution not in _attributions.DIFFERENTIABLE:
         raise ValueError(f"attribution={attribution!r} cannot be attacked (its map is not "
                          f"differentiable); accepted: {list(_attributions.DIFFERENTIABLE)}")
-    if alpha is not None and not alpha > 0:
-        raise ValueError(f"alpha must be > 0 (input units) or None; got alpha={alpha}")
     if not (isinstance(softplus_beta, (int, float)) and softplus_beta > 0):
         raise ValueError(f"softplus_beta must be a number > 0; got softplus_beta={softplus_beta!r}")
     if update is not None and update not in _UPDATES:
@@ -251,13 +257,13 @@ def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate):
 _UPDATES = ("sign", "adam")
 
 
-def targeted_attribution(model, x, y=None, eps=4 / 255, steps=100, target_map=None, frame_width=5,
+def targeted_attribution(model, x, y=None, eps=4, steps=100, target_map=None, frame_width=5,
                          attribution="grad", w_h=1.0, w_p=0.1, alpha=None, update="sign",
                          softplus_beta=20.0, random_start=False, seed=None):
     """Targeted attribution attack (Dombrowski 2019; P1's AAM, Sec. 2 and "Metrics"): the map moves to h_t.
 
-    Minimises, per sample, over the linf eps-ball around x (eps in input units, P1: 4/255 LeNet,
-    2/255 ResNet18, 100 iterations) with the predicted label kept:
+    Minimises, per sample, over the linf eps-ball around x (``eps`` and ``alpha`` in 0-255 pixel
+    units; P1: 4 LeNet, 2 ResNet18, 100 iterations) with the predicted label kept:
         L(x') = w_h * ||h(x') - h_t||_2^2 + w_p * ||g(x') - g(x)||_2^2,
     h = ``attributions.postprocess`` of the map of class ``y`` (``y=None``: the clean prediction),
     i.e. sum of |map| over channels divided by the per-image max, g the logits.  ``h_t`` is
@@ -281,8 +287,8 @@ def targeted_attribution(model, x, y=None, eps=4 / 255, steps=100, target_map=No
     lowest L on ``model`` among those whose predicted label equals the clean prediction; x itself
     if none.  Only input gradients are taken (parameters' ``.grad`` untouched); detached result.
     """
-    _check(eps, steps)
-    _check_attribution_attack(attribution, alpha, softplus_beta, update)
+    eps, alpha = _check(eps, steps, "linf", alpha)
+    _check_attribution_attack(attribution, softplus_beta, update)
     for name, v in (("w_h", w_h), ("w_p", w_p)):
         if not v >= 0:
             raise ValueError(f"{name} must be >= 0; got {name}={v}")
@@ -330,7 +336,7 @@ def targeted_attribution(model, x, y=None, eps=4 / 255, steps=100, target_map=No
     return _descend(x, eps, steps, alpha, update, random_start, seed, evaluate)
 
 
-def topk(model, x, y=None, eps=8 / 255, steps=300, k=0.02, attribution="grad", alpha=None,
+def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=None,
          softplus_beta=20.0, random_start=False, seed=None):
     """Top-k attack (Ghorbani 2019 "top-k fooling"; P2, P3): sign steps that move mass off the clean top-k.
 
@@ -339,14 +345,15 @@ def topk(model, x, y=None, eps=8 / 255, steps=300, k=0.02, attribution="grad", a
     default 0.02 ~ Ghorbani's and P2's k = 1000 of 224x224; P2: 300 iterations).  Minimises the
     share of the map's mass on K, D(x') = sum_{i in K} m_i(x') / sum_i m_i(x'), by
     x_{t+1} = P(x_t - alpha * sign(grad_x D(x_t))), P the projection onto the linf eps-ball around
-    x and [0, 1]; ``alpha`` defaults to 2.5 * eps / steps (as ``pgd``); ``x_0 = x`` unless
+    x and [0, 1] (``eps`` and ``alpha`` in 0-255 pixel units); ``alpha`` defaults to
+    2.5 * eps / steps (as ``pgd``); ``x_0 = x`` unless
     ``random_start``.  ReLU models are differentiated through ``models.softplus_copy(model,
     softplus_beta)``; K, the ranking of iterates by D and the label check use ``model`` itself.
     Returned, per sample: the iterate with the lowest D among those whose predicted label equals
     the clean prediction (x itself if none).  Detached; parameters' ``.grad`` untouched.
     """
-    _check(eps, steps)
-    _check_attribution_attack(attribution, alpha, softplus_beta)
+    eps, alpha = _check(eps, steps, "linf", alpha)
+    _check_attribution_attack(attribution, softplus_beta)
     if alpha is None:
         alpha = 2.5 * eps / steps
     x = x.detach()
@@ -399,8 +406,7 @@ def get(name, **kw):
     missing = [p for p, v in params.items() if v.default is inspect.Parameter.empty and p not in kw]
     if missing:
         raise ValueError(f"attack {name!r} needs hyperparameters {missing}")
-    if "norm" in kw or "eps" in kw or "steps" in kw:
-        _check(kw.get("eps", 0.0), kw.get("steps"), kw.get("norm"))
+    _check(kw.get("eps", 0), kw.get("steps"), kw.get("norm", "linf"), kw.get("alpha"))
 
     def attack(model, x, y=None):
         return fn(model, x, y, **kw)

@@ -116,7 +116,7 @@ def _held_modules_bytes(method):
 def step_costs(model, methods, batches, reference="ce", lr=1e-3, grad_clip=0.5, warmup=1):
     """Time and graph memory per training step of each method, relative to ``reference``.
 
-    ``methods``: ``{name: Method}`` (``training.get_method``), including ``reference``.
+    ``methods``: ``{name: Method}`` (``methods.get``), including ``reference``.
     ``batches``: a list of ``(x, y)``; the first ``warmup`` rounds are not timed.  Every method
     trains its own deep copy of ``model`` with Adam (``lr``) and clipping (``grad_clip``), so
     the results do not depend on the order of the methods.  After the timed rounds one more

@@ -12,11 +12,11 @@ notebook), ``cpu`` (the default and the committed outputs: embedded data, 3 seed
 per notebook on 2 cores), ``paper`` (a GPU machine with the real datasets under
 ``data_root``).  They hold generic defaults; a notebook overrides what it needs.
 
-The registries of the other modules are imported lazily (inside functions), so this module
-imports even if one of them is broken.
+The registries of the other modules are imported at the top: a broken module fails this
+import with its own error rather than hiding as an "unknown name".
 """
 import copy
-import importlib
+import dataclasses
 import math
 import os
 import platform
@@ -28,14 +28,17 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from . import attacks, attributions, claims, data, metrics, models, training, units
 from . import cache as _cache
+from . import methods as _methods
 
 __all__ = ["PROFILES", "NOTEBOOK_PROFILES", "profile_params", "validate", "train_config",
-           "resolve_device", "default_cache_dir", "repo_root", "provenance", "write_results",
+           "resolve_device", "default_cache_dir", "repo_root", "provenance", "code_changes",
+           "write_results",
            "accepted_names", "load_data", "build_model", "fit", "fit_method", "batch",
-           "evaluate_saliency", "check_grid", "select_hparams", "cached_eval", "mean_std",
-           "claim", "seed_mean_std", "fmt_ms", "clearly_greater", "VERDICTS"]
+           "evaluate_saliency", "check_grid", "select_hparams", "cached_eval", "mean_std"]
 
 _EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
 
@@ -117,7 +120,9 @@ def profile_params(profile, notebook=None, **overrides):
     ``notebook`` (a key of ``NOTEBOOK_PROFILES``) layers that notebook's settings for the
     profile over the generic ones.  Explicit overrides win; an override whose value is None is
     ignored (a notebook parameter left at None takes the profile's value).  Unknown profile or
-    notebook -> ValueError.
+    notebook -> ValueError.  ``$ROBUST_SALIENCY_PROGRESS`` (0 or 1), when set, turns the
+    progress bars off or on unless ``progress`` is passed (``make reproduce`` sets 0, so that
+    committed notebooks hold no progress output).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile={profile!r} is not known; accepted: {tuple(PROFILES)}")
@@ -128,33 +133,38 @@ def profile_params(profile, notebook=None, **overrides):
                              f"{tuple(NOTEBOOK_PROFILES)}")
         params.update(copy.deepcopy(NOTEBOOK_PROFILES[notebook].get(profile, {})))
     params.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("progress") is None and os.environ.get("ROBUST_SALIENCY_PROGRESS"):
+        params["progress"] = _env_flag("ROBUST_SALIENCY_PROGRESS")
     params["profile"] = profile
     return params
+
+
+def _env_flag(name):
+    value = os.environ[name].strip().lower()
+    if value not in ("0", "1", "false", "true", "no", "yes", "off", "on"):
+        raise ValueError(f"{name}={os.environ[name]!r} is not valid; accepted: 0 or 1 (also "
+                         f"false/true, no/yes, off/on)")
+    return value in ("1", "true", "yes", "on")
 
 
 # ----------------------------------------------------------------------------------------------
 # Validation
 # ----------------------------------------------------------------------------------------------
 
-_KINDS = {  # kind -> (module, attribute holding the accepted names)
-    "dataset": ("data", "NAMES"),
-    "model": ("models", "NAMES"),
-    "method": ("training", "METHODS"),
-    "attribution": ("attributions", "NAMES"),
-    "metric": ("metrics", "NAMES"),
-    "attack": ("attacks", "NAMES"),
+_KINDS = {  # kind -> the registry's names
+    "dataset": data.NAMES,
+    "model": models.NAMES,
+    "method": _methods.NAMES,
+    "attribution": attributions.NAMES,
+    "metric": metrics.NAMES,
+    "attack": attacks.NAMES,
 }
 _POSITIVE_INTS = ("batch_size", "eval_subset", "attack_steps", "size")
 
 
 def accepted_names(kind):
     """The names accepted for ``kind`` (dataset, model, method, attribution, metric, attack)."""
-    mod_name, attr = _KINDS[kind]
-    module = importlib.import_module(f"{__package__}.{mod_name}")
-    if kind == "method":
-        module._import_method_modules()
-        return tuple(sorted(module.METHODS))
-    return tuple(getattr(module, attr))
+    return tuple(_KINDS[kind])
 
 
 def _kind_of(key):
@@ -203,11 +213,17 @@ def _check_names(key, value, kind):
 
 
 def _check_eps(key, value):
+    """Each budget of ``key`` in its unit (``units``): L2 keys (``*l2*``) in input units, the
+    others L-infinity budgets and noise levels in 0-255 pixel units."""
     items = list(value) if isinstance(value, (list, tuple)) else [value]
+    check = units.l2 if "l2" in key else units.linf
     for v in items:
-        if not _is_number(v) or not math.isfinite(float(v)) or float(v) < 0:
-            raise ValueError(f"{key}={value!r} is not valid; accepted: a finite number >= 0 "
-                             f"(0-255 pixel units) or a list of them")
+        try:
+            check(v, key)
+        except ValueError as err:
+            shown = "" if len(items) == 1 and not isinstance(value, (list, tuple)) else \
+                f" (item {v!r} of {value!r}; a number or a list of them)"
+            raise ValueError(f"{err}{shown}") from None
 
 
 def validate(**params):
@@ -267,8 +283,6 @@ def validate(**params):
 
 
 def _check_device(device):
-    import torch
-
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError):
@@ -282,7 +296,6 @@ def _check_device(device):
 def _check_data_root(params, datasets):
     if not datasets:
         return
-    data = importlib.import_module(f"{__package__}.data")
     real = [(k, n) for k, n in datasets if n in data.REAL]
     if not real:
         return
@@ -299,8 +312,6 @@ def _check_data_root(params, datasets):
 
 def resolve_device(device=None):
     """``device``, or for None: 'cuda' if available, else 'cpu'."""
-    import torch
-
     if device is not None:
         return str(device)
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -311,16 +322,12 @@ def train_config(params, **overrides):
 
     ``cache_dir`` defaults to ``default_cache_dir()``, ``device`` to ``resolve_device``.
     """
-    import dataclasses
-
-    from .training import TrainConfig
-
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    names = {f.name for f in dataclasses.fields(training.TrainConfig)}
     cfg = {k: v for k, v in params.items() if k in names}
     cfg.setdefault("cache_dir", str(default_cache_dir()))
     cfg.update(overrides)
     cfg["device"] = resolve_device(cfg.get("device"))
-    return TrainConfig.make(cfg)
+    return training.TrainConfig.make(cfg)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -350,12 +357,13 @@ def default_cache_dir():
 
 
 def _git(*args):
+    """git's stdout (unstripped) for ``args`` run in ``repo_root()``; None if git fails."""
     try:
         out = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
                              timeout=20, check=True)
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip()
+    return out.stdout
 
 
 _PACKAGES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
@@ -374,18 +382,53 @@ def _versions():
     return out
 
 
+# What running the notebooks rewrites: a difference there does not unpin the code.
+_RUN_OUTPUTS = ("figures/", "results/")
+
+
+def _is_run_output(path):
+    return path.startswith(_RUN_OUTPUTS) or (path.startswith("notebooks/")
+                                             and path.endswith(".ipynb"))
+
+
+def code_changes():
+    """Paths (relative to the repository) that differ from the checked-out commit, leaving out
+    what executing the notebooks rewrites (``notebooks/*.ipynb``, ``figures/``, ``results/``):
+    modified, added, deleted or untracked (not ignored) files.  None outside a git checkout."""
+    status = _git("status", "--porcelain", "-z", "--untracked-files=all")
+    if status is None:
+        return None
+    entries, paths = status.split("\0"), []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if "R" in code or "C" in code:  # a rename or copy: the source path follows
+            paths.append(entries[i])
+            i += 1
+        paths.append(path)
+    return sorted({p for p in paths if not _is_run_output(p)})
+
+
 def provenance(params, seeds, t_start):
-    """Git commit and dirty flag, package versions, platform, profile, seeds and wall time.
+    """What pins the code (git commit and the changes outside the run's outputs), package
+    versions, platform, profile, seeds and wall time.
 
     ``t_start`` is ``time.time()`` taken at the notebook's start (None: wall time unknown).
-    ``commit`` is 'unknown' outside a git checkout; ``dirty`` (tracked files modified) is
-    then None.
+    ``commit`` is 'unknown' outside a git checkout.  ``code_changes`` lists the files that
+    differ from the commit other than the executed notebooks and their figures and results
+    (``code_changes()``), and ``dirty`` says whether there are any: a run with
+    ``dirty: false`` used exactly the committed code.  Both are None outside git.
     """
-    commit = _git("rev-parse", "HEAD") or "unknown"
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit != "unknown" else None
+    commit = (_git("rev-parse", "HEAD") or "").strip() or "unknown"
+    changes = code_changes() if commit != "unknown" else None
     info = {
         "commit": commit,
-        "dirty": None if status is None else bool(status),
+        "dirty": None if changes is None else bool(changes),
+        "code_changes": changes,
         "versions": _versions(),
         "platform": {"system": platform.platform(), "machine": platform.machine(),
                      "processor": platform.processor(), "cpu_count": os.cpu_count()},
@@ -394,14 +437,8 @@ def provenance(params, seeds, t_start):
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_time_s": None if t_start is None else round(time.time() - t_start, 3),
     }
-    try:
-        import torch
-
-        info["platform"]["torch_threads"] = torch.get_num_threads()
-        info["platform"]["cuda"] = (torch.cuda.get_device_name(0)
-                                    if torch.cuda.is_available() else None)
-    except ImportError:
-        pass
+    info["platform"]["torch_threads"] = torch.get_num_threads()
+    info["platform"]["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return info
 
 
@@ -439,8 +476,6 @@ def load_data(params, dataset=None, split="train", **kw):
     """``data.load`` for the notebook parameters: ``dataset`` (default ``params["dataset"]``),
     ``data_root`` and the subset size ``n_train`` / ``n_test`` of the profile (capped at the
     split's size for the small embedded sets)."""
-    from . import data
-
     name = dataset or params["dataset"]
     n = params.get("n_train" if split == "train" else "n_test")
     if n is not None and "n" not in kw:
@@ -459,10 +494,6 @@ def build_model(params, train_set, model=None, seed=0, **kw):
     model.  ``params["normalize"]`` puts a ``Normalize`` first with ``train_set``'s per-channel
     mean and std (image datasets; SPEC section 4: normalization is the model's first layer).
     """
-    import torch
-
-    from . import models
-
     name = model or params["model"]
     if name == params.get("model"):
         for k, v in (params.get("model_kw") or {}).items():
@@ -489,10 +520,6 @@ def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, metho
     a copy of its teacher); they enter the cache key.  ``cfg_overrides`` (e.g. ``num_epochs``)
     override the training settings of ``params``.
     """
-    import torch
-
-    from . import training
-
     net = build_model(params, train_set, model=model, seed=seed, **(model_kw or {}))
     if init_from is not None:
         try:
@@ -500,7 +527,7 @@ def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, metho
         except (RuntimeError, AttributeError) as err:
             raise ValueError(f"init_from={type(init_from).__name__} does not fit the model "
                              f"{params.get('model') if model is None else model!r}: {err}") from None
-    meth = training.get_method(method, **(method_kw or {})) if isinstance(method, str) else method
+    meth = _methods.get(method, **(method_kw or {})) if isinstance(method, str) else method
     cfg = train_config(params, seed=seed, **cfg_overrides)
     loader = torch.utils.data.DataLoader(train_set, batch_size=params.get("batch_size", 128),
                                          shuffle=False)
@@ -509,8 +536,6 @@ def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, metho
 
 def batch(dataset, n=None):
     """The first ``n`` samples of ``dataset`` (all for None) as stacked tensors ``(x, y)``."""
-    import torch
-
     n = len(dataset) if n is None else min(int(n), len(dataset))
     if hasattr(dataset, "x") and torch.is_tensor(dataset.x):
         return dataset.x[:n], dataset.y[:n]
@@ -545,24 +570,17 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
     and ``rps_eps`` (a list) override the params; ``attack=None`` skips the attack (a cheap
     evaluation, e.g. for a hyperparameter grid).  Returns ``{"accuracy": float, "report"}``.
     """
-    import hashlib
-
-    import torch
-
-    from . import metrics
-
     eps_grid = list(rps_eps or params.get("rps_eps_grid") or [params["rps_eps"]])
     config = {"attributions": list(attributions or params["attributions"]), "rps_eps": eps_grid,
               "similarities": ["cosine", "pcc", "ssim"], "rps_n": int(params["rps_n"]),
               "attack": attack,
               "attack_eps": None if attack is None else params["attack_eps"],
               "attack_steps": None if attack is None else int(params["attack_steps"]),
-              "data": hashlib.sha256(x.detach().cpu().numpy().tobytes()).hexdigest(),
-              "test_set": getattr(test_set, "fingerprint", len(test_set))}
+              "x": x, "y": y, "test_set": training.dataset_identity(test_set)}
 
     def compute():
         loader = torch.utils.data.DataLoader(test_set, batch_size=512)
-        attack_kw = None if attack is None else {"eps": params["attack_eps"] / 255.0,
+        attack_kw = None if attack is None else {"eps": params["attack_eps"],
                                                  "steps": config["attack_steps"]}
         report = metrics.saliency_report(
             model, x, y, config["attributions"], rps_eps=eps_grid,
@@ -577,13 +595,9 @@ def check_grid(grid, methods=None):
     """Validate a hyperparameter grid ``{method: [hparams, ...]}`` before any training.
 
     Every method name must be known (and in ``methods`` when given) and every hparams dict
-    must construct its method (``training.get_method``; ATEX with a stand-in teacher), so a
+    must construct its method (``methods.get``; ATEX with a stand-in teacher), so a
     typo fails here with the method's own message.  Returns ``grid``.
     """
-    import torch
-
-    from . import training
-
     if not isinstance(grid, dict) or not all(isinstance(v, (list, tuple)) and v
                                              for v in grid.values()):
         raise ValueError(f"grid={grid!r} is not valid; accepted: a dict {{method: [hparams dict, "
@@ -598,7 +612,7 @@ def check_grid(grid, methods=None):
                 raise ValueError(f"grid[{name!r}] item {hp!r} is not valid; accepted: a dict of "
                                  f"hyperparameters")
             extra = {"teacher": torch.nn.Identity()} if name == "atex" else {}
-            training.get_method(name, **hp, **extra)
+            _methods.get(name, **hp, **extra)
     return grid
 
 
@@ -636,60 +650,6 @@ def cached_eval(name, model, config, fn, cache_dir=None):
                          folder / "eval", name=name)
 
 
-VERDICTS = ("holds", "does not hold", "not tested at this profile")
-
-
-def claim(claim, paper, ours, holds, note=""):
-    """One row of a notebook's claims table: the paper's claim and figure, ours, the verdict.
-
-    ``holds``: True, False, or None (not tested at this profile).  The verdict is derived
-    from the measurement, never typed in.
-    """
-    if holds not in (True, False, None):
-        raise ValueError(f"holds={holds!r} is not valid; accepted: True, False or None")
-    verdict = VERDICTS[2] if holds is None else VERDICTS[0] if holds else VERDICTS[1]
-    return {"claim": claim, "paper": paper, "ours (mean ± std over seeds)": ours,
-            "verdict": verdict, "note": note}
-
-
-def seed_mean_std(values):
-    """(mean, sample std) of per-seed values (std NaN for one value)."""
-    v = np.asarray(list(values), dtype=float)
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
-
-
-def clearly_greater(a, b, z=2.0, paired=False):
-    """Whether the mean of per-seed values ``a`` exceeds that of ``b`` by more than ``z``
-    standard errors of the difference; ``(holds, diff, se)``.
-
-    ``paired=False``: Welch's standard error (sample stds).  ``paired=True``: ``a[i]`` and
-    ``b[i]`` come from the same seed (same initial weights and data order, as ``fit`` does
-    for every method), and the standard error is that of the per-seed differences.  With a
-    single value (or pair) the standard error is unknown (NaN) and the test is ``diff > 0``.
-    The claims tables use it so that a win inside the seed spread does not count as a win.
-    """
-    a, b = np.asarray(list(a), dtype=float), np.asarray(list(b), dtype=float)
-    if a.size == 0 or b.size == 0:
-        raise ValueError("clearly_greater needs at least one value on each side")
-    if paired:
-        if a.size != b.size:
-            raise ValueError(f"paired=True needs as many values on each side; got {a.size} and {b.size}")
-        d = a - b
-        diff = float(d.mean())
-        se = float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else float("nan")
-    else:
-        diff = float(a.mean() - b.mean())
-        se = (float(np.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size))
-              if a.size > 1 and b.size > 1 else float("nan"))
-    return (diff > 0 if np.isnan(se) else diff > z * se), diff, se
-
-
-def fmt_ms(values, fmt="{:.3f}"):
-    """'mean ± std' of per-seed values ('± n/a' for one seed)."""
-    m, s = seed_mean_std(values)
-    return f"{fmt.format(m)} ± {'n/a' if np.isnan(s) else fmt.format(s)}"
-
-
 def mean_std(records, index, columns, values, fmt="{:.3f}"):
     """A table of ``mean ± std`` over seeds from a list of flat dicts (one per seed and cell).
 
@@ -700,7 +660,7 @@ def mean_std(records, index, columns, values, fmt="{:.3f}"):
 
     df = pd.DataFrame.from_records(records)
     stats = (df.groupby([index, columns], sort=False)[values]
-             .agg(lambda v: fmt_ms(v, fmt)).reset_index(name="cell"))
+             .agg(lambda v: claims.fmt_ms(v, fmt)).reset_index(name="cell"))
     table = stats.pivot(index=index, columns=columns, values="cell")
     table = table.loc[list(dict.fromkeys(df[index])), list(dict.fromkeys(df[columns]))]
     table.columns.name, table.index.name = None, index

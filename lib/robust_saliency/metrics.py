@@ -16,7 +16,8 @@ Conventions
   The masked copies for all (sample, fraction) pairs are stacked into one batch and fed to the
   model in chunks of ``batch_size``.  Probabilities are ``softmax(model(.))[y]`` under
   ``torch.no_grad()``; the model's train/eval mode is left as it is (call ``model.eval()``).
-* ``eps`` of ``rps`` is in 0-255 units (divided by 255 here), as SPEC section 8.
+* ``eps`` of ``rps`` is in 0-255 pixel units (``units.linf``: checked to lie in [0, 255],
+  divided by 255 here), as SPEC sections 7 and 8; so are the attack budgets of ``saliency_report``.
 * Degenerate inputs (zero or constant maps) give 0 instead of NaN for ``cosine``, ``pcc``,
   ``spearman``, ``gini``, ``top_mass`` and ``object_share``.
 
@@ -25,6 +26,8 @@ direction is better.
 """
 import torch
 import torch.nn.functional as F
+
+from . import units
 
 _TINY = 1e-12
 
@@ -245,7 +248,8 @@ def _postprocess_fn(postprocess):
 def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=None, seed=0):
     """Random perturbation similarity per sample (P1 "RPS", after Dombrowski 2022).
 
-    rps_i = 1/n sum_j S(h(x_i + delta_ij), h(x_i)), delta_ij ~ U[-eps/255, eps/255]^d, with
+    rps_i = 1/n sum_j S(h(x_i + delta_ij), h(x_i)), delta_ij ~ U[-eps/255, eps/255]^d (``eps``
+    in 0-255 pixel units, in [0, 255]), with
     x + delta clamped to the valid range [0, 1] (P1's code clamps to the data range).
     The attribution targets the label ``y`` (as P1's code).  ``attribution``: a name for
     ``attributions.get`` or a fn ``(model, x, target) -> map``.  ``similarity``: 'cosine',
@@ -256,8 +260,7 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
     generator (None: the global RNG).  Returns a tensor (N,) (a dict for a list of
     similarities); P1 reports its mean over the test set.
     """
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0 (0-255 units); got eps={eps}")
+    radius = units.linf(eps)
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n must be a positive int; got n={n}")
     if isinstance(attribution, str):
@@ -271,7 +274,7 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
     total = {k: torch.zeros(x.shape[0], dtype=_work_dtype(x), device=x.device) for k in fns}
     for _ in range(int(n)):  # loop over noise draws only; each draw is batched over samples
         u = torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-        x_r = (x + (2 * u - 1) * (eps / 255.0)).clamp(0.0, 1.0)
+        x_r = (x + (2 * u - 1) * radius).clamp(0.0, 1.0)
         h_r = post(attribution(model, x_r, y).detach())
         for k, fn in fns.items():
             total[k] = total[k] + fn(h_r, h0)
@@ -290,7 +293,8 @@ def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cos
     curve and score (``insertion_curve``, ``baseline``, ``fractions``); and, when ``attack``
     names an attribution attack of ``attacks`` (e.g. ``"targeted_attribution"``, P1's AAM),
     the attacked input ``x_adv = attack(model, x, y)`` made against that attribution with
-    ``attack_kw`` (input units, e.g. ``{"eps": 4/255, "steps": 100}``), its map, P1's
+    ``attack_kw`` (the attack's units: linf budgets in 0-255 pixel units, e.g. ``{"eps": 4,
+    "steps": 100}``), its map, P1's
     Adv-Insertion (the clean x inserted in the order of the attacked map) and whether the
     attack kept the prediction.  Samples go in chunks of ``chunk`` (captum methods expand each
     sample); chunk ``i`` draws its RPS noise with seed ``seed + i`` (None: the global RNG).

@@ -5,7 +5,8 @@ Two layers:
 * Functional terms, batched, per sample, differentiable w.r.t. the weights:
   ``gradient_alignment_terms`` (P1 Gamma_l2 and Gamma_cos, Def. 4), ``hessian_vector_product``
   and ``cosd_upper_bound`` (P1 Theorem 6 / Fig. 3b).
-* Training methods, ``Method`` subclasses registered with ``training.register_method``:
+* Training methods, ``Method`` subclasses listed by name in ``REGISTRY`` (and, with ``ce``, in
+  ``methods.METHODS``):
   ``l2``, ``cosd``, ``l2_cosd`` (P1 Eq. 5), ``hessian`` (Dombrowski 2022), ``maxent``,
   ``input_grad`` (Ross and Doshi-Velez 2018), ``iga`` (Singh 2020), ``atex`` (Tang 2022).
 
@@ -16,15 +17,15 @@ regularization term alone.  ``base`` is the cross-entropy on the clean batch exc
 ``iga`` (cross-entropy at the adversarial input) and ``atex`` (zero: the loss is all
 distillation).  ``method.terms(model, x, y)`` returns ``(base, penalty, logs)``.
 
-Conventions: ``x`` in [0, 1] (the model normalizes), ``eps`` and step sizes in 0-255 pixel
-units, converted with ``/ 255``.  Random draws (delta, v, attack starts, SmoothGrad noise) use
+Conventions: ``x`` in [0, 1] (the model normalizes), ``eps``, step sizes and noise levels in
+0-255 pixel units (``units.linf``: a number in [0, 255], converted with ``/ 255``).
+Random draws (delta, v, attack starts, SmoothGrad noise) use
 the global torch generator, so ``torch.manual_seed`` before a call makes it repeatable; the
 alignment methods also take ``delta=`` and ``hessian`` takes ``v=`` to fix the draw.
 The per-sample input gradients are taken as the gradient of the sum over the batch, which is
 exact when samples do not interact (eval mode, or no BatchNorm); in train mode with
 BatchNorm this includes cross-sample terms, as in the P1 reference code.
 """
-import hashlib
 import math
 import numbers
 
@@ -32,7 +33,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .training import Method, register_method
+from . import cache as _cache
+from . import units
+from .training import Method
 
 _COS_EPS = 1e-12  # floor of the norms in cosine similarities
 _TINY = 1e-12
@@ -118,7 +121,7 @@ def cosd_upper_bound(model, x, y, delta):
 
 def _uniform_delta(x, eps):
     """delta ~ U[-eps/255, eps/255]^d, one draw per sample (P1 Eq. 4-5)."""
-    return (2.0 * torch.rand_like(x) - 1.0) * (eps / 255.0)
+    return (2.0 * torch.rand_like(x) - 1.0) * units.linf(eps)
 
 
 def _strongest_other(logits, y):
@@ -209,13 +212,8 @@ def _atex_samples(x, direction, mag, n_shifts, n_orth):
 
 
 def _state_dict_key(module):
-    """Short content hash of a module's state_dict (a cache key for a teacher network)."""
-    h = hashlib.sha1()
-    for name, t in sorted(module.state_dict().items()):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}|".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return "sha1:" + h.hexdigest()[:16]
+    """Content hash of a module's architecture and weights (``cache.config_hash``; a teacher's key)."""
+    return _cache.config_hash(module)
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,6 +255,15 @@ def _p_norm(v):
     return float(v) if _is_real(v) and v >= 1 else None
 
 
+def _pixels(v):
+    """A budget, step or noise level in 0-255 pixel units (``units.linf``): a number in [0, 255]."""
+    try:
+        units.linf(v)
+    except ValueError:
+        return None
+    return float(v)
+
+
 def _choice(*options):
     def check(v):
         return v if isinstance(v, str) and v in options else None
@@ -274,7 +281,8 @@ _optional_key.accepted = "a non-empty string"
 _ACCEPTED = {_nonneg: "a finite number >= 0", _pos: "a finite number > 0",
              _real: "a finite real number", _boolean: "True or False",
              _pos_int: "an integer >= 1", _nonneg_int: "an integer >= 0",
-             _fraction: "a number in (0, 1]", _p_norm: "a finite number >= 1"}
+             _fraction: "a number in (0, 1]", _p_norm: "a finite number >= 1",
+             _pixels: "a number in [0, 255] in 0-255 pixel units (eps=8 means 8/255)"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,7 +365,6 @@ class _GradientAlignment(Regularized):
         return ce, penalty, logs
 
 
-@register_method
 class L2(_GradientAlignment):
     """P1 l2 robust criterion: CE + lam * E ||grad g_y(x+delta) - grad g_y(x)||_2 (Sec. 3.2).
 
@@ -366,25 +373,23 @@ class L2(_GradientAlignment):
     """
 
     name = "l2"
-    params = {"eps": (4.0, _nonneg), "lam": (0.01, _nonneg), "squared": (False, _boolean),
+    params = {"eps": (4.0, _pixels), "lam": (0.01, _nonneg), "squared": (False, _boolean),
               "detach_clean": (True, _boolean)}
 
     def _weights(self):
         return self.hparams["lam"], 0.0
 
 
-@register_method
 class CosD(_GradientAlignment):
     """P1 Eq. 4: CE + lam * E Gamma_cos, Gamma_cos = (1 - cossim(grad g_y(x+delta), grad g_y(x)))/2."""
 
     name = "cosd"
-    params = {"eps": (4.0, _nonneg), "lam": (1.0, _nonneg), "detach_clean": (True, _boolean)}
+    params = {"eps": (4.0, _pixels), "lam": (1.0, _nonneg), "detach_clean": (True, _boolean)}
 
     def _weights(self):
         return 0.0, self.hparams["lam"]
 
 
-@register_method
 class L2CosD(_GradientAlignment):
     """P1 Eq. 5 (the proposed method): CE + E[lam_l2 * Gamma_l2 + lam_cos * Gamma_cos].
 
@@ -393,14 +398,13 @@ class L2CosD(_GradientAlignment):
     """
 
     name = "l2_cosd"
-    params = {"eps": (4.0, _nonneg), "lam_l2": (0.01, _nonneg), "lam_cos": (1.0, _nonneg),
+    params = {"eps": (4.0, _pixels), "lam_l2": (0.01, _nonneg), "lam_cos": (1.0, _nonneg),
               "squared": (False, _boolean), "detach_clean": (True, _boolean)}
 
     def _weights(self):
         return self.hparams["lam_l2"], self.hparams["lam_cos"]
 
 
-@register_method
 class Hessian(Regularized):
     """Dombrowski 2022: CE + lam * mean ||H_{g_y}(x) v||^2, v ~ N(0, I) (Hutchinson ||H||_F^2)."""
 
@@ -420,7 +424,6 @@ class Hessian(Regularized):
         return ce, penalty, {"ce": _f(ce), "hess": _f(hess), "penalty": _f(penalty)}
 
 
-@register_method
 class MaxEnt(Regularized):
     """Maximum-entropy regularization (P1 Fig. 1c; Cha 2020): CE - lam * mean H(softmax(g(x)))."""
 
@@ -436,7 +439,6 @@ class MaxEnt(Regularized):
         return ce, penalty, {"ce": _f(ce), "entropy": _f(entropy), "penalty": _f(penalty)}
 
 
-@register_method
 class InputGrad(Regularized):
     """Input-gradient regularization (Ross and Doshi-Velez 2018): CE + lam * mean ||grad_x g_y(x)||_p."""
 
@@ -451,7 +453,6 @@ class InputGrad(Regularized):
         return ce, penalty, {"ce": _f(ce), "grad_norm": _f(norm), "penalty": _f(penalty)}
 
 
-@register_method
 class IGA(Regularized):
     """Singh 2020 (ART/IGA): CE(x_adv) + lam * soft-margin triplet(x_adv; grad g_y, grad g_o).
 
@@ -466,7 +467,7 @@ class IGA(Regularized):
     """
 
     name = "iga"
-    params = {"eps": (8.0, _nonneg), "step": (5.0, _nonneg), "steps": (3, _nonneg_int),
+    params = {"eps": (8.0, _pixels), "step": (5.0, _pixels), "steps": (3, _nonneg_int),
               "k_frac": (1000 / 3072, _fraction), "lam": (0.5, _nonneg),
               "pair_mining": (False, _boolean)}
 
@@ -474,7 +475,7 @@ class IGA(Regularized):
         """The top-k alignment attack with this method's settings (x_adv, detached)."""
         hp = self.hparams
         k = max(1, int(round(hp["k_frac"] * x[0].numel())))
-        return _topk_alignment_attack(model, x, y, hp["eps"] / 255.0, hp["step"] / 255.0,
+        return _topk_alignment_attack(model, x, y, units.linf(hp["eps"]), units.linf(hp["step"]),
                                       hp["steps"], k)
 
     def terms(self, model, x, y):
@@ -503,7 +504,6 @@ def _cos_dist_pairs(a, b):
     return 1.0 - F.cosine_similarity(a, b, dim=-1, eps=_COS_EPS)
 
 
-@register_method
 class ATEX(Regularized):
     """Tang 2022 (ATEX): KL(teacher_T || student) on inputs along and orthogonal to the explanation.
 
@@ -528,7 +528,7 @@ class ATEX(Regularized):
     """
 
     name = "atex"
-    params = {"eps": (20.4, _nonneg), "smooth_sigma": (5.1, _nonneg), "smooth_n": (10, _pos_int),
+    params = {"eps": (20.4, _pixels), "smooth_sigma": (5.1, _pixels), "smooth_n": (10, _pos_int),
               "n_shifts": (11, _pos_int), "n_orth": (8, _pos_int), "temperature": (4.0, _pos),
               "temper_student": (False, _boolean),
               "explain_with": ("student", _choice("student", "teacher")),
@@ -548,8 +548,8 @@ class ATEX(Regularized):
         hp = self.hparams
         explainer = model if hp["explain_with"] == "student" else self.teacher
         with torch.enable_grad():
-            direction = _smoothgrad(explainer, x, y, hp["smooth_n"], hp["smooth_sigma"] / 255.0)
-        return _atex_samples(x.detach(), direction, hp["eps"] / 255.0, hp["n_shifts"], hp["n_orth"])
+            direction = _smoothgrad(explainer, x, y, hp["smooth_n"], units.linf(hp["smooth_sigma"]))
+        return _atex_samples(x.detach(), direction, units.linf(hp["eps"]), hp["n_shifts"], hp["n_orth"])
 
     def terms(self, model, x, y):
         hp = self.hparams
@@ -602,8 +602,8 @@ P1_TABLE2 = {
 P1_TABLE2_CIFAR10_LENET = P1_TABLE2["CIFAR10 LeNet"]
 
 
-_REGISTRY = {cls.name: cls for cls in (L2, CosD, L2CosD, Hessian, MaxEnt, InputGrad, IGA, ATEX)}
-NAMES = tuple(_REGISTRY)
+REGISTRY = {cls.name: cls for cls in (L2, CosD, L2CosD, Hessian, MaxEnt, InputGrad, IGA, ATEX)}
+NAMES = tuple(REGISTRY)
 
 
 def get(name, **hparams):
@@ -612,6 +612,6 @@ def get(name, **hparams):
     The returned ``Method`` also has ``.penalty(model, x, y) -> scalar Tensor``, the
     regularization term alone (SPEC section 10's "regularizer"), and ``.terms``.
     """
-    if name not in _REGISTRY:
+    if name not in REGISTRY:
         raise ValueError(f"regularizer={name!r} is not known; accepted: {list(NAMES)}")
-    return _REGISTRY[name](**hparams)
+    return REGISTRY[name](**hparams)

@@ -59,8 +59,8 @@ from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
 
 from . import cache as _cache
 
-__all__ = ["Method", "CE", "METHODS", "register_method", "get_method", "TrainConfig", "train",
-           "train_key", "OPTIMIZERS", "SCHEDULES"]
+__all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "dataset_identity", "OPTIMIZERS",
+           "SCHEDULES"]
 
 # Bump when the loop changes in a way that changes trained weights (invalidates caches).
 _LOOP_VERSION = 1
@@ -93,36 +93,6 @@ class CE(Method):
     def __call__(self, model, x, y):
         loss = F.cross_entropy(model(x), y)
         return loss, {"ce": float(loss.detach())}
-
-
-METHODS = {"ce": CE}
-
-
-def register_method(cls):
-    """Class decorator: make a Method subclass available to ``get_method`` by its ``name``."""
-    METHODS[cls.name] = cls
-    return cls
-
-
-def _import_method_modules():
-    """Import the modules that register more methods (those not written yet are skipped)."""
-    import importlib
-
-    for mod in ("regularizers", "adversarial_training"):
-        try:
-            importlib.import_module(f"{__package__}.{mod}")
-        except ImportError:
-            pass
-
-
-def get_method(name, **hparams):
-    """The training method ``name`` (one of ``METHODS``) with hyperparameters ``hparams``."""
-    if name not in METHODS:
-        # regularizers / adversarial_training register their methods on import
-        _import_method_modules()
-    if name not in METHODS:
-        raise ValueError(f"method={name!r} is not known; accepted: {sorted(METHODS)}")
-    return METHODS[name](**hparams)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -259,12 +229,19 @@ def _data_identity(loader):
     return {"content": _cache.config_hash([first, last]), "len": n}
 
 
+def dataset_identity(dataset, batch_size=256):
+    """What identifies ``dataset`` in cache keys (``_data_identity`` of a loader over it): its
+    fingerprint, or a hash of its content.  For cached evaluations of a test set."""
+    return _data_identity(DataLoader(dataset, batch_size=batch_size))
+
+
 def _method_of(method):
     if isinstance(method, str):
-        return get_method(method)
+        raise ValueError(f"method={method!r} is a name; accepted: a Method instance (build it by "
+                         f"name with robust_saliency.methods.get({method!r}, **hparams))")
     if not (callable(method) and hasattr(method, "name") and hasattr(method, "hparams")):
-        raise ValueError(f"method={method!r} is not valid; accepted: a Method instance or one of "
-                         f"{sorted(METHODS)}")
+        raise ValueError(f"method={method!r} is not valid; accepted: a Method instance "
+                         f"(robust_saliency.methods.get(name, **hparams))")
     return method
 
 
@@ -465,7 +442,7 @@ def _finish(model, history, info):
 def train(model, method, loader, cfg=None, *, callback=None, **overrides):
     """Train ``model`` in place with ``method`` on ``loader``; return it (cached, resumable).
 
-    ``method``: a ``Method`` or a name in ``METHODS``; ``cfg``: a ``TrainConfig``, a dict or
+    ``method``: a ``Method`` (``methods.get(name, **hparams)``); ``cfg``: a ``TrainConfig``, a dict or
     None, updated with ``overrides`` (e.g. ``num_epochs=3``).  ``callback(epoch, record)`` is
     called after each epoch (after its checkpoint is written); an exception there stops
     training and a rerun resumes.  See the module docstring for the history and the cache.
