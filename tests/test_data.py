@@ -1,5 +1,6 @@
 """Tests of robust_saliency.data: embedded generators and the real-format readers (tiny files)."""
 import csv
+import functools
 import pickle
 import struct
 import time
@@ -267,7 +268,8 @@ def test_subset_is_seeded_and_slices_extras():
 def test_disk_cache_atomic_roundtrip(tmp_path):
     a = fresh("spurious_shapes", "test", n=40, cache_dir=tmp_path)
     files = list(tmp_path.iterdir())
-    assert len(files) == 1 and a.fingerprint in files[0].name and files[0].suffix == ".pt"
+    assert len(files) == 1 and files[0].name.startswith("spurious_shapes-test-")
+    assert files[0].suffix == ".pt"
     data._cached_generate.cache_clear()
     real_gen = data._GENERATORS["spurious_shapes"]
     data._GENERATORS["spurious_shapes"] = None                     # must come from disk now
@@ -445,3 +447,136 @@ def test_missing_files_fail_fast_and_say_where(tmp_path, name):
     assert time.perf_counter() - t < 2.0
     msg = str(err.value)
     assert str(tmp_path) in msg and EXPECTED_PATHS[name] in msg.replace("\\", "/"), msg
+
+
+# ----------------------------------------------------------------- identity (cache keys)
+# A dataset's fingerprint keys the model and evaluation caches: it must change with anything
+# that changes what the dataset yields (which samples, which labels, which extras).
+
+
+def _train_key(ds):
+    from torch import nn
+
+    from robust_saliency import training
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(1, 2))  # the key never runs the model
+    return training.train_key(model, training.CE(), torch.utils.data.DataLoader(ds, batch_size=4),
+                              num_epochs=1, progress=False)
+
+
+def _imagefolder(root, n=6):
+    for j in range(n):
+        _solid(root / "imagenette" / "val" / ("a" if j < n // 2 else "b") / f"{j}.png",
+               (20 * j, 100, 7))
+    return data.load("imagenette", "test", data_root=root, size=8)
+
+
+def test_fingerprint_is_config_hash_of_identity():
+    from robust_saliency import cache
+
+    d = data.load("shapes", "train", n=200, size=16)
+    assert d.fingerprint == cache.config_hash(d.identity())
+    assert isinstance(d, data.BaseDataset) and not hasattr(data, "_fingerprint")
+
+
+def test_image_files_sharing_the_first_file_differ(tmp_path):
+    d = _imagefolder(tmp_path)
+    a, b = d.take([0, 1, 2]), d.take([0, 3, 4])       # equal size, same first path
+    assert a.paths[0] == b.paths[0]
+    assert a.fingerprint != b.fingerprint and _train_key(a) != _train_key(b)
+    assert d.take([0, 1, 2]).fingerprint == a.fingerprint
+
+
+@pytest.mark.parametrize("kind", ["array", "uint8", "files"])
+def test_equal_size_subsets_with_other_seeds_differ(tmp_path, kind):
+    if kind == "array":
+        d = data.load("shapes", "train", n=40, size=16)
+    elif kind == "uint8":
+        _mnist_tree(tmp_path, np.random.default_rng(0))
+        d = data.load("mnist", "train", data_root=tmp_path)
+    else:
+        d = _imagefolder(tmp_path)
+    subsets = [d.subset(3, seed=s) for s in range(8)]
+    fps = [s.fingerprint for s in subsets]
+    for i in range(len(subsets)):
+        for j in range(i + 1, len(subsets)):
+            same = torch.equal(_subset_rows(d, 3, i), _subset_rows(d, 3, j))
+            assert (fps[i] == fps[j]) == same
+    assert len(set(fps)) > 1
+    assert d.subset(3, seed=5).fingerprint == fps[5]
+
+
+def _subset_rows(d, n, seed):
+    return data._subset_indices(len(d), n, seed)
+
+
+def _celeba(tmp_path):
+    root = tmp_path / "celeba"
+    attrs = ["5_o_Clock_Shadow", "Blond_Hair", "Male", "Smiling"]
+    table = {"000001.jpg": (0, [-1, 1, -1, 1]), "000002.jpg": (0, [1, -1, 1, -1]),
+             "000003.jpg": (0, [1, 1, -1, -1]), "000004.jpg": (0, [-1, -1, 1, 1])}
+    for fn in table:
+        _solid(root / "img_align_celeba" / fn, (90, 60, 30), size=(178, 218))
+    with open(root / "list_attr_celeba.txt", "w") as f:
+        f.write(f"{len(table)}\n" + " ".join(attrs) + " \n")
+        for fn, (_, a) in table.items():
+            f.write(fn + " " + " ".join(f"{v:2d}" for v in a) + "\n")
+    with open(root / "list_eval_partition.txt", "w") as f:
+        f.writelines(f"{fn} {p}\n" for fn, (p, _) in table.items())
+
+
+def test_same_files_with_other_labels_differ(tmp_path):
+    _celeba(tmp_path)
+    load = functools.partial(data.load, "celeba", "train", data_root=tmp_path, size=16)
+    blond, smiling = load(), load(target_attr="Smiling")
+    assert blond.paths == smiling.paths and not torch.equal(blond.y, smiling.y)
+    assert blond.fingerprint != smiling.fingerprint
+    assert _train_key(blond) != _train_key(smiling)
+    # same labels, other spurious attribute: the groups (an extra) differ
+    other = load(spurious_attr="Smiling")
+    assert torch.equal(other.y, blond.y) and not torch.equal(other.groups, blond.groups)
+    assert other.fingerprint != blond.fingerprint
+    assert load().fingerprint == blond.fingerprint
+
+
+def test_uint8_images_with_permuted_targets_differ(tmp_path):
+    _mnist_tree(tmp_path, np.random.default_rng(0))
+    d = data.load("mnist", "train", data_root=tmp_path)
+    perm = data.UInt8ImageDataset(d.data, d.targets.flip(0), classes=d.classes, name=d.name,
+                                  split=d.split, size=d.size, mean=d.mean, std=d.std)
+    assert not torch.equal(perm.targets, d.targets)
+    assert perm.fingerprint != d.fingerprint and _train_key(perm) != _train_key(d)
+    again = data.UInt8ImageDataset(d.data.clone(), d.targets.clone(), classes=d.classes,
+                                   name=d.name, split=d.split, size=d.size, mean=d.mean,
+                                   std=d.std)
+    assert again.fingerprint == d.fingerprint
+    resized = data.load("mnist", "train", data_root=tmp_path, size=14)
+    assert resized.fingerprint != d.fingerprint
+
+
+def test_array_datasets_with_other_labels_or_groups_differ():
+    d = data.load("spurious_shapes", "train", n=60, size=16)
+    kw = dict(num_classes=d.num_classes, classes=d.classes, name=d.name, split=d.split)
+    extras = {k: getattr(d, k) for k in d.extras}
+    same = data.ArrayDataset(d.x.clone(), d.y.clone(), extras=extras, **kw)
+    labels = data.ArrayDataset(d.x, 1 - d.y, extras=extras, **kw)
+    groups = data.ArrayDataset(d.x, d.y, extras={**extras, "groups": d.groups.flip(0)}, **kw)
+    assert same.fingerprint == d.fingerprint
+    assert len({d.fingerprint, labels.fingerprint, groups.fingerprint}) == 3
+    assert _train_key(labels) != _train_key(d)
+
+
+def test_in_place_edit_changes_the_fingerprint(tmp_path):
+    d = data.load("shapes", "train", n=40, size=16)
+    before = d.fingerprint
+    d.y[3] = (d.y[3] + 1) % d.num_classes
+    assert d.fingerprint != before
+    d.y[3] = (d.y[3] - 1) % d.num_classes
+    assert d.fingerprint == before
+    d.x[0, 0, 0, 0] += 0.5
+    assert d.fingerprint != before
+    f = _imagefolder(tmp_path)
+    before = f.fingerprint
+    f.targets = f.targets.flip(0)
+    assert f.fingerprint != before

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from robust_saliency import cache as C
 from robust_saliency import training as T
@@ -465,3 +465,35 @@ def test_resume_after_hard_kill_of_the_process(tmp_path):
     model = T.train(make_model(), method, make_loader(), cfg)
     assert method.calls == 4 and model.train_info["resumed_from_epoch"] == 1
     assert_equal_weights(_uninterrupted(cfg), weights(model))
+
+
+def test_cache_key_reads_every_sample_of_a_plain_dataset():
+    class Plain(Dataset):  # no fingerprint, not a TensorDataset: every item must be hashed
+        def __init__(self, ds):
+            self.ds = ds
+
+        def __len__(self):
+            return len(self.ds)
+
+        def __getitem__(self, i):
+            return self.ds[i]
+
+    cfg = base_cfg()
+    key = T.train_key(make_model(), T.CE(), make_loader(Plain(make_data())), cfg)
+    assert key == T.train_key(make_model(), T.CE(), make_loader(Plain(make_data())), cfg)
+    middle = make_data()
+    middle.tensors[0][N // 2, 0, 1, 1] += 0.25      # neither in the first nor the last batch
+    assert T.train_key(make_model(), T.CE(), make_loader(Plain(middle)), cfg) != key
+    label = make_data()
+    label.tensors[1][N // 2] = (label.tensors[1][N // 2] + 1) % K
+    assert T.train_key(make_model(), T.CE(), make_loader(Plain(label)), cfg) != key
+
+
+def test_cache_key_of_a_subset_covers_its_indices():
+    cfg = base_cfg()
+    ds = make_data()
+    a = T.train_key(make_model(), T.CE(), make_loader(Subset(ds, list(range(0, 30)))), cfg)
+    b = T.train_key(make_model(), T.CE(), make_loader(Subset(ds, [0] + list(range(21, 50)))), cfg)
+    c = T.train_key(make_model(), T.CE(), make_loader(Subset(make_data(), list(range(0, 30)))), cfg)
+    assert a != b and a == c
+    assert T.dataset_identity(Subset(ds, [2, 3]))["subset_of"] == T.dataset_identity(ds)

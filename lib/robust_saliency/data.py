@@ -16,6 +16,11 @@ Sec. 7.2).  They return an :class:`ArrayDataset` whose tensors are in memory:
                                 majority groups are 0 and 3, as in Waterbirds
     background (N,) long        shapes: 0 dark, 1 blurred, 2 noisy; spurious_shapes: 0 land, 1 water
 
+Every dataset is a :class:`BaseDataset`: labels ``y`` (alias ``targets``), per-sample extras as
+attributes, ``take``/``subset``, and a ``fingerprint`` (``cache.config_hash`` of ``identity()``:
+the samples or file paths, the labels, every extra, the image size) that keys the model and
+evaluation caches.
+
 Every embedded dataset is a pure function of its arguments (same arguments give bit-identical
 tensors); train and test come from different seed streams.  Generated data is cached in memory
 (``functools.lru_cache``) and, with ``cache_dir=...``, on disk (atomic write).
@@ -29,10 +34,7 @@ Real (``data_root`` required, never downloads): ``mnist``, ``block_mnist``, ``ci
 import csv
 import functools
 import hashlib
-import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-__all__ = ["load", "get", "NAMES", "EMBEDDED", "REAL", "SPLITS", "ArrayDataset",
+from . import cache as _cache
+
+__all__ = ["load", "get", "NAMES", "EMBEDDED", "REAL", "SPLITS", "BaseDataset", "ArrayDataset",
            "UInt8ImageDataset", "ImageFileDataset", "null_block", "SHAPES_CLASSES"]
 
 EMBEDDED = ("toy2d", "digits", "block_digits", "shapes", "spurious_shapes")
@@ -49,7 +53,7 @@ REAL = ("mnist", "block_mnist", "cifar10", "cifar100", "svhn", "imagenette", "im
 NAMES = EMBEDDED + REAL
 SPLITS = ("train", "test")
 
-# Bump when a generator changes, so that on-disk caches keyed by the fingerprint are not reused.
+# Bump when a generator changes, so that on-disk caches of generated tensors are not reused.
 _GENERATOR_VERSION = "1"
 
 SHAPES_CLASSES = ("disk", "ring", "half_disk", "square", "wide_bar", "tall_bar", "hollow_frame",
@@ -61,12 +65,6 @@ SHAPES_FAMILIES = {"circular": (0, 1, 2), "rectangular": (3, 4, 5, 6), "tailed":
 # Dataset classes
 # ----------------------------------------------------------------------------------------------
 
-def _fingerprint(**args):
-    """Short hash of generation arguments (a cache key)."""
-    blob = json.dumps(args, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
 def _subset_indices(num, n, seed):
     if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= num:
         raise ValueError(f"n={n!r} is not valid; accepted: an int in [1, {num}]")
@@ -74,56 +72,125 @@ def _subset_indices(num, n, seed):
     return torch.randperm(num, generator=g)[: int(n)].sort().values
 
 
-class ArrayDataset(Dataset):
-    """In-memory dataset of tensors: ``x``, ``y`` and optional per-sample extras (masks, groups, ...)."""
+class BaseDataset(Dataset):
+    """What every dataset here shares: labels ``y`` (alias ``targets``), ``classes``,
+    ``num_classes``, ``name``, ``split``, ``in_shape``, ``mean``, ``std``, per-sample extras
+    (``masks``, ``groups``, ... as attributes), ``take``/``subset``, and a ``fingerprint``.
 
-    def __init__(self, x, y, *, num_classes, classes, fingerprint, name="", split="", extras=None):
-        self.x = x
-        self.y = y
-        self.num_classes = int(num_classes)
+    ``fingerprint`` is ``cache.config_hash(self.identity())``: it covers what the dataset holds
+    (the samples, or the files they are read from, the labels, every extra, the image size), so
+    two datasets share it only if they yield the same items.  It is recomputed whenever one of
+    the held tensors is replaced or edited in place (tracked through ``Tensor._version``).
+    """
+
+    def __init__(self, y, *, classes, name="", split="", in_shape, mean=None, std=None,
+                 extras=None):
+        self.y = torch.as_tensor(y, dtype=torch.long)
         self.classes = tuple(classes)
-        self.fingerprint = fingerprint
-        self.name = name
-        self.split = split
-        self.in_shape = tuple(x.shape[1:])
-        dims = (0,) if x.dim() == 2 else (0, 2, 3)
-        self.mean = tuple(float(v) for v in x.mean(dims))
-        self.std = tuple(float(v) for v in x.std(dims))
-        self._extras = dict(extras or {})
-        for key, value in self._extras.items():
-            if len(value) != len(x):
-                raise ValueError(f"extra {key!r} has {len(value)} rows, x has {len(x)}")
+        self.num_classes = len(self.classes)
+        self.name, self.split = name, split
+        self.in_shape = tuple(in_shape)
+        self.mean, self.std = mean, std
+        self._fp_memo = None
+        self._extra_names = tuple(extras or ())
+        for key, value in (extras or {}).items():
+            if len(value) != len(self.y):
+                raise ValueError(f"extra {key!r} has {len(value)} rows, y has {len(self.y)}")
             setattr(self, key, value)
 
-    def __len__(self):
-        return len(self.y)
+    @property
+    def targets(self):
+        """The labels (torchvision's name for ``y``)."""
+        return self.y
 
-    def __getitem__(self, i):
-        return self.x[i], self.y[i]
+    @targets.setter
+    def targets(self, value):
+        self.y = value
 
     @property
     def extras(self):
         """Names of the per-sample extras (e.g. ``masks``, ``null_mask``, ``groups``)."""
-        return tuple(self._extras)
+        return self._extra_names
+
+    def _extra_tensors(self):
+        return {k: getattr(self, k) for k in self._extra_names}
+
+    def __len__(self):
+        return len(self.y)
+
+    def identity(self):
+        """Everything that determines the items (and the extras): the input of ``fingerprint``."""
+        return {"type": type(self).__name__, "name": self.name, "split": self.split,
+                "classes": self.classes, "in_shape": self.in_shape, "mean": self.mean,
+                "std": self.std, "y": self.y, "extras": self._extra_tensors(),
+                **self._content()}
+
+    def _content(self):
+        raise NotImplementedError
+
+    @property
+    def fingerprint(self):
+        """``cache.config_hash(self.identity())``, memoized until an attribute it reads is
+        replaced or a tensor it reads is edited in place."""
+        ident = self.identity()
+        leaves = [w for v in ident.values() for w in (v.values() if isinstance(v, dict) else [v])]
+        state = [(v, getattr(v, "_version", None)) for v in leaves]
+        memo = self._fp_memo
+        if memo is None or len(memo[0]) != len(state) or any(
+                a is not b or va != vb for (a, va), (b, vb) in zip(memo[0], state)):
+            self._fp_memo = memo = (state, _cache.config_hash(ident))
+        return memo[1]
 
     def take(self, idx):
         """Dataset of the rows ``idx`` (a 1-D index tensor), extras included."""
         idx = torch.as_tensor(idx, dtype=torch.long)
-        fp = _fingerprint(parent=self.fingerprint, idx=hashlib.sha256(
-            idx.numpy().tobytes()).hexdigest())
-        return ArrayDataset(self.x[idx], self.y[idx], num_classes=self.num_classes,
-                            classes=self.classes, fingerprint=fp, name=self.name,
-                            split=self.split,
-                            extras={k: v[idx] for k, v in self._extras.items()})
+        extras = {k: v[idx] for k, v in self._extra_tensors().items()}
+        return self._take(idx, extras)
+
+    def _take(self, idx, extras):
+        raise NotImplementedError
 
     def subset(self, n, seed=0):
         """Seeded random subset of ``n`` rows (kept in their original order)."""
         return self.take(_subset_indices(len(self), n, seed))
 
+    def _describe(self):
+        return ""
+
     def __repr__(self):
-        extras = "".join(f", {k}={tuple(v.shape)}" for k, v in self._extras.items())
-        return (f"ArrayDataset({self.name!r}, {self.split!r}, x={tuple(self.x.shape)}, "
-                f"num_classes={self.num_classes}{extras}, fingerprint={self.fingerprint!r})")
+        extras = "".join(f", {k}={tuple(v.shape)}" for k, v in self._extra_tensors().items())
+        return (f"{type(self).__name__}({self.name!r}, {self.split!r}, n={len(self)}"
+                f"{self._describe()}, num_classes={self.num_classes}{extras}, "
+                f"fingerprint={self.fingerprint[:16]!r})")
+
+
+class ArrayDataset(BaseDataset):
+    """In-memory dataset of tensors: ``x``, ``y`` and optional per-sample extras (masks, groups, ...)."""
+
+    def __init__(self, x, y, *, num_classes, classes, name="", split="", extras=None):
+        dims = (0,) if x.dim() == 2 else (0, 2, 3)
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} rows, y has {len(y)}")
+        super().__init__(y, classes=classes, name=name, split=split, in_shape=x.shape[1:],
+                         mean=tuple(float(v) for v in x.mean(dims)),
+                         std=tuple(float(v) for v in x.std(dims)), extras=extras)
+        if self.num_classes != int(num_classes):
+            raise ValueError(f"num_classes={num_classes!r} but {len(self.classes)} class names")
+        self.x = x
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def _content(self):
+        return {"x": self.x}
+
+    def _take(self, idx, extras):
+        return ArrayDataset(self.x[idx], self.y[idx], num_classes=self.num_classes,
+                            classes=self.classes, name=self.name, split=self.split,
+                            extras=extras)
+
+    def _describe(self):
+        return f", x={tuple(self.x.shape)}"
 
 
 def _resize(x, size):
@@ -134,71 +201,52 @@ def _resize(x, size):
                          antialias=True).clamp_(0, 1)
 
 
-class UInt8ImageDataset(Dataset):
+class UInt8ImageDataset(BaseDataset):
     """Real images held as uint8 ``data`` (N, C, H, W); items are float32 in [0, 1], resized to ``size``."""
 
     def __init__(self, data, targets, *, classes, name, split, size=None, mean=None, std=None,
-                 fingerprint=None, extras=None):
-        self.data = data
-        self.targets = torch.as_tensor(targets, dtype=torch.long)
-        self.y = self.targets
-        self.classes = tuple(classes)
-        self.num_classes = len(self.classes)
-        self.name, self.split, self.size = name, split, size
+                 extras=None):
+        if len(data) != len(targets):
+            raise ValueError(f"data has {len(data)} rows, targets has {len(targets)}")
         side = tuple(data.shape[-2:]) if size is None else (size, size)
-        self.in_shape = (int(data.shape[1]),) + side
-        self.mean, self.std = mean, std
-        self.fingerprint = fingerprint or _fingerprint(name=name, split=split, n=len(data),
-                                                       size=size)
-        self._extras = dict(extras or {})
-        for key, value in self._extras.items():
-            setattr(self, key, value)
-
-    def __len__(self):
-        return len(self.targets)
+        super().__init__(targets, classes=classes, name=name, split=split,
+                         in_shape=(int(data.shape[1]),) + side, mean=mean, std=std,
+                         extras=extras)
+        self.data, self.size = data, size
 
     def __getitem__(self, i):
         x = self.data[i].float().div_(255)
         if self.size is not None:
             x = _resize(x[None], self.size)[0]
-        return x, self.targets[i]
+        return x, self.y[i]
 
-    def take(self, idx):
-        """Dataset of the rows ``idx``."""
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return UInt8ImageDataset(self.data[idx], self.targets[idx], classes=self.classes,
+    def _content(self):
+        return {"data": self.data, "size": self.size}
+
+    def _take(self, idx, extras):
+        return UInt8ImageDataset(self.data[idx], self.y[idx], classes=self.classes,
                                  name=self.name, split=self.split, size=self.size,
-                                 mean=self.mean, std=self.std,
-                                 fingerprint=_fingerprint(parent=self.fingerprint,
-                                                          idx=idx.tolist()),
-                                 extras={k: v[idx] for k, v in self._extras.items()})
+                                 mean=self.mean, std=self.std, extras=extras)
 
-    def subset(self, n, seed=0):
-        """Seeded random subset of ``n`` rows."""
-        return self.take(_subset_indices(len(self), n, seed))
+    def _describe(self):
+        return f", data={tuple(self.data.shape)}, size={self.size}"
 
 
-class ImageFileDataset(Dataset):
-    """Real images read from files: RGB, shorter side resized to ``size`` and centre-cropped, in [0, 1]."""
+class ImageFileDataset(BaseDataset):
+    """Real images read from files: RGB, shorter side resized to ``size`` and centre-cropped, in [0, 1].
+
+    Its identity holds every path (not the file contents: hashing an image folder would take
+    minutes), the labels and the extras.
+    """
 
     def __init__(self, paths, targets, *, classes, name, split, size=224, mean=None, std=None,
                  extras=None):
-        self.paths = list(paths)
-        self.targets = torch.as_tensor(targets, dtype=torch.long)
-        self.y = self.targets
-        self.classes = tuple(classes)
-        self.num_classes = len(self.classes)
-        self.name, self.split, self.size = name, split, size
-        self.in_shape = (3, size, size)
-        self.mean, self.std = mean, std
-        self.fingerprint = _fingerprint(name=name, split=split, size=size, n=len(self.paths),
-                                        first=self.paths[:1])
-        self._extras = dict(extras or {})
-        for key, value in self._extras.items():
-            setattr(self, key, value)
-
-    def __len__(self):
-        return len(self.paths)
+        paths = tuple(str(p) for p in paths)
+        if len(paths) != len(targets):
+            raise ValueError(f"{len(paths)} paths but {len(targets)} targets")
+        super().__init__(targets, classes=classes, name=name, split=split,
+                         in_shape=(3, size, size), mean=mean, std=std, extras=extras)
+        self.paths, self.size = paths, size
 
     def __getitem__(self, i):
         from PIL import Image
@@ -209,19 +257,18 @@ class ImageFileDataset(Dataset):
             img = TF.resize(img, self.size, antialias=True)
             img = TF.center_crop(img, [self.size, self.size])
             x = TF.pil_to_tensor(img).float().div_(255)
-        return x, self.targets[i]
+        return x, self.y[i]
 
-    def take(self, idx):
-        """Dataset of the rows ``idx``."""
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return ImageFileDataset([self.paths[j] for j in idx.tolist()], self.targets[idx],
+    def _content(self):
+        return {"paths": self.paths, "size": self.size}
+
+    def _take(self, idx, extras):
+        return ImageFileDataset([self.paths[j] for j in idx.tolist()], self.y[idx],
                                 classes=self.classes, name=self.name, split=self.split,
-                                size=self.size, mean=self.mean, std=self.std,
-                                extras={k: v[idx] for k, v in self._extras.items()})
+                                size=self.size, mean=self.mean, std=self.std, extras=extras)
 
-    def subset(self, n, seed=0):
-        """Seeded random subset of ``n`` rows."""
-        return self.take(_subset_indices(len(self), n, seed))
+    def _describe(self):
+        return f", size={self.size}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,33 +356,25 @@ def _load_embedded(name, split, cache_dir=None, **kw):
     tensors = {k: v.clone() for k, v in tensors.items()}
     x, y = tensors.pop("x"), tensors.pop("y")
     return ArrayDataset(x, y, num_classes=meta["num_classes"], classes=meta["classes"],
-                        fingerprint=meta["fingerprint"], name=name, split=split, extras=tensors)
+                        name=name, split=split, extras=tensors)
 
 
 @functools.lru_cache(maxsize=16)
 def _cached_generate(name, split, key, cache_dir):
     args = dict(key)
     style = {"shapes": _SHAPES_STYLE, "spurious_shapes": _SPURIOUS_STYLE}.get(name)
-    fp = _fingerprint(name=name, split=split, version=_GENERATOR_VERSION, style=style, **args)
     path = None
     if cache_dir is not None:
-        path = Path(cache_dir) / f"{name}-{split}-{fp}.pt"
-        if path.exists():
-            blob = torch.load(path, weights_only=True)
+        key_hash = _cache.config_hash({"name": name, "split": split, "style": style,
+                                       "version": _GENERATOR_VERSION, **args})
+        path = Path(cache_dir) / f"{name}-{split}-{key_hash[:16]}.pt"
+        blob = _cache.load_verified(path)
+        if blob is not None:
             return blob["tensors"], blob["meta"]
     tensors, meta = _GENERATORS[name](split, **args)
-    meta = {**meta, "fingerprint": fp, "classes": list(meta["classes"])}
+    meta = {**meta, "classes": list(meta["classes"])}
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save({"tensors": tensors, "meta": meta}, f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
+        _cache.atomic_save({"tensors": tensors, "meta": meta}, path)
     return tensors, meta
 
 
@@ -817,10 +856,8 @@ def _load_block_mnist(data_root, split, **kw):
     y = targets[idx].long()
     top = _block_order("block_mnist", split, len(y), seed, order_seed)
     xb, null_mask = _blockify(x, top)
-    fp = _fingerprint(name="block_mnist", split=split, size=size, n=n, seed=seed,
-                      order_seed=order_seed, count=len(targets))
     return ArrayDataset(xb, y, num_classes=10, classes=[str(i) for i in range(10)],
-                        fingerprint=fp, name="block_mnist", split=split,
+                        name="block_mnist", split=split,
                         extras={"null_mask": null_mask})
 
 

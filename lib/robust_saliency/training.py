@@ -55,7 +55,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import (ConcatDataset, DataLoader, RandomSampler, SequentialSampler, Subset,
+                              TensorDataset)
 
 from . import cache as _cache
 
@@ -218,21 +219,35 @@ def _check_loader(loader):
 
 
 def _data_identity(loader):
-    """``dataset.fingerprint`` if there is one, else a hash of its first and last batch and len."""
-    ds = loader.dataset
-    fp = getattr(ds, "fingerprint", None)
+    """``dataset_identity`` of the loader's dataset."""
+    return dataset_identity(loader.dataset)
+
+
+def dataset_identity(dataset, chunk=256):
+    """What identifies ``dataset`` in cache keys: everything it yields, hashed with
+    ``cache.config_hash``.
+
+    A dataset with a ``fingerprint`` (every ``robust_saliency.data`` set) gives it; a ``Subset``
+    its parent's identity and the indices; a ``TensorDataset`` a hash of its tensors; a
+    ``ConcatDataset`` the identities of its parts; any other dataset a hash of every sample
+    (read ``chunk`` samples at a time), so two datasets share an identity only if they yield
+    the same items.
+    """
+    fp = getattr(dataset, "fingerprint", None)
     if fp is not None:
-        return {"fingerprint": _cache.canonical(fp), "len": len(ds)}
-    n, bs = len(ds), loader.batch_size
-    first = loader.collate_fn([ds[i] for i in range(min(bs, n))])
-    last = loader.collate_fn([ds[i] for i in range(max(0, n - bs), n)])
-    return {"content": _cache.config_hash([first, last]), "len": n}
-
-
-def dataset_identity(dataset, batch_size=256):
-    """What identifies ``dataset`` in cache keys (``_data_identity`` of a loader over it): its
-    fingerprint, or a hash of its content.  For cached evaluations of a test set."""
-    return _data_identity(DataLoader(dataset, batch_size=batch_size))
+        return {"fingerprint": _cache.canonical(fp), "len": len(dataset)}
+    if isinstance(dataset, Subset):
+        return {"subset_of": dataset_identity(dataset.dataset, chunk),
+                "indices": _cache.config_hash(torch.as_tensor(list(dataset.indices),
+                                                              dtype=torch.long))}
+    if isinstance(dataset, TensorDataset):
+        return {"tensors": _cache.config_hash(list(dataset.tensors))}
+    if isinstance(dataset, ConcatDataset):
+        return {"concat": [dataset_identity(d, chunk) for d in dataset.datasets]}
+    n = len(dataset)
+    hashes = [_cache.config_hash([dataset[i] for i in range(j, min(j + chunk, n))])
+              for j in range(0, n, chunk)]
+    return {"content": _cache.config_hash(hashes), "len": n}
 
 
 def _method_of(method):
