@@ -79,3 +79,17 @@ def test_step_costs_bad_input():
         cost.step_costs(net, {"l2": methods["l2_cosd"]}, batches)
     with pytest.raises(ValueError, match="warmup"):
         cost.step_costs(net, methods, batches[:1], warmup=1)
+
+
+def test_step_costs_do_not_depend_on_the_global_rng():
+    # l2_cosd samples its perturbation from the global RNG: step_costs seeds it (and restores it)
+    net, methods, batches = _setup()
+    torch.manual_seed(1)
+    a = cost.step_costs(net, methods, batches, warmup=1)["l2_cosd"]["final_loss"]
+    torch.manual_seed(2)
+    b = cost.step_costs(net, methods, batches, warmup=1)["l2_cosd"]["final_loss"]
+    after = torch.rand(3)
+    torch.manual_seed(2)
+    assert a == b and torch.equal(after, torch.rand(3))  # the caller's RNG stream is untouched
+    c = cost.step_costs(net, methods, batches, warmup=1, seed=5)["l2_cosd"]["final_loss"]
+    assert c != a

@@ -511,3 +511,19 @@ def test_ssim_is_scale_invariant_and_finite_for_tiny_maps():
         assert torch.allclose(got, ref, atol=1e-4)
     same = metrics.ssim(a * 1e-20, a * 1e-20)
     assert torch.allclose(same, torch.ones(3), atol=1e-5)
+
+
+def test_saliency_report_smoothgrad_does_not_depend_on_the_global_rng():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Softplus(), nn.Flatten(),
+                        nn.Linear(3 * 6 * 6, 4)).eval()
+    x = torch.rand(5, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(5) % 4
+    runs = []
+    for s in (3, 4):
+        torch.manual_seed(s)
+        runs.append(metrics.saliency_report(net, x, y, ["smoothgrad"], rps_n=2, seed=0)["smoothgrad"])
+    assert torch.equal(runs[0]["map"], runs[1]["map"])
+    assert torch.equal(runs[0]["rps"]["cosine"][16], runs[1]["rps"]["cosine"][16])
+    other = metrics.saliency_report(net, x, y, ["smoothgrad"], rps_n=2, seed=1)["smoothgrad"]
+    assert not torch.equal(other["map"], runs[0]["map"])

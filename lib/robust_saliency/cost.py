@@ -26,6 +26,8 @@ import time
 
 import torch
 
+from .common import seeded
+
 __all__ = ["SavedTensorPeak", "step_costs"]
 
 
@@ -113,13 +115,16 @@ def _held_modules_bytes(method):
     return sum(_param_bytes(v) for v in vars(method).values() if isinstance(v, torch.nn.Module))
 
 
-def step_costs(model, methods, batches, reference="ce", lr=1e-3, grad_clip=0.5, warmup=1):
+def step_costs(model, methods, batches, reference="ce", lr=1e-3, grad_clip=0.5, warmup=1,
+               seed=0):
     """Time and graph memory per training step of each method, relative to ``reference``.
 
     ``methods``: ``{name: Method}`` (``methods.get``), including ``reference``.
     ``batches``: a list of ``(x, y)``; the first ``warmup`` rounds are not timed.  Every method
     trains its own deep copy of ``model`` with Adam (``lr``) and clipping (``grad_clip``), so
-    the results do not depend on the order of the methods.  After the timed rounds one more
+    the results do not depend on the order of the methods; the rounds run with torch's global
+    RNG seeded by ``seed`` (restored after), so methods that sample perturbations give the same
+    losses whatever ran before.  After the timed rounds one more
     step of every method on the first batch is run under ``SavedTensorPeak``.
 
     Returns ``{name: {"times_s", "median_time_s", "time_ratio", "time_ratio_of_medians",
@@ -140,21 +145,23 @@ def step_costs(model, methods, batches, reference="ce", lr=1e-3, grad_clip=0.5, 
         params = [p for p in net.parameters() if p.requires_grad]
         runs[name] = {"model": net, "method": method, "params": params,
                       "opt": torch.optim.Adam(params, lr=lr), "times": [], "losses": []}
-    for r, (x, y) in enumerate(batches):
+    with seeded(seed):
+        for r, (x, y) in enumerate(batches):
+            for run in runs.values():
+                t0 = time.perf_counter()
+                loss = _step(run["model"], run["method"], run["opt"], run["params"], x, y,
+                             grad_clip)
+                dt = time.perf_counter() - t0
+                if r >= warmup:
+                    run["times"].append(dt)
+                    run["losses"].append(loss)
+        x, y = batches[0]
         for run in runs.values():
-            t0 = time.perf_counter()
-            loss = _step(run["model"], run["method"], run["opt"], run["params"], x, y, grad_clip)
-            dt = time.perf_counter() - t0
-            if r >= warmup:
-                run["times"].append(dt)
-                run["losses"].append(loss)
-    x, y = batches[0]
-    for run in runs.values():
-        exclude = {p.untyped_storage().data_ptr() for p in run["model"].parameters()}
-        with SavedTensorPeak(exclude) as counter:
-            _step(run["model"], run["method"], run["opt"], run["params"], x, y, grad_clip)
-        run["peak_bytes"] = counter.peak
-        run["leak_bytes"] = counter.live  # graph memory still held after the step (should be 0)
+            exclude = {p.untyped_storage().data_ptr() for p in run["model"].parameters()}
+            with SavedTensorPeak(exclude) as counter:
+                _step(run["model"], run["method"], run["opt"], run["params"], x, y, grad_clip)
+            run["peak_bytes"] = counter.peak
+            run["leak_bytes"] = counter.live  # graph memory still held after the step (0)
     ref = runs[reference]
     state_ref = 4 * _param_bytes(ref["model"]) + _held_modules_bytes(ref["method"])
     out = {}

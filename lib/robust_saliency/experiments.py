@@ -576,7 +576,8 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
               "attack": attack,
               "attack_eps": None if attack is None else params["attack_eps"],
               "attack_steps": None if attack is None else int(params["attack_steps"]),
-              "x": x, "y": y, "test_set": training.dataset_identity(test_set)}
+              "x": x, "y": y, "test_set": training.dataset_identity(test_set),
+              "report_version": metrics.REPORT_VERSION}
 
     def compute():
         loader = torch.utils.data.DataLoader(test_set, batch_size=512)

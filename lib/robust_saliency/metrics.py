@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from . import units
+from .common import seeded
 
 _TINY = 1e-12
 
@@ -282,6 +283,11 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
     return out if isinstance(similarity, (list, tuple)) else next(iter(out.values()))
 
 
+# Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
+# saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
+REPORT_VERSION = 2
+
+
 def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cosine",), rps_n=10,
                     postprocess="abs_max", attack=None, attack_kw=None, baseline="zero",
                     fractions=None, seed=0, chunk=64, progress=False):
@@ -297,7 +303,9 @@ def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cos
     "steps": 100}``), its map, P1's
     Adv-Insertion (the clean x inserted in the order of the attacked map) and whether the
     attack kept the prediction.  Samples go in chunks of ``chunk`` (captum methods expand each
-    sample); chunk ``i`` draws its RPS noise with seed ``seed + i`` (None: the global RNG).
+    sample); chunk ``i`` draws its RPS noise with seed ``seed + i`` (None: the global RNG), and
+    each method runs with torch's global RNG seeded by ``seed`` (``common.seeded``; restored
+    after), so a stochastic attribution (smoothgrad) gives the same numbers whatever ran before.
 
     Returns ``{name: {"map", "rps": {similarity: {eps: (N,)}}, "insertion", "insertion_curve",
     and with an attack "x_adv", "map_adv", "adv_insertion", "adv_insertion_curve",
@@ -329,28 +337,29 @@ def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cos
         def add(key, value):
             parts.setdefault(key, []).append(value)
 
-        for i in range(0, len(x), int(chunk)):
-            xb, yb = x[i:i + chunk].detach(), y[i:i + chunk]
-            h = fn(model, xb, yb).detach()
-            add("map", h)
-            for e in eps_list:
-                r = rps(model, xb, yb, fn, e, n=rps_n, similarity=sims, postprocess=postprocess,
-                        seed=None if seed is None else seed + i)
-                for s, v in r.items():
-                    add(("rps", s, e), v)
-            curve = insertion_curve(model, xb, yb, h, fractions=fractions, baseline=baseline)
-            add("insertion_curve", curve)
-            add("insertion", curve.mean(1))
-            if attack is not None:
-                x_adv = _attacks.get(attack, attribution=name, **attack_kw)(model, xb, yb)
-                h_adv = fn(model, x_adv, yb).detach()
-                adv = adv_insertion_curve(model, xb, yb, h_adv, fractions=fractions,
-                                          baseline=baseline)
-                add("x_adv", x_adv)
-                add("map_adv", h_adv)
-                add("adv_insertion_curve", adv)
-                add("adv_insertion", adv.mean(1))
-                add("label_kept", _predict(model, x_adv) == _predict(model, xb))
+        with seeded(seed):
+            for i in range(0, len(x), int(chunk)):
+                xb, yb = x[i:i + chunk].detach(), y[i:i + chunk]
+                h = fn(model, xb, yb).detach()
+                add("map", h)
+                for e in eps_list:
+                    r = rps(model, xb, yb, fn, e, n=rps_n, similarity=sims, postprocess=postprocess,
+                            seed=None if seed is None else seed + i)
+                    for s, v in r.items():
+                        add(("rps", s, e), v)
+                curve = insertion_curve(model, xb, yb, h, fractions=fractions, baseline=baseline)
+                add("insertion_curve", curve)
+                add("insertion", curve.mean(1))
+                if attack is not None:
+                    x_adv = _attacks.get(attack, attribution=name, **attack_kw)(model, xb, yb)
+                    h_adv = fn(model, x_adv, yb).detach()
+                    adv = adv_insertion_curve(model, xb, yb, h_adv, fractions=fractions,
+                                              baseline=baseline)
+                    add("x_adv", x_adv)
+                    add("map_adv", h_adv)
+                    add("adv_insertion_curve", adv)
+                    add("adv_insertion", adv.mean(1))
+                    add("label_kept", _predict(model, x_adv) == _predict(model, xb))
         res = {"rps": {s: {} for s in sim_names}}
         for key, chunks in parts.items():
             if isinstance(key, tuple):
