@@ -86,3 +86,20 @@ def test_notebook_shape(path):
             assert o.get("output_type") != "error"
     # no training loop in a notebook
     assert not any(re.search(r"for\s+\w+\s+in\s+range\(\s*(num_)?epochs", "".join(c["source"])) for c in code)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebooks_carry_no_progress_output(path):
+    """Progress bars are for interactive runs: ``make reproduce`` turns them off
+    (ROBUST_SALIENCY_PROGRESS=0), so a committed notebook holds results, not tqdm frames."""
+    nb = json.loads(path.read_text())
+    stderr = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])
+              if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    assert not stderr, (f"{len(stderr)} stderr outputs (progress bars or warnings), e.g. "
+                        f"{''.join(stderr[0]['text'])[:120]!r}: re-execute with make reproduce")
+
+
+def test_make_reproduce_turns_progress_off():
+    mk = (ROOT / "Makefile").read_text()
+    recipe = mk.split("\nreproduce:", 1)[1].split("\n\n", 1)[0]
+    assert "ROBUST_SALIENCY_PROGRESS=0" in recipe and "ROBUST_SALIENCY_PROFILE=cpu" in recipe
