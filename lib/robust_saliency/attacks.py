@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import attributions as _attributions
 from . import units
-from .metrics import _resolve_k
+from .common import resolve_k
 from .models import softplus_copy
 
 def _labels(model, x, y):
@@ -363,7 +363,7 @@ def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=N
         xa = x.clone().requires_grad_(True)
         h0, _ = _map_and_logits(model, xa, target, attribution, create_graph=False)
     m0 = _pixel_mass(h0.detach())
-    k = _resolve_k(k, m0.shape[1])
+    k = resolve_k(k, m0.shape[1])
     top = torch.zeros_like(m0).scatter_(1, m0.topk(k, dim=1).indices, 1.0)
     smooth = _smooth_model(model, softplus_beta)
 

@@ -3,7 +3,7 @@ import contextlib
 
 import torch
 
-__all__ = ["seeded"]
+__all__ = ["seeded", "resolve_k"]
 
 
 @contextlib.contextmanager
@@ -22,3 +22,18 @@ def seeded(seed):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         yield
+
+
+def resolve_k(k, p, name="k"):
+    """``k`` as a count of the ``p`` positions: an int in [1, p] as given, a float fraction in
+    (0, 1] as ``max(1, round(k * p))``; anything else raises ValueError naming ``name``."""
+    if isinstance(k, bool) or not isinstance(k, (int, float)):
+        raise ValueError(f"{name} must be an int count in [1, {p}] or a float fraction in (0, 1]; "
+                         f"got {name}={k!r}")
+    if isinstance(k, float):
+        if not 0 < k <= 1:
+            raise ValueError(f"{name} as a fraction must be in (0, 1]; got {name}={k}")
+        return max(1, int(round(k * p)))
+    if not 1 <= k <= p:
+        raise ValueError(f"{name} as a count must be in [1, {p}]; got {name}={k}")
+    return k

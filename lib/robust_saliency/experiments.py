@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import attacks, attributions, claims, data, metrics, models, training, units
+from . import attacks, attributions, claims, data, evaluation, metrics, models, training, units
 from . import cache as _cache
 from . import methods as _methods
 
@@ -561,7 +561,7 @@ def fit_method(params, train_set, method, seed, hparams=None):
 
 def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=None,
                       attack="targeted_attribution"):
-    """Accuracy on ``test_set`` and ``metrics.saliency_report`` on ``(x, y)`` (P1 Table 1),
+    """Accuracy on ``test_set`` and ``evaluation.saliency_report`` on ``(x, y)`` (P1 Table 1),
     cached under the model's training key and the evaluation settings (``cached_eval``).
 
     Settings from ``params``: ``attributions``, ``rps_eps_grid`` (default ``[rps_eps]``),
@@ -577,13 +577,13 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
               "attack_eps": None if attack is None else params["attack_eps"],
               "attack_steps": None if attack is None else int(params["attack_steps"]),
               "x": x, "y": y, "test_set": training.dataset_identity(test_set),
-              "report_version": metrics.REPORT_VERSION}
+              "report_version": evaluation.REPORT_VERSION}
 
     def compute():
         loader = torch.utils.data.DataLoader(test_set, batch_size=512)
         attack_kw = None if attack is None else {"eps": params["attack_eps"],
                                                  "steps": config["attack_steps"]}
-        report = metrics.saliency_report(
+        report = evaluation.saliency_report(
             model, x, y, config["attributions"], rps_eps=eps_grid,
             similarities=config["similarities"], rps_n=config["rps_n"], attack=attack,
             attack_kw=attack_kw, seed=0)

@@ -17,7 +17,10 @@ Conventions
   model in chunks of ``batch_size``.  Probabilities are ``softmax(model(.))[y]`` under
   ``torch.no_grad()``; the model's train/eval mode is left as it is (call ``model.eval()``).
 * ``eps`` of ``rps`` is in 0-255 pixel units (``units.linf``: checked to lie in [0, 255],
-  divided by 255 here), as SPEC sections 7 and 8; so are the attack budgets of ``saliency_report``.
+  divided by 255 here), as SPEC sections 7 and 8.
+* What attacks a model (``saliency_report``, ``attribution_scores``) lives a layer above, in
+  ``evaluation``; this module only scores maps and models it is given (``rps`` computes maps
+  with the attribution it is passed).
 * Degenerate inputs (zero or constant maps) give 0 instead of NaN for ``cosine``, ``pcc``,
   ``spearman``, ``gini``, ``top_mass`` and ``object_share``.
 
@@ -27,8 +30,9 @@ direction is better.
 import torch
 import torch.nn.functional as F
 
+from . import attributions as _attributions
 from . import units
-from .common import seeded
+from .common import resolve_k
 
 _TINY = 1e-12
 
@@ -141,19 +145,6 @@ def spearman(a, b):
     return pcc(_average_ranks(_flat(a)), _average_ranks(_flat(b)))
 
 
-def _resolve_k(k, p, name="k"):
-    if isinstance(k, bool) or not isinstance(k, (int, float)):
-        raise ValueError(f"{name} must be an int count in [1, {p}] or a float fraction in (0, 1]; "
-                         f"got {name}={k!r}")
-    if isinstance(k, float):
-        if not 0 < k <= 1:
-            raise ValueError(f"{name} as a fraction must be in (0, 1]; got {name}={k}")
-        return max(1, int(round(k * p)))
-    if not 1 <= k <= p:
-        raise ValueError(f"{name} as a count must be in [1, {p}]; got {name}={k}")
-    return k
-
-
 def topk_intersection(a, b, k):
     """Share of the top-k positions of a that are among the top-k of b (Ghorbani 2019; P2, P3).
 
@@ -162,7 +153,7 @@ def topk_intersection(a, b, k):
     """
     _check_pair(a, b)
     a, b = _flat(a), _flat(b)
-    k = _resolve_k(k, a.shape[1])
+    k = resolve_k(k, a.shape[1])
     top_a = a.topk(k, dim=1).indices
     in_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)
     return in_b.gather(1, top_a).sum(1).to(_work_dtype(a)) / k
@@ -184,7 +175,7 @@ def gini(a):
 def top_mass(a, frac=0.05):
     """Share of the |a| mass in the top-frac positions per sample (P3 sparsity), 0 if zero map."""
     c = _flat(a).abs().to(_work_dtype(a))
-    k = _resolve_k(float(frac), c.shape[1], "frac")
+    k = resolve_k(float(frac), c.shape[1], "frac")
     return _safe_div(c.topk(k, dim=1).values.sum(1), c.sum(1))
 
 
@@ -265,8 +256,7 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n must be a positive int; got n={n}")
     if isinstance(attribution, str):
-        from . import attributions
-        attribution = attributions.get(attribution)
+        attribution = _attributions.get(attribution)
     fns = _similarity_fns(similarity)
     post = _postprocess_fn(postprocess)
     gen = _generator(seed, x.device)
@@ -281,109 +271,6 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
             total[k] = total[k] + fn(h_r, h0)
     out = {k: v / int(n) for k, v in total.items()}
     return out if isinstance(similarity, (list, tuple)) else next(iter(out.values()))
-
-
-# Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
-# saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
-REPORT_VERSION = 2
-
-
-def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cosine",), rps_n=10,
-                    postprocess="abs_max", attack=None, attack_kw=None, baseline="zero",
-                    fractions=None, seed=0, chunk=64, progress=False):
-    """P1 Table 1 (and its appendix) for each attribution method on one batch, per sample.
-
-    For every name in ``attributions`` (``attributions.get``): the clean map; ``rps`` for each
-    similarity and each eps of ``rps_eps`` (0-255 units; the same ``rps_n`` noise draws serve
-    all similarities; maps post-processed by ``postprocess`` as in ``rps``); P1's Insertion
-    curve and score (``insertion_curve``, ``baseline``, ``fractions``); and, when ``attack``
-    names an attribution attack of ``attacks`` (e.g. ``"targeted_attribution"``, P1's AAM),
-    the attacked input ``x_adv = attack(model, x, y)`` made against that attribution with
-    ``attack_kw`` (the attack's units: linf budgets in 0-255 pixel units, e.g. ``{"eps": 4,
-    "steps": 100}``), its map, P1's
-    Adv-Insertion (the clean x inserted in the order of the attacked map) and whether the
-    attack kept the prediction.  Samples go in chunks of ``chunk`` (captum methods expand each
-    sample); chunk ``i`` draws its RPS noise with seed ``seed + i`` (None: the global RNG), and
-    each method runs with torch's global RNG seeded by ``seed`` (``common.seeded``; restored
-    after), so a stochastic attribution (smoothgrad) gives the same numbers whatever ran before.
-
-    Returns ``{name: {"map", "rps": {similarity: {eps: (N,)}}, "insertion", "insertion_curve",
-    and with an attack "x_adv", "map_adv", "adv_insertion", "adv_insertion_curve",
-    "label_kept"}}`` (tensors, first dimension N).
-    """
-    from . import attacks as _attacks
-    from . import attributions as _attr
-
-    eps_list = list(rps_eps) if isinstance(rps_eps, (list, tuple)) else [rps_eps]
-    sims = list(similarities) if isinstance(similarities, (list, tuple)) else [similarities]
-    sim_names = list(_similarity_fns(sims))
-    fns = {name: _attr.get(name) for name in attributions}
-    attack_kw = dict(attack_kw or {})
-    if attack is not None:
-        for name in fns:
-            _attacks.get(attack, attribution=name, **attack_kw)  # bad names fail before any work
-    if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
-        raise ValueError(f"chunk must be a positive int; got chunk={chunk}")
-    it = list(fns.items())
-    if progress:
-        import sys
-
-        from tqdm import tqdm
-        it = tqdm(it, desc="attributions", file=sys.stderr)
-    out = {}
-    for name, fn in it:
-        parts = {}
-
-        def add(key, value):
-            parts.setdefault(key, []).append(value)
-
-        with seeded(seed):
-            for i in range(0, len(x), int(chunk)):
-                xb, yb = x[i:i + chunk].detach(), y[i:i + chunk]
-                h = fn(model, xb, yb).detach()
-                add("map", h)
-                for e in eps_list:
-                    r = rps(model, xb, yb, fn, e, n=rps_n, similarity=sims, postprocess=postprocess,
-                            seed=None if seed is None else seed + i)
-                    for s, v in r.items():
-                        add(("rps", s, e), v)
-                curve = insertion_curve(model, xb, yb, h, fractions=fractions, baseline=baseline)
-                add("insertion_curve", curve)
-                add("insertion", curve.mean(1))
-                if attack is not None:
-                    x_adv = _attacks.get(attack, attribution=name, **attack_kw)(model, xb, yb)
-                    h_adv = fn(model, x_adv, yb).detach()
-                    adv = adv_insertion_curve(model, xb, yb, h_adv, fractions=fractions,
-                                              baseline=baseline)
-                    add("x_adv", x_adv)
-                    add("map_adv", h_adv)
-                    add("adv_insertion_curve", adv)
-                    add("adv_insertion", adv.mean(1))
-                    add("label_kept", _predict(model, x_adv) == _predict(model, xb))
-        res = {"rps": {s: {} for s in sim_names}}
-        for key, chunks in parts.items():
-            if isinstance(key, tuple):
-                res["rps"][key[1]][key[2]] = torch.cat(chunks)
-            else:
-                res[key] = torch.cat(chunks)
-        out[name] = res
-    return out
-
-
-def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="cosine",
-                       baseline="zero", fractions=None, seed=0, chunk=64, progress=False):
-    """Score attribution methods on one batch: P1's RPS (at ``rps_eps``, 0-255 units, raw maps)
-    and insertion score and curve, per sample (``saliency_report`` without post-processing).
-
-    ``methods``: names for ``attributions.get``.  Returns
-    ``{method: {"map": (N,C,H,W), "rps": (N,), "insertion": (N,), "insertion_curve": (N,F)}}``.
-    """
-    rep = saliency_report(model, x, y, methods, rps_eps=(rps_eps,), similarities=(similarity,),
-                          rps_n=rps_n, postprocess=None, baseline=baseline, fractions=fractions,
-                          seed=seed, chunk=chunk, progress=progress)
-    sim = next(iter(_similarity_fns(similarity)))
-    return {m: {"map": r["map"], "rps": r["rps"][sim][rps_eps], "insertion": r["insertion"],
-                "insertion_curve": r["insertion_curve"]} for m, r in rep.items()}
 
 
 # --------------------------------------------------------------------------------------------

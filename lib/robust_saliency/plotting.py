@@ -177,7 +177,7 @@ def toy_gradient_panels(models, x, y, pair, resolution=150, margin=0.5):
 def insertion_strip(reports, x, index=0, gammas=(0.05, 0.2, 0.4, 0.6), baseline="zero", scale=1.4):
     """P1 Fig. 2b: per model (row), the attacked map and the Adv-Insertion inputs at ``gammas``.
 
-    ``reports``: name -> one attribution's entry of ``metrics.saliency_report`` (with an
+    ``reports``: name -> one attribution's entry of ``evaluation.saliency_report`` (with an
     attack); ``x`` the clean images it scored.  Column 0 the clean image, 1 the map of x_adv,
     then x with only its top-gamma pixels by that map kept.
     """
@@ -206,7 +206,7 @@ def insertion_strip(reports, x, index=0, gammas=(0.05, 0.2, 0.4, 0.6), baseline=
 def attack_grid(x, reports, scale=1.3):
     """P1 Fig. 3a: per image two rows (clean map, attacked map), one column per model.
 
-    ``reports``: name -> one attribution's entry of ``metrics.saliency_report`` with an attack,
+    ``reports``: name -> one attribution's entry of ``evaluation.saliency_report`` with an attack,
     for the images ``x`` (the first ``len(x)`` rows are shown).  Column 0 shows x and x_adv of
     the first model.
     """

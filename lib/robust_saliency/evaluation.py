@@ -1,0 +1,115 @@
+"""Evaluation: what attacks, attributes and scores a model in one call (above ``attacks`` and
+``metrics``).
+
+``saliency_report`` computes P1's Table 1 (and its appendix) per sample for a list of
+attribution methods: clean maps, RPS for several similarities and noise levels, Insertion, and
+with an attribution attack the attacked maps, Adv-Insertion and whether the prediction was
+kept.  ``attribution_scores`` is its short form (RPS and Insertion of raw maps) for the tour.
+"""
+import torch
+
+from . import attacks as _attacks
+from . import attributions as _attr
+from .common import seeded
+from .metrics import (_predict, _similarity_fns, adv_insertion_curve, insertion_curve, rps)
+
+__all__ = ["REPORT_VERSION", "saliency_report", "attribution_scores"]
+
+# Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
+# saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
+REPORT_VERSION = 2
+
+
+def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cosine",), rps_n=10,
+                    postprocess="abs_max", attack=None, attack_kw=None, baseline="zero",
+                    fractions=None, seed=0, chunk=64, progress=False):
+    """P1 Table 1 (and its appendix) for each attribution method on one batch, per sample.
+
+    For every name in ``attributions`` (``attributions.get``): the clean map; ``rps`` for each
+    similarity and each eps of ``rps_eps`` (0-255 units; the same ``rps_n`` noise draws serve
+    all similarities; maps post-processed by ``postprocess`` as in ``rps``); P1's Insertion
+    curve and score (``insertion_curve``, ``baseline``, ``fractions``); and, when ``attack``
+    names an attribution attack of ``attacks`` (e.g. ``"targeted_attribution"``, P1's AAM),
+    the attacked input ``x_adv = attack(model, x, y)`` made against that attribution with
+    ``attack_kw`` (the attack's units: linf budgets in 0-255 pixel units, e.g. ``{"eps": 4,
+    "steps": 100}``), its map, P1's
+    Adv-Insertion (the clean x inserted in the order of the attacked map) and whether the
+    attack kept the prediction.  Samples go in chunks of ``chunk`` (captum methods expand each
+    sample); chunk ``i`` draws its RPS noise with seed ``seed + i`` (None: the global RNG), and
+    each method runs with torch's global RNG seeded by ``seed`` (``common.seeded``; restored
+    after), so a stochastic attribution (smoothgrad) gives the same numbers whatever ran before.
+
+    Returns ``{name: {"map", "rps": {similarity: {eps: (N,)}}, "insertion", "insertion_curve",
+    and with an attack "x_adv", "map_adv", "adv_insertion", "adv_insertion_curve",
+    "label_kept"}}`` (tensors, first dimension N).
+    """
+    eps_list = list(rps_eps) if isinstance(rps_eps, (list, tuple)) else [rps_eps]
+    sims = list(similarities) if isinstance(similarities, (list, tuple)) else [similarities]
+    sim_names = list(_similarity_fns(sims))
+    fns = {name: _attr.get(name) for name in attributions}
+    attack_kw = dict(attack_kw or {})
+    if attack is not None:
+        for name in fns:
+            _attacks.get(attack, attribution=name, **attack_kw)  # bad names fail before any work
+    if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
+        raise ValueError(f"chunk must be a positive int; got chunk={chunk}")
+    it = list(fns.items())
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+        it = tqdm(it, desc="attributions", file=sys.stderr)
+    out = {}
+    for name, fn in it:
+        parts = {}
+
+        def add(key, value):
+            parts.setdefault(key, []).append(value)
+
+        with seeded(seed):
+            for i in range(0, len(x), int(chunk)):
+                xb, yb = x[i:i + chunk].detach(), y[i:i + chunk]
+                h = fn(model, xb, yb).detach()
+                add("map", h)
+                for e in eps_list:
+                    r = rps(model, xb, yb, fn, e, n=rps_n, similarity=sims, postprocess=postprocess,
+                            seed=None if seed is None else seed + i)
+                    for s, v in r.items():
+                        add(("rps", s, e), v)
+                curve = insertion_curve(model, xb, yb, h, fractions=fractions, baseline=baseline)
+                add("insertion_curve", curve)
+                add("insertion", curve.mean(1))
+                if attack is not None:
+                    x_adv = _attacks.get(attack, attribution=name, **attack_kw)(model, xb, yb)
+                    h_adv = fn(model, x_adv, yb).detach()
+                    adv = adv_insertion_curve(model, xb, yb, h_adv, fractions=fractions,
+                                              baseline=baseline)
+                    add("x_adv", x_adv)
+                    add("map_adv", h_adv)
+                    add("adv_insertion_curve", adv)
+                    add("adv_insertion", adv.mean(1))
+                    add("label_kept", _predict(model, x_adv) == _predict(model, xb))
+        res = {"rps": {s: {} for s in sim_names}}
+        for key, chunks in parts.items():
+            if isinstance(key, tuple):
+                res["rps"][key[1]][key[2]] = torch.cat(chunks)
+            else:
+                res[key] = torch.cat(chunks)
+        out[name] = res
+    return out
+
+
+def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="cosine",
+                       baseline="zero", fractions=None, seed=0, chunk=64, progress=False):
+    """Score attribution methods on one batch: P1's RPS (at ``rps_eps``, 0-255 units, raw maps)
+    and insertion score and curve, per sample (``saliency_report`` without post-processing).
+
+    ``methods``: names for ``attributions.get``.  Returns
+    ``{method: {"map": (N,C,H,W), "rps": (N,), "insertion": (N,), "insertion_curve": (N,F)}}``.
+    """
+    rep = saliency_report(model, x, y, methods, rps_eps=(rps_eps,), similarities=(similarity,),
+                          rps_n=rps_n, postprocess=None, baseline=baseline, fractions=fractions,
+                          seed=seed, chunk=chunk, progress=progress)
+    sim = next(iter(_similarity_fns(similarity)))
+    return {m: {"map": r["map"], "rps": r["rps"][sim][rps_eps], "insertion": r["insertion"],
+                "insertion_curve": r["insertion_curve"]} for m, r in rep.items()}
