@@ -1,7 +1,10 @@
 """robust_saliency: the shared library of the robust-saliency paper companion.
 
 Modules (one concept each): common, units, cache, data, models, attributions, regularizers, methods,
-attacks, metrics, evaluation, training, cost, claims, experiments, plotting.
+attacks, metrics, evaluation, training, cost, claims, results, profiles, runs, papers,
+experiments, plotting.
+``experiments`` is the notebooks' one import: it re-exports profiles, runs, results and
+``papers.p1`` (one module per paper: its protocol).
 Inputs are images in the pixel range [0, 1]; L-infinity budgets and noise levels are in 0-255
 pixel units (divided by 255), L2 budgets in input units (``units``).
 """

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["ALPHA", "VERDICTS", "paired_test", "all_pass", "claim", "table", "seed_mean_std",
-           "fmt_ms", "fmt_test"]
+           "fmt_ms", "fmt_test", "mean_std"]
 
 ALPHA = 0.05  # one-sided level of every claims test
 VERDICTS = ("holds", "does not hold", "not tested at this profile")
@@ -173,3 +173,20 @@ def table(rows, digits=3):
                       "resolvable difference": "" if r["resolvable difference"] is None
                       else f"{r['resolvable difference']:.{digits}g}"})
     return pd.DataFrame(shown)
+
+
+def mean_std(records, index, columns, values, fmt="{:.3f}"):
+    """A table of ``mean ± std`` over seeds from a list of flat dicts (one per seed and cell).
+
+    ``index`` / ``columns`` name the keys that label rows and columns, ``values`` the key to
+    summarise; std is the sample std (ddof=1; '±0' for one seed is shown as '± n/a').
+    """
+    import pandas as pd
+
+    df = pd.DataFrame.from_records(records)
+    stats = (df.groupby([index, columns], sort=False)[values]
+             .agg(lambda v: fmt_ms(v, fmt)).reset_index(name="cell"))
+    table = stats.pivot(index=index, columns=columns, values="cell")
+    table = table.loc[list(dict.fromkeys(df[index])), list(dict.fromkeys(df[columns]))]
+    table.columns.name, table.index.name = None, index
+    return table

@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .results import repo_root
+
 _STATE = {"notebook": None, "profile": "cpu", "root": None}
 
 # diverging for signed maps, sequential for magnitudes (STYLE.md)
@@ -50,7 +52,6 @@ def figure_dir():
     if _STATE["root"] is not None:
         root = Path(_STATE["root"])
     else:
-        from .experiments import repo_root
         root = repo_root()
     d = root / "figures" / _STATE["notebook"]
     if _STATE["profile"] != "cpu":

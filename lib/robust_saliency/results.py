@@ -1,0 +1,152 @@
+"""Where a run writes and what pins it: the repository and cache folders, provenance (git
+commit and the code changes outside the run's outputs, package versions, platform) and the
+results JSON files (``results/<notebook>_<profile>.json``, written atomically)."""
+import os
+import platform
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+from . import cache as _cache
+
+__all__ = ["repo_root", "default_cache_dir", "code_changes", "provenance", "write_results"]
+
+
+# ----------------------------------------------------------------------------------------------
+
+def repo_root():
+    """The repository folder: $ROBUST_SALIENCY_ROOT, else the checkout holding this package
+    (editable install), else the nearest parent of the working directory with ``notebooks/``."""
+    env = os.environ.get("ROBUST_SALIENCY_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    here = Path(__file__).resolve().parents[2]
+    if (here / "pyproject.toml").is_file() or (here / ".git").exists():
+        return here
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "notebooks").is_dir() and (folder / "lib").is_dir():
+            return folder
+    return cwd
+
+
+def default_cache_dir():
+    """$ROBUST_SALIENCY_CACHE, else ``<repo>/cache`` (git-ignored)."""
+    env = os.environ.get("ROBUST_SALIENCY_CACHE")
+    return Path(env).expanduser() if env else repo_root() / "cache"
+
+
+def _git(*args):
+    """git's stdout (unstripped) for ``args`` run in ``repo_root()``; None if git fails."""
+    try:
+        out = subprocess.run(["git", *args], cwd=repo_root(), capture_output=True, text=True,
+                             timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+_PACKAGES = {"torch": "torch", "torchvision": "torchvision", "numpy": "numpy",
+             "captum": "captum", "zennit": "zennit", "scipy": "scipy",
+             "sklearn": "scikit-learn", "skimage": "scikit-image"}
+
+
+def _versions():
+    out = {}
+    for short, dist in _PACKAGES.items():
+        try:
+            out[short] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[short] = "not installed"
+    out["python"] = platform.python_version()
+    return out
+
+
+# What running the notebooks rewrites: a difference there does not unpin the code.
+_RUN_OUTPUTS = ("figures/", "results/")
+
+
+def _is_run_output(path):
+    return path.startswith(_RUN_OUTPUTS) or (path.startswith("notebooks/")
+                                             and path.endswith(".ipynb"))
+
+
+def code_changes():
+    """Paths (relative to the repository) that differ from the checked-out commit, leaving out
+    what executing the notebooks rewrites (``notebooks/*.ipynb``, ``figures/``, ``results/``):
+    modified, added, deleted or untracked (not ignored) files.  None outside a git checkout."""
+    status = _git("status", "--porcelain", "-z", "--untracked-files=all")
+    if status is None:
+        return None
+    entries, paths = status.split("\0"), []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        code, path = entry[:2], entry[3:]
+        if "R" in code or "C" in code:  # a rename or copy: the source path follows
+            paths.append(entries[i])
+            i += 1
+        paths.append(path)
+    return sorted({p for p in paths if not _is_run_output(p)})
+
+
+def provenance(params, seeds, t_start):
+    """What pins the code (git commit and the changes outside the run's outputs), package
+    versions, platform, profile, seeds and wall time.
+
+    ``t_start`` is ``time.time()`` taken at the notebook's start (None: wall time unknown).
+    ``commit`` is 'unknown' outside a git checkout.  ``code_changes`` lists the files that
+    differ from the commit other than the executed notebooks and their figures and results
+    (``code_changes()``), and ``dirty`` says whether there are any: a run with
+    ``dirty: false`` used exactly the committed code.  Both are None outside git.
+    """
+    commit = (_git("rev-parse", "HEAD") or "").strip() or "unknown"
+    changes = code_changes() if commit != "unknown" else None
+    info = {
+        "commit": commit,
+        "dirty": None if changes is None else bool(changes),
+        "code_changes": changes,
+        "versions": _versions(),
+        "platform": {"system": platform.platform(), "machine": platform.machine(),
+                     "processor": platform.processor(), "cpu_count": os.cpu_count()},
+        "profile": (params or {}).get("profile"),
+        "seeds": list(seeds) if seeds is not None else None,
+        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wall_time_s": None if t_start is None else round(time.time() - t_start, 3),
+    }
+    info["platform"]["torch_threads"] = torch.get_num_threads()
+    info["platform"]["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return info
+
+
+def write_results(notebook, profile, results, params, *, t_start=None, results_dir=None):
+    """Write ``results/<notebook>_<profile>.json`` atomically; return its path.
+
+    The file holds notebook, profile, params, seeds, provenance and ``results`` (converted by
+    ``cache.to_jsonable``: tensors and arrays to lists, NaN/inf to null).  ``results_dir``
+    defaults to ``<repo>/results``.
+    """
+    notebook = Path(str(notebook)).name
+    if notebook.endswith(".ipynb"):
+        notebook = notebook[: -len(".ipynb")]
+    for param, value in (("notebook", notebook), ("profile", profile)):
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"{param}={value!r} is not valid; accepted: a non-empty name of "
+                             f"letters, digits, '_', '.', '-'")
+    params = dict(params or {})
+    seeds = params.get("seeds")
+    if seeds is None and params.get("seed") is not None:
+        seeds = [params["seed"]]
+    doc = {"notebook": notebook, "profile": profile, "params": params, "seeds": seeds,
+           "provenance": provenance({**params, "profile": profile}, seeds, t_start),
+           "results": results}
+    folder = Path(results_dir) if results_dir is not None else repo_root() / "results"
+    return _cache.atomic_write_json(doc, folder / f"{notebook}_{profile}.json")

@@ -1,0 +1,126 @@
+"""Runs: what a notebook calls instead of writing a training loop.  Load the profile's data,
+build a model from a seed, load-or-train it through the cached loop (``training.train``),
+validate a hyperparameter grid, and cache evaluations of trained models on disk."""
+from pathlib import Path
+
+import torch
+
+from . import cache as _cache
+from . import data, models, training
+from . import methods as _methods
+from .profiles import accepted_names, train_config
+from .results import default_cache_dir
+
+__all__ = ["load_data", "build_model", "fit", "batch", "check_grid", "cached_eval"]
+
+
+def load_data(params, dataset=None, split="train", **kw):
+    """``data.load`` for the notebook parameters: ``dataset`` (default ``params["dataset"]``),
+    ``data_root`` and the subset size ``n_train`` / ``n_test`` of the profile (capped at the
+    split's size for the small embedded sets)."""
+    name = dataset or params["dataset"]
+    n = params.get("n_train" if split == "train" else "n_test")
+    if n is not None and "n" not in kw:
+        full = data.load(name, split, data_root=params.get("data_root"), **kw)
+        if n >= len(full):
+            return full
+        kw["n"] = n
+    return data.load(name, split, data_root=params.get("data_root"), **kw)
+
+
+def build_model(params, train_set, model=None, seed=0, **kw):
+    """``models.build`` for ``train_set`` with the profile's activation/beta, initialised from
+    ``seed`` (the same seed gives the same initial weights).
+
+    Keywords come from ``kw``, then ``params["model_kw"]`` when ``model`` is the profile's
+    model.  ``params["normalize"]`` puts a ``Normalize`` first with ``train_set``'s per-channel
+    mean and std (image datasets; SPEC section 4: normalization is the model's first layer).
+    """
+    name = model or params["model"]
+    if name == params.get("model"):
+        for k, v in (params.get("model_kw") or {}).items():
+            kw.setdefault(k, v)
+    kw.setdefault("activation", params.get("activation", "relu"))
+    kw.setdefault("beta", params.get("beta", 3.0))
+    mean, std = getattr(train_set, "mean", None), getattr(train_set, "std", None)
+    if params.get("normalize") and "mean" not in kw and mean is not None and std is not None \
+            and len(train_set.in_shape) == 3:
+        kw["mean"], kw["std"] = list(mean), list(std)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return models.build(name, train_set.num_classes, tuple(train_set.in_shape), **kw)
+
+
+def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, method_kw=None,
+        init_from=None, **cfg_overrides):
+    """Load-or-train one model: build ``model`` (default ``params["model"]``) from ``seed``,
+    train it on ``train_set`` with ``method`` through the cached training loop
+    (``training.train``), and return it in eval mode. A second call with the same
+    configuration loads the cached weights instead of training.
+
+    ``init_from``: a model whose weights replace the initial ones (ATEX's student starts as
+    a copy of its teacher); they enter the cache key.  ``cfg_overrides`` (e.g. ``num_epochs``)
+    override the training settings of ``params``.
+    """
+    net = build_model(params, train_set, model=model, seed=seed, **(model_kw or {}))
+    if init_from is not None:
+        try:
+            net.load_state_dict(init_from.state_dict())
+        except (RuntimeError, AttributeError) as err:
+            raise ValueError(f"init_from={type(init_from).__name__} does not fit the model "
+                             f"{params.get('model') if model is None else model!r}: {err}") from None
+    meth = _methods.get(method, **(method_kw or {})) if isinstance(method, str) else method
+    cfg = train_config(params, seed=seed, **cfg_overrides)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=params.get("batch_size", 128),
+                                         shuffle=False)
+    return training.train(net, meth, loader, cfg)
+
+
+def batch(dataset, n=None):
+    """The first ``n`` samples of ``dataset`` (all for None) as stacked tensors ``(x, y)``."""
+    n = len(dataset) if n is None else min(int(n), len(dataset))
+    if hasattr(dataset, "x") and torch.is_tensor(dataset.x):
+        return dataset.x[:n], dataset.y[:n]
+    items = [dataset[i] for i in range(n)]
+    return torch.stack([t[0] for t in items]), torch.as_tensor([int(t[1]) for t in items])
+
+
+def check_grid(grid, methods=None):
+    """Validate a hyperparameter grid ``{method: [hparams, ...]}`` before any training.
+
+    Every method name must be known (and in ``methods`` when given) and every hparams dict
+    must construct its method (``methods.get``; ATEX with a stand-in teacher), so a
+    typo fails here with the method's own message.  Returns ``grid``.
+    """
+    if not isinstance(grid, dict) or not all(isinstance(v, (list, tuple)) and v
+                                             for v in grid.values()):
+        raise ValueError(f"grid={grid!r} is not valid; accepted: a dict {{method: [hparams dict, "
+                         f"...]}} with a non-empty list per method")
+    known = accepted_names("method")
+    for name, points in grid.items():
+        if name not in known or (methods is not None and name not in methods):
+            accepted = known if methods is None else list(methods)
+            raise ValueError(f"grid key {name!r} is not a method of this run; accepted: {accepted}")
+        for hp in points:
+            if not isinstance(hp, dict):
+                raise ValueError(f"grid[{name!r}] item {hp!r} is not valid; accepted: a dict of "
+                                 f"hyperparameters")
+            extra = {"teacher": torch.nn.Identity()} if name == "atex" else {}
+            _methods.get(name, **hp, **extra)
+    return grid
+
+
+def cached_eval(name, model, config, fn, cache_dir=None):
+    """``fn()`` memoized on disk under the trained ``model``'s cache key and ``config``.
+
+    For evaluations of cached models (``fit``): the key is ``model.train_info["key"]`` (which
+    identifies data, method, training settings and initial weights) plus ``config`` (the
+    evaluation's settings); written atomically under ``<cache_dir>/eval``.  A model without a
+    training key is evaluated without caching.
+    """
+    info = getattr(model, "train_info", None) or {}
+    if "key" not in info:
+        return fn()
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _cache.cached({"model": info["key"], "eval": name, "config": config}, fn,
+                         folder / "eval", name=name)
