@@ -18,7 +18,7 @@ SMALL = {"toy2d": {"n": 300}, "digits": {}, "block_digits": {},
 
 def fresh(name, split, **kw):
     """Load bypassing the in-memory cache, so that determinism is really re-generated."""
-    data._cached_generate.cache_clear()
+    data.synthetic._cached_generate.cache_clear()
     return data.load(name, split, **kw)
 
 
@@ -86,7 +86,7 @@ def test_train_and_test_are_disjoint(name):
 
 
 def test_shapes_defaults_sizes_and_generation_time():
-    data._cached_generate.cache_clear()
+    data.synthetic._cached_generate.cache_clear()
     t = time.process_time()
     tr, te = data.load("shapes", "train"), data.load("shapes", "test")
     cpu = time.process_time() - t
@@ -270,13 +270,13 @@ def test_disk_cache_atomic_roundtrip(tmp_path):
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].name.startswith("spurious_shapes-test-")
     assert files[0].suffix == ".pt"
-    data._cached_generate.cache_clear()
-    real_gen = data._GENERATORS["spurious_shapes"]
-    data._GENERATORS["spurious_shapes"] = None                     # must come from disk now
+    data.synthetic._cached_generate.cache_clear()
+    real_gen = data.synthetic._GENERATORS["spurious_shapes"]
+    data.synthetic._GENERATORS["spurious_shapes"] = None          # must come from disk now
     try:
         b = data.load("spurious_shapes", "test", n=40, cache_dir=tmp_path)
     finally:
-        data._GENERATORS["spurious_shapes"] = real_gen
+        data.synthetic._GENERATORS["spurious_shapes"] = real_gen
     assert torch.equal(a.x, b.x) and torch.equal(a.groups, b.groups)
     assert a.fingerprint == b.fingerprint
 
@@ -508,7 +508,7 @@ def test_equal_size_subsets_with_other_seeds_differ(tmp_path, kind):
 
 
 def _subset_rows(d, n, seed):
-    return data._subset_indices(len(d), n, seed)
+    return data.datasets._subset_indices(len(d), n, seed)
 
 
 def _celeba(tmp_path):

@@ -3,8 +3,10 @@
 Modules (one concept each): common, units, cache, data, models, attributions, regularizers, methods,
 attacks, metrics, evaluation, training, cost, claims, results, profiles, runs, papers,
 experiments, plotting.
-``experiments`` is the notebooks' one import: it re-exports profiles, runs, results and
-``papers.p1`` (one module per paper: its protocol).
+``data`` and ``papers`` are subpackages: data.datasets (dataset classes), data.synthetic
+(embedded generators), data.real (real-dataset readers); papers.p1 (one module per paper: its
+protocol).  ``experiments`` is the notebooks' one import: it re-exports profiles, runs,
+results and ``papers.p1``.  ``docs/ARCHITECTURE.md`` draws the stack.
 Inputs are images in the pixel range [0, 1]; L-infinity budgets and noise levels are in 0-255
 pixel units (divided by 255), L2 budgets in input units (``units``).
 """

@@ -1,0 +1,216 @@
+"""Dataset classes of ``robust_saliency.data``: :class:`BaseDataset` (labels, extras,
+``take``/``subset`` and the ``fingerprint``, ``cache.config_hash`` of what the dataset holds),
+:class:`ArrayDataset` (tensors in memory), :class:`UInt8ImageDataset` (real images held as uint8)
+and :class:`ImageFileDataset` (real images read from files)."""
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from .. import cache as _cache
+
+
+def _subset_indices(num, n, seed):
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or not 1 <= n <= num:
+        raise ValueError(f"n={n!r} is not valid; accepted: an int in [1, {num}]")
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randperm(num, generator=g)[: int(n)].sort().values
+
+
+class BaseDataset(Dataset):
+    """What every dataset here shares: labels ``y`` (alias ``targets``), ``classes``,
+    ``num_classes``, ``name``, ``split``, ``in_shape``, ``mean``, ``std``, per-sample extras
+    (``masks``, ``groups``, ... as attributes), ``take``/``subset``, and a ``fingerprint``.
+
+    ``fingerprint`` is ``cache.config_hash(self.identity())``: it covers what the dataset holds
+    (the samples, or the files they are read from, the labels, every extra, the image size), so
+    two datasets share it only if they yield the same items.  It is recomputed whenever one of
+    the held tensors is replaced or edited in place (tracked through ``Tensor._version``).
+    """
+
+    def __init__(self, y, *, classes, name="", split="", in_shape, mean=None, std=None,
+                 extras=None):
+        self.y = torch.as_tensor(y, dtype=torch.long)
+        self.classes = tuple(classes)
+        self.num_classes = len(self.classes)
+        self.name, self.split = name, split
+        self.in_shape = tuple(in_shape)
+        self.mean, self.std = mean, std
+        self._fp_memo = None
+        self._extra_names = tuple(extras or ())
+        for key, value in (extras or {}).items():
+            if len(value) != len(self.y):
+                raise ValueError(f"extra {key!r} has {len(value)} rows, y has {len(self.y)}")
+            setattr(self, key, value)
+
+    @property
+    def targets(self):
+        """The labels (torchvision's name for ``y``)."""
+        return self.y
+
+    @targets.setter
+    def targets(self, value):
+        self.y = value
+
+    @property
+    def extras(self):
+        """Names of the per-sample extras (e.g. ``masks``, ``null_mask``, ``groups``)."""
+        return self._extra_names
+
+    def _extra_tensors(self):
+        return {k: getattr(self, k) for k in self._extra_names}
+
+    def __len__(self):
+        return len(self.y)
+
+    def identity(self):
+        """Everything that determines the items (and the extras): the input of ``fingerprint``."""
+        return {"type": type(self).__name__, "name": self.name, "split": self.split,
+                "classes": self.classes, "in_shape": self.in_shape, "mean": self.mean,
+                "std": self.std, "y": self.y, "extras": self._extra_tensors(),
+                **self._content()}
+
+    def _content(self):
+        raise NotImplementedError
+
+    @property
+    def fingerprint(self):
+        """``cache.config_hash(self.identity())``, memoized until an attribute it reads is
+        replaced or a tensor it reads is edited in place."""
+        ident = self.identity()
+        leaves = [w for v in ident.values() for w in (v.values() if isinstance(v, dict) else [v])]
+        state = [(v, getattr(v, "_version", None)) for v in leaves]
+        memo = self._fp_memo
+        if memo is None or len(memo[0]) != len(state) or any(
+                a is not b or va != vb for (a, va), (b, vb) in zip(memo[0], state)):
+            self._fp_memo = memo = (state, _cache.config_hash(ident))
+        return memo[1]
+
+    def take(self, idx):
+        """Dataset of the rows ``idx`` (a 1-D index tensor), extras included."""
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        extras = {k: v[idx] for k, v in self._extra_tensors().items()}
+        return self._take(idx, extras)
+
+    def _take(self, idx, extras):
+        raise NotImplementedError
+
+    def subset(self, n, seed=0):
+        """Seeded random subset of ``n`` rows (kept in their original order)."""
+        return self.take(_subset_indices(len(self), n, seed))
+
+    def _describe(self):
+        return ""
+
+    def __repr__(self):
+        extras = "".join(f", {k}={tuple(v.shape)}" for k, v in self._extra_tensors().items())
+        return (f"{type(self).__name__}({self.name!r}, {self.split!r}, n={len(self)}"
+                f"{self._describe()}, num_classes={self.num_classes}{extras}, "
+                f"fingerprint={self.fingerprint[:16]!r})")
+
+
+class ArrayDataset(BaseDataset):
+    """In-memory dataset of tensors: ``x``, ``y`` and optional per-sample extras (masks, groups, ...)."""
+
+    def __init__(self, x, y, *, num_classes, classes, name="", split="", extras=None):
+        dims = (0,) if x.dim() == 2 else (0, 2, 3)
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} rows, y has {len(y)}")
+        super().__init__(y, classes=classes, name=name, split=split, in_shape=x.shape[1:],
+                         mean=tuple(float(v) for v in x.mean(dims)),
+                         std=tuple(float(v) for v in x.std(dims)), extras=extras)
+        if self.num_classes != int(num_classes):
+            raise ValueError(f"num_classes={num_classes!r} but {len(self.classes)} class names")
+        self.x = x
+
+    def __getitem__(self, i):
+        return self.x[i], self.y[i]
+
+    def _content(self):
+        return {"x": self.x}
+
+    def _take(self, idx, extras):
+        return ArrayDataset(self.x[idx], self.y[idx], num_classes=self.num_classes,
+                            classes=self.classes, name=self.name, split=self.split,
+                            extras=extras)
+
+    def _describe(self):
+        return f", x={tuple(self.x.shape)}"
+
+
+def _resize(x, size):
+    """Resize a (N, C, H, W) float batch to ``size`` x ``size`` (bilinear, antialiased)."""
+    if size is None or tuple(x.shape[-2:]) == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False,
+                         antialias=True).clamp_(0, 1)
+
+
+class UInt8ImageDataset(BaseDataset):
+    """Real images held as uint8 ``data`` (N, C, H, W); items are float32 in [0, 1], resized to ``size``."""
+
+    def __init__(self, data, targets, *, classes, name, split, size=None, mean=None, std=None,
+                 extras=None):
+        if len(data) != len(targets):
+            raise ValueError(f"data has {len(data)} rows, targets has {len(targets)}")
+        side = tuple(data.shape[-2:]) if size is None else (size, size)
+        super().__init__(targets, classes=classes, name=name, split=split,
+                         in_shape=(int(data.shape[1]),) + side, mean=mean, std=std,
+                         extras=extras)
+        self.data, self.size = data, size
+
+    def __getitem__(self, i):
+        x = self.data[i].float().div_(255)
+        if self.size is not None:
+            x = _resize(x[None], self.size)[0]
+        return x, self.y[i]
+
+    def _content(self):
+        return {"data": self.data, "size": self.size}
+
+    def _take(self, idx, extras):
+        return UInt8ImageDataset(self.data[idx], self.y[idx], classes=self.classes,
+                                 name=self.name, split=self.split, size=self.size,
+                                 mean=self.mean, std=self.std, extras=extras)
+
+    def _describe(self):
+        return f", data={tuple(self.data.shape)}, size={self.size}"
+
+
+class ImageFileDataset(BaseDataset):
+    """Real images read from files: RGB, shorter side resized to ``size`` and centre-cropped, in [0, 1].
+
+    Its identity holds every path (not the file contents: hashing an image folder would take
+    minutes), the labels and the extras.
+    """
+
+    def __init__(self, paths, targets, *, classes, name, split, size=224, mean=None, std=None,
+                 extras=None):
+        paths = tuple(str(p) for p in paths)
+        if len(paths) != len(targets):
+            raise ValueError(f"{len(paths)} paths but {len(targets)} targets")
+        super().__init__(targets, classes=classes, name=name, split=split,
+                         in_shape=(3, size, size), mean=mean, std=std, extras=extras)
+        self.paths, self.size = paths, size
+
+    def __getitem__(self, i):
+        from PIL import Image
+        from torchvision.transforms import functional as TF
+
+        with Image.open(self.paths[i]) as img:
+            img = img.convert("RGB")
+            img = TF.resize(img, self.size, antialias=True)
+            img = TF.center_crop(img, [self.size, self.size])
+            x = TF.pil_to_tensor(img).float().div_(255)
+        return x, self.y[i]
+
+    def _content(self):
+        return {"paths": self.paths, "size": self.size}
+
+    def _take(self, idx, extras):
+        return ImageFileDataset([self.paths[j] for j in idx.tolist()], self.y[idx],
+                                classes=self.classes, name=self.name, split=self.split,
+                                size=self.size, mean=self.mean, std=self.std, extras=extras)
+
+    def _describe(self):
+        return f", size={self.size}"

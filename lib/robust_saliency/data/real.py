@@ -1,0 +1,259 @@
+"""Real datasets of ``robust_saliency.data``, read from ``data_root`` and never downloaded:
+``mnist``, ``block_mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``imagenette``, ``imagenet100``,
+``celeba``, ``waterbirds``.  Missing files raise ``FileNotFoundError`` (:func:`_missing`) before
+any reader opens them."""
+import csv
+import functools
+import pickle
+
+import numpy as np
+import torch
+
+from ._checks import _check_int, _check_kw
+from .datasets import ArrayDataset, ImageFileDataset, UInt8ImageDataset, _resize, _subset_indices
+from .synthetic import _block_order, _blockify
+
+_MEAN_STD = {
+    "mnist": ((0.1307,), (0.3081,)),
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+    "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def _missing(name, data_root, missing, where, hint):
+    """FileNotFoundError that says which files are absent and where to put them."""
+    shown = ", ".join(str(m) for m in missing[:6]) + (" ..." if len(missing) > 6 else "")
+    return FileNotFoundError(
+        f"{name}: missing {shown} under {where}. {hint} (data_root={str(data_root)!r}; "
+        f"nothing is downloaded; see data/README.md)")
+
+
+def _real_kw(name, kw, extra=()):
+    _check_kw(name, kw, {"size", "n", "seed", *extra})
+    size, n, seed = kw.get("size"), kw.get("n"), kw.get("seed", 0)
+    if size is not None:
+        _check_int("size", size, 8, 4096)
+    if n is not None:
+        _check_int("n", n, 1)
+    _check_int("seed", seed, 0)
+    return size, n, seed
+
+
+def _maybe_subset(ds, n, seed):
+    return ds if n is None else ds.subset(n, seed)
+
+
+_MNIST_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+                "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _mnist_tensors(data_root, split, name="mnist"):
+    raw = data_root / "MNIST" / "raw"
+    # torchvision's MNIST checks all four files whichever split is asked for
+    missing = [f for pair in _MNIST_FILES.values() for f in pair if not (raw / f).is_file()]
+    if missing:
+        raise _missing(name, data_root, missing, raw,
+                       "Put all four uncompressed MNIST idx files (gunzip the .gz downloads) "
+                       "in <data_root>/MNIST/raw/, the torchvision layout")
+    from torchvision.datasets import MNIST
+
+    ds = MNIST(str(data_root), train=(split == "train"), download=False)
+    return ds.data, ds.targets
+
+
+def _load_mnist(data_root, split, **kw):
+    """MNIST via torchvision (``<data_root>/MNIST/raw/*-ubyte``), 1 x 28 x 28."""
+    size, n, seed = _real_kw("mnist", kw)
+    data, targets = _mnist_tensors(data_root, split)
+    ds = UInt8ImageDataset(data[:, None], targets, classes=[str(i) for i in range(10)],
+                           name="mnist", split=split, size=size, mean=_MEAN_STD["mnist"][0],
+                           std=_MEAN_STD["mnist"][1])
+    return _maybe_subset(ds, n, seed)
+
+
+def _load_block_mnist(data_root, split, **kw):
+    """BlockMNIST (Shah et al. 2021; P4 Sec. 7.1) on real MNIST: (1, 2H, H) with ``null_mask``."""
+    size, n, seed = _real_kw("block_mnist", kw, extra=("order_seed",))
+    order_seed = kw.get("order_seed")
+    data, targets = _mnist_tensors(data_root, split, "block_mnist")
+    idx = torch.arange(len(targets)) if n is None else _subset_indices(len(targets), n, seed)
+    x = _resize(data[idx, None].float().div_(255), size)
+    y = targets[idx].long()
+    top = _block_order("block_mnist", split, len(y), seed, order_seed)
+    xb, null_mask = _blockify(x, top)
+    return ArrayDataset(xb, y, num_classes=10, classes=[str(i) for i in range(10)],
+                        name="block_mnist", split=split,
+                        extras={"null_mask": null_mask})
+
+
+def _unpickle(path):
+    with open(path, "rb") as f:
+        d = pickle.load(f, encoding="latin1")
+    return {(k.decode() if isinstance(k, bytes) else k): v for k, v in d.items()}
+
+
+_CIFAR = {
+    "cifar10": ("cifar-10-batches-py", {"train": [f"data_batch_{i}" for i in range(1, 6)],
+                                        "test": ["test_batch"]},
+                "labels", ("batches.meta", "label_names"),
+                "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"),
+    "cifar100": ("cifar-100-python", {"train": ["train"], "test": ["test"]},
+                 "fine_labels", ("meta", "fine_label_names"),
+                 "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"),
+}
+
+
+def _load_cifar(name, data_root, split, **kw):
+    """CIFAR-10/100 from the python pickle batches (the layout of the official tarballs).
+
+    torchvision's CIFAR10/CIFAR100 verify the md5 of the official files (every batch and the
+    meta file, whichever split is asked for), so they cannot read other files in the same
+    format; this reader parses the same pickles.
+    """
+    size, n, seed = _real_kw(name, kw)
+    folder, files, label_key, (meta_file, meta_key), url = _CIFAR[name]
+    root = data_root / folder
+    missing = [f for f in files[split] if not (root / f).is_file()]
+    if missing:
+        raise _missing(name, data_root, missing, root,
+                       f"Put the extracted '{folder}/' folder (from {url}) under <data_root>")
+    data, labels = [], []
+    for f in files[split]:
+        d = _unpickle(root / f)
+        data.append(np.asarray(d["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.extend(d[label_key])
+    num = 10 if name == "cifar10" else 100
+    classes = [str(i) for i in range(num)]
+    if (root / meta_file).is_file():
+        classes = list(_unpickle(root / meta_file)[meta_key])
+    ds = UInt8ImageDataset(torch.from_numpy(np.concatenate(data)), labels, classes=classes,
+                           name=name, split=split, size=size, mean=_MEAN_STD[name][0],
+                           std=_MEAN_STD[name][1])
+    return _maybe_subset(ds, n, seed)
+
+
+def _load_svhn(data_root, split, **kw):
+    """SVHN cropped digits from ``{train,test}_32x32.mat`` (label 10 means digit 0).
+
+    torchvision's SVHN verifies the md5 of the official ``.mat`` file, so it cannot read other
+    files in the same format; this reader parses the same arrays the same way.
+    """
+    size, n, seed = _real_kw("svhn", kw)
+    fname = f"{split}_32x32.mat"
+    candidates = [data_root / "svhn" / fname, data_root / fname]
+    path = next((p for p in candidates if p.is_file()), None)
+    if path is None:
+        raise _missing("svhn", data_root, [fname], data_root / "svhn",
+                       "Put train_32x32.mat and test_32x32.mat (from "
+                       "http://ufldl.stanford.edu/housenumbers/) in <data_root>/svhn/")
+    from scipy.io import loadmat
+
+    mat = loadmat(str(path))
+    data = np.ascontiguousarray(np.transpose(mat["X"], (3, 2, 0, 1))).astype(np.uint8)
+    labels = mat["y"].astype(np.int64).reshape(-1) % 10
+    ds = UInt8ImageDataset(torch.from_numpy(data), labels, classes=[str(i) for i in range(10)],
+                           name="svhn", split=split, size=size, mean=_MEAN_STD["svhn"][0],
+                           std=_MEAN_STD["svhn"][1])
+    return _maybe_subset(ds, n, seed)
+
+
+def _load_imagefolder(name, data_root, split, **kw):
+    """ImageNette / ImageNet-100 in torchvision ImageFolder layout: ``<data_root>/<name>/{train,val}/<class>/*``."""
+    size, n, seed = _real_kw(name, kw)
+    size = 224 if size is None else size
+    folder = data_root / name / ("train" if split == "train" else "val")
+    has_classes = folder.is_dir() and any(p.is_dir() for p in folder.iterdir())
+    if not has_classes:
+        src = ("imagenette2 from https://github.com/fastai/imagenette" if name == "imagenette"
+               else "the 100 ImageNet classes of the ImageNet-100 subset")
+        raise _missing(name, data_root, [f"{folder.name}/<class>/<images>"], folder.parent,
+                       f"Put the ImageFolder tree ({src}) as <data_root>/{name}/train/<class>/*.JPEG "
+                       f"and <data_root>/{name}/val/<class>/*.JPEG")
+    from torchvision.datasets import ImageFolder
+
+    base = ImageFolder(str(folder))
+    paths = [p for p, _ in base.samples]
+    targets = [t for _, t in base.samples]
+    mean, std = _MEAN_STD["imagenet"]
+    ds = ImageFileDataset(paths, targets, classes=base.classes, name=name, split=split,
+                          size=size, mean=mean, std=std)
+    return _maybe_subset(ds, n, seed)
+
+
+def _load_celeba(data_root, split, **kw):
+    """CelebA (aligned) with y = ``target_attr`` (Blond_Hair) and groups = 2 * y + ``spurious_attr`` (Male); P4 Sec. 7.2."""
+    size, n, seed = _real_kw("celeba", kw, extra=("target_attr", "spurious_attr"))
+    size = 224 if size is None else size
+    target_attr = kw.get("target_attr", "Blond_Hair")
+    spurious_attr = kw.get("spurious_attr", "Male")
+    root = data_root / "celeba"
+    need = ["list_attr_celeba.txt", "list_eval_partition.txt", "img_align_celeba/"]
+    missing = [f for f in need if not (root / f.rstrip("/")).exists()]
+    if missing:
+        raise _missing("celeba", data_root, missing, root,
+                       "Put list_attr_celeba.txt, list_eval_partition.txt and the extracted "
+                       "img_align_celeba/ folder (aligned JPEGs) in <data_root>/celeba/")
+    with open(root / "list_eval_partition.txt") as f:
+        part = dict(line.split()[:2] for line in f if line.strip())
+    with open(root / "list_attr_celeba.txt") as f:
+        f.readline()                       # number of images
+        attr_names = f.readline().split()
+        rows = [line.split() for line in f if line.strip()]
+    for param, attr in (("target_attr", target_attr), ("spurious_attr", spurious_attr)):
+        if attr not in attr_names:
+            raise ValueError(f"{param}={attr!r} is not a CelebA attribute; accepted: {attr_names}")
+    ti, si = attr_names.index(target_attr) + 1, attr_names.index(spurious_attr) + 1
+    code = "0" if split == "train" else "2"    # 0 train, 1 val, 2 test
+    rows = [r for r in rows if part.get(r[0]) == code]
+    paths = [str(root / "img_align_celeba" / r[0]) for r in rows]
+    y = torch.tensor([int(r[ti]) > 0 for r in rows], dtype=torch.long)
+    a = torch.tensor([int(r[si]) > 0 for r in rows], dtype=torch.long)
+    mean, std = _MEAN_STD["imagenet"]
+    ds = ImageFileDataset(paths, y, classes=[f"not_{target_attr}", target_attr], name="celeba",
+                          split=split, size=size, mean=mean, std=std,
+                          extras={"groups": 2 * y + a, "spurious": a})
+    return _maybe_subset(ds, n, seed)
+
+
+def _load_waterbirds(data_root, split, **kw):
+    """Waterbirds (Sagawa et al. 2019) from ``metadata.csv`` (img_filename, y, split, place); groups = 2 * y + place."""
+    size, n, seed = _real_kw("waterbirds", kw)
+    size = 224 if size is None else size
+    candidates = [data_root / "waterbirds", data_root / "waterbird_complete95_forest2water2",
+                  data_root]
+    root = next((c for c in candidates if (c / "metadata.csv").is_file()), None)
+    if root is None:
+        raise _missing("waterbirds", data_root, ["metadata.csv"], data_root / "waterbirds",
+                       "Put the extracted Waterbirds release (waterbird_complete95_forest2water2: "
+                       "metadata.csv and the image folders it names) in <data_root>/waterbirds/")
+    with open(root / "metadata.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        need = {"img_filename", "y", "split", "place"}
+        if not need <= set(reader.fieldnames or ()):
+            raise ValueError(f"waterbirds: {root / 'metadata.csv'} has columns "
+                             f"{reader.fieldnames}; accepted: must include {sorted(need)}")
+        code = "0" if split == "train" else "2"   # 0 train, 1 val, 2 test
+        rows = [r for r in reader if r["split"].strip() == code]
+    paths = [str(root / r["img_filename"]) for r in rows]
+    y = torch.tensor([int(r["y"]) for r in rows], dtype=torch.long)
+    place = torch.tensor([int(r["place"]) for r in rows], dtype=torch.long)
+    mean, std = _MEAN_STD["imagenet"]
+    ds = ImageFileDataset(paths, y, classes=["landbird", "waterbird"], name="waterbirds",
+                          split=split, size=size, mean=mean, std=std,
+                          extras={"groups": 2 * y + place, "place": place})
+    return _maybe_subset(ds, n, seed)
+
+
+_REAL_LOADERS = {
+    "mnist": _load_mnist,
+    "block_mnist": _load_block_mnist,
+    "cifar10": functools.partial(_load_cifar, "cifar10"),
+    "cifar100": functools.partial(_load_cifar, "cifar100"),
+    "svhn": _load_svhn,
+    "imagenette": functools.partial(_load_imagefolder, "imagenette"),
+    "imagenet100": functools.partial(_load_imagefolder, "imagenet100"),
+    "celeba": _load_celeba,
+    "waterbirds": _load_waterbirds,
+}
