@@ -28,22 +28,13 @@ from pathlib import Path
 
 import torch
 
-from robust_saliency import cache, cost, data, models, regularizers
+from robust_saliency import cache, cost, data, models
 from robust_saliency.methods import get as get_method
+from robust_saliency.papers import p1
 
-P1_TABLE2 = regularizers.P1_TABLE2  # (time, memory) ratios to CE per P1 column
+P1_TABLE2 = p1.TABLE2  # (time, memory) ratios to CE per P1 column
 P1_COLUMN = "CIFAR10 LeNet"
-
-# P1's reference hyperparameters (CIFAR-10 LeNet: RobustAGA scripts/cifar_lenet.sh for l2_cosd
-# and hessian; the regularizers' defaults, which follow the reference codes, for iga and atex).
-METHOD_HPARAMS = {
-    "ce": {},
-    "l2": {"eps": 4, "lam": 0.01},
-    "l2_cosd": {"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0},
-    "hessian": {"lam": 1e-3},
-    "iga": {},
-    "atex": {},
-}
+METHOD_HPARAMS = p1.REFERENCE_HPARAMS  # P1's reference settings
 
 DEFAULT_CONFIG = {
     "methods": ["ce", "l2", "l2_cosd", "hessian", "iga", "atex"],
@@ -138,10 +129,10 @@ def _run(cfg, methods):
     wall = time.perf_counter() - t_start
     per_method = {}
     for name in methods:
-        p1 = P1_TABLE2[P1_COLUMN].get(name)
+        reported = P1_TABLE2[P1_COLUMN].get(name)
         per_method[name] = {"hparams": built[name][1], **costs[name],
-                            "p1_time_ratio": None if p1 is None else p1[0],
-                            "p1_mem_ratio": None if p1 is None else p1[1]}
+                            "p1_time_ratio": None if reported is None else reported[0],
+                            "p1_mem_ratio": None if reported is None else reported[1]}
     target = None
     if TARGET["method"] in per_method:
         m = per_method[TARGET["method"]]

@@ -292,7 +292,7 @@ def test_fit_is_cached_and_seeded(tmp_path):
 def test_notebook_profiles_layer_between_profile_and_overrides():
     nb = "01_local_gradient_alignment"
     cpu = E.profile_params("cpu", notebook=nb)
-    assert cpu["size"] == E.NOTEBOOK_PROFILES[nb]["cpu"]["size"]
+    assert cpu["size"] == E.notebook_settings(nb)["cpu"]["size"]
     assert cpu["seeds"] == E.PROFILES["cpu"]["seeds"]  # generic value kept where not overridden
     assert E.profile_params("cpu", notebook=nb, size=24, seeds=None)["size"] == 24
     # a fresh copy each time: editing one does not leak into the next

@@ -91,3 +91,12 @@ def test_the_checker_finds_a_cycle():
                                   "robust_saliency.cache", "robust_saliency.claims"])
 def test_leaf_modules_import_nothing_from_the_package(leaf):
     assert _graph()[leaf] == set()
+
+
+def test_architecture_page_names_every_module():
+    page = (PKG.parents[1] / "docs" / "ARCHITECTURE.md").read_text()
+    names = [n.removeprefix("robust_saliency.") for n in _modules() if n != "robust_saliency"]
+    missing = [n for n in names if not n.rpartition(".")[2].startswith("_")
+               and f"`{n}`" not in page and f"`{n.rpartition('.')[2]}`" not in page
+               and n not in page]
+    assert not missing, f"docs/ARCHITECTURE.md does not name {missing}"

@@ -6,7 +6,7 @@ files, and P1's protocol, re-exported from the modules that own them (SPEC secti
     experiments.write_results("01_local_gradient_alignment", profile, results, params,
                               t_start=t_start)
 
-Where each name lives: ``profiles`` (``PROFILES``, ``NOTEBOOK_PROFILES``, ``profile_params``,
+Where each name lives: ``profiles`` (``PROFILES``, ``notebook_settings``, ``profile_params``,
 ``validate``, ``accepted_names``, ``train_config``, ``resolve_device``), ``results``
 (``repo_root``, ``default_cache_dir``, ``code_changes``, ``provenance``, ``write_results``),
 ``runs`` (``load_data``, ``build_model``, ``fit``, ``batch``, ``check_grid``,
@@ -15,12 +15,12 @@ and ``claims`` (``mean_std``).
 """
 from .claims import mean_std
 from .papers.p1 import evaluate_saliency, fit_method, select_hparams
-from .profiles import (NOTEBOOK_PROFILES, PROFILES, accepted_names, profile_params,
+from .profiles import (PROFILES, accepted_names, notebook_settings, profile_params,
                        resolve_device, train_config, validate)
 from .results import code_changes, default_cache_dir, provenance, repo_root, write_results
 from .runs import batch, build_model, cached_eval, check_grid, fit, load_data
 
-__all__ = ["PROFILES", "NOTEBOOK_PROFILES", "profile_params", "validate", "train_config",
+__all__ = ["PROFILES", "notebook_settings", "profile_params", "validate", "train_config",
            "resolve_device", "default_cache_dir", "repo_root", "provenance", "code_changes",
            "write_results",
            "accepted_names", "load_data", "build_model", "fit", "fit_method", "batch",

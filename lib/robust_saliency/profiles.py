@@ -8,7 +8,7 @@ Profiles (``PROFILES``): ``smoke`` (CI/nbval: tiny embedded subsets, 1 seed, <= 
 notebook), ``cpu`` (the default and the committed outputs: embedded data, 3 seeds, <= 15 min
 per notebook on 2 cores), ``paper`` (a GPU machine with the real datasets under
 ``data_root``).  They hold generic defaults; a notebook overrides what it needs
-(``NOTEBOOK_PROFILES``).
+(``notebook_settings``: a YAML file beside the notebook).
 
 The registries of the other modules are imported at the top: a broken module fails this
 import with its own error rather than hiding as an "unknown name".
@@ -24,9 +24,9 @@ import torch
 
 from . import attacks, attributions, data, metrics, models, training, units
 from . import methods as _methods
-from .results import default_cache_dir
+from .results import default_cache_dir, repo_root
 
-__all__ = ["PROFILES", "NOTEBOOK_PROFILES", "profile_params", "validate", "accepted_names",
+__all__ = ["PROFILES", "notebook_settings", "notebooks_dir", "profile_params", "validate", "accepted_names",
            "train_config", "resolve_device"]
 
 _EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
@@ -66,48 +66,52 @@ PROFILES = {
 }
 
 
-# Per-notebook settings on top of PROFILES (what a notebook's parameters cell leaves at None).
-NOTEBOOK_PROFILES = {
-    # P1 at CPU scale: shapes rendered at 16x16 and a half-width lenet (16/32 channels, fc 128)
-    # so that 6 methods x 3 seeds, a small hyperparameter grid and 100-step-scale attacks fit
-    # in 15 minutes on 2 cores; short training (bs 64, lr 2e-3) with normalized inputs.
-    # The grids start at P1's reference settings (SPEC section 6) and go up by 10x where the
-    # reference is too weak at this scale; the paper profile uses P1's settings only.
-    "01_local_gradient_alignment": {
-        "smoke": {"size": 16, "n_train": 600, "n_test": 200, "num_epochs": 1, "batch_size": 64,
-                  "lr": 2e-3, "normalize": True, "model": "lenet",
-                  "model_kw": {"width": 4, "hidden": 32},
-                  "eval_subset": 8, "rps_n": 1, "attack_steps": 2, "atex_epochs": 1,
-                  "grid": {"l2": [{"eps": 4, "lam": 0.01}], "l2_cosd": [
-                      {"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0}], "hessian": [{"lam": 1e-3}],
-                      "iga": [{"steps": 1}], "atex": [{"n_shifts": 2, "n_orth": 1, "smooth_n": 1}]},
-                  "toy_epochs": 20, "bench_repeats": 1},
-        "cpu": {"size": 16, "n_train": 4000, "n_test": 1000, "num_epochs": 4, "batch_size": 64,
-                "lr": 2e-3, "normalize": True, "model": "lenet",
-                "model_kw": {"width": 16, "hidden": 128},
-                "eval_subset": 80, "rps_n": 5, "attack_steps": 20, "atex_epochs": 1,
-                "grid": {"l2": [{"eps": 4, "lam": v} for v in (0.01, 0.1)],
-                         "l2_cosd": [{"eps": 4, "lam_l2": a, "lam_cos": b}
-                                     for a, b in ((0.01, 1.0), (0.01, 10.0), (0.1, 1.0))],
-                         "hessian": [{"lam": v} for v in (1e-5, 1e-4, 1e-3)],
-                         "iga": [{"steps": 1, "lam": v} for v in (0.5, 0.05)],
-                         "atex": [{"n_shifts": 3, "n_orth": 2, "smooth_n": 2}]},
-                "toy_epochs": 100, "bench_repeats": 10},
-        "paper": {"normalize": True, "model_kw": {}, "rps_n": 10, "attack_steps": 100,
-                  "atex_epochs": 10,
-                  "grid": {"l2": [{"eps": 4, "lam": 0.01}],
-                           "l2_cosd": [{"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0}],
-                           "hessian": [{"lam": 1e-3}], "iga": [{}], "atex": [{}]},
-                  "toy_epochs": 200, "bench_repeats": 20},
-    },
-}
+def notebooks_dir():
+    """The folder of the notebooks and their settings files: ``<repo_root()>/notebooks``."""
+    return repo_root() / "notebooks"
+
+
+def notebook_settings(notebook):
+    """The per-profile settings of ``notebook``: ``notebooks/<notebook>.yaml`` beside it, a
+    mapping ``{profile: {parameter: value}}`` layered between ``PROFILES`` and the notebook's
+    parameters cell.  A missing file, a YAML error, an unknown profile, a section that is not
+    a mapping or a value that ``validate`` rejects raises ValueError naming the file and key.
+    """
+    import yaml
+
+    folder = notebooks_dir()
+    path = folder / f"{notebook}.yaml"
+    if not isinstance(notebook, str) or not path.is_file():
+        known = tuple(sorted(p.stem for p in folder.glob("*.yaml")))
+        raise ValueError(f"notebook={notebook!r} has no settings file {path}; accepted: None or "
+                         f"{known}")
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: the top level must map profile names to settings; accepted "
+                         f"profiles: {tuple(PROFILES)}")
+    for profile, settings in doc.items():
+        if profile not in PROFILES:
+            raise ValueError(f"{path}: key {profile!r} is not a profile; accepted: "
+                             f"{tuple(PROFILES)}")
+        if not isinstance(settings, dict):
+            raise ValueError(f"{path}: {profile!r} must map parameter names to values; got "
+                             f"{settings!r}")
+        try:
+            validate(**settings)
+        except ValueError as err:
+            raise ValueError(f"{path}: profile {profile!r}: {err}") from None
+    return doc
 
 
 def profile_params(profile, notebook=None, **overrides):
     """The parameters of ``profile`` (a fresh dict, with ``"profile"``) updated by ``overrides``.
 
-    ``notebook`` (a key of ``NOTEBOOK_PROFILES``) layers that notebook's settings for the
-    profile over the generic ones.  Explicit overrides win; an override whose value is None is
+    ``notebook`` (a name such as ``"01_local_gradient_alignment"``) layers that notebook's
+    settings for the profile (``notebook_settings``: ``notebooks/<notebook>.yaml``) over the
+    generic ones.  Explicit overrides win; an override whose value is None is
     ignored (a notebook parameter left at None takes the profile's value).  Unknown profile or
     notebook -> ValueError.  ``$ROBUST_SALIENCY_PROGRESS`` (0 or 1), when set, turns the
     progress bars off or on unless ``progress`` is passed (``make reproduce`` sets 0, so that
@@ -117,10 +121,7 @@ def profile_params(profile, notebook=None, **overrides):
         raise ValueError(f"profile={profile!r} is not known; accepted: {tuple(PROFILES)}")
     params = copy.deepcopy(PROFILES[profile])
     if notebook is not None:
-        if notebook not in NOTEBOOK_PROFILES:
-            raise ValueError(f"notebook={notebook!r} has no profile settings; accepted: None or "
-                             f"{tuple(NOTEBOOK_PROFILES)}")
-        params.update(copy.deepcopy(NOTEBOOK_PROFILES[notebook].get(profile, {})))
+        params.update(notebook_settings(notebook).get(profile) or {})
     params.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("progress") is None and os.environ.get("ROBUST_SALIENCY_PROGRESS"):
         params["progress"] = _env_flag("ROBUST_SALIENCY_PROGRESS")

@@ -572,36 +572,6 @@ class ATEX(Regularized):
 # --------------------------------------------------------------------------------------------
 # P1's reported numbers (Joo et al. 2023), for side-by-side tables in the notebooks
 # --------------------------------------------------------------------------------------------
-def _p1_row(acc, *cells):
-    attrs = ("grad", "input_x_grad", "guided_backprop", "lrp")
-    row = {"Accuracy": acc / 100}
-    for a, (rps, ins, adv) in zip(attrs, zip(cells[0::3], cells[1::3], cells[2::3])):
-        row.update({f"{a} RPS": rps, f"{a} Ins": ins / 100, f"{a} A-Ins": adv / 100})
-    return row
-
-
-# P1 Table 1, CIFAR-10 LeNet (Softplus beta 3): accuracy, and per attribution RPS (cosine,
-# eps 16), Insertion and Adv-Insertion, as fractions (P1 prints percentages).
-P1_TABLE1_CIFAR10_LENET = {
-    "ce": _p1_row(86.8, .760, 35.5, 29.1, .749, 43.1, 37.4, .897, 51.0, 43.0, .980, 56.6, 48.4),
-    "atex": _p1_row(88.0, .771, 35.0, 28.9, .760, 43.0, 37.5, .907, 51.5, 42.7, .982, 58.0, 49.9),
-    "iga": _p1_row(86.3, .837, 37.9, 34.0, .822, 47.2, 44.6, .937, 57.7, 54.7, .994, 59.1, 55.1),
-    "hessian": _p1_row(86.3, .872, 37.6, 31.7, .861, 45.8, 41.6, .960, 59.4, 54.8, .993, 59.2, 56.3),
-    "l2": _p1_row(86.4, .881, 41.1, 33.4, .873, 48.2, 42.3, .963, 59.5, 55.4, .992, 59.9, 56.5),
-    "l2_cosd": _p1_row(86.1, .895, 43.3, 35.8, .887, 50.5, 44.8, .966, 61.4, 57.4, .992, 60.3, 57.1),
-}
-
-# P1 Table 2 (training complexity relative to CE only): (time, memory) per column.
-P1_TABLE2 = {
-    "CIFAR10 LeNet": {"ce": (1.0, 1.0), "hessian": (4.25, 4.36), "atex": (2.25, 2.81),
-                      "iga": (31.0, 6.55), "l2_cosd": (2.75, 2.64)},
-    "CIFAR10 ResNet18": {"ce": (1.0, 1.0), "hessian": (8.95, 6.62), "atex": (2.22, 3.16),
-                         "iga": (26.45, 6.74), "l2_cosd": (4.10, 2.65)},
-    "ImageNet100 ResNet18": {"ce": (1.0, 1.0), "hessian": (13.88, 4.06), "l2_cosd": (4.94, 2.19)},
-}
-P1_TABLE2_CIFAR10_LENET = P1_TABLE2["CIFAR10 LeNet"]
-
-
 REGISTRY = {cls.name: cls for cls in (L2, CosD, L2CosD, Hessian, MaxEnt, InputGrad, IGA, ATEX)}
 NAMES = tuple(REGISTRY)
 
