@@ -93,3 +93,16 @@ def test_saliency_report_smoothgrad_does_not_depend_on_the_global_rng():
     assert torch.equal(runs[0]["rps"]["cosine"][16], runs[1]["rps"]["cosine"][16])
     other = evaluation.saliency_report(net, x, y, ["smoothgrad"], rps_n=2, seed=1)["smoothgrad"]
     assert not torch.equal(other["map"], runs[0]["map"])
+
+
+def test_attribution_maps_are_the_methods_maps_and_reproducible():
+    net = _tiny_net()
+    x, y = torch.rand(3, 2, 12, 12), torch.randint(0, 3, (3,))
+    runs = []
+    for s in (1, 2):
+        torch.manual_seed(s)
+        runs.append(evaluation.attribution_maps(net, x, y, ["grad", "smoothgrad"]))
+    assert torch.equal(runs[0]["smoothgrad"], runs[1]["smoothgrad"])
+    assert torch.allclose(runs[0]["grad"], attributions.get("grad")(net, x, y), atol=1e-7)
+    other = evaluation.attribution_maps(net, x, y, ["smoothgrad"], seed=1)["smoothgrad"]
+    assert not torch.equal(other, runs[0]["smoothgrad"])

@@ -4,7 +4,10 @@
 ``saliency_report`` computes P1's Table 1 (and its appendix) per sample for a list of
 attribution methods: clean maps, RPS for several similarities and noise levels, Insertion, and
 with an attribution attack the attacked maps, Adv-Insertion and whether the prediction was
-kept.  ``attribution_scores`` is its short form (RPS and Insertion of raw maps) for the tour.
+kept.  ``attribution_scores`` is its short form (RPS and Insertion of raw maps) for the tour,
+``attribution_maps`` the maps alone (for figures).  Each method runs with torch's global RNG
+seeded (``common.seeded``), so stochastic methods (smoothgrad) give the same maps whatever ran
+before.
 """
 import torch
 
@@ -13,7 +16,7 @@ from . import attributions as _attr
 from .common import seeded
 from .metrics import (_predict, _similarity_fns, adv_insertion_curve, insertion_curve, rps)
 
-__all__ = ["REPORT_VERSION", "saliency_report", "attribution_scores"]
+__all__ = ["REPORT_VERSION", "attribution_maps", "saliency_report", "attribution_scores"]
 
 # Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
 # saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
@@ -113,3 +116,14 @@ def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="co
     sim = next(iter(_similarity_fns(similarity)))
     return {m: {"map": r["map"], "rps": r["rps"][sim][rps_eps], "insertion": r["insertion"],
                 "insertion_curve": r["insertion_curve"]} for m, r in rep.items()}
+
+
+def attribution_maps(model, x, y, attributions, seed=0):
+    """``{name: map}`` of each attribution method (``attributions.get``) on ``(x, y)``, detached;
+    each method runs with torch's global RNG seeded by ``seed`` (restored after)."""
+    out = {}
+    for name in attributions:
+        fn = _attr.get(name)
+        with seeded(seed):
+            out[name] = fn(model, x.detach(), y).detach()
+    return out
