@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from . import attributions as _attributions
 from . import units
-from .common import resolve_k
+from .common import resolve_k, target_logit_grad
 from .models import softplus_copy
 
 def _labels(model, x, y):
@@ -182,9 +182,7 @@ def _smooth_model(model, beta):
 def _map_and_logits(model, x, target, attribution, create_graph):
     """(attribution map, logits) at ``x`` (a leaf that requires grad); one forward for grad maps."""
     if attribution in ("grad", "input_x_grad"):
-        logits = model(x)
-        sel = logits.gather(1, target.view(-1, 1)).sum()
-        (g,) = torch.autograd.grad(sel, x, create_graph=create_graph)
+        logits, g = target_logit_grad(model, x, target, create_graph=create_graph)
         return (x * g if attribution == "input_x_grad" else g), logits
     h = _attributions.get(attribution)(model, x, target, create_graph=create_graph)
     return h, model(x)

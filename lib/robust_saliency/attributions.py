@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .common import target_logit_grad
 from .models import Normalize
 
 _ACTIVATIONS = (nn.ReLU, nn.Softplus)
@@ -63,11 +64,7 @@ def _no_create_graph(name, create_graph):
 # ----------------------------------------------------------------------------- gradient-based
 def grad(model, x, target, create_graph=False):
     """Gradient of the target logit w.r.t. the input (P1 "Grad", Simonyan et al. 2014)."""
-    with torch.enable_grad():
-        x = _input(x)
-        out = model(x)
-        (g,) = torch.autograd.grad(_select(out, target), x, create_graph=create_graph)
-    return g
+    return target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1]
 
 
 def input_x_grad(model, x, target, create_graph=False):

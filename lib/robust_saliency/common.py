@@ -3,7 +3,7 @@ import contextlib
 
 import torch
 
-__all__ = ["seeded", "resolve_k"]
+__all__ = ["seeded", "resolve_k", "target_logit_grad"]
 
 
 @contextlib.contextmanager
@@ -37,3 +37,21 @@ def resolve_k(k, p, name="k"):
     if not 1 <= k <= p:
         raise ValueError(f"{name} as a count must be in [1, {p}]; got {name}={k}")
     return k
+
+
+def target_logit_grad(model, x, target, create_graph=False, retain_graph=None):
+    """``(logits, grad)``: one forward pass of ``model`` at ``x`` and the gradient of the target
+    logits ``sum_n g_{target_n}(x_n)`` w.r.t. ``x`` (P1's "Grad"; every input-gradient map and
+    penalty of the library starts here).
+
+    ``target``: a (N,) LongTensor.  ``x`` is used as is if it requires grad (so the gradient is
+    differentiable w.r.t. it with ``create_graph=True``), else a detached leaf is made.
+    """
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        logits = model(x)
+        selected = logits.gather(1, target.view(-1, 1)).sum()
+        (g,) = torch.autograd.grad(selected, x, create_graph=create_graph,
+                                   retain_graph=retain_graph)
+    return logits, g

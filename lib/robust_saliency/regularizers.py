@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from . import cache as _cache
 from . import units
+from .common import target_logit_grad
 from .training import Method
 
 _COS_EPS = 1e-12  # floor of the norms in cosine similarities
@@ -56,12 +57,7 @@ def _logits_and_input_grad(model, x, target, create_graph):
     reuse the forward pass for its cross-entropy.  ``x`` is used as is if it requires grad
     (so the result is differentiable w.r.t. it), else a detached leaf is made.
     """
-    if not x.requires_grad:
-        x = x.detach().requires_grad_(True)
-    logits = model(x)
-    (g,) = torch.autograd.grad(_select(logits, target), x, create_graph=create_graph,
-                               retain_graph=True)
-    return logits, g
+    return target_logit_grad(model, x, target, create_graph=create_graph, retain_graph=True)
 
 
 def _f(t):
