@@ -35,9 +35,27 @@ def no_hooks(model):
 def test_registry():
     assert A.NAMES == ("grad", "input_x_grad", "guided_backprop", "lrp", "integrated_gradients",
                        "smoothgrad", "deeplift", "gradcam")
-    assert A.get("lrp") is A.lrp
-    with pytest.raises(ValueError, match="accepted"):
+    assert A.get("lrp").fn is A.lrp
+    with pytest.raises(ValueError, match="attribution='nope' is not known; accepted"):
         A.get("nope")
+    assert A.DIFFERENTIABLE == ("grad", "input_x_grad", "guided_backprop", "lrp")
+    assert all(A.get(n).needs_fit is False for n in A.NAMES)
+    assert A.get("smoothgrad").differentiable is False
+
+
+def test_explainer_binds_hyperparameters_and_checks_their_names():
+    torch.manual_seed(0)
+    model, x, t = tiny_net("softplus"), rand_x(), torch.tensor([0, 2])
+    ig = A.get("integrated_gradients", steps=4)
+    assert ig.hparams == {"steps": 4}
+    assert torch.equal(ig(model, x, t), A.integrated_gradients(model, x, t, steps=4))
+    assert not torch.equal(ig(model, x, t), A.integrated_gradients(model, x, t))
+    assert torch.equal(ig.attribute(model, x, t), ig(model, x, t))
+    assert torch.equal(ig(model, x, t, steps=8), A.integrated_gradients(model, x, t, steps=8))
+    with pytest.raises(ValueError, match=r"unknown hyperparameters \['step'\]; accepted: .*'steps'"):
+        A.get("integrated_gradients", step=4)
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        A.get("grad", create_graph=True)  # a call option, not a hyperparameter
 
 
 # ----------------------------------------------------------------------------- differentiability

@@ -391,9 +391,26 @@ def test_registry():
     for name in metrics.NAMES:
         fn = metrics.get(name)
         assert callable(fn) and fn.__doc__ and fn.__doc__.strip().splitlines()[0]
-    assert metrics.get("insertion") is metrics.insertion_score
+    assert metrics.get("insertion").fn is metrics.insertion_score
     with pytest.raises(ValueError, match="metric='nope'"):
         metrics.get("nope")
+    assert {metrics.get(n).kind for n in metrics.NAMES} == set(metrics.KINDS)
+    assert metrics.get("deletion").higher_is_better is False
+
+
+def test_metric_binds_hyperparameters_in_its_kinds_call_shape():
+    a, b = torch.rand(3, 1, 6, 6), torch.rand(3, 1, 6, 6)
+    top = metrics.get("topk_intersection", k=0.25)
+    assert torch.equal(top(a, b), metrics.topk_intersection(a, b, 0.25))
+    assert not torch.equal(top(a, b), metrics.topk_intersection(a, b, 0.75))
+    model = _tiny_net()
+    x, y = torch.rand(2, 2, 12, 12), torch.tensor([0, 1])
+    r = metrics.get("rps", attribution="grad", eps=8, n=2)
+    assert torch.equal(r(model, x, y), metrics.rps(model, x, y, "grad", 8, n=2))
+    with pytest.raises(ValueError, match=r"unknown hyperparameters \['sigma_noise'\]; accepted: .*'eps'"):
+        metrics.get("rps", sigma_noise=1)
+    with pytest.raises(ValueError, match="unknown hyperparameters"):
+        metrics.get("cosine", b=a)  # a data argument, not a hyperparameter
 
 
 def _tiny_net():

@@ -80,7 +80,7 @@ def test_reference_gradient_matches_finite_differences_and_attributions():
                                    model(x - e).gather(1, y[:, None]))[:, 0] / (2 * h)
     torch.testing.assert_close(g, fd, rtol=1e-7, atol=1e-10)
     torch.testing.assert_close(attributions.get("grad")(model, x, y), g, rtol=1e-12, atol=1e-14)
-    _, g_lib = R._logits_and_input_grad(model, x, y, create_graph=False)
+    _, g_lib = R.terms._logits_and_input_grad(model, x, y, create_graph=False)
     torch.testing.assert_close(g_lib, g, rtol=1e-12, atol=1e-14)
 
 
@@ -446,9 +446,9 @@ def test_iga_attack_stays_in_ball_and_raises_its_objective():
     idx = g0.abs().flatten(1).topk(k, dim=1).indices
 
     def objective(point):
-        _, gt, go = R._true_and_other_grads(model, point, y, create_graph=False)
+        _, gt, go = R.baselines._true_and_other_grads(model, point, y, create_graph=False)
         pick = lambda t: t.flatten(1).gather(1, idx)  # noqa: E731
-        return R._soft_margin_triplet(pick(point), pick(gt), pick(go)).detach()
+        return R.baselines._soft_margin_triplet(pick(point), pick(gt), pick(go)).detach()
 
     assert objective(adv).mean() > objective(start).mean()
 
@@ -478,7 +478,7 @@ def test_atex_samples_geometry():
     direction = torch.randn(x.shape, generator=torch.Generator().manual_seed(102), dtype=DT)
     mag, s, r = 0.1, 5, 4
     torch.manual_seed(0)
-    x_along, x_aug = R._atex_samples(x, direction, mag, s, r)
+    x_along, x_aug = R.baselines._atex_samples(x, direction, mag, s, r)
     assert x_along.shape == (s * 3,) + x.shape[1:] and x_aug.shape == (s * r * 3,) + x.shape[1:]
     along = direction.flatten(1) / direction.flatten(1).abs().amax(1, keepdim=True) * mag
     shifts = (x_along.view(s, 3, -1) - x.flatten(1)[None])

@@ -9,7 +9,6 @@ values above 255 are rejected); L2 budgets and steps in input units.  For exampl
 model's train/eval mode is left as it is (evaluate in eval mode).  Every iterate is projected
 onto the eps-ball around x and onto [0, 1].  The result is detached.
 """
-import inspect
 import math
 
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from . import attributions as _attributions
 from . import units
 from .common import resolve_k, target_logit_grad
+from .registry import Configured, Registry
 from .models import softplus_copy
 
 def _labels(model, x, y):
@@ -385,31 +385,43 @@ def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=N
     return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate)
 
 
-# Registry.  Later issues add here: structured (P2), untargeted_pgd (P2, 40 iterations).
-_REGISTRY = {"pgd": pgd, "fgsm": fgsm, "mifgsm": mifgsm,
-             "targeted_attribution": targeted_attribution, "topk": topk}
-NAMES = tuple(_REGISTRY)
+class Attack(Configured):
+    """An attack with its hyperparameters bound: ``(model, x, y=None) -> x_adv``.
+
+    Metadata: ``goal`` (what it changes: the ``"prediction"`` or the ``"map"``), ``units``
+    (of ``eps``: L-inf budgets in 0-255 pixel units, L2 in input units, ``units``).
+    ``kwargs`` is the same dict as ``hparams``.
+    """
+
+    def __init__(self, name, fn, n_args=3, hparams=None, fixed=(), **meta):
+        super().__init__(name, fn, n_args, hparams, fixed, **meta)
+        self.kwargs = self.hparams
+
+    def configure(self, **hparams):
+        out = super().configure(**hparams)
+        missing = out.missing()
+        if missing:
+            raise ValueError(f"attack {self.name!r} needs hyperparameters {missing}")
+        hp = out.hparams
+        _check(hp.get("eps", 0), hp.get("steps"), hp.get("norm", "linf"), hp.get("alpha"))
+        return out
+
+    def __call__(self, model, x, y=None, **kwargs):
+        return self.fn(model, x, y, **{**self.hparams, **kwargs})
+
+
+_EPS_UNITS = "eps: L-inf in 0-255 pixel units, L2 in input units"
+# Later issues add here: structured (P2), untargeted_pgd (P2, 40 iterations).
+REGISTRY = Registry("attack", {a.name: a for a in (
+    Attack("pgd", pgd, goal="prediction", units=_EPS_UNITS),
+    Attack("fgsm", fgsm, goal="prediction", units=_EPS_UNITS),
+    Attack("mifgsm", mifgsm, goal="prediction", units=_EPS_UNITS),
+    Attack("targeted_attribution", targeted_attribution, goal="map", units=_EPS_UNITS),
+    Attack("topk", topk, goal="map", units=_EPS_UNITS),
+)})
+NAMES = REGISTRY.names
 
 
 def get(name, **kw):
-    """``fn(model, x, y) -> x_adv`` for attack ``name`` with hyperparameters ``kw`` bound."""
-    if name not in _REGISTRY:
-        raise ValueError(f"attack={name!r} is not known; accepted: {sorted(_REGISTRY)}")
-    fn = _REGISTRY[name]
-    params = dict(list(inspect.signature(fn).parameters.items())[3:])
-    unknown = sorted(set(kw) - set(params))
-    if unknown:
-        raise ValueError(f"attack {name!r} got unknown hyperparameters {unknown}; "
-                         f"accepted: {sorted(params)}")
-    missing = [p for p, v in params.items() if v.default is inspect.Parameter.empty and p not in kw]
-    if missing:
-        raise ValueError(f"attack {name!r} needs hyperparameters {missing}")
-    _check(kw.get("eps", 0), kw.get("steps"), kw.get("norm", "linf"), kw.get("alpha"))
-
-    def attack(model, x, y=None):
-        return fn(model, x, y, **kw)
-
-    attack.__name__ = name
-    attack.__doc__ = fn.__doc__
-    attack.name, attack.kwargs = name, dict(kw)
-    return attack
+    """The ``Attack`` called ``name`` with hyperparameters ``kw`` bound: ``fn(model, x, y) -> x_adv``."""
+    return REGISTRY.get(name, **kw)

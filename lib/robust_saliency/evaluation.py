@@ -14,7 +14,9 @@ import torch
 from . import attacks as _attacks
 from . import attributions as _attr
 from .common import seeded
-from .metrics import (_predict, _similarity_fns, adv_insertion_curve, insertion_curve, rps)
+from .metrics import adv_insertion_curve, insertion_curve, rps
+from .metrics.accuracy import _predict
+from .metrics.robustness import _similarity_fns
 
 __all__ = ["REPORT_VERSION", "attribution_maps", "saliency_report", "attribution_scores"]
 

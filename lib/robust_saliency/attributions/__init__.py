@@ -1,0 +1,64 @@
+"""Attribution maps (SPEC section 5): ``get(name, **hp)`` -> an ``Explainer``, called as
+``explainer(model, x, target, create_graph=False) -> map`` (or ``.attribute(...)``, captum's
+name).  The map has the shape of ``x``.
+
+Modules: ``gradient`` (grad, input_x_grad, guided_backprop), ``lrp`` (LRP, hand-written),
+``captum_methods`` (integrated_gradients, smoothgrad, deeplift, gradcam), ``postprocess``.
+``grad``, ``input_x_grad``, ``guided_backprop`` and ``lrp`` are written on torch.autograd and
+are differentiable w.r.t. ``x`` and the weights when ``create_graph=True`` (attacks and
+regularizers differentiate through them); the captum ones are evaluation-only and raise
+``ValueError`` for ``create_graph=True``.  Each explainer carries its metadata:
+``differentiable``, ``needs_fit`` (an explainer fitted per input, as P2's RelEx, runs its
+optimisation inside the call; the call shape is the same), ``units`` (what the map's values
+are), ``source``.
+
+No function changes the user's model permanently: hooks are removed in ``finally`` and
+the train/eval mode is restored (``lrp`` runs the model in eval mode, see its docstring).
+``target`` is a LongTensor of shape (N,) or an int (the same class for every sample).
+"""
+from ..registry import Configured, Registry
+from .captum_methods import deeplift, gradcam, integrated_gradients, last_conv, smoothgrad
+from .gradient import grad, guided_backprop, input_x_grad
+from .lrp import lrp
+from .postprocess import postprocess
+
+__all__ = ["Explainer", "REGISTRY", "NAMES", "DIFFERENTIABLE", "get", "grad", "input_x_grad",
+           "guided_backprop", "lrp", "integrated_gradients", "smoothgrad", "deeplift", "gradcam",
+           "last_conv", "postprocess"]
+
+
+class Explainer(Configured):
+    """An attribution method with its hyperparameters bound: ``(model, x, target,
+    create_graph=False) -> map``."""
+
+    def __init__(self, name, fn, n_args=3, hparams=None, fixed=("create_graph",), **meta):
+        super().__init__(name, fn, n_args, hparams, fixed, **meta)
+
+    def attribute(self, model, x, target, create_graph=False):
+        return self(model, x, target, create_graph=create_graph)
+
+
+def _explainer(fn, differentiable, units, source, needs_fit=False):
+    return Explainer(fn.__name__, fn, differentiable=differentiable, needs_fit=needs_fit,
+                     units=units, source=source)
+
+
+_SIGNED = "signed, input shape, units of the logit per input unit"
+REGISTRY = Registry("attribution", {e.name: e for e in (
+    _explainer(grad, True, _SIGNED, "autograd"),
+    _explainer(input_x_grad, True, "signed, input shape, logit units", "autograd"),
+    _explainer(guided_backprop, True, _SIGNED, "autograd"),
+    _explainer(lrp, True, "signed relevance, input shape, sums to about the target logit", "hand"),
+    _explainer(integrated_gradients, False, "signed, input shape, logit units", "captum"),
+    _explainer(smoothgrad, False, _SIGNED, "captum"),
+    _explainer(deeplift, False, "signed, input shape, logit units", "captum"),
+    _explainer(gradcam, False, "in [0, 1] per image, broadcast over channels", "captum"),
+    # "relex": RelEx (P2, SPEC section 9) joins here with needs_fit=True.
+)})
+NAMES = REGISTRY.names
+DIFFERENTIABLE = REGISTRY.where(differentiable=True)
+
+
+def get(name, **hparams):
+    """The ``Explainer`` called ``name`` (one of ``NAMES``) with ``hparams`` bound."""
+    return REGISTRY.get(name, **hparams)

@@ -1,0 +1,89 @@
+"""Gradient maps on torch.autograd, differentiable w.r.t. x and the weights with
+``create_graph=True``: grad (P1 "Grad"), input_x_grad (P1 "xGrad"), guided_backprop."""
+import torch
+import torch.nn as nn
+
+from ..common import target_logit_grad
+from ._common import _input, _select, _swap, _target
+
+_ACTIVATIONS = (nn.ReLU, nn.Softplus)
+
+
+# ----------------------------------------------------------------------------- gradient-based
+def grad(model, x, target, create_graph=False):
+    """Gradient of the target logit w.r.t. the input (P1 "Grad", Simonyan et al. 2014)."""
+    return target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1]
+
+
+def input_x_grad(model, x, target, create_graph=False):
+    """Input times gradient, x * grad g_y(x) (P1 "xGrad", Shrikumar et al. 2017)."""
+    with torch.enable_grad():
+        x = _input(x)
+        return x * grad(model, x, target, create_graph=create_graph)
+
+
+class _GuidedGrad(torch.autograd.Function):
+    """Value of ``z``; backward ``relu(grad_out) * slope`` (slope given; twice differentiable in it)."""
+
+    @staticmethod
+    def forward(ctx, z, slope):
+        ctx.save_for_backward(slope)
+        return z.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (slope,) = ctx.saved_tensors
+        return torch.relu(grad_out) * slope, None
+
+
+def _slope(module, z):
+    """Derivative of the activation module at ``z``: 1[z > 0] (ReLU) or sigmoid(beta z) (Softplus)."""
+    if isinstance(module, nn.ReLU):
+        return (z > 0).to(z.dtype)
+    return torch.sigmoid(module.beta * z)
+
+
+def guided_backprop(model, x, target, create_graph=False):
+    """Guided backprop (Springenberg et al. 2015; P1 Sec. "Attribution methods").
+
+    Backward through each ``nn.ReLU`` / ``nn.Softplus`` module keeps only positive upstream
+    gradients: grad_z = relu(grad_a) * 1[z > 0] (ReLU) or relu(grad_a) * sigmoid(beta z)
+    (Softplus). Other layers use their true gradient. With ``create_graph=True`` the model
+    runs twice: a value pass on x (true graph: the slopes' dependence on x) and a pass whose
+    backward is the guided rule, so the map is twice differentiable for softplus nets
+    (in train mode, BatchNorm statistics are then updated twice).
+    """
+    acts = [m for m in model.modules() if isinstance(m, _ACTIVATIONS)]
+    records, calls = {}, {}
+
+    def record(module, args, out):
+        records.setdefault(module, []).append(args[0].clone())  # safe from later in-place ops
+
+    def guide(module, args, out):
+        z = args[0]
+        if create_graph:
+            k = calls.get(module, 0)
+            calls[module] = k + 1
+            slope = _slope(module, records[module][k])
+        else:
+            slope = _slope(module, z.detach())
+        return _swap(_GuidedGrad.apply(z, slope), out)
+
+    handles = []
+    try:
+        if create_graph:
+            handles = [m.register_forward_hook(record) for m in acts]
+            with torch.enable_grad():
+                model(x)
+            for h in handles:
+                h.remove()
+        handles = [m.register_forward_hook(guide) for m in acts]
+        x2 = x.clone() if x.requires_grad else x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = model(x2)
+            (g,) = torch.autograd.grad(_select(out, target), x2, create_graph=create_graph)
+        return g
+    finally:
+        for h in handles:
+            h.remove()
+

@@ -1,0 +1,80 @@
+"""Metrics (SPEC section 8): ``get(name, **hp)`` -> a ``Metric`` with its metadata.
+
+Every metric has a ``kind``, which fixes its call shape (the data arguments; everything else
+is a hyperparameter that ``get`` can bind):
+
+=============  =============================  ==========================================
+kind           call                           metrics
+=============  =============================  ==========================================
+similarity     ``(a, b) -> (N,)``             cosine, pcc, ssim, spearman, topk_intersection
+concentration  ``(maps[, masks]) -> (N,)``    gini, top_mass, object_share
+robustness     ``(model, x, y) -> (N,)``      rps (``attribution``, ``eps`` are hyperparameters)
+game           ``(model, x, y, maps) -> (N,)`` insertion, adv_insertion, deletion, preservation
+accuracy       ``(model, data)`` etc. -> float  accuracy, adversarial_accuracy, worst_group_accuracy
+=============  =============================  ==========================================
+
+``Metric.higher_is_better`` says which direction is better (``HIGHER_IS_BETTER`` is the same,
+as a dict); ``Metric.units`` what the value is.  Modules: ``similarity``, ``concentration``,
+``robustness``, ``games``, ``accuracy``.  ``eps`` of ``rps`` is in 0-255 pixel units
+(``units.linf``).  What attacks a model (``saliency_report``, ``attribution_scores``) lives a
+layer above, in ``evaluation``; this package only scores maps and models it is given.
+"""
+from ..registry import Configured, Registry
+from .accuracy import accuracy, adversarial_accuracy, worst_group_accuracy
+from .concentration import gini, object_share, top_mass
+from .games import (adv_insertion_curve, adv_insertion_score, deletion_curve, deletion_score,
+                    insertion_curve, insertion_images, insertion_score, preservation_curve,
+                    preservation_score)
+from .robustness import rps
+from .similarity import cosine, pcc, spearman, ssim, topk_intersection
+
+__all__ = ["Metric", "REGISTRY", "NAMES", "HIGHER_IS_BETTER", "KINDS", "get", "cosine", "pcc",
+           "ssim", "spearman", "topk_intersection", "gini", "top_mass", "object_share", "rps",
+           "insertion_images", "insertion_curve", "insertion_score", "adv_insertion_curve",
+           "adv_insertion_score", "deletion_curve", "deletion_score", "preservation_curve",
+           "preservation_score", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
+
+
+class Metric(Configured):
+    """A metric with its hyperparameters bound; ``kind`` fixes the call shape (module docstring)."""
+
+
+# kind -> number of data arguments; the (name, fn, n_args) overrides are the exceptions.
+KINDS = {"similarity": 2, "concentration": 1, "robustness": 3, "game": 4, "accuracy": 2}
+_N_ARGS = {"object_share": 2, "adversarial_accuracy": 3, "worst_group_accuracy": 3}
+
+
+def _metric(name, fn, kind, units, higher_is_better=True):
+    return Metric(name, fn, _N_ARGS.get(name, KINDS[kind]), kind=kind, units=units,
+                  higher_is_better=higher_is_better)
+
+
+_GAME = "area under the target-class probability curve over the fractions, in [0, 1]"
+REGISTRY = Registry("metric", {m.name: m for m in (
+    _metric("cosine", cosine, "similarity", "cosine similarity, in [-1, 1]"),
+    _metric("pcc", pcc, "similarity", "Pearson correlation, in [-1, 1]"),
+    _metric("ssim", ssim, "similarity", "structural similarity, in [-1, 1]"),
+    _metric("spearman", spearman, "similarity", "rank correlation, in [-1, 1]"),
+    _metric("topk_intersection", topk_intersection, "similarity", "shared share of the top k, in [0, 1]"),
+    _metric("gini", gini, "concentration", "Gini index of |map|, in [0, 1]"),
+    _metric("top_mass", top_mass, "concentration", "share of |map| in the top positions, in [0, 1]"),
+    _metric("object_share", object_share, "concentration", "share of |map| inside the mask, in [0, 1]"),
+    _metric("rps", rps, "robustness", "mean similarity of noisy and clean maps"),
+    _metric("insertion", insertion_score, "game", _GAME),
+    _metric("adv_insertion", adv_insertion_score, "game", _GAME),
+    _metric("deletion", deletion_score, "game", _GAME, higher_is_better=False),
+    _metric("preservation", preservation_score, "game", _GAME),
+    _metric("accuracy", accuracy, "accuracy", "share of correct top-1 predictions"),
+    _metric("adversarial_accuracy", adversarial_accuracy, "accuracy", "accuracy on attacked inputs"),
+    _metric("worst_group_accuracy", worst_group_accuracy, "accuracy", "lowest per-group accuracy"),
+    # Later issues add: retrieval_rate (P2), feature_leakage (P4 Eq. 9), diff_roar and
+    # aopc_mofr (P3), cascading/data randomization (P3), ood_auroc, pixel_perturbation,
+    # relative_gradient_change / relative_density_change (P4).
+)})
+NAMES = REGISTRY.names
+HIGHER_IS_BETTER = {name: REGISTRY.entry(name).higher_is_better for name in NAMES}
+
+
+def get(name, **hparams):
+    """The ``Metric`` called ``name`` (one of ``NAMES``) with ``hparams`` bound."""
+    return REGISTRY.get(name, **hparams)

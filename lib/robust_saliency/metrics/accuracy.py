@@ -1,0 +1,49 @@
+"""Accuracies of a model: clean, under an attack, worst group."""
+import torch
+
+
+def _predict(model, x, batch_size=512):
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+def accuracy(model, data, device=None, batch_size=512):
+    """Top-1 accuracy (float) of model on a loader of (x, y) batches or on a tuple (x, y)."""
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        batches = [data]
+    else:
+        batches = data
+    correct, total = 0, 0
+    for batch in batches:
+        x, y = batch[0], batch[1]
+        if device is not None:
+            x, y = x.to(device), y.to(device)
+        correct += (_predict(model, x, batch_size) == y).sum().item()
+        total += len(y)
+    if total == 0:
+        raise ValueError("accuracy: data holds no samples")
+    return correct / total
+
+
+def adversarial_accuracy(model, x, y, attack):
+    """Accuracy (float) on attack(model, x, y) (P2, P4 robust accuracy); attack from attacks.get."""
+    x_adv = attack(model, x, y).detach()
+    return (_predict(model, x_adv) == y).float().mean().item()
+
+
+def worst_group_accuracy(preds, y, groups, per_group=False):
+    """Minimum accuracy over groups (P4, Sagawa 2020); preds are labels (N,) or logits (N, K).
+
+    ``per_group=True`` returns ``(worst, {group: accuracy})``.
+    """
+    if preds.dim() == 2:
+        preds = preds.argmax(1)
+    correct = (preds == y).double()
+    ids, inv = torch.unique(groups, return_inverse=True)
+    hits = torch.zeros(len(ids), dtype=torch.float64, device=correct.device).index_add_(0, inv, correct)
+    counts = torch.bincount(inv, minlength=len(ids)).double()
+    acc = hits / counts
+    worst = acc.min().item()
+    if per_group:
+        return worst, {g.item(): a.item() for g, a in zip(ids, acc)}
+    return worst

@@ -1,0 +1,43 @@
+"""How concentrated a map is: ``gini`` and ``top_mass`` (P3 sparsity) of one batch of maps,
+``object_share`` (mass inside a ground-truth mask).  Each returns one value per map, 0 for a
+zero map."""
+import torch
+
+from ..common import resolve_k
+from ._common import _flat, _safe_div, _work_dtype
+
+
+def gini(a):
+    """Gini index of |a| per sample (Hurley & Rickard 2009; P3 sparsity), 0 for a zero map.
+
+    With c_(1) <= ... <= c_(n) the sorted |a|: G = 1 - 2 sum_k c_(k)/||c||_1 (n - k + 1/2)/n.
+    """
+    c = _flat(a).abs().to(_work_dtype(a)).sort(dim=1).values
+    n = c.shape[1]
+    k = torch.arange(1, n + 1, dtype=c.dtype, device=c.device)
+    w = (n - k + 0.5) / n
+    total = c.sum(1)
+    return torch.where(total > 0, 1 - 2 * _safe_div((c * w).sum(1), total), torch.zeros_like(total))
+
+
+def top_mass(a, frac=0.05):
+    """Share of the |a| mass in the top-frac positions per sample (P3 sparsity), 0 if zero map."""
+    c = _flat(a).abs().to(_work_dtype(a))
+    k = resolve_k(float(frac), c.shape[1], "frac")
+    return _safe_div(c.topk(k, dim=1).values.sum(1), c.sum(1))
+
+
+def object_share(maps, masks):
+    """Share of |attribution| inside the ground-truth object mask per sample (SPEC 8, shapes).
+
+    ``maps`` (N, C, H, W) are reduced to sum_c |maps|, (N, H, W) to |maps|; ``masks`` (N, H, W)
+    or (N, 1|C, H, W), nonzero = object (a pixel counts if any channel is set).
+    """
+    s = maps.abs().sum(1) if maps.dim() == 4 else maps.abs()
+    m = masks.ne(0)
+    if m.dim() == 4:
+        m = m.any(1)
+    if m.shape != s.shape:
+        raise ValueError(f"masks.shape={tuple(masks.shape)} does not fit maps.shape={tuple(maps.shape)}")
+    s = _flat(s).to(_work_dtype(s))
+    return _safe_div((s * _flat(m)).sum(1), s.sum(1))

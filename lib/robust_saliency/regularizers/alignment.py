@@ -1,0 +1,97 @@
+"""P1's robust criteria ``l2``, ``cosd``, ``l2_cosd`` (Eq. 4-5) and the Hessian penalty it
+compares with (Dombrowski 2022; P1 Eq. 3)."""
+import torch
+import torch.nn.functional as F
+
+from ._checks import _boolean, _nonneg, _pixels
+from .base import Regularized
+from .terms import _alignment, _f, _logits_and_input_grad, _uniform_delta
+
+
+class _GradientAlignment(Regularized):
+    """Shared code of ``l2``, ``cosd`` and ``l2_cosd`` (P1 Eq. 4-5)."""
+
+    draws = ("delta",)
+
+    def _weights(self):
+        raise NotImplementedError
+
+    def sample_delta(self, x):
+        """delta ~ U[-eps, eps]^d (eps/255 in input units), once per sample (P1 Eq. 5)."""
+        return _uniform_delta(x, self.hparams["eps"])
+
+    def terms(self, model, x, y, delta=None):
+        hp = self.hparams
+        detach = hp["detach_clean"]
+        if delta is None:
+            delta = self.sample_delta(x)
+        logits, g0 = _logits_and_input_grad(model, x, y, create_graph=not detach)
+        if detach:
+            g0 = g0.detach()
+        ce = F.cross_entropy(logits, y)
+        _, g1 = _logits_and_input_grad(model, x + delta, y, create_graph=True)
+        l2, cosd = _alignment(g0, g1, squared=hp.get("squared", False))
+        w_l2, w_cos = self._weights()
+        penalty = w_l2 * l2.mean() + w_cos * cosd.mean()
+        logs = {"ce": _f(ce), "l2": _f(l2.mean()), "cosd": _f(cosd.mean()),
+                "penalty": _f(penalty)}
+        return ce, penalty, logs
+
+
+class L2(_GradientAlignment):
+    """P1 l2 robust criterion: CE + lam * E ||grad g_y(x+delta) - grad g_y(x)||_2 (Sec. 3.2).
+
+    ``squared=True`` squares the norm (the P1 reference code does; the paper text does not);
+    ``detach_clean=True`` treats grad g_y(x) as a constant (P1 "Training details").
+    """
+
+    name = "l2"
+    params = {"eps": (4.0, _pixels), "lam": (0.01, _nonneg), "squared": (False, _boolean),
+              "detach_clean": (True, _boolean)}
+
+    def _weights(self):
+        return self.hparams["lam"], 0.0
+
+
+class CosD(_GradientAlignment):
+    """P1 Eq. 4: CE + lam * E Gamma_cos, Gamma_cos = (1 - cossim(grad g_y(x+delta), grad g_y(x)))/2."""
+
+    name = "cosd"
+    params = {"eps": (4.0, _pixels), "lam": (1.0, _nonneg), "detach_clean": (True, _boolean)}
+
+    def _weights(self):
+        return 0.0, self.hparams["lam"]
+
+
+class L2CosD(_GradientAlignment):
+    """P1 Eq. 5 (the proposed method): CE + E[lam_l2 * Gamma_l2 + lam_cos * Gamma_cos].
+
+    Defaults: the CIFAR-10 LeNet setting (eps 4, lam_l2 0.01, lam_cos 1.0); ``squared`` and
+    ``detach_clean`` as in ``l2``.
+    """
+
+    name = "l2_cosd"
+    params = {"eps": (4.0, _pixels), "lam_l2": (0.01, _nonneg), "lam_cos": (1.0, _nonneg),
+              "squared": (False, _boolean), "detach_clean": (True, _boolean)}
+
+    def _weights(self):
+        return self.hparams["lam_l2"], self.hparams["lam_cos"]
+
+
+class Hessian(Regularized):
+    """Dombrowski 2022: CE + lam * mean ||H_{g_y}(x) v||^2, v ~ N(0, I) (Hutchinson ||H||_F^2)."""
+
+    name = "hessian"
+    params = {"lam": (1e-3, _nonneg)}
+    draws = ("v",)
+
+    def terms(self, model, x, y, v=None):
+        xr = x.detach().requires_grad_(True)
+        if v is None:
+            v = torch.randn_like(x)
+        logits, g = _logits_and_input_grad(model, xr, y, create_graph=True)
+        ce = F.cross_entropy(logits, y)
+        (hv,) = torch.autograd.grad((g * v).sum(), xr, create_graph=True)
+        hess = hv.pow(2).flatten(1).sum(1).mean()
+        penalty = self.hparams["lam"] * hess
+        return ce, penalty, {"ce": _f(ce), "hess": _f(hess), "penalty": _f(penalty)}
