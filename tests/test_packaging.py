@@ -89,6 +89,19 @@ def test_notebook_shape(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_stay_thin(path):
+    """Notebooks read like the paper: parameters, calls, tables, figures.  Logic lives in lib/
+    (papers/pN.py, evaluation, plotting): no code cell over 20 lines (the parameters cell: 25),
+    no lambda, no function or class defined in a notebook."""
+    nb = json.loads(path.read_text())
+    for i, c in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        src = "".join(c["source"])
+        limit = 25 if "parameters" in c.get("metadata", {}).get("tags", []) else 20
+        assert len(src.splitlines()) <= limit, f"code cell {i + 1} has {len(src.splitlines())} lines"
+        assert not re.search(r"\blambda\b|^\s*(def|class)\s", src, re.M), f"code cell {i + 1} defines logic"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_committed_notebooks_carry_no_progress_output(path):
     """Progress bars are for interactive runs: ``make reproduce`` turns them off
     (ROBUST_SALIENCY_PROGRESS=0), so a committed notebook holds results, not tqdm frames."""

@@ -67,3 +67,49 @@ def test_a_bad_settings_file_is_named_with_its_key(tmp_path, monkeypatch, text, 
     with pytest.raises(ValueError, match=match) as err:
         profiles.profile_params("cpu", notebook="07_x")
     assert "07_x.yaml" in str(err.value)
+
+
+def test_p1_settings_check_the_reference_method_before_any_work():
+    params, grid = p1.settings("smoke", methods=["ce", "l2", "l2_cosd"])
+    assert set(grid) == {"l2", "l2_cosd"} and params["profile"] == "smoke"
+    with pytest.raises(ValueError, match=r"methods=\['l2', 'ce'\] is not valid; accepted: a list starting with 'ce'"):
+        p1.settings("smoke", methods=["l2", "ce"])
+    with pytest.raises(ValueError, match="method"):
+        p1.settings("smoke", methods=["ce", "nope"])
+
+
+def test_p1_lemma3_lines_report_the_scaling_on_a_tiny_net():
+    import torch
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 8), torch.nn.Softplus(beta=3),
+                              torch.nn.Linear(8, 3))
+    x, y = torch.rand(5, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    lines = p1.lemma3_scaling(net, x, y, alphas=(0.5, 3.0))
+    assert len(lines) == 2 and all("= 1.000000 (Lemma 3: 1)" in ln and "1e-9: True" in ln for ln in lines)
+    w = net[-1].weight.clone()
+    p1.lemma3_scaling(net, x, y)
+    assert torch.equal(net[-1].weight, w) and net[-1].weight.dtype == torch.float32  # untouched
+
+
+def test_p1_claim_rows_verdicts_follow_the_measurements():
+    import pandas as pd
+
+    params = {"methods": ["ce", "l2", "l2_cosd"], "attributions": ["grad"], "seeds": [0, 1, 2], "rps_eps": 16}
+    toy = pd.DataFrame([{"model": m, "seed": s, "ℓ2 distance": l2 + 0.01 * s, "cosine similarity": c + 0.01 * s}
+                        for m, l2, c in (("Softplus + BCE", 2.0, 0.5), ("Softplus + BCE + MaxEnt", 0.3, 0.5),
+                                         ("Softplus + BCE + ℓ2+cosd", 0.2, 0.9)) for s in range(3)])
+    rec = []
+    for m, acc, rps in (("ce", 0.80, 0.90), ("l2", 0.80, 0.92), ("l2_cosd", 0.80, 0.95)):
+        for s, jitter in enumerate((0.0, 0.004, -0.003)):
+            rec += [{"method": m, "seed": s, "column": "Accuracy", "value": acc + jitter},
+                    {"method": m, "seed": s, "column": "grad RPS", "value": rps + jitter},
+                    {"method": m, "seed": s, "column": "grad Ins", "value": 0.5 + jitter},
+                    {"method": m, "seed": s, "column": "grad A-Ins", "value": 0.4 + jitter}]
+    bounds = pd.DataFrame([{"method": m, "seed": s, "eps": e, "bound": e * (1 + 0.1 * i), "cosd": e * 0.1 * (1 + 0.1 * i)}
+                           for m in ("l2", "l2_cosd") for s in range(3) for e in (1, 2, 4) for i in range(4)])
+    rows = {r["claim"]: r["verdict"] for r in p1.claim_rows(params, toy, pd.DataFrame(rec), {}, bounds, {}, 0.01)}
+    assert rows["ℓ2+cosd has the best RPS (cos, ε16) for grad"] == "holds"
+    assert rows["ℓ2+cosd has the best Insertion for grad"] == "does not hold"   # a tie
+    assert rows["ℓ2+cosd aligns nearby gradients better than Softplus alone"] == "holds"
+    assert rows["Theorem 6's bound tracks Γ_cos (l2 and ℓ2+cosd models)"] == "holds"

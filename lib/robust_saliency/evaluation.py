@@ -5,20 +5,24 @@
 attribution methods: clean maps, RPS for several similarities and noise levels, Insertion, and
 with an attribution attack the attacked maps, Adv-Insertion and whether the prediction was
 kept.  ``attribution_scores`` is its short form (RPS and Insertion of raw maps) for the tour,
-``attribution_maps`` the maps alone (for figures).  Each method runs with torch's global RNG
+``attribution_maps`` the maps alone (for figures), ``sanity_checks`` the tour's checks of
+trained models and their scores.  Each method runs with torch's global RNG
 seeded (``common.seeded``), so stochastic methods (smoothgrad) give the same maps whatever ran
 before.
 """
+import copy
+
 import torch
 
 from . import attacks as _attacks
 from . import attributions as _attr
 from .common import seeded
-from .metrics import adv_insertion_curve, insertion_curve, rps
+from .metrics import accuracy, adv_insertion_curve, insertion_curve, rps
 from .metrics.accuracy import _predict
 from .metrics.robustness import _similarity_fns
 
-__all__ = ["REPORT_VERSION", "attribution_maps", "saliency_report", "attribution_scores"]
+__all__ = ["REPORT_VERSION", "attribution_maps", "saliency_report", "attribution_scores",
+           "sanity_checks"]
 
 # Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
 # saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
@@ -129,3 +133,35 @@ def attribution_maps(model, x, y, attributions, seed=0):
         with seeded(seed):
             out[name] = fn(model, x.detach(), y).detach()
     return out
+
+
+def sanity_checks(models, test_sets, scores, x, y, dataset, seed, ig_images=4):
+    """``{check: [bool, ...]}``: properties every trained model and score must have.
+
+    ``models``: ``{(dataset, seed): model}``; ``test_sets``: ``{dataset: dataset}``;
+    ``scores``: ``{seed: attribution_scores(models[(dataset, seed)], x, y, ...)}``.  Checks:
+    every model beats 1.5x chance on its test set; RPS within [-1, 1]; each insertion curve
+    ends at p_y(x) (all pixels inserted); Integrated Gradients' completeness (sum of the map =
+    f(x) - f(0), 128 steps, float64) on the first ``ig_images`` images for
+    ``models[(dataset, seed)]``.
+    """
+    checks = {}
+    for (dname, _), net in models.items():
+        acc = accuracy(net, (test_sets[dname].x, test_sets[dname].y))
+        checks.setdefault("every model beats chance", []).append(acc > 1.5 / test_sets[dname].num_classes)
+    for s, per in scores.items():
+        for v in per.values():
+            checks.setdefault("RPS within [-1, 1]", []).append(bool((v["rps"].abs() <= 1 + 1e-5).all()))
+        with torch.no_grad():
+            p_y = models[(dataset, s)](x).softmax(1).gather(1, y[:, None])[:, 0]
+        ends = torch.stack([v["insertion_curve"][:, -1] for v in per.values()])
+        checks.setdefault("insertion curve ends at p_y(x)", []).append(
+            bool(torch.allclose(ends, p_y.expand_as(ends), atol=1e-5)))
+    xs, ys = x[:ig_images].double(), y[:ig_images]
+    net64 = copy.deepcopy(models[(dataset, seed)]).double()
+    ig = _attr.get("integrated_gradients", steps=128)(net64, xs, ys)
+    with torch.no_grad():
+        gap = net64(xs).gather(1, ys[:, None])[:, 0] - net64(torch.zeros_like(xs)).gather(1, ys[:, None])[:, 0]
+    checks["IG completeness: sum of map = f(x) - f(0)"] = [
+        bool(torch.allclose(ig.sum((1, 2, 3)), gap, rtol=2e-2, atol=2e-2))]
+    return checks

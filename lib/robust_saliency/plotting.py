@@ -230,3 +230,50 @@ def attack_grid(x, reports, scale=1.3):
         ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
     fig.tight_layout()
     return fig
+
+
+def insertion_curves(evals, methods, seeds, attribution="grad", fractions=None, title=None):
+    """P1 Fig. 2a: mean Insertion (solid) and Adv-Insertion (dotted) curve per method, averaged
+    over images and ``seeds``.  ``evals``: ``{(method, seed): {"report": saliency_report}}``."""
+    fractions = torch.linspace(0, 1, 21) if fractions is None else fractions
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, m in enumerate(methods):
+        for key, style in (("insertion_curve", "-"), ("adv_insertion_curve", ":")):
+            curve = torch.stack([evals[(m, s)]["report"][attribution][key].mean(0) for s in seeds]).mean(0)
+            ax.plot(fractions, curve, style, color=f"C{i}", label=m if style == "-" else None)
+    ax.set(xlabel="fraction γ of pixels inserted", ylabel="p(true class)", title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def bound_curves(bounds, seed, title=None):
+    """P1 Fig. 3b: mean bound (solid) and Gamma_cos (dotted) against the noise level, per
+    method, for one ``seed`` (log-log).  ``bounds``: the DataFrame of
+    ``papers.p1.bound_experiment``."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for i, (m, d) in enumerate(bounds[bounds.seed == seed].groupby("method", sort=False)):
+        g = d.groupby("eps")[["bound", "cosd"]].mean()
+        ax.plot(g.index, g["bound"], "-o", color=f"C{i}", label=f"{m}: bound")
+        ax.plot(g.index, g["cosd"], ":s", color=f"C{i}", label=f"{m}: Γ_cos")
+    levels = sorted(bounds["eps"].unique())
+    ax.set(xscale="log", yscale="log", xlabel="noise ε (0-255 units)", ylabel="mean over images",
+           title=title)
+    ax.set_xticks(levels, [str(e) for e in levels])
+    ax.legend(fontsize=7)
+    return fig
+
+
+def class_examples(ds, title=None, n_classes=10):
+    """One test image per class (first of each) and, if the dataset has them, its object mask."""
+    fig, axes = plt.subplots(2, n_classes, figsize=(1.2 * n_classes, 2.7), squeeze=False)
+    for c in range(n_classes):
+        i = int((ds.y == c).nonzero()[0])
+        axes[0, c].imshow(to_image(ds.x[i]))
+        axes[0, c].set_title(ds.classes[c], fontsize=7)
+        if getattr(ds, "masks", None) is not None:
+            axes[1, c].imshow(ds.masks[i, 0], cmap="gray")
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+    axes[0, 0].set_ylabel("image"), axes[1, 0].set_ylabel("object mask")
+    fig.suptitle(title)
+    return fig
