@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from . import attributions as _attributions
 from . import units
-from .common import resolve_k, target_logit_grad
+from .common import generator, resolve_k, target_logit_grad
 from .registry import Configured, Registry
 from .models import softplus_copy
 
@@ -53,14 +53,6 @@ def _project(x_adv, x, eps, norm):
         scale = (eps / _l2(delta).clamp_min(1e-12)).clamp(max=1.0)
         delta = delta * _per_sample(scale, x)
     return (x + delta).clamp(0.0, 1.0)
-
-
-def _generator(seed, device):
-    if seed is None:
-        return None
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
 
 
 def _check(eps, steps=None, norm="linf", alpha=None):
@@ -106,7 +98,7 @@ def pgd(model, x, y, eps, alpha=None, steps=20, norm="linf", random_start=True, 
     y = _labels(model, x, y)
     x_adv = x.clone()
     if random_start and eps > 0:
-        gen = _generator(seed, x.device)
+        gen = generator(seed, x.device)
         if norm == "linf":
             u = torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device)
             delta = (2 * u - 1) * eps
@@ -210,7 +202,7 @@ def _start(x, eps, random_start, seed):
     """x, or x + U[-eps, eps]^d (own generator when ``seed`` is given) projected to the ball and [0, 1]."""
     if not random_start or eps == 0:
         return x.clone()
-    u = torch.rand(x.shape, generator=_generator(seed, x.device), dtype=x.dtype, device=x.device)
+    u = torch.rand(x.shape, generator=generator(seed, x.device), dtype=x.dtype, device=x.device)
     return _project(x + (2 * u - 1) * eps, x, eps, "linf")
 
 

@@ -3,7 +3,7 @@ import contextlib
 
 import torch
 
-__all__ = ["seeded", "resolve_k", "target_logit_grad"]
+__all__ = ["seeded", "generator", "resolve_k", "target_logit_grad"]
 
 
 @contextlib.contextmanager
@@ -22,6 +22,16 @@ def seeded(seed):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(int(seed))
         yield
+
+
+def generator(seed, device=None):
+    """A ``torch.Generator`` on ``device`` seeded with ``seed``; None for ``seed=None`` (the
+    global RNG then draws)."""
+    if seed is None:
+        return None
+    g = torch.Generator(device=device)
+    g.manual_seed(int(seed))
+    return g
 
 
 def resolve_k(k, p, name="k"):

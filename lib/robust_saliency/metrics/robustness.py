@@ -4,6 +4,7 @@ import torch
 
 from .. import attributions as _attributions
 from .. import units
+from ..common import generator
 from ._common import _work_dtype
 from .similarity import cosine, pcc, spearman, ssim
 
@@ -14,14 +15,6 @@ def _abs_max(h):
 
 _POSTPROCESS = {"abs_max": _abs_max}
 _SIMILARITIES = {"cosine": cosine, "pcc": pcc, "ssim": ssim, "spearman": spearman}
-
-
-def _generator(seed, device):
-    if seed is None:
-        return None
-    g = torch.Generator(device=device)
-    g.manual_seed(int(seed))
-    return g
 
 
 def _similarity_fns(similarity):
@@ -78,7 +71,7 @@ def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=No
         attribution = _attributions.get(attribution)
     fns = _similarity_fns(similarity)
     post = _postprocess_fn(postprocess)
-    gen = _generator(seed, x.device)
+    gen = generator(seed, x.device)
     x = x.detach()
     h0 = post(attribution(model, x, y).detach())
     total = {k: torch.zeros(x.shape[0], dtype=_work_dtype(x), device=x.device) for k in fns}
