@@ -94,6 +94,27 @@ def test_map_differentiable_wrt_weights(name):
     assert torch.isfinite(gw).all() and gw.abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", DIFF)
+def test_weight_gradient_of_the_map_matches_finite_differences(name):
+    """d/dW sum(map^2) is the true derivative (central differences along a random direction in
+    the first conv's and the last linear's weights).  zennit's rules use detached copies of the
+    weights (ParamMod), so an LRP built on zennit fails this: the reason ``lrp`` stays hand-written."""
+    torch.manual_seed(4)
+    model = tiny_net("softplus")
+    x, t = rand_x(), torch.tensor([0, 2])
+    for weight in (model[0].weight, model[-1].weight):
+        (gw,) = torch.autograd.grad((A.get(name)(model, x, t, create_graph=True) ** 2).sum(), weight)
+        v = torch.randn_like(weight)
+        h = 1e-6
+        with torch.no_grad():
+            weight += h * v
+            up = (A.get(name)(model, x, t) ** 2).sum()
+            weight -= 2 * h * v
+            down = (A.get(name)(model, x, t) ** 2).sum()
+            weight += h * v
+        assert torch.allclose((gw * v).sum(), (up - down) / (2 * h), rtol=1e-5, atol=1e-9)
+
+
 def test_lrp_create_graph_directional_finite_difference():
     torch.manual_seed(3)
     model = tiny_net("softplus")
