@@ -542,9 +542,10 @@ def test_registry():
         assert methods.METHODS[name].__doc__
     m = R.get("l2_cosd", eps=4, lam_l2=0.01, lam_cos=1)
     assert isinstance(m, training.Method)
-    assert m.hparams == {"eps": 4.0, "lam_l2": 0.01, "lam_cos": 1.0, "squared": False, "detach_clean": True}
+    assert m.hparams == {"eps": 4.0, "lam_l2": 0.01, "lam_cos": 1.0, "form": "paper", "squared": False,
+                         "detach_clean": True}
     assert m.hparams == R.get("l2_cosd").hparams
-    assert all(type(v) is float for k, v in m.hparams.items() if k not in ("squared", "detach_clean"))
+    assert all(type(v) is float for k, v in m.hparams.items() if k not in ("form", "squared", "detach_clean"))
 
 
 @pytest.mark.parametrize("call,match", [
@@ -598,3 +599,82 @@ def test_uniform_delta_is_eps_over_255():
     torch.manual_seed(0)
     d = R.get("l2", eps=8).sample_delta(torch.zeros(64, 3, 8, 8))
     assert d.abs().max() <= 8 / 255 and d.abs().max() > 0.95 * 8 / 255
+
+
+# ----------------------------------------------------------------------------- P1's released code
+def _normalized_pair(std=(0.2, 0.25, 0.3), mean=(0.5, 0.4, 0.45)):
+    """(model with a leading Normalize, the same network without it, mean, std), float64."""
+    from robust_saliency.models import Normalize
+
+    torch.manual_seed(11)
+    inner = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softplus(beta=3), nn.Flatten(),
+                          nn.Linear(4 * 5 * 5, 6), nn.Softplus(beta=3), nn.Linear(6, 4)).double()
+    model = nn.Sequential(Normalize(mean, std), *inner).double()
+    # the buffers hold float32-rounded values: transcribe with exactly those
+    return model, inner, model[0].mean.view(1, 3, 1, 1), model[0].std.view(1, 3, 1, 1)
+
+
+def _reference_l2_cosd_step(inner, x_n, y, z, eps, lamb_l2, lamb_cos):
+    """P1's released LitL2PlusCosdClassifier.default_step (perturb uniform, detach_source_grad),
+    transcribed: ``x_n`` normalized input, ``z`` the perturbation in normalized space."""
+    x_n = x_n.clone().requires_grad_(True)
+    y_hat = inner(x_n)
+    grad = torch.autograd.grad(y_hat[range(len(y)), y].sum(), x_n, create_graph=True)[0]
+    ce = F.cross_entropy(y_hat, y)
+    grad = grad.detach()
+    x_r = (x_n + z).clone().detach().requires_grad_()
+    grad_r = torch.autograd.grad(inner(x_r)[range(len(y)), y].sum(), x_r, create_graph=True)[0]
+    cosd = (1 - F.cosine_similarity(grad.flatten(1), grad_r.flatten(1)).mean()) / 2
+    l2 = (grad - grad_r).flatten(start_dim=1).norm(dim=1).square().mean()
+    return ce + lamb_l2 * l2 + lamb_cos * cosd
+
+
+def _reference_hessian_step(inner, x_n, y, v, lamb):
+    """P1's released LitHessianClassifier.default_step, transcribed (v given)."""
+    x_n = x_n.clone().requires_grad_(True)
+    y_hat = inner(x_n)
+    grad1 = torch.autograd.grad(y_hat[range(len(y)), y].sum(), x_n, create_graph=True)[0]
+    grad2 = torch.autograd.grad(torch.einsum("nchw,nchw->n", v, grad1).sum(), x_n, create_graph=True)[0]
+    return F.cross_entropy(y_hat, y) + lamb * torch.einsum("nchw,nchw->n", grad2, grad2).mean()
+
+
+def test_reference_code_form_gives_p1s_released_loss_for_the_same_pixel_delta():
+    model, inner, mu, sd = _normalized_pair()
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(5, 3, 5, 5, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0])
+    delta = (2 * torch.rand(x.shape, generator=g, dtype=torch.float64) - 1) * 4 / 255  # pixel space
+    ours, _ = R.get("l2_cosd", eps=4, lam_l2=0.01, lam_cos=1.0, form="reference_code")(model, x, y, delta=delta)
+    ref = _reference_l2_cosd_step(inner, (x - mu) / sd, y, delta / sd, 4, 0.01, 1.0)
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+    paper, _ = R.get("l2_cosd", eps=4, lam_l2=0.01, lam_cos=1.0, form="paper")(model, x, y, delta=delta)
+    assert not torch.allclose(paper, ref, rtol=1e-6)  # the forms differ on a normalized model
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    ours_h, _ = R.get("hessian", lam=1e-3, form="reference_code")(model, x, y, v=v)
+    torch.testing.assert_close(ours_h, _reference_hessian_step(inner, (x - mu) / sd, y, v, 1e-3),
+                               rtol=1e-12, atol=1e-14)
+
+
+def test_forms_relate_by_the_normalizations_std():
+    """With one std s for every channel: reference Hessian penalty = s^4 x paper's, reference
+    (squared) l2 = s^2 x paper's squared l2, cosd unchanged; without Normalize the forms agree."""
+    s = 0.25
+    model, inner, _, _ = _normalized_pair(std=(s, s, s))
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 5, 5, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3])
+    v = torch.randn(x.shape, generator=g, dtype=torch.float64)
+    pen = {f: R.get("hessian", lam=1.0, form=f).penalty(model, x, y, v=v) for f in ("paper", "reference_code")}
+    torch.testing.assert_close(pen["reference_code"], s ** 4 * pen["paper"], rtol=1e-10, atol=0)
+    delta = (2 * torch.rand(x.shape, generator=g, dtype=torch.float64) - 1) * 8 / 255
+    l2 = {f: R.get("l2", lam=1.0, form=f, squared=True).penalty(model, x, y, delta=delta) for f in ("paper", "reference_code")}
+    torch.testing.assert_close(l2["reference_code"], s ** 2 * l2["paper"], rtol=1e-10, atol=0)
+    cos = {f: R.get("cosd", lam=1.0, form=f).penalty(model, x, y, delta=delta) for f in ("paper", "reference_code")}
+    torch.testing.assert_close(cos["reference_code"], cos["paper"], rtol=1e-10, atol=1e-15)
+    assert R.get("l2", form="reference_code").hparams["squared"] is True   # the code squares
+    assert R.get("l2", form="paper").hparams["squared"] is False
+    for f in ("paper", "reference_code"):  # no Normalize: the same space
+        pen[f] = R.get("hessian", lam=1.0, form=f).penalty(inner, x, y, v=v)
+    torch.testing.assert_close(pen["reference_code"], pen["paper"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="form"):
+        R.get("l2", form="code")

@@ -265,6 +265,15 @@ def _replace(module, types, activation, beta):
             _replace(child, types, activation, beta)
 
 
+def leading_normalize(model):
+    """The model's first leaf module if it is a ``Normalize`` (the input transform P1's
+    released code applies outside its models), else None."""
+    for m in model.modules():
+        if not any(True for _ in m.children()):
+            return m if isinstance(m, Normalize) else None
+    return None
+
+
 def softplus_copy(model, beta=20.0):
     """A deep copy of ``model`` with every ``nn.ReLU`` replaced by ``nn.Softplus(beta)`` (P1's code, beta 20).
 

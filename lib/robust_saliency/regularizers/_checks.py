@@ -57,6 +57,13 @@ def _choice(*options):
     return check
 
 
+def _squared(v):
+    return v if v == "form" and isinstance(v, str) else _boolean(v)
+
+
+_squared.accepted = "True, False or 'form' (as the form: squared for reference_code)"
+
+
 def _optional_key(v):
     return v if isinstance(v, str) and v else None
 

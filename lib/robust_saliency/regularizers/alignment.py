@@ -1,17 +1,36 @@
 """P1's robust criteria ``l2``, ``cosd``, ``l2_cosd`` (Eq. 4-5) and the Hessian penalty it
-compares with (Dombrowski 2022; P1 Eq. 3)."""
+compares with (Dombrowski 2022; P1 Eq. 3).
+
+``form`` says what a hyperparameter means (issue 9): P1's released code (RobustAGA) feeds its
+models the normalized input (x - mu)/sigma and differentiates w.r.t. it, squares the l2 term,
+takes cosine similarities with torch's eps 1e-8 and draws Hutchinson's v in normalized space;
+the paper prints unsquared l2 in pixel space.  ``form="reference_code"`` reproduces the released
+step's loss for the same pixel-space delta (gradients scaled by the leading ``Normalize``'s std;
+identical to ``"paper"``'s space for a model without one); ``form="paper"`` follows the printed
+formulas.  The same lambda is a much stronger or weaker penalty in the other form (Hessian:
+about sigma^-4).  ``gradient_alignment_terms`` keeps the paper's Gamma definitions (Def. 4).
+"""
 import torch
 import torch.nn.functional as F
 
-from ._checks import _boolean, _nonneg, _pixels
+from ._checks import _boolean, _choice, _nonneg, _pixels, _squared
 from .base import Regularized
-from .terms import _alignment, _f, _logits_and_input_grad, _uniform_delta
+from .terms import (_REFERENCE_COS_EPS, _alignment, _f, _logits_and_input_grad, _uniform_delta,
+                    FORMS, input_scale)
+
+_COS_EPS_OF = {"paper": None, "reference_code": _REFERENCE_COS_EPS}
+_FORM = ("paper", _choice(*FORMS))  # issue 9 turns the default to "reference_code" with its re-run
 
 
 class _GradientAlignment(Regularized):
     """Shared code of ``l2``, ``cosd`` and ``l2_cosd`` (P1 Eq. 4-5)."""
 
     draws = ("delta",)
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        if self.hparams.get("squared") == "form":  # resolved here, so equal settings hash equal
+            self.hparams["squared"] = self.hparams["form"] == "reference_code"
 
     def _weights(self):
         raise NotImplementedError
@@ -30,7 +49,11 @@ class _GradientAlignment(Regularized):
             g0 = g0.detach()
         ce = F.cross_entropy(logits, y)
         _, g1 = _logits_and_input_grad(model, x + delta, y, create_graph=True)
-        l2, cosd = _alignment(g0, g1, squared=hp.get("squared", False))
+        scale = input_scale(model, x, hp["form"])
+        if scale is not None:
+            g0, g1 = g0 * scale, g1 * scale
+        l2, cosd = _alignment(g0, g1, squared=hp.get("squared", False),
+                              **({"cos_eps": _COS_EPS_OF[hp["form"]]} if _COS_EPS_OF[hp["form"]] else {}))
         w_l2, w_cos = self._weights()
         penalty = w_l2 * l2.mean() + w_cos * cosd.mean()
         logs = {"ce": _f(ce), "l2": _f(l2.mean()), "cosd": _f(cosd.mean()),
@@ -41,13 +64,14 @@ class _GradientAlignment(Regularized):
 class L2(_GradientAlignment):
     """P1 l2 robust criterion: CE + lam * E ||grad g_y(x+delta) - grad g_y(x)||_2 (Sec. 3.2).
 
-    ``squared=True`` squares the norm (the P1 reference code does; the paper text does not);
+    ``form`` (module docstring): ``"reference_code"`` or ``"paper"``; ``squared`` squares the
+    norm (``"form"``: as the form, i.e. squared for the reference code, whose form squares it);
     ``detach_clean=True`` treats grad g_y(x) as a constant (P1 "Training details").
     """
 
     name = "l2"
-    params = {"eps": (4.0, _pixels), "lam": (0.01, _nonneg), "squared": (False, _boolean),
-              "detach_clean": (True, _boolean)}
+    params = {"eps": (4.0, _pixels), "lam": (0.01, _nonneg), "form": _FORM,
+              "squared": ("form", _squared), "detach_clean": (True, _boolean)}
 
     def _weights(self):
         return self.hparams["lam"], 0.0
@@ -57,7 +81,8 @@ class CosD(_GradientAlignment):
     """P1 Eq. 4: CE + lam * E Gamma_cos, Gamma_cos = (1 - cossim(grad g_y(x+delta), grad g_y(x)))/2."""
 
     name = "cosd"
-    params = {"eps": (4.0, _pixels), "lam": (1.0, _nonneg), "detach_clean": (True, _boolean)}
+    params = {"eps": (4.0, _pixels), "lam": (1.0, _nonneg), "form": _FORM,
+              "detach_clean": (True, _boolean)}
 
     def _weights(self):
         return 0.0, self.hparams["lam"]
@@ -72,17 +97,21 @@ class L2CosD(_GradientAlignment):
 
     name = "l2_cosd"
     params = {"eps": (4.0, _pixels), "lam_l2": (0.01, _nonneg), "lam_cos": (1.0, _nonneg),
-              "squared": (False, _boolean), "detach_clean": (True, _boolean)}
+              "form": _FORM, "squared": ("form", _squared), "detach_clean": (True, _boolean)}
 
     def _weights(self):
         return self.hparams["lam_l2"], self.hparams["lam_cos"]
 
 
 class Hessian(Regularized):
-    """Dombrowski 2022: CE + lam * mean ||H_{g_y}(x) v||^2, v ~ N(0, I) (Hutchinson ||H||_F^2)."""
+    """Dombrowski 2022: CE + lam * mean ||H_{g_y}(x) v||^2, v ~ N(0, I) (Hutchinson ||H||_F^2).
+
+    ``form="reference_code"``: H and v in the normalized input space of the model's leading
+    ``Normalize`` (H_n v = sigma * H_x (sigma * v)), as P1's released code; ``"paper"``: pixels.
+    """
 
     name = "hessian"
-    params = {"lam": (1e-3, _nonneg)}
+    params = {"lam": (1e-3, _nonneg), "form": _FORM}
     draws = ("v",)
 
     def terms(self, model, x, y, v=None):
@@ -91,7 +120,12 @@ class Hessian(Regularized):
             v = torch.randn_like(x)
         logits, g = _logits_and_input_grad(model, xr, y, create_graph=True)
         ce = F.cross_entropy(logits, y)
+        scale = input_scale(model, x, self.hparams["form"])
+        if scale is not None:
+            v = v * scale
         (hv,) = torch.autograd.grad((g * v).sum(), xr, create_graph=True)
+        if scale is not None:
+            hv = hv * scale
         hess = hv.pow(2).flatten(1).sum(1).mean()
         penalty = self.hparams["lam"] * hess
         return ce, penalty, {"ce": _f(ce), "hess": _f(hess), "penalty": _f(penalty)}

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from .. import units
 from ..common import target_logit_grad
+from ..models import leading_normalize
 
 _COS_EPS = 1e-12  # floor of the norms in cosine similarities
 _TINY = 1e-12
@@ -31,13 +32,28 @@ def _f(t):
     return float(t.detach())
 
 
-def _alignment(g_clean, g_pert, squared=False):
+FORMS = ("paper", "reference_code")
+_REFERENCE_COS_EPS = 1e-8  # torch's F.cosine_similarity default, as P1's released code
+
+
+def input_scale(model, x, form):
+    """The factor that takes a pixel-space input gradient to the space P1's penalties are
+    computed in: None for ``form="paper"`` (pixels) or a model without a leading ``Normalize``;
+    for ``form="reference_code"`` the per-channel std of the model's ``Normalize``, shaped to
+    broadcast with ``x`` (grad w.r.t. (x - mu)/sigma = sigma * grad w.r.t. x)."""
+    if form not in FORMS:
+        raise ValueError(f"form={form!r} is not known; accepted: {list(FORMS)}")
+    norm = leading_normalize(model) if form == "reference_code" else None
+    return None if norm is None else norm._view(norm.std, x)
+
+
+def _alignment(g_clean, g_pert, squared=False, cos_eps=_COS_EPS):
     """Per-sample (Gamma_l2, Gamma_cos) of two gradient batches (P1 Sec. 3, Def. 4)."""
     a = g_clean.flatten(1)
     b = g_pert.flatten(1)
     diff = b - a
     l2 = diff.pow(2).sum(1) if squared else torch.linalg.vector_norm(diff, dim=1)
-    cos = F.cosine_similarity(b, a, dim=1, eps=_COS_EPS)
+    cos = F.cosine_similarity(b, a, dim=1, eps=cos_eps)
     return l2, 0.5 * (1.0 - cos)
 
 
