@@ -113,3 +113,16 @@ def test_p1_claim_rows_verdicts_follow_the_measurements():
     assert rows["ℓ2+cosd has the best Insertion for grad"] == "does not hold"   # a tie
     assert rows["ℓ2+cosd aligns nearby gradients better than Softplus alone"] == "holds"
     assert rows["Theorem 6's bound tracks Γ_cos (l2 and ℓ2+cosd models)"] == "holds"
+
+
+def test_p1_paper_profile_trains_with_p1s_released_recipe(tmp_path):
+    params, _ = p1.settings("paper", methods=["ce", "l2"], data_root=str(tmp_path))
+    cfg = profiles.train_config(params, cache_dir=None)
+    assert (cfg.num_epochs, cfg.weight_decay, cfg.milestones, cfg.gamma, cfg.schedule) == (300, 4e-5, (100, 150), 0.1, "multistep")
+    assert (cfg.augment, cfg.crop_padding, cfg.optimizer, cfg.grad_clip, params["batch_size"]) == ("crop_flip", 4, "adam", 0.5, 128)
+    resnet, _ = p1.settings("paper", methods=["ce"], model="resnet18", data_root=str(tmp_path))
+    assert (resnet["optimizer"], resnet["weight_decay"], resnet["num_epochs"]) == ("adamw", 1e-2, 200)
+    short, _ = p1.settings("paper", methods=["ce"], num_epochs=3, data_root=str(tmp_path))
+    assert short["num_epochs"] == 3 and short["augment"] == "crop_flip"   # the notebook's value wins
+    cpu, _ = p1.settings("cpu", methods=["ce"])
+    assert "augment" not in cpu   # the cpu profile keeps its own, shorter recipe

@@ -326,7 +326,7 @@ def test_cache_key_covers_configuration():
     changed = {"num_epochs": 3, "lr": 0.01, "optimizer": "adam", "weight_decay": 1e-4,
                "momentum": 0.5, "schedule": "cosine", "milestones": (2,), "gamma": 0.5,
                "step_size": 3, "grad_clip": 1.0, "seed": 1, "deterministic": False,
-               "shuffle": False}
+               "shuffle": False, "augment": "crop_flip", "crop_padding": 2}
     excluded = {"progress": True, "cache_dir": "/elsewhere", "device": "cpu", "checkpoint": False}
     fields = {f.name for f in dataclasses.fields(T.TrainConfig)}
     assert set(changed) | set(excluded) == fields  # every field is covered by this test
@@ -497,3 +497,46 @@ def test_cache_key_of_a_subset_covers_its_indices():
     c = T.train_key(make_model(), T.CE(), make_loader(Subset(make_data(), list(range(0, 30)))), cfg)
     assert a != b and a == c
     assert T.dataset_identity(Subset(ds, [2, 3]))["subset_of"] == T.dataset_identity(ds)
+
+
+# ----------------------------------------------------------------------------- augmentation
+def test_crop_flip_matches_a_per_sample_transcription():
+    """Each output is the H x W window at the drawn offset of the zero-padded image, flipped when
+    drawn (checked against numpy slicing with the same draws), and all offsets/flips occur."""
+    import numpy as np
+
+    x = torch.rand(64, 2, 5, 6, generator=torch.Generator().manual_seed(0))
+    out = T.crop_flip(x, 2, torch.Generator().manual_seed(7))
+    g = torch.Generator().manual_seed(7)
+    i, j = torch.randint(0, 5, (64,), generator=g), torch.randint(0, 5, (64,), generator=g)
+    flip = torch.rand(64, generator=g) < 0.5
+    xp = np.pad(x.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)))
+    for n in range(64):
+        want = xp[n, :, i[n]:i[n] + 5, j[n]:j[n] + 6]
+        want = want[:, :, ::-1] if flip[n] else want
+        np.testing.assert_array_equal(out[n].numpy(), want)
+    assert 0 < int(flip.sum()) < 64 and len(set(i.tolist())) == 5
+    torch.testing.assert_close(T.crop_flip(x, 0, torch.Generator().manual_seed(1)).sum((1, 2, 3)), x.sum((1, 2, 3)))
+    with pytest.raises(ValueError, match="crop_flip"):
+        T.crop_flip(torch.rand(4, 12), 2)
+
+
+def test_augmented_training_repeats_and_differs_from_plain():
+    ds = TensorDataset(torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(3)),
+                       torch.arange(40) % 3)
+
+    def run(**kw):
+        torch.manual_seed(123)  # the global RNG must not matter
+        model = nn.Sequential(nn.Flatten(), nn.Linear(36, 3))
+        return T.train(model, T.CE(), make_loader(ds), base_cfg(**kw))
+
+    a, b = run(augment="crop_flip"), run(augment="crop_flip")
+    plain = run()
+    for pa, pb, pp in zip(a.parameters(), b.parameters(), plain.parameters()):
+        assert torch.equal(pa, pb)
+    assert not all(torch.equal(pa, pp) for pa, pp in zip(a.parameters(), plain.parameters()))
+    key = T.train_key(make_model(), T.CE(), make_loader(ds), base_cfg(augment="crop_flip"))
+    assert key != T.train_key(make_model(), T.CE(), make_loader(ds), base_cfg())
+    assert key != T.train_key(make_model(), T.CE(), make_loader(ds), base_cfg(augment="crop_flip", crop_padding=2))
+    with pytest.raises(ValueError, match=r"augment='flip' is not valid; accepted: \('none', 'crop_flip'\)"):
+        T.TrainConfig(augment="flip")

@@ -53,9 +53,10 @@ PROFILES = {
         "data_root": None, "device": "cpu", "progress": True,
     },
     # Defaults follow P1 (CIFAR-10 LeNet, softplus beta 3, Adam lr 1e-3, grad-clip 0.5);
-    # P1 does not state its epochs, so num_epochs is a placeholder that each notebook
-    # replaces by its paper's value (P3: 10 synthetic / 200 ImageNette; P4: 80 BlockMNIST,
-    # 200 CIFAR).  n_train/n_test None = the full split; device None = cuda if available.
+    # num_epochs is a placeholder that each notebook replaces by its paper's value: P1's text
+    # gives none, its released scripts train 300 (LeNet) / 200 (ResNet18) / 90 (ImageNet-100)
+    # epochs (papers.p1.TRAINING_RECIPES, applied by notebook 01); P3: 10 synthetic / 200
+    # ImageNette; P4: 80 BlockMNIST, 200 CIFAR.  n_train/n_test None = the full split; device None = cuda if available.
     "paper": {
         "dataset": "cifar10", "model": "lenet", "activation": "softplus", "beta": 3.0,
         "n_train": None, "n_test": None, "num_epochs": 100, "batch_size": 128,

@@ -60,8 +60,8 @@ from torch.utils.data import (ConcatDataset, DataLoader, RandomSampler, Sequenti
 
 from . import cache as _cache
 
-__all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "dataset_identity", "OPTIMIZERS",
-           "SCHEDULES"]
+__all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "dataset_identity", "crop_flip",
+           "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
 
 # Bump when the loop changes in a way that changes trained weights (invalidates caches).
 _LOOP_VERSION = 1
@@ -102,6 +102,7 @@ class CE(Method):
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step", "multistep")
+AUGMENTS = ("none", "crop_flip")
 # Fields that do not change the trained weights: left out of the cache key.
 _NOT_IN_KEY = ("progress", "cache_dir", "device", "checkpoint")
 
@@ -125,6 +126,10 @@ class TrainConfig:
     per-epoch resume checkpoints when ``cache_dir`` is set.  ``deterministic`` turns on
     ``torch.use_deterministic_algorithms(True, warn_only=True)`` (and cuDNN determinism) for
     the call only; on CUDA also set ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` before starting Python.
+    ``augment="crop_flip"`` applies, per training sample and step, a random crop of the image
+    zero-padded by ``crop_padding`` pixels on each side and a horizontal flip with probability
+    1/2 (torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip``, P1's CIFAR
+    recipe), drawn from a generator of (seed, epoch) so that runs repeat and resume exactly.
     """
 
     num_epochs: int = 10
@@ -136,6 +141,8 @@ class TrainConfig:
     milestones: tuple = ()
     gamma: float = 0.1
     step_size: int = 30
+    augment: str = "none"
+    crop_padding: int = 4
     grad_clip: float = None
     seed: int = 0
     deterministic: bool = True
@@ -173,6 +180,10 @@ class TrainConfig:
             bad("gamma", "a float > 0")
         if not _is_int(self.step_size) or self.step_size < 1:
             bad("step_size", "an int >= 1")
+        if self.augment not in AUGMENTS:
+            bad("augment", AUGMENTS)
+        if not _is_int(self.crop_padding) or self.crop_padding < 0:
+            bad("crop_padding", "an int >= 0")
         if self.grad_clip is not None and (not _is_real(self.grad_clip) or not self.grad_clip > 0):
             bad("grad_clip", "None or a float > 0")
         if not _is_int(self.seed) or self.seed < 0:
@@ -185,6 +196,7 @@ class TrainConfig:
         if self.grad_clip is not None:
             self.grad_clip = float(self.grad_clip)
         self.num_epochs, self.step_size, self.seed = int(self.num_epochs), int(self.step_size), int(self.seed)
+        self.crop_padding = int(self.crop_padding)
 
     @classmethod
     def make(cls, cfg=None, **overrides):
@@ -347,6 +359,31 @@ def _epoch_generator(seed, epoch):
     g = torch.Generator()
     g.manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0] >> 1))
     return g
+
+
+def _augment_generator(seed, epoch):
+    """Generator of epoch ``epoch``'s augmentation draws (a stream apart from the shuffling's)."""
+    g = torch.Generator()
+    g.manual_seed(int(np.random.SeedSequence([seed, epoch, 1]).generate_state(1, np.uint64)[0] >> 1))
+    return g
+
+
+def crop_flip(x, padding, generator=None):
+    """Per sample: a random ``H x W`` crop of ``x`` zero-padded by ``padding`` on each side, and
+    a horizontal flip with probability 1/2 (``x``: (N, C, H, W)).  Offsets and flips are drawn
+    on the CPU from ``generator``."""
+    if x.dim() != 4:
+        raise ValueError(f"augment='crop_flip' needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
+    n, _, h, w = x.shape
+    i = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    j = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    xp = F.pad(x, (padding, padding, padding, padding))
+    rows = (i[:, None] + torch.arange(h)).to(x.device)
+    cols = (j[:, None] + torch.arange(w)).to(x.device)
+    cols = torch.where(flip.to(x.device)[:, None], cols.flip(1), cols)
+    idx = torch.arange(n, device=x.device)[:, None, None]
+    return xp[idx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
 def _epoch_loader(loader, cfg, epoch):
@@ -555,9 +592,12 @@ def _train_epoch(model, method, epoch_loader, optimizer, cfg, device, params, re
         torch.cuda.reset_peak_memory_stats(device)
     rss0 = _maxrss_mb()
     t_epoch = time.perf_counter()
+    aug = _augment_generator(cfg.seed, epoch) if cfg.augment == "crop_flip" else None
     for step, batch in enumerate(epoch_loader):
         x, y = _split_batch(batch)
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if aug is not None:
+            x = crop_flip(x, cfg.crop_padding, aug)
         n = len(y)
         for _ in range(replays):
             model.train()
