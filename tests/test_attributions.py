@@ -466,3 +466,24 @@ def test_postprocess_ranges_and_gradient():
         assert torch.autograd.gradcheck(lambda a: A.postprocess(a, mode), (hg,), fast_mode=True)
     with pytest.raises(ValueError, match="mode"):
         A.postprocess(h, "l1")
+
+
+def test_input_x_grad_in_p1s_normalized_space():
+    """space='normalized' is P1's released xGrad: x_n * grad_{x_n} g_y with x_n = (x - mu)/sigma,
+    computed on the network without its Normalize (float64 transcription)."""
+    from robust_saliency.models import Normalize
+
+    torch.manual_seed(5)
+    inner = tiny_net("softplus")
+    model = nn.Sequential(Normalize([0.4, 0.6], [0.2, 0.3]), *inner).double()
+    mu, sd = model[0].mean.view(1, 2, 1, 1), model[0].std.view(1, 2, 1, 1)
+    x, t = rand_x(), torch.tensor([1, 2])
+    x_n = ((x - mu) / sd).requires_grad_(True)
+    (g_n,) = torch.autograd.grad(inner(x_n).gather(1, t.view(-1, 1)).sum(), x_n)
+    ours = A.get("input_x_grad", space="normalized")(model, x, t)
+    torch.testing.assert_close(ours, (x_n * g_n).detach(), rtol=1e-12, atol=1e-14)
+    assert not torch.allclose(A.input_x_grad(model, x, t), ours)                 # pixel form differs
+    torch.testing.assert_close(A.input_x_grad(inner, x, t, space="normalized"),  # no Normalize: same
+                               A.input_x_grad(inner, x, t), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="space='norm' is not known"):
+        A.input_x_grad(model, x, t, space="norm")

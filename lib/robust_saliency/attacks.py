@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from . import attributions as _attributions
 from . import units
+from .attributions.gradient import times_input
 from .common import generator, resolve_k, target_logit_grad
 from .registry import Configured, Registry
 from .models import softplus_copy
@@ -175,7 +176,7 @@ def _map_and_logits(model, x, target, attribution, create_graph):
     """(attribution map, logits) at ``x`` (a leaf that requires grad); one forward for grad maps."""
     if attribution in ("grad", "input_x_grad"):
         logits, g = target_logit_grad(model, x, target, create_graph=create_graph)
-        return (x * g if attribution == "input_x_grad" else g), logits
+        return (times_input(model, x, g) if attribution == "input_x_grad" else g), logits
     h = _attributions.get(attribution)(model, x, target, create_graph=create_graph)
     return h, model(x)
 

@@ -4,7 +4,10 @@ import torch
 import torch.nn as nn
 
 from ..common import target_logit_grad
+from ..models import leading_normalize
 from ._common import _input, _select, _swap, _target
+
+SPACES = ("pixel", "normalized")
 
 _ACTIVATIONS = (nn.ReLU, nn.Softplus)
 
@@ -15,11 +18,24 @@ def grad(model, x, target, create_graph=False):
     return target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1]
 
 
-def input_x_grad(model, x, target, create_graph=False):
-    """Input times gradient, x * grad g_y(x) (P1 "xGrad", Shrikumar et al. 2017)."""
+def input_x_grad(model, x, target, create_graph=False, space="pixel"):
+    """Input times gradient (P1 "xGrad", Shrikumar et al. 2017).
+
+    ``space="pixel"``: x * grad_x g_y(x), x in [0, 1].  ``space="normalized"`` (P1's released
+    code, whose models take x_n = (x - mu)/sigma): x_n * grad_{x_n} g_y = (x - mu) * grad_x g_y
+    for a model whose first module is ``Normalize`` (the pixel form without one).
+    """
     with torch.enable_grad():
         x = _input(x)
-        return x * grad(model, x, target, create_graph=create_graph)
+        return times_input(model, x, grad(model, x, target, create_graph=create_graph), space)
+
+
+def times_input(model, x, g, space="pixel"):
+    """``x * g`` in the input ``space`` of ``input_x_grad`` (``g``: the pixel-space gradient)."""
+    if space not in SPACES:
+        raise ValueError(f"space={space!r} is not known; accepted: {list(SPACES)}")
+    norm = leading_normalize(model) if space == "normalized" else None
+    return x * g if norm is None else (x - norm._view(norm.mean, x)) * g
 
 
 class _GuidedGrad(torch.autograd.Function):
