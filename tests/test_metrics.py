@@ -466,3 +466,37 @@ def test_ssim_is_scale_invariant_and_finite_for_tiny_maps():
         assert torch.allclose(got, ref, atol=1e-4)
     same = metrics.ssim(a * 1e-20, a * 1e-20)
     assert torch.allclose(same, torch.ones(3), atol=1e-5)
+
+
+def _p1_ssim(img1, img2, window_size=7):
+    """P1's released metrics.ssim (gaussian window 7, sigma 1.5, zero padding, C from img1's
+    range over the batch, mean over everything), transcribed."""
+    import math
+
+    g = torch.tensor([math.exp(-((x - window_size // 2) ** 2) / float(2 * 1.5 ** 2)) for x in range(window_size)],
+                     dtype=img1.dtype)
+    g = (g / g.sum()).unsqueeze(1)
+    channel = img1.shape[1]
+    win = (g @ g.t()).expand(channel, 1, window_size, window_size).contiguous()
+    conv = lambda t: torch.nn.functional.conv2d(t, win, padding=window_size // 2, groups=channel)  # noqa: E731
+    mu1, mu2 = conv(img1), conv(img2)
+    s1, s2, s12 = conv(img1 * img1) - mu1 ** 2, conv(img2 * img2) - mu2 ** 2, conv(img1 * img2) - mu1 * mu2
+    C1, C2 = (0.01 * (img1.max() - img1.min())) ** 2, (0.03 * (img1.max() - img1.min())) ** 2
+    return (((2 * mu1 * mu2 + C1) * (2 * s12 + C2)) / ((mu1 ** 2 + mu2 ** 2 + C1) * (s1 + s2 + C2))).mean()
+
+
+def test_ssim_p1_matches_p1s_released_ssim():
+    g = torch.Generator().manual_seed(3)
+    for shape in ((1, 1, 16, 16), (1, 1, 6, 9)):  # 6 x 9: smaller than the default window
+        a = torch.rand(shape, generator=g, dtype=torch.float64)
+        b = (a + 0.3 * torch.rand(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+        ours = metrics.ssim_p1(a, b, data_range=float(a.max() - a.min()))
+        torch.testing.assert_close(ours[0], _p1_ssim(a, b), rtol=1e-12, atol=1e-14)
+    a16 = torch.rand(2, 1, 16, 16, generator=g, dtype=torch.float64)
+    b16 = torch.rand(2, 1, 16, 16, generator=g, dtype=torch.float64)
+    assert not torch.allclose(metrics.ssim_p1(a16, b16), metrics.ssim(a16, b16))   # not the default
+    torch.testing.assert_close(metrics.ssim_p1(a16, a16), torch.ones(2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="window=6 is not valid"):
+        metrics.ssim(a16, b16, window=6)
+    with pytest.raises(ValueError, match="padding='same' is not known"):
+        metrics.ssim(a16, b16, padding="same")

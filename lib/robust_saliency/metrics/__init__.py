@@ -6,7 +6,7 @@ is a hyperparameter that ``get`` can bind):
 =============  =============================  ==========================================
 kind           call                           metrics
 =============  =============================  ==========================================
-similarity     ``(a, b) -> (N,)``             cosine, pcc, ssim, spearman, topk_intersection
+similarity     ``(a, b) -> (N,)``             cosine, pcc, ssim, ssim_p1, spearman, topk_intersection
 concentration  ``(maps[, masks]) -> (N,)``    gini, top_mass, object_share
 robustness     ``(model, x, y) -> (N,)``      rps (``attribution``, ``eps`` are hyperparameters)
 game           ``(model, x, y, maps) -> (N,)`` insertion, adv_insertion, deletion, preservation
@@ -26,10 +26,10 @@ from .games import (adv_insertion_curve, adv_insertion_score, deletion_curve, de
                     insertion_curve, insertion_images, insertion_score, preservation_curve,
                     preservation_score)
 from .robustness import rps
-from .similarity import cosine, pcc, spearman, ssim, topk_intersection
+from .similarity import cosine, pcc, spearman, ssim, ssim_p1, topk_intersection
 
 __all__ = ["Metric", "REGISTRY", "NAMES", "HIGHER_IS_BETTER", "KINDS", "get", "cosine", "pcc",
-           "ssim", "spearman", "topk_intersection", "gini", "top_mass", "object_share", "rps",
+           "ssim", "ssim_p1", "spearman", "topk_intersection", "gini", "top_mass", "object_share", "rps",
            "insertion_images", "insertion_curve", "insertion_score", "adv_insertion_curve",
            "adv_insertion_score", "deletion_curve", "deletion_score", "preservation_curve",
            "preservation_score", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
@@ -54,6 +54,7 @@ REGISTRY = Registry("metric", {m.name: m for m in (
     _metric("cosine", cosine, "similarity", "cosine similarity, in [-1, 1]"),
     _metric("pcc", pcc, "similarity", "Pearson correlation, in [-1, 1]"),
     _metric("ssim", ssim, "similarity", "structural similarity, in [-1, 1]"),
+    _metric("ssim_p1", ssim_p1, "similarity", "structural similarity, P1's code's window, in [-1, 1]"),
     _metric("spearman", spearman, "similarity", "rank correlation, in [-1, 1]"),
     _metric("topk_intersection", topk_intersection, "similarity", "shared share of the top k, in [0, 1]"),
     _metric("gini", gini, "concentration", "Gini index of |map|, in [0, 1]"),

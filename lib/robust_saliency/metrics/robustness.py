@@ -6,7 +6,7 @@ from .. import attributions as _attributions
 from .. import units
 from ..common import generator
 from ._common import _work_dtype
-from .similarity import cosine, pcc, spearman, ssim
+from .similarity import cosine, pcc, spearman, ssim, ssim_p1
 
 def _abs_max(h):
     """P1's h (its released code): sum of |map| over channels / (per-image max + 1e-8)."""
@@ -14,7 +14,7 @@ def _abs_max(h):
 
 
 _POSTPROCESS = {"abs_max": _abs_max}
-_SIMILARITIES = {"cosine": cosine, "pcc": pcc, "ssim": ssim, "spearman": spearman}
+_SIMILARITIES = {"cosine": cosine, "pcc": pcc, "ssim": ssim, "ssim_p1": ssim_p1, "spearman": spearman}
 
 
 def _similarity_fns(similarity):

@@ -27,23 +27,35 @@ def pcc(a, b):
     return _safe_div((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1))
 
 
-def _gaussian_kernel1d(sigma, truncate, dtype, device):
-    r = int(truncate * sigma + 0.5)  # radius as scipy.ndimage.gaussian_filter
+def _gaussian_kernel1d(sigma, truncate, dtype, device, radius=None):
+    r = int(truncate * sigma + 0.5) if radius is None else radius  # scipy.ndimage.gaussian_filter's
     t = torch.arange(-r, r + 1, dtype=dtype, device=device)
     w = torch.exp(-0.5 * (t / sigma) ** 2)
     return w / w.sum()
 
 
-def ssim(a, b, data_range=None, sigma=1.5, K1=0.01, K2=0.03):
-    """SSIM per pair (Wang 2004; P1 RPS): gaussian window sigma 1.5, 11 taps, population cov.
+SSIM_PADDINGS = ("valid", "zero")
 
-    Matches ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+
+def ssim(a, b, data_range=None, sigma=1.5, K1=0.01, K2=0.03, window=None, padding="valid"):
+    """SSIM per pair (Wang 2004; P1 RPS): gaussian window sigma 1.5, population covariance.
+
+    Default (``window=None``: 11 taps, ``padding="valid"``): matches
+    ``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
     use_sample_covariance=False, data_range=...)`` (with ``channel_axis=0`` per sample for
-    ``(N, C, H, W)`` maps: the mean over channels).  Maps are ``(N, H, W)`` or ``(N, C, H, W)``,
-    each side >= 11.  ``data_range``: a number or an ``(N,)`` tensor; ``None`` uses the joint
-    range of each pair, ``max(a_i, b_i) - min(a_i, b_i)`` (symmetric in a and b; 1 if 0).
+    ``(N, C, H, W)`` maps: the mean over channels); only positions whose whole window lies in
+    the map are scored.  ``ssim_p1`` is P1's released configuration: ``window=7`` taps and
+    ``padding="zero"`` (every position scored, the map zero-padded by 3).
+    Maps are ``(N, H, W)`` or ``(N, C, H, W)``, each side >= the window for ``"valid"``.
+    ``data_range``: a number or an ``(N,)`` tensor; ``None`` uses the joint range of each
+    pair, ``max(a_i, b_i) - min(a_i, b_i)`` (symmetric in a and b; 1 if 0).  (P1's code takes
+    the range of the first argument over the whole batch instead; pass it as ``data_range``.)
     """
     _check_pair(a, b)
+    if padding not in SSIM_PADDINGS:
+        raise ValueError(f"padding={padding!r} is not known; accepted: {list(SSIM_PADDINGS)}")
+    if window is not None and (isinstance(window, bool) or int(window) != window or window < 3 or window % 2 == 0):
+        raise ValueError(f"window={window!r} is not valid; accepted: None or an odd int >= 3")
     if a.dim() == 3:
         a, b = a.unsqueeze(1), b.unsqueeze(1)
     if a.dim() != 4:
@@ -51,9 +63,9 @@ def ssim(a, b, data_range=None, sigma=1.5, K1=0.01, K2=0.03):
     dtype = _work_dtype(a)
     a, b = a.to(dtype), b.to(dtype)
     n, c, h, w = a.shape
-    g = _gaussian_kernel1d(sigma, 3.5, dtype, a.device)
+    g = _gaussian_kernel1d(sigma, 3.5, dtype, a.device, radius=None if window is None else int(window) // 2)
     win = g.numel()
-    if h < win or w < win:
+    if padding == "valid" and (h < win or w < win):
         raise ValueError(f"ssim maps must be at least {win}x{win}; got H, W = {h}, {w}")
     if data_range is None:
         fa, fb = _flat(a), _flat(b)
@@ -70,12 +82,20 @@ def ssim(a, b, data_range=None, sigma=1.5, K1=0.01, K2=0.03):
     C1, C2 = K1 ** 2, K2 ** 2
     # Valid (unpadded) separable filtering == skimage's filter + crop of the radius strip.
     stack = torch.cat([a, b, a * a, b * b, a * b], 0).reshape(5 * n * c, 1, h, w)
+    if padding == "zero":
+        r = win // 2
+        stack = F.pad(stack, (r, r, r, r))
     stack = F.conv2d(stack, g.view(1, 1, win, 1))
     stack = F.conv2d(stack, g.view(1, 1, 1, win))
-    ux, uy, uxx, uyy, uxy = stack.reshape(5, n, c, h - win + 1, w - win + 1)
+    ux, uy, uxx, uyy, uxy = stack.reshape(5, n, c, stack.shape[-2], stack.shape[-1])
     vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
     s = ((2 * ux * uy + C1) * (2 * vxy + C2)) / ((ux ** 2 + uy ** 2 + C1) * (vx + vy + C2))
     return s.mean(dim=(2, 3)).mean(1)
+
+
+def ssim_p1(a, b, data_range=None):
+    """SSIM in P1's released configuration (7-tap gaussian window, sigma 1.5, zero padding)."""
+    return ssim(a, b, data_range=data_range, window=7, padding="zero")
 
 
 def _average_ranks(a):
