@@ -126,3 +126,33 @@ def test_p1_paper_profile_trains_with_p1s_released_recipe(tmp_path):
     assert short["num_epochs"] == 3 and short["augment"] == "crop_flip"   # the notebook's value wins
     cpu, _ = p1.settings("cpu", methods=["ce"])
     assert "augment" not in cpu   # the cpu profile keeps its own, shorter recipe
+
+
+def test_validation_split_holds_out_disjoint_rows_with_their_own_fingerprint():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from robust_saliency import data, runs, training
+
+    full = data.load("shapes", "train", n=60, size=16)
+    tr, va = runs.split_validation(full, 20, seed=1)
+    assert (len(tr), len(va)) == (40, 20)
+    rows = lambda d: {tuple(r.flatten()[:40].tolist()) for r in d.x}  # noqa: E731
+    assert not rows(tr) & rows(va) and len(rows(tr) | rows(va)) == len(rows(full))
+    assert len({tr.fingerprint, va.fingerprint, full.fingerprint}) == 3
+    assert runs.split_validation(full, 20, seed=1)[1].fingerprint == va.fingerprint   # repeatable
+    assert runs.split_validation(full, 20, seed=2)[1].fingerprint != va.fingerprint
+    plain = TensorDataset(torch.rand(10, 2), torch.arange(10))
+    a, b = runs.split_validation(plain, 3)
+    assert sorted(a.indices + b.indices) == list(range(10))
+    assert training.dataset_identity(a) != training.dataset_identity(plain)
+    with pytest.raises(ValueError, match=r"n_val=10 is not valid; accepted: an int in \[1, 9\]"):
+        runs.split_validation(plain, 10)
+
+
+def test_selection_tolerance_is_the_larger_of_1pct_and_ces_seed_spread():
+    tol, why = p1.selection_tolerance([0.620, 0.681, 0.659])   # issue 9's CE accuracies
+    assert tol == pytest.approx(0.0309, abs=1e-4) and "spread" in why
+    tol, why = p1.selection_tolerance([0.800, 0.802, 0.801])
+    assert tol == 0.01 and "P1's 1%" in why
+    assert p1.selection_tolerance([0.8])[0] == 0.01

@@ -1,4 +1,5 @@
 import matplotlib.pyplot as plt
+import pytest
 import torch
 
 from robust_saliency import plotting
@@ -62,4 +63,20 @@ def test_insertion_strip_and_attack_grid_shapes():
     plt.close(fig)
     fig = plotting.attack_grid(x, {"a": rep, "b": rep, "c": rep})
     assert len(fig.axes) == 4 * 4
+    plt.close(fig)
+
+
+def test_selection_grid_marks_the_cut_off_and_the_chosen_points():
+    import pandas as pd
+
+    table = pd.DataFrame([{"method": "l2", "score": 0.90, "accuracy": 0.80, "chosen": ""},
+                          {"method": "l2", "score": 0.95, "accuracy": 0.70, "chosen": "✓"},
+                          {"method": "hessian", "score": 0.92, "accuracy": 0.79, "chosen": "✓"}])
+    fig = plotting.selection_grid(table, "score", reference_accuracy=0.81, tol=0.02)
+    ax = fig.axes[0]
+    lines = ax.get_lines()
+    cut = [ln for ln in lines if ln.get_linestyle() == "--"]
+    assert len(cut) == 1 and cut[0].get_xdata()[0] == pytest.approx(0.79)
+    rings = [ln for ln in lines if ln.get_markerfacecolor() == "none"]
+    assert sorted(float(x) for ln in rings for x in ln.get_xdata()) == [0.70, 0.79]
     plt.close(fig)

@@ -277,3 +277,22 @@ def class_examples(ds, title=None, n_classes=10):
     axes[0, 0].set_ylabel("image"), axes[1, 0].set_ylabel("object mask")
     fig.suptitle(title)
     return fig
+
+
+def selection_grid(table, score, accuracy="accuracy", reference_accuracy=None, tol=None,
+                   chosen="chosen", title=None):
+    """P1's selection rule as a figure: one point per grid setting (score against accuracy),
+    one colour per method, the admissible region's edge (``reference_accuracy - tol``) as a
+    dashed line, the chosen setting of each method ringed.  ``table``: a DataFrame with
+    ``method``, ``score``, ``accuracy`` and ``chosen`` (non-empty for the chosen row)."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for i, (m, d) in enumerate(table.groupby("method", sort=False)):
+        ax.plot(d[accuracy], d[score], "o", color=f"C{i}", label=m)
+        pick = d[d[chosen].astype(bool)]
+        ax.plot(pick[accuracy], pick[score], "o", ms=13, mfc="none", mec=f"C{i}", mew=1.5)
+    if reference_accuracy is not None and tol is not None:
+        ax.axvline(reference_accuracy - tol, ls="--", color="0.4",
+                   label=f"admissible: accuracy ≥ {reference_accuracy - tol:.3f}")
+    ax.set(xlabel="accuracy", ylabel=score, title=title)
+    ax.legend(fontsize=7)
+    return fig

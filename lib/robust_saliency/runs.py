@@ -11,7 +11,7 @@ from . import methods as _methods
 from .profiles import accepted_names, train_config
 from .results import default_cache_dir
 
-__all__ = ["load_data", "build_model", "fit", "batch", "check_grid", "cached_eval"]
+__all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "check_grid", "cached_eval"]
 
 
 def load_data(params, dataset=None, split="train", **kw):
@@ -83,6 +83,23 @@ def batch(dataset, n=None):
         return dataset.x[:n], dataset.y[:n]
     items = [dataset[i] for i in range(n)]
     return torch.stack([t[0] for t in items]), torch.as_tensor([int(t[1]) for t in items])
+
+
+def split_validation(dataset, n_val, seed=0):
+    """``(train, validation)``: ``n_val`` rows of ``dataset`` drawn with ``seed`` held out for
+    model selection, the rest for training, each in the original order.  Datasets of the
+    library split with ``take`` (their fingerprints, hence the training cache keys, differ from
+    the full set's); other datasets with ``torch.utils.data.Subset``."""
+    n = len(dataset)
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 1 <= n_val < n:
+        raise ValueError(f"n_val={n_val!r} is not valid; accepted: an int in [1, {n - 1}] "
+                         f"(the training set has {n} rows)")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+    val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
+    if hasattr(dataset, "take"):
+        return dataset.take(train_idx), dataset.take(val_idx)
+    return (torch.utils.data.Subset(dataset, train_idx.tolist()),
+            torch.utils.data.Subset(dataset, val_idx.tolist()))
 
 
 def check_grid(grid, methods=None):

@@ -25,7 +25,8 @@ from ..profiles import profile_params, train_config, validate
 from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data
 
 __all__ = ["TABLE1_CIFAR10_LENET", "TABLE2", "TABLE2_CIFAR10_LENET", "REFERENCE_HPARAMS",
-           "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams", "settings",
+           "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams",
+           "selection_tolerance", "settings",
            "toy_experiment", "lemma3_scaling", "grid_search", "table1", "appendix", "table2",
            "bound_experiment", "claim_rows", "checks"]
 
@@ -152,6 +153,17 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
         return {"accuracy": metrics.accuracy(model, loader), "report": report}
 
     return cached_eval("saliency", model, config, compute)
+
+
+def selection_tolerance(ce_accuracies, floor=0.01):
+    """``(tol, reason)``: P1's 1% accuracy tolerance, widened to the seed-to-seed spread of
+    ``ce`` (sample std of its per-seed accuracies) when that is larger -- below the spread the
+    rule would reject or admit settings by seed noise."""
+    acc = np.asarray(list(ce_accuracies), dtype=float)
+    spread = float(acc.std(ddof=1)) if acc.size > 1 else 0.0
+    if spread > floor:
+        return spread, f"ce's seed spread ({spread:.3f}, {acc.size} seeds) > P1's {floor:.0%}"
+    return float(floor), f"P1's {floor:.0%} (ce's seed spread {spread:.3f} is smaller)"
 
 
 def select_hparams(rows, reference_accuracy, tol=0.01, score="score", accuracy="accuracy"):
