@@ -156,3 +156,36 @@ def test_selection_tolerance_is_the_larger_of_1pct_and_ces_seed_spread():
     tol, why = p1.selection_tolerance([0.800, 0.802, 0.801])
     assert tol == 0.01 and "P1's 1%" in why
     assert p1.selection_tolerance([0.8])[0] == 0.01
+
+
+def test_p1_insertion_settings_reproduce_p1s_released_insertion():
+    """Insertion with p1.insertion_settings equals RobustAGA's test_insertion on a model with a
+    Normalize (no ties: continuous maps), transcribed on the normalized input."""
+    import torch
+
+    from robust_saliency import metrics
+    from robust_saliency.models import Normalize
+
+    torch.manual_seed(0)
+    inner = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(2 * 6 * 6, 3)).double()
+    model = torch.nn.Sequential(Normalize([0.3, 0.6], [0.2, 0.25]), *inner).double()
+    mu, sd = model[0].mean.view(1, 2, 1, 1), model[0].std.view(1, 2, 1, 1)
+    x = torch.rand(4, 2, 6, 6, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    h = torch.rand(4, 6, 6, dtype=torch.float64)             # a per-pixel map, no ties
+    cfg = p1.insertion_settings(model)
+    ours = metrics.insertion_curve(model, x, y, h, **cfg)
+    x_n = (x - mu) / sd
+    ref = []
+    for i in range(20):                                          # P1's perturbation, verbatim logic
+        order = h.flatten(1).argsort(descending=True)
+        n_perturb = int(i / 20 * order.shape[1])
+        threshold = h.flatten(1)[range(4), order[:, n_perturb]]
+        mask = (h > threshold.reshape(4, 1, 1)).unsqueeze(1)
+        ref.append(torch.softmax(inner(x_n * mask), 1)[range(4), y])
+    ref = torch.stack(ref, 1)
+    # k = int(gamma P) (P1) and round(gamma P) (ours) agree for P = 36 except where gamma P
+    # has a fractional part >= 0.5: compare those fractions only, and the score on all.
+    same = [i for i in range(20) if int(i / 20 * 36) == round(i / 20 * 36)]
+    torch.testing.assert_close(ours[:, same], ref[:, same], rtol=1e-12, atol=1e-12)
+    assert len(same) >= 12 and cfg["fractions"][-1] == 0.95

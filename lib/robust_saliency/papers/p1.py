@@ -26,7 +26,7 @@ from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data
 
 __all__ = ["TABLE1_CIFAR10_LENET", "TABLE2", "TABLE2_CIFAR10_LENET", "REFERENCE_HPARAMS",
            "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams",
-           "selection_tolerance", "settings",
+           "selection_tolerance", "insertion_settings", "settings",
            "toy_experiment", "lemma3_scaling", "grid_search", "table1", "appendix", "table2",
            "bound_experiment", "claim_rows", "checks"]
 
@@ -153,6 +153,21 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
         return {"accuracy": metrics.accuracy(model, loader), "report": report}
 
     return cached_eval("saliency", model, config, compute)
+
+
+def insertion_settings(model, n_fractions=20):
+    """P1's released Insertion protocol as arguments of ``metrics.insertion_*``: fractions
+    gamma in {0, 1/20, ..., 19/20} (no gamma = 1) and the pixels not inserted set to the
+    dataset-mean image (zero in the normalized space P1's models see: the mean of the model's
+    leading ``Normalize``; black for a model without one).  The score is the mean of the curve
+    over these fractions, as P1's.  One difference stays: we insert round(gamma P) pixels
+    (ties by position), P1's code the int(gamma P) pixels strictly above the k-th value."""
+    from ..models import leading_normalize
+
+    norm = leading_normalize(model)
+    fractions = torch.arange(n_fractions, dtype=torch.float64) / n_fractions
+    baseline = "zero" if norm is None else norm.mean.view(1, -1, 1, 1)
+    return {"fractions": fractions, "baseline": baseline}
 
 
 def selection_tolerance(ce_accuracies, floor=0.01):
