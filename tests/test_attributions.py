@@ -482,8 +482,9 @@ def test_input_x_grad_in_p1s_normalized_space():
     (g_n,) = torch.autograd.grad(inner(x_n).gather(1, t.view(-1, 1)).sum(), x_n)
     ours = A.get("input_x_grad", space="normalized")(model, x, t)
     torch.testing.assert_close(ours, (x_n * g_n).detach(), rtol=1e-12, atol=1e-14)
-    assert not torch.allclose(A.input_x_grad(model, x, t), ours)                 # pixel form differs
+    torch.testing.assert_close(A.input_x_grad(model, x, t), ours, rtol=0, atol=0)  # the default
+    assert not torch.allclose(A.input_x_grad(model, x, t, space="pixel"), ours)  # pixel form differs
     torch.testing.assert_close(A.input_x_grad(inner, x, t, space="normalized"),  # no Normalize: same
-                               A.input_x_grad(inner, x, t), rtol=0, atol=0)
+                               A.input_x_grad(inner, x, t, space="pixel"), rtol=0, atol=0)
     with pytest.raises(ValueError, match="space='norm' is not known"):
         A.input_x_grad(model, x, t, space="norm")

@@ -33,13 +33,14 @@ def test_p1_reference_settings_construct_their_methods_and_fill_the_grid():
     assert p1.grid(paper) == {m: [hp] for m, hp in p1.REFERENCE_HPARAMS.items() if m != "ce"}
 
 
-# The cpu and smoke settings of notebook 01 as they were written in Python before they moved to
-# notebooks/01_local_gradient_alignment.yaml: the committed numbers rest on them.
-NB01_CPU_GRID = {
-    "l2": [{"eps": 4, "lam": v} for v in (0.01, 0.1)],
-    "l2_cosd": [{"eps": 4, "lam_l2": a, "lam_cos": b} for a, b in ((0.01, 1.0), (0.01, 10.0), (0.1, 1.0))],
-    "hessian": [{"lam": v} for v in (1e-5, 1e-4, 1e-3)],
-    "iga": [{"steps": 1, "lam": v} for v in (0.5, 0.05)],
+# The cpu settings of notebook 01 (issue 9: validation split, 6 epochs, grids in P1's units rising
+# until the accuracy rule rejects a point): the committed numbers rest on them.
+NB01_CPU_GRID = {   # P1's units (form="reference_code"), from its reference setting up by 10x
+    "l2": [{"eps": 4, "lam": v} for v in (0.01, 0.1, 1.0, 10.0)],
+    "l2_cosd": [{"eps": 4, "lam_l2": a, "lam_cos": b}
+                for a, b in ((0.01, 1.0), (1.0, 1.0), (1.0, 10.0), (1.0, 100.0))],
+    "hessian": [{"lam": v} for v in (1e-3, 1e-2, 1e-1, 1.0)],
+    "iga": [{"steps": 1, "lam": 0.05}],
     "atex": [{"n_shifts": 3, "n_orth": 2, "smooth_n": 2}],
 }
 
@@ -47,8 +48,8 @@ NB01_CPU_GRID = {
 def test_notebook_01_settings_file_holds_the_committed_settings():
     s = profiles.notebook_settings("01_local_gradient_alignment")
     assert s["cpu"]["grid"] == NB01_CPU_GRID
-    assert {k: s["cpu"][k] for k in ("size", "n_train", "n_test", "num_epochs", "lr", "rps_n")} == \
-        {"size": 16, "n_train": 4000, "n_test": 1000, "num_epochs": 4, "lr": 2e-3, "rps_n": 5}
+    assert {k: s["cpu"][k] for k in ("size", "n_train", "n_val", "n_test", "num_epochs", "lr", "rps_n")} == \
+        {"size": 16, "n_train": 5000, "n_val": 1000, "n_test": 1000, "num_epochs": 6, "lr": 2e-3, "rps_n": 5}
     assert s["cpu"]["model_kw"] == {"width": 16, "hidden": 128}
     assert all(isinstance(hp["lam"], float) for hp in s["cpu"]["grid"]["hessian"])
 
@@ -189,3 +190,51 @@ def test_p1_insertion_settings_reproduce_p1s_released_insertion():
     same = [i for i in range(20) if int(i / 20 * 36) == round(i / 20 * 36)]
     torch.testing.assert_close(ours[:, same], ref[:, same], rtol=1e-12, atol=1e-12)
     assert len(same) >= 12 and cfg["fractions"][-1] == 0.95
+
+
+def test_p1_settings_check_the_validation_rows_and_the_insertion_form():
+    params, _ = p1.settings("smoke", methods=["ce", "l2"])
+    assert (params["n_train"], params["n_val"]) == (600, 100)
+    for bad, match in (({"n_val": 600}, r"n_val=600 is not valid; accepted: an int in \[1, n_train - 1\] \(n_train=600\)"),
+                       ({"n_val": 0}, "n_val=0 is not valid"),
+                       ({"insertion": "black"}, r"insertion='black' is not known; accepted: \['reference_code', 'paper'\]")):
+        with pytest.raises(ValueError, match=match):
+            p1.settings("smoke", methods=["ce"], **bad)
+
+
+def test_p1_splits_hold_out_validation_rows_for_the_grid():
+    import torch
+
+    params, _ = p1.settings("smoke", methods=["ce"])
+    sp = p1.load_splits(params)
+    assert (len(sp["train"]), len(sp["val"])) == (500, 100)
+    assert len(sp["test"]) == params["n_test"]
+    torch.testing.assert_close(sp["x_val"], sp["val"].x[:params["eval_subset"]], rtol=0, atol=0)
+    torch.testing.assert_close(sp["x_eval"], sp["test"].x[:params["eval_subset"]], rtol=0, atol=0)
+    train_rows = {tuple(r.flatten()[:60].tolist()) for r in sp["train"].x}
+    assert not any(tuple(r.flatten()[:60].tolist()) in train_rows for r in sp["x_val"])
+
+
+@pytest.mark.parametrize("form", ["reference_code", "paper"])
+def test_p1_evaluation_uses_the_chosen_insertion_protocol(form):
+    """evaluate_saliency's Insertion is metrics.insertion_curve with P1's released settings
+    (reference_code) or gamma 0..1 into a black image (paper), on a tiny normalized model."""
+    import torch
+
+    from robust_saliency import metrics
+    from robust_saliency.models import Normalize
+
+    torch.manual_seed(3)
+    model = torch.nn.Sequential(Normalize([0.3, 0.6, 0.5], [0.2, 0.25, 0.3]), torch.nn.Flatten(),
+                                torch.nn.Linear(3 * 12 * 12, 4))
+    x, y = torch.rand(6, 3, 12, 12), torch.tensor([0, 1, 2, 3, 0, 1])
+    params = {"attributions": ["grad"], "rps_eps": 16, "rps_n": 1, "insertion": form}
+    ev = p1.evaluate_saliency(params, model, torch.utils.data.TensorDataset(x, y), x, y, attack=None)
+    h = ev["report"]["grad"]["map"]
+    kw = p1.insertion_settings(model) if form == "reference_code" else {}
+    expected = metrics.insertion_curve(model, x, y, h, **kw)
+    torch.testing.assert_close(ev["report"]["grad"]["insertion_curve"], expected, rtol=1e-6, atol=1e-7)
+    assert expected.shape[1] == (20 if form == "reference_code" else 21)
+    other = metrics.insertion_curve(model, x, y, h, **(p1.insertion_settings(model) if form == "paper" else {}))
+    assert not torch.allclose(ev["report"]["grad"]["insertion"], other.mean(1))
+    assert set(ev["report"]["grad"]["rps"]) == {"cosine", "pcc", "ssim", "ssim_p1"}

@@ -316,12 +316,12 @@ def test_detach_clean_drops_the_clean_branch_of_the_gradient():
     assert ref["clean"].abs().max() > 1e-3 * ref["total"].abs().max()
     param = dict(model.named_parameters())[pname]
     for detach, key in ((True, "pert"), (False, "total")):
-        method = R.get("l2_cosd", lam_l2=1.0, lam_cos=1.0, detach_clean=detach)
+        method = R.get("l2_cosd", form="paper", lam_l2=1.0, lam_cos=1.0, detach_clean=detach)
         (g,) = torch.autograd.grad(method.penalty(model, x, y, delta=delta), param)
         torch.testing.assert_close(g, ref[key], rtol=1e-9, atol=1e-13)
     # the penalty's value does not depend on the option
-    a = R.get("l2_cosd", detach_clean=True).penalty(model, x, y, delta=delta)
-    b = R.get("l2_cosd", detach_clean=False).penalty(model, x, y, delta=delta)
+    a = R.get("l2_cosd", form="paper", detach_clean=True).penalty(model, x, y, delta=delta)
+    b = R.get("l2_cosd", form="paper", detach_clean=False).penalty(model, x, y, delta=delta)
     torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
 
 
@@ -332,7 +332,7 @@ def test_l2_cosd_total_is_ce_plus_weighted_terms():
     """P1 Eq. 5: loss = CE + lam_l2 * mean Gamma_l2 + lam_cos * mean Gamma_cos."""
     model = softplus_net(61)
     x, y = make_batch(62)
-    method = R.get("l2_cosd", eps=8, lam_l2=0.7, lam_cos=0.3)
+    method = R.get("l2_cosd", form="paper", eps=8, lam_l2=0.7, lam_cos=0.3)
     torch.manual_seed(5)
     loss, logs = method(model, x, y)
     torch.manual_seed(5)
@@ -349,8 +349,8 @@ def test_l2_cosd_total_is_ce_plus_weighted_terms():
     assert logs["loss"] == pytest.approx(logs["ce"] + logs["penalty"], rel=1e-12)
     torch.testing.assert_close(method.penalty(model, x, y, delta=delta), expected - ce, rtol=0, atol=1e-15)
     # l2 and cosd alone are the two halves
-    pl2 = R.get("l2", eps=8, lam=0.7).penalty(model, x, y, delta=delta)
-    pcos = R.get("cosd", eps=8, lam=0.3).penalty(model, x, y, delta=delta)
+    pl2 = R.get("l2", form="paper", eps=8, lam=0.7).penalty(model, x, y, delta=delta)
+    pcos = R.get("cosd", form="paper", eps=8, lam=0.3).penalty(model, x, y, delta=delta)
     torch.testing.assert_close(pl2 + pcos, expected - ce, rtol=1e-12, atol=0)
 
 
@@ -359,11 +359,11 @@ def test_squared_option():
     x, y = make_batch(64)
     delta = uniform(x, 16 / 255, 65)
     l2, _ = R.gradient_alignment_terms(model, x, y, delta)
-    plain = R.get("l2", lam=2.0).penalty(model, x, y, delta=delta)
-    squared = R.get("l2", lam=2.0, squared=True).penalty(model, x, y, delta=delta)
+    plain = R.get("l2", form="paper", lam=2.0).penalty(model, x, y, delta=delta)
+    squared = R.get("l2", form="paper", lam=2.0, squared=True).penalty(model, x, y, delta=delta)
     torch.testing.assert_close(plain, 2.0 * l2.mean(), rtol=1e-12, atol=0)
     torch.testing.assert_close(squared, 2.0 * l2.pow(2).mean(), rtol=1e-12, atol=0)
-    both = R.get("l2_cosd", lam_l2=1.0, lam_cos=0.0, squared=True).penalty(model, x, y, delta=delta)
+    both = R.get("l2_cosd", form="paper", lam_l2=1.0, lam_cos=0.0, squared=True).penalty(model, x, y, delta=delta)
     torch.testing.assert_close(both, l2.pow(2).mean(), rtol=1e-12, atol=0)
 
 
@@ -542,7 +542,7 @@ def test_registry():
         assert methods.METHODS[name].__doc__
     m = R.get("l2_cosd", eps=4, lam_l2=0.01, lam_cos=1)
     assert isinstance(m, training.Method)
-    assert m.hparams == {"eps": 4.0, "lam_l2": 0.01, "lam_cos": 1.0, "form": "paper", "squared": False,
+    assert m.hparams == {"eps": 4.0, "lam_l2": 0.01, "lam_cos": 1.0, "form": "reference_code", "squared": True,
                          "detach_clean": True}
     assert m.hparams == R.get("l2_cosd").hparams
     assert all(type(v) is float for k, v in m.hparams.items() if k not in ("form", "squared", "detach_clean"))

@@ -267,7 +267,9 @@ def _replace(module, types, activation, beta):
 
 def leading_normalize(model):
     """The model's first leaf module if it is a ``Normalize`` (the input transform P1's
-    released code applies outside its models), else None."""
+    released code applies outside its models), else None (also for a plain function)."""
+    if not isinstance(model, nn.Module):
+        return None
     for m in model.modules():
         if not any(True for _ in m.children()):
             return m if isinstance(m, Normalize) else None

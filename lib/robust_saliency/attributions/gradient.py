@@ -18,19 +18,19 @@ def grad(model, x, target, create_graph=False):
     return target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1]
 
 
-def input_x_grad(model, x, target, create_graph=False, space="pixel"):
+def input_x_grad(model, x, target, create_graph=False, space="normalized"):
     """Input times gradient (P1 "xGrad", Shrikumar et al. 2017).
 
-    ``space="pixel"``: x * grad_x g_y(x), x in [0, 1].  ``space="normalized"`` (P1's released
-    code, whose models take x_n = (x - mu)/sigma): x_n * grad_{x_n} g_y = (x - mu) * grad_x g_y
-    for a model whose first module is ``Normalize`` (the pixel form without one).
+    ``space="normalized"`` (default, P1's released code, whose models take x_n = (x - mu)/sigma):
+    x_n * grad_{x_n} g_y = (x - mu) * grad_x g_y for a model whose first module is ``Normalize``
+    (the pixel form without one).  ``space="pixel"``: x * grad_x g_y(x), x in [0, 1].
     """
     with torch.enable_grad():
         x = _input(x)
         return times_input(model, x, grad(model, x, target, create_graph=create_graph), space)
 
 
-def times_input(model, x, g, space="pixel"):
+def times_input(model, x, g, space="normalized"):
     """``x * g`` in the input ``space`` of ``input_x_grad`` (``g``: the pixel-space gradient)."""
     if space not in SPACES:
         raise ValueError(f"space={space!r} is not known; accepted: {list(SPACES)}")

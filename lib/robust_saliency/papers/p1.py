@@ -22,19 +22,19 @@ import torch
 
 from .. import claims, cost, evaluation, methods, metrics, models, regularizers, training
 from ..profiles import profile_params, train_config, validate
-from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data
+from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data, split_validation
 
 __all__ = ["TABLE1_CIFAR10_LENET", "TABLE2", "TABLE2_CIFAR10_LENET", "REFERENCE_HPARAMS",
            "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams",
-           "selection_tolerance", "insertion_settings", "settings",
+           "selection_tolerance", "insertion_settings", "INSERTION_FORMS", "settings", "load_splits",
            "toy_experiment", "lemma3_scaling", "grid_search", "table1", "appendix", "table2",
            "bound_experiment", "claim_rows", "checks"]
 
 NOTEBOOK = "01_local_gradient_alignment"
 # The parameters notebook 01 shows after its set-up.
-SHOWN_PARAMS = ("profile", "dataset", "model", "size", "n_train", "n_test", "num_epochs",
+SHOWN_PARAMS = ("profile", "dataset", "model", "size", "n_train", "n_val", "n_test", "num_epochs",
                 "batch_size", "lr", "seeds", "eval_subset", "rps_n", "attack_eps", "attack_steps",
-                "atex_epochs")
+                "atex_epochs", "insertion")
 
 # P1's training recipes from its released scripts (RobustAGA scripts/*.sh, project/main.py,
 # module/pl_classifier.py, utils/data_module.py): optimizer, weight decay, LR x0.1 at the
@@ -122,6 +122,9 @@ def fit_method(params, train_set, method, seed, hparams=None):
                init_from=teacher, num_epochs=int(epochs))
 
 
+INSERTION_FORMS = ("reference_code", "paper")
+
+
 def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=None,
                       attack="targeted_attribution"):
     """Accuracy on ``test_set`` and ``evaluation.saliency_report`` on ``(x, y)`` (P1 Table 1),
@@ -129,13 +132,20 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
 
     Settings from ``params``: ``attributions``, ``rps_eps_grid`` (default ``[rps_eps]``),
     ``rps_n``, ``attack_eps`` (0-255 units) and ``attack_steps`` of P1's targeted AAM (frame
-    target), ``seed`` 0 for the RPS draws; RPS with cosine, PCC and SSIM.  ``attributions``
+    target), ``seed`` 0 for the RPS draws; RPS with cosine, PCC, SSIM (ours: 11-tap window, no
+    padding) and ``ssim_p1`` (P1's code: 7 taps, zero padding); ``insertion`` (default
+    ``"reference_code"``): P1's released Insertion protocol (``insertion_settings``: gamma
+    0..0.95, dataset-mean baseline) or ``"paper"`` (gamma 0..1 into a black image).  ``attributions``
     and ``rps_eps`` (a list) override the params; ``attack=None`` skips the attack (a cheap
     evaluation, e.g. for a hyperparameter grid).  Returns ``{"accuracy": float, "report"}``.
     """
     eps_grid = list(rps_eps or params.get("rps_eps_grid") or [params["rps_eps"]])
+    form = params.get("insertion") or "reference_code"
+    if form not in INSERTION_FORMS:
+        raise ValueError(f"insertion={form!r} is not known; accepted: {list(INSERTION_FORMS)}")
     config = {"attributions": list(attributions or params["attributions"]), "rps_eps": eps_grid,
-              "similarities": ["cosine", "pcc", "ssim"], "rps_n": int(params["rps_n"]),
+              "similarities": ["cosine", "pcc", "ssim", "ssim_p1"], "rps_n": int(params["rps_n"]),
+              "insertion": form,
               "attack": attack,
               "attack_eps": None if attack is None else params["attack_eps"],
               "attack_steps": None if attack is None else int(params["attack_steps"]),
@@ -146,10 +156,11 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
         loader = torch.utils.data.DataLoader(test_set, batch_size=512)
         attack_kw = None if attack is None else {"eps": params["attack_eps"],
                                                  "steps": config["attack_steps"]}
+        ins = insertion_settings(model) if form == "reference_code" else {}
         report = evaluation.saliency_report(
             model, x, y, config["attributions"], rps_eps=eps_grid,
             similarities=config["similarities"], rps_n=config["rps_n"], attack=attack,
-            attack_kw=attack_kw, seed=0)
+            attack_kw=attack_kw, seed=0, **ins)
         return {"accuracy": metrics.accuracy(model, loader), "report": report}
 
     return cached_eval("saliency", model, config, compute)
@@ -217,6 +228,14 @@ def settings(profile, **notebook_params):
         params.update({k: v for k, v in recipe.items() if notebook_params.get(k) is None})
     params = validate(**params)
     train_config(params, cache_dir=None)
+    n_val, n_train = params.get("n_val"), params.get("n_train")
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 1 or \
+            (n_train is not None and n_val >= n_train):
+        raise ValueError(f"n_val={n_val!r} is not valid; accepted: an int in [1, n_train - 1] "
+                         f"(n_train={n_train}): the training rows held out for model selection")
+    if params.get("insertion", "reference_code") not in INSERTION_FORMS:
+        raise ValueError(f"insertion={params['insertion']!r} is not known; accepted: "
+                         f"{list(INSERTION_FORMS)}")
     if params["methods"][0] != "ce":
         raise ValueError(f"methods={params['methods']!r} is not valid; accepted: a list starting "
                          f"with 'ce' (the reference of the selection rule and of Table 2)")
@@ -299,30 +318,56 @@ def _hp_text(hp):
     return ", ".join(f"{k}={v}" for k, v in hp.items()) or "defaults"
 
 
-def grid_search(params, train_set, test_set, x, y, hp_grid, seed, tol, reference):
-    """P1's selection on ``hp_grid`` for ``seed``: each point trained (``fit_method``) and
-    scored by its Grad RPS (cosine, ``params["rps_eps"]``) on ``(x, y)`` and its test
-    accuracy; ``select_hparams`` against the accuracy of ``reference`` (the seed's ce model).
+def load_splits(params):
+    """The data of notebook 01: ``params["n_train"]`` training rows of which ``params["n_val"]``
+    (drawn with seed 0, ``runs.split_validation``) are held out for model selection, the test
+    split, and the images scored per model: the first ``eval_subset`` of the test split
+    (``x_eval``, ``y_eval``: Table 1) and of the validation split (``x_val``, ``y_val``: the
+    grid).  Returns a dict of these."""
+    size_kw = {"size": params["size"]} if params.get("size") else {}
+    full = load_data(params, params["dataset"], "train", **size_kw)
+    train_set, val_set = split_validation(full, int(params["n_val"]), seed=0)
+    test_set = load_data(params, params["dataset"], "test", **size_kw)
+    (x_eval, y_eval), (x_val, y_val) = batch(test_set, params["eval_subset"]), batch(val_set, params["eval_subset"])
+    return {"train": train_set, "val": val_set, "test": test_set,
+            "x_eval": x_eval, "y_eval": y_eval, "x_val": x_val, "y_val": y_val}
+
+
+def grid_search(params, splits, hp_grid, ce_models, tol=None):
+    """P1's selection on ``hp_grid``, made on the validation split (Table 1 reports on test).
+
+    Each grid point is trained on the first seed (``fit_method``) and scored by its
+    validation accuracy and its Grad RPS (cosine, ``params["rps_eps"]``) on the validation
+    images; ``select_hparams`` keeps, per method, the highest RPS among the points within
+    ``tol`` of the first seed's ``ce`` validation accuracy.  ``tol=None``:
+    ``selection_tolerance`` of the validation accuracies of ``ce_models`` (``{seed: model}``).
 
     Returns ``{"table": DataFrame, "rows": [dict], "chosen": {method: hparams} (ce: {}),
-    "ce_accuracy": float}``.
+    "ce_accuracy": float, "ce_accuracies": {seed: float}, "tol": float, "tol_reason": str}``.
     """
-    ce_acc = metrics.accuracy(reference, torch.utils.data.DataLoader(test_set, batch_size=512))
+    loader = torch.utils.data.DataLoader(splits["val"], batch_size=512)
+    ce_accs = {s: metrics.accuracy(m, loader) for s, m in ce_models.items()}
+    seed = next(iter(ce_models))
+    tol, reason = selection_tolerance(ce_accs.values()) if tol is None else \
+        (float(tol), "set by the notebook")
     rows, chosen = [], {"ce": {}}
     for method, points in hp_grid.items():
         scored = []
         for hp in points:
-            net = fit_method(params, train_set, method, seed, hp)
-            ev = evaluate_saliency(params, net, test_set, x, y, attributions=["grad"],
-                                   rps_eps=[params["rps_eps"]], attack=None)
+            net = fit_method(params, splits["train"], method, seed, hp)
+            ev = evaluate_saliency(params, net, splits["val"], splits["x_val"], splits["y_val"],
+                                   attributions=["grad"], rps_eps=[params["rps_eps"]], attack=None)
             scored.append({"method": method, "hparams": hp, "accuracy": ev["accuracy"],
                            "score": float(ev["report"]["grad"]["rps"]["cosine"][params["rps_eps"]].mean())})
-        best, reason = select_hparams(scored, ce_acc, tol=tol)
+        best, why = select_hparams(scored, ce_accs[seed], tol=tol)
         chosen[method] = scored[best]["hparams"]
-        rows += [{**r, "chosen": "✓ " + reason if i == best else ""} for i, r in enumerate(scored)]
-    table = pd.DataFrame(rows).rename(columns={"score": f"Grad RPS (cos, ε {params['rps_eps']})"})
+        rows += [{**r, "admitted": r["accuracy"] >= ce_accs[seed] - tol,
+                  "chosen": "✓ " + why if i == best else ""} for i, r in enumerate(scored)]
+    table = pd.DataFrame(rows).rename(columns={"score": f"Grad RPS (cos, ε {params['rps_eps']})",
+                                               "accuracy": "validation accuracy"})
     table["hparams"] = table["hparams"].map(_hp_text)
-    return {"table": table, "rows": rows, "chosen": chosen, "ce_accuracy": ce_acc}
+    return {"table": table, "rows": rows, "chosen": chosen, "ce_accuracy": ce_accs[seed],
+            "ce_accuracies": ce_accs, "tol": tol, "tol_reason": reason}
 
 
 def table1(params, train_set, test_set, x, y, chosen):
