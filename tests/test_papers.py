@@ -114,6 +114,14 @@ def test_p1_claim_rows_verdicts_follow_the_measurements():
     assert rows["ℓ2+cosd has the best Insertion for grad"] == "does not hold"   # a tie
     assert rows["ℓ2+cosd aligns nearby gradients better than Softplus alone"] == "holds"
     assert rows["Theorem 6's bound tracks Γ_cos (l2 and ℓ2+cosd models)"] == "holds"
+    # the methods compared are those the selection admitted (validation), whatever their test accuracy
+    low = pd.DataFrame(rec).assign(value=lambda d: d.value.where(~((d.method == "l2") & (d.column == "Accuracy")), 0.5))
+    by_rule = {r["claim"]: r for r in p1.claim_rows(params, toy, low, {}, bounds, {}, 0.01)}
+    by_sel = {r["claim"]: r for r in p1.claim_rows(params, toy, low, {}, bounds, {}, 0.01, admitted=["ce", "l2"])}
+    key = "ℓ2+cosd has the best RPS (cos, ε16) for grad"
+    assert by_rule[key]["note"] == "vs each of ce; not admitted by the selection rule: l2"
+    assert by_sel[key]["note"] == "vs each of ce, l2"
+    assert "closest: l2" in by_sel[key]["ours (mean ± std over seeds)"]
 
 
 def test_p1_paper_profile_trains_with_p1s_released_recipe(tmp_path):
