@@ -61,6 +61,13 @@ def test_insertion_strip_and_attack_grid_shapes():
     shown = fig.axes[3].images[0].get_array()  # gamma 0.5: half the pixels kept
     assert (abs(shown).sum(-1) > 0).sum() == 32
     plt.close(fig)
+    mean = torch.tensor([0.2, 0.4, 0.6]).view(1, 3, 1, 1)   # P1's baseline: the dataset mean
+    fig = plotting.insertion_strip({"a": rep}, x, index=1, gammas=(0.25, 0.5), baseline=mean)
+    from robust_saliency.metrics import insertion_images
+    imgs = insertion_images(x[1:2], rep["map_adv"][1:2], fractions=[0.5], baseline=mean)[0, 0]
+    dropped = imgs != x[1]
+    assert dropped.any() and torch.equal(imgs[dropped], mean[0].expand_as(imgs)[dropped])
+    plt.close(fig)
     fig = plotting.attack_grid(x, {"a": rep, "b": rep, "c": rep})
     assert len(fig.axes) == 4 * 4
     plt.close(fig)
@@ -79,4 +86,9 @@ def test_selection_grid_marks_the_cut_off_and_the_chosen_points():
     assert len(cut) == 1 and cut[0].get_xdata()[0] == pytest.approx(0.79)
     rings = [ln for ln in lines if ln.get_markerfacecolor() == "none"]
     assert sorted(float(x) for ln in rings for x in ln.get_xdata()) == [0.70, 0.79]
+    assert ax.get_xlabel() == "accuracy"
+    plt.close(fig)
+    fig = plotting.selection_grid(table.rename(columns={"accuracy": "validation accuracy"}), "score",
+                                  accuracy="validation accuracy")
+    assert fig.axes[0].get_xlabel() == "validation accuracy"   # the column it plots
     plt.close(fig)

@@ -298,6 +298,6 @@ def selection_grid(table, score, accuracy="accuracy", reference_accuracy=None, t
     if reference_accuracy is not None and tol is not None:
         ax.axvline(reference_accuracy - tol, ls="--", color="0.4",
                    label=f"admissible: accuracy ≥ {reference_accuracy - tol:.3f}")
-    ax.set(xlabel="accuracy", ylabel=score, title=title)
+    ax.set(xlabel=accuracy, ylabel=score, title=title)
     ax.legend(fontsize=7)
     return fig
