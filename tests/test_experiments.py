@@ -444,7 +444,7 @@ def test_evaluate_saliency_is_cached(tmp_path, monkeypatch):
     a = E.evaluate_saliency(params, net, test, x, y)
     assert 0 <= a["accuracy"] <= 1 and set(a["report"]) == {"grad"}
     r = a["report"]["grad"]
-    assert set(r["rps"]) == {"cosine", "pcc", "ssim"} and set(r["rps"]["ssim"]) == {4, 16}
+    assert set(r["rps"]) == {"cosine", "pcc", "ssim", "ssim_p1"} and set(r["rps"]["ssim_p1"]) == {4, 16}
     assert (r["x_adv"] - x).abs().max() <= 4 / 255 + 1e-6
     files = list((tmp_path / "eval").glob("saliency-*.pt"))
     assert len(files) == 1
