@@ -246,3 +246,17 @@ def test_p1_evaluation_uses_the_chosen_insertion_protocol(form):
     other = metrics.insertion_curve(model, x, y, h, **(p1.insertion_settings(model) if form == "paper" else {}))
     assert not torch.allclose(ev["report"]["grad"]["insertion"], other.mean(1))
     assert set(ev["report"]["grad"]["rps"]) == {"cosine", "pcc", "ssim", "ssim_p1"}
+
+
+def test_p1_insertion_kw_is_the_one_place_the_form_becomes_arguments():
+    import torch
+
+    from robust_saliency.models import Normalize
+
+    model = torch.nn.Sequential(Normalize([0.3], [0.2]), torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    ref = p1.insertion_kw({}, model)   # default: P1's released protocol
+    assert ref["fractions"][-1] == 0.95 and torch.equal(ref["baseline"].flatten(), torch.tensor([0.3]))
+    assert p1.insertion_kw({"insertion": "paper"}, model) == {}
+    assert p1.insertion_kw({"insertion": "reference_code"}) == {}   # no model: a check only
+    with pytest.raises(ValueError, match=r"insertion='x' is not known"):
+        p1.insertion_kw({"insertion": "x"})

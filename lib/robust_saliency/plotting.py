@@ -234,18 +234,15 @@ def attack_grid(x, reports, scale=1.3):
 
 def insertion_curves(evals, methods, seeds, attribution="grad", fractions=None, title=None):
     """P1 Fig. 2a: mean Insertion (solid) and Adv-Insertion (dotted) curve per method, averaged
-    over images and ``seeds``.  ``evals``: ``{(method, seed): {"report": saliency_report}}``.
-    ``fractions`` None: 21 points are gamma 0, 0.05, ..., 1 (``metrics.insertion_curve``'s
-    default); n other points are 0, 1/n, ..., (n-1)/n (P1's released protocol,
-    ``papers.p1.insertion_settings``)."""
+    over images and ``seeds``.  ``evals``: ``{(method, seed): {"report": saliency_report}}``;
+    ``fractions``: the gammas the curves were scored at (default 0, 0.05, ..., 1,
+    ``metrics.insertion_curve``'s; P1's released protocol: ``papers.p1.insertion_kw``)."""
+    fractions = torch.linspace(0, 1, 21) if fractions is None else fractions
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, m in enumerate(methods):
         for key, style in (("insertion_curve", "-"), ("adv_insertion_curve", ":")):
             curve = torch.stack([evals[(m, s)]["report"][attribution][key].mean(0) for s in seeds]).mean(0)
-            n = len(curve)
-            gammas = fractions if fractions is not None else \
-                torch.linspace(0, 1, 21) if n == 21 else torch.arange(n) / n
-            ax.plot(gammas, curve, style, color=f"C{i}", label=m if style == "-" else None)
+            ax.plot(fractions, curve, style, color=f"C{i}", label=m if style == "-" else None)
     ax.set(xlabel="fraction γ of pixels inserted", ylabel="p(true class)", title=title)
     ax.legend(fontsize=7)
     return fig

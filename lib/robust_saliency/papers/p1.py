@@ -26,7 +26,7 @@ from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data, 
 
 __all__ = ["TABLE1_CIFAR10_LENET", "TABLE2", "TABLE2_CIFAR10_LENET", "REFERENCE_HPARAMS",
            "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams",
-           "selection_tolerance", "insertion_settings", "INSERTION_FORMS", "settings", "load_splits",
+           "selection_tolerance", "insertion_settings", "INSERTION_FORMS", "insertion_kw", "settings", "load_splits",
            "toy_experiment", "lemma3_scaling", "grid_search", "table1", "appendix", "table2",
            "bound_experiment", "claim_rows", "checks"]
 
@@ -125,6 +125,17 @@ def fit_method(params, train_set, method, seed, hparams=None):
 INSERTION_FORMS = ("reference_code", "paper")
 
 
+def insertion_kw(params, model=None):
+    """The ``insertion_*`` / ``saliency_report`` arguments of ``params["insertion"]`` (default
+    ``"reference_code"``): ``insertion_settings(model)`` for P1's released protocol, ``{}``
+    (gamma 0..1 into a black image) for ``"paper"``.  Raises ValueError on an unknown form
+    (``model=None``: only checks, returns ``{}``)."""
+    form = params.get("insertion") or "reference_code"
+    if form not in INSERTION_FORMS:
+        raise ValueError(f"insertion={form!r} is not known; accepted: {list(INSERTION_FORMS)}")
+    return insertion_settings(model) if form == "reference_code" and model is not None else {}
+
+
 def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=None,
                       attack="targeted_attribution"):
     """Accuracy on ``test_set`` and ``evaluation.saliency_report`` on ``(x, y)`` (P1 Table 1),
@@ -140,9 +151,8 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
     evaluation, e.g. for a hyperparameter grid).  Returns ``{"accuracy": float, "report"}``.
     """
     eps_grid = list(rps_eps or params.get("rps_eps_grid") or [params["rps_eps"]])
+    insertion_kw(params)  # checks the form before any work
     form = params.get("insertion") or "reference_code"
-    if form not in INSERTION_FORMS:
-        raise ValueError(f"insertion={form!r} is not known; accepted: {list(INSERTION_FORMS)}")
     config = {"attributions": list(attributions or params["attributions"]), "rps_eps": eps_grid,
               "similarities": ["cosine", "pcc", "ssim", "ssim_p1"], "rps_n": int(params["rps_n"]),
               "insertion": form,
@@ -156,11 +166,10 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
         loader = torch.utils.data.DataLoader(test_set, batch_size=512)
         attack_kw = None if attack is None else {"eps": params["attack_eps"],
                                                  "steps": config["attack_steps"]}
-        ins = insertion_settings(model) if form == "reference_code" else {}
         report = evaluation.saliency_report(
             model, x, y, config["attributions"], rps_eps=eps_grid,
             similarities=config["similarities"], rps_n=config["rps_n"], attack=attack,
-            attack_kw=attack_kw, seed=0, **ins)
+            attack_kw=attack_kw, seed=0, **insertion_kw(params, model))
         return {"accuracy": metrics.accuracy(model, loader), "report": report}
 
     return cached_eval("saliency", model, config, compute)
@@ -233,9 +242,7 @@ def settings(profile, **notebook_params):
             (n_train is not None and n_val >= n_train):
         raise ValueError(f"n_val={n_val!r} is not valid; accepted: an int in [1, n_train - 1] "
                          f"(n_train={n_train}): the training rows held out for model selection")
-    if params.get("insertion", "reference_code") not in INSERTION_FORMS:
-        raise ValueError(f"insertion={params['insertion']!r} is not known; accepted: "
-                         f"{list(INSERTION_FORMS)}")
+    insertion_kw(params)
     if params["methods"][0] != "ce":
         raise ValueError(f"methods={params['methods']!r} is not valid; accepted: a list starting "
                          f"with 'ce' (the reference of the selection rule and of Table 2)")
