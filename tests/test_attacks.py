@@ -141,13 +141,14 @@ def test_no_grad_leak_and_mode_kept(trained, name):
     if name != "fgsm":
         kw["steps"] = 2
     atk = attacks.get(name, **kw)
+    call = {"target_x": x.flip(0)} if name == "structured" else {}  # the other image's map
     model.train()
-    atk(model, x, y)
+    atk(model, x, y, **call)
     assert model.training
     model.eval()
     x_in = x.clone().requires_grad_(True)
     with torch.no_grad():  # attacks work even when called under no_grad
-        out = atk(model, x_in, y)
+        out = atk(model, x_in, y, **call)
     assert not model.training
     assert all(p.grad is None for p in model.parameters())
     assert x_in.grad is None and not out.requires_grad
@@ -173,7 +174,8 @@ def test_y_none_attacks_the_prediction(trained):
 
 
 def test_registry_and_bad_parameters():
-    assert set(attacks.NAMES) == {"pgd", "fgsm", "mifgsm", "targeted_attribution", "topk"}
+    assert set(attacks.NAMES) == {"pgd", "fgsm", "mifgsm", "targeted_attribution", "topk", "untargeted_pgd",
+                                   "structured"}
     atk = attacks.get("pgd", norm="linf", eps=8, steps=20)
     assert atk.name == "pgd" and atk.kwargs["eps"] == 8
     with pytest.raises(ValueError, match="attack='cw'"):
@@ -195,7 +197,8 @@ def test_linf_budgets_are_in_0_255_units(trained, name):
     """SPEC section 7: eps=8 means 8/255 for every linf attack; above 255 is rejected by unit."""
     model, x, y = trained
     kw = {} if name == "fgsm" else {"steps": 3}
-    x_adv = attacks.get(name, eps=8, **kw)(model, x, y)
+    call = {"target_x": x.flip(0), "alpha": 8} if name == "structured" else {}  # Adam steps of 8/255
+    x_adv = attacks.get(name, eps=8, **kw)(model, x, y, **call)
     dist = _linf(x_adv, x)
     assert (dist <= 8 / 255 + TOL).all() and (dist > 4 / 255).any()
     for bad in (256, 1e9, float("nan"), -1):

@@ -34,12 +34,12 @@ def no_hooks(model):
 # ----------------------------------------------------------------------------- registry
 def test_registry():
     assert A.NAMES == ("grad", "input_x_grad", "guided_backprop", "lrp", "integrated_gradients",
-                       "smoothgrad", "deeplift", "gradcam")
+                       "smoothgrad", "deeplift", "gradcam", "relex")
     assert A.get("lrp").fn is A.lrp
     with pytest.raises(ValueError, match="attribution='nope' is not known; accepted"):
         A.get("nope")
     assert A.DIFFERENTIABLE == ("grad", "input_x_grad", "guided_backprop", "lrp")
-    assert all(A.get(n).needs_fit is False for n in A.NAMES)
+    assert [n for n in A.NAMES if A.get(n).needs_fit] == ["relex"]  # optimised per input
     assert A.get("smoothgrad").differentiable is False
 
 

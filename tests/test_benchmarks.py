@@ -45,3 +45,19 @@ def test_cli_parse():
     cfg = B._parse(["--repeats", "2", "--batch-size", "16", "--methods", "ce,hessian", "--output", "none"])
     assert cfg["repeats"] == 2 and cfg["batch_size"] == 16 and cfg["methods"] == ["ce", "hessian"]
     assert cfg["output"] is None
+
+
+def test_relex_cost_tiny(tmp_path):
+    from benchmarks import relex_cost as R
+
+    out = tmp_path / "relex.json"
+    res = R.main({"batch_sizes": [1, 3], "repeats": 1, "iters": 2, "baselines": ["grad"],
+                  "output": str(out), "verbose": False})
+    assert [r["batch_size"] for r in res["relex"]] == [1, 3]
+    for r in res["relex"]:
+        assert r["max_mask_difference"] < 1e-5 and r["batched_s_per_image"] > 0
+    assert res["baselines"]["grad"]["relex_ratio"] > 1
+    assert json.loads(out.read_text())["config"]["iters"] == 2
+    with pytest.raises(ValueError, match="batch_sizes"):
+        R.main({"batch_sizes": [0], "output": None})
+    assert R._parse(["--batch-sizes", "2,4", "--output", "none"])["batch_sizes"] == [2, 4]

@@ -432,18 +432,112 @@ def test_celeba_lists(tmp_path):
         data.load("celeba", "train", data_root=tmp_path, target_attr="Blonde")
 
 
+IMAGENET_COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
+
+
+def _imagenet_val_folders(root):
+    """Layout (a): the 1000 wnid folders (most empty), images in classes 0, 1 and 999."""
+    wnids = [f"n{i:08d}" for i in range(1000)]
+    for w in wnids:
+        (root / "imagenet_val" / w).mkdir(parents=True)
+    for j, (cls, colour) in enumerate(zip((999, 0, 1, 0), IMAGENET_COLOURS)):
+        _solid(root / "imagenet_val" / wnids[cls] / f"ILSVRC2012_val_{j + 1:08d}.JPEG", colour,
+               size=(40, 30))
+    return wnids
+
+
+def _imagenet_val_flat(root, labels=(65, 0, 999, 65)):
+    """Layout (b): flat ILSVRC2012_val_*.JPEG files and val_labels.txt (written out of order)."""
+    folder = root / "imagenet_val"
+    names = [f"ILSVRC2012_val_{j + 1:08d}.JPEG" for j in range(len(labels))]
+    for fn, colour in zip(names, IMAGENET_COLOURS):
+        _solid(folder / fn, colour, size=(30, 40))
+    with open(folder / "val_labels.txt", "w") as f:
+        f.writelines(f"{fn} {c}\n" for fn, c in reversed(list(zip(names, labels))))
+    return names
+
+
+def test_imagenet_val_imagefolder_layout(tmp_path):
+    wnids = _imagenet_val_folders(tmp_path)
+    d = data.load("imagenet_val", "test", data_root=tmp_path, size=16)
+    assert len(d) == 4 and d.num_classes == 1000 and d.classes == tuple(wnids)
+    assert d.targets.tolist() == [0, 0, 1, 999]   # sorted wnid order, then file order
+    assert d.in_shape == (3, 16, 16) and d.resize == round(16 * 256 / 224)
+    assert d.mean == (0.485, 0.456, 0.406) and d.std == (0.229, 0.224, 0.225)
+    x, y = d[3]
+    assert x.dtype == torch.float32 and x.shape == (3, 16, 16) and y.item() == 999
+    assert 0 <= x.min() and x.max() <= 1
+    np.testing.assert_allclose(x[:, 8, 8].numpy(), np.array(IMAGENET_COLOURS[0]) / 255,
+                               atol=4 / 255)
+    full = data.load("imagenet_val", "test", data_root=tmp_path)   # defaults: resize 256, crop 224
+    assert full.in_shape == (3, 224, 224) and full[0][0].shape == (3, 224, 224)
+    assert full.resize == 256 and full.fingerprint != data.load(
+        "imagenet_val", "test", data_root=tmp_path, resize=224).fingerprint
+    sub = data.load("imagenet_val", "test", data_root=tmp_path, size=16, n=2, seed=1)
+    assert len(sub) == 2 and sub.resize == d.resize and sub[0][0].shape == (3, 16, 16)
+    (tmp_path / "imagenet_val" / wnids[5]).rmdir()
+    with pytest.raises(ValueError, match=r"999 class folder.*1000.*wnid"):
+        data.load("imagenet_val", "test", data_root=tmp_path)
+
+
+def test_imagenet_val_flat_layout_with_label_file(tmp_path):
+    names = _imagenet_val_flat(tmp_path)
+    d = data.load("imagenet_val", "test", data_root=tmp_path, size=16)
+    assert len(d) == 4 and d.num_classes == 1000 and d.classes[999] == "999"
+    assert d.targets.tolist() == [65, 0, 999, 65]  # filename order, not label-file order
+    assert [p.rsplit("/", 1)[-1] for p in d.paths] == names
+    for i, colour in enumerate(IMAGENET_COLOURS):
+        x, y = d[i]
+        assert x.shape == (3, 16, 16) and 0 <= x.min() and x.max() <= 1
+        np.testing.assert_allclose(x[:, 8, 8].numpy(), np.array(colour) / 255, atol=4 / 255)
+    folder = tmp_path / "imagenet_val"
+    (folder / names[1]).unlink()
+    with pytest.raises(FileNotFoundError, match=names[1]):
+        data.load("imagenet_val", "test", data_root=tmp_path)
+    _solid(folder / names[1], (0, 0, 0))
+    _solid(folder / "ILSVRC2012_val_00000009.JPEG", (0, 0, 0))
+    with pytest.raises(ValueError, match=r"ILSVRC2012_val_00000009.JPEG.*one line"):
+        data.load("imagenet_val", "test", data_root=tmp_path)
+    (folder / "ILSVRC2012_val_00000009.JPEG").unlink()
+    with open(folder / "val_labels.txt", "a") as f:
+        f.write("ILSVRC2012_val_00000010.JPEG 1000\n")
+    with pytest.raises(ValueError, match=r"line 5.*class index 0..999"):
+        data.load("imagenet_val", "test", data_root=tmp_path)
+
+
+def test_imagenet_val_errors_say_where_and_what(tmp_path):
+    with pytest.raises(ValueError, match=r"split='train'.*imagenet_val.*accepted: \('test',\)"):
+        data.load("imagenet_val", "train", data_root=tmp_path)
+    for setup in (lambda: None, lambda: (tmp_path / "imagenet_val").mkdir()):
+        setup()
+        with pytest.raises(FileNotFoundError) as err:
+            data.load("imagenet_val", "test", data_root=tmp_path)
+        msg = str(err.value)
+        assert str(tmp_path / "imagenet_val") in msg and "nothing is downloaded" in msg
+        for words in ("<wnid>/*.JPEG", "1000", "val_labels.txt", "<filename> <class index 0..999>",
+                      "ILSVRC2012_val_XXXXXXXX.JPEG"):
+            assert words in msg, msg
+    _solid(tmp_path / "imagenet_val" / "ILSVRC2012_val_00000001.JPEG", (1, 2, 3))
+    with pytest.raises(FileNotFoundError, match=r"missing val_labels.txt under"):
+        data.load("imagenet_val", "test", data_root=tmp_path)
+    with pytest.raises(ValueError, match=r"resize=100.*accepted.*\[224"):
+        data.load("imagenet_val", "test", data_root=tmp_path, resize=100)
+
+
 EXPECTED_PATHS = {
     "mnist": "MNIST/raw", "block_mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py",
     "cifar100": "cifar-100-python", "svhn": "svhn", "imagenette": "imagenette/train",
-    "imagenet100": "imagenet100/train", "celeba": "celeba", "waterbirds": "waterbirds",
+    "imagenet100": "imagenet100/train", "imagenet_val": "imagenet_val", "celeba": "celeba",
+    "waterbirds": "waterbirds",
 }
+TEST_ONLY = {"imagenet_val"}  # datasets with a "test" split only
 
 
 @pytest.mark.parametrize("name", data.REAL)
 def test_missing_files_fail_fast_and_say_where(tmp_path, name):
     t = time.perf_counter()
     with pytest.raises(FileNotFoundError) as err:
-        data.load(name, "train", data_root=tmp_path)
+        data.load(name, "test" if name in TEST_ONLY else "train", data_root=tmp_path)
     assert time.perf_counter() - t < 2.0
     msg = str(err.value)
     assert str(tmp_path) in msg and EXPECTED_PATHS[name] in msg.replace("\\", "/"), msg

@@ -6,8 +6,9 @@ import torch.nn as nn
 from robust_saliency import models
 
 SMALL = {"resnet18": {"width": 4}, "vgg11": {"width": 2}, "lenet": {}, "mlp": {"hidden": 32},
-         "small_cnn": {}, "two_layer": {"hidden": 16}}
-SHAPES = {"two_layer": [(2,), (5,)], "mlp": [(1, 16, 16), (3, 8, 8)]}
+         "small_cnn": {}, "two_layer": {"hidden": 16}, "tv_resnet18": {}, "tv_resnet50": {}}
+SHAPES = {"two_layer": [(2,), (5,)], "mlp": [(1, 16, 16), (3, 8, 8)],
+          "tv_resnet18": [(3, 32, 32), (3, 9, 9)], "tv_resnet50": [(3, 9, 9)]}  # RGB stem only
 IMAGE_SHAPES = [(3, 32, 32), (1, 9, 9)]  # an odd size too: pools use ceil_mode
 
 
@@ -188,3 +189,77 @@ def test_logit_margin():
     assert torch.allclose(g(margin, x, torch.zeros(5, dtype=torch.long)), diff, atol=1e-6)
     with pytest.raises(ValueError, match="two-class"):
         models.LogitMargin(models.build("two_layer", 3, (2,)))(x)
+
+
+# ------------------------------------------------------------ torchvision ImageNet ResNets
+
+
+@pytest.mark.parametrize("name", ["tv_resnet18", "tv_resnet50"])
+def test_tv_resnet_weights_path_roundtrip(tmp_path, name):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = models.build(name, 1000, (3, 224, 224))
+    norm = model[0]
+    assert isinstance(norm, models.Normalize) and models.leading_normalize(model) is norm
+    assert torch.allclose(norm.mean, torch.tensor([0.485, 0.456, 0.406]))
+    assert torch.allclose(norm.std, torch.tensor([0.229, 0.224, 0.225]))
+    core = model[1]
+    assert isinstance(core, torchvision.models.ResNet)
+    reference = getattr(torchvision.models, name[3:])(weights=None).state_dict()
+    assert {k: v.shape for k, v in core.state_dict().items()} == {
+        k: v.shape for k, v in reference.items()}  # torchvision's keys: its files load
+    path = tmp_path / f"{name[3:]}.pth"
+    torch.save(core.state_dict(), path)
+    torch.manual_seed(1)  # other random weights, replaced by the file's (init runs first)
+    loaded = models.build(name, 1000, (3, 224, 224), weights_path=path)
+    assert all(torch.equal(a, b) for a, b in zip(core.state_dict().values(),
+                                                 loaded[1].state_dict().values()))
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model.eval()(x)
+        calls = act_calls(loaded.eval(), x)
+        assert torch.equal(loaded(x), out) and out.shape == (1, 1000)
+    assert set(calls.values()) == {1} and len(calls) == sum(
+        isinstance(m, nn.ReLU) for m in loaded.modules())   # no activation module reused
+
+
+def test_tv_resnet18_equals_torchvision_and_loads_old_files(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    # files saved before BatchNorm had num_batches_tracked (e.g. resnet50-19c8e357.pth) load too
+    old = {k: v for k, v in tv.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(old, tmp_path / "old.pth")
+    ours = models.build("tv_resnet18", 10, (3, 32, 32), weights_path=str(tmp_path / "old.pth"))
+    x = torch.rand(2, 3, 32, 32)
+    mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.allclose(ours.eval()(x), tv((x - mean) / std), atol=1e-5)
+    with pytest.raises(ValueError, match=r"weights_path=.*num_classes=5"):
+        models.build("tv_resnet18", 5, (3, 32, 32), weights_path=tmp_path / "old.pth")
+    soft = models.build("tv_resnet18", 10, (3, 32, 32), activation="softplus", beta=4.0,
+                        weights_path=tmp_path / "old.pth", init="torch")
+    assert torch.equal(soft[1].fc.weight, tv.fc.weight)
+    assert not any(isinstance(m, nn.ReLU) for m in soft.modules())
+
+
+def test_tv_resnet_errors():
+    missing = "/no/such/dir/weights/resnet50-0676ba61.pth"
+    with pytest.raises(FileNotFoundError) as err:
+        models.build("tv_resnet50", 1000, (3, 224, 224), weights_path=missing)
+    msg = str(err.value)
+    for words in (f"weights_path={missing!r}", "tv_resnet50",
+                  "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+                  "nothing is downloaded"):
+        assert words in msg, msg
+    with pytest.raises(FileNotFoundError, match="resnet18-f37072fd.pth"):
+        models.build("tv_resnet18", 1000, (3, 224, 224), weights_path=missing)
+    with pytest.raises(ValueError, match=r"in_shape=\(1, 32, 32\).*\(3, H, W\)"):
+        models.build("tv_resnet18", 10, (1, 32, 32))
+    with pytest.raises(ValueError, match=r"unknown keyword.*width.*accepted.*weights_path"):
+        models.build("tv_resnet50", 10, (3, 32, 32), width=4)
+    with pytest.raises(ValueError, match="weights_path"):
+        models.build("resnet18", 10, (3, 32, 32), weights_path=missing)

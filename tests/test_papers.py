@@ -2,8 +2,9 @@
 and protocol, and the notebooks' settings files."""
 
 import pytest
+import torch
 
-from robust_saliency import methods, profiles
+from robust_saliency import methods, models, profiles
 from robust_saliency.papers import p1
 
 
@@ -260,3 +261,79 @@ def test_p1_insertion_kw_is_the_one_place_the_form_becomes_arguments():
     assert p1.insertion_kw({"insertion": "reference_code"}) == {}   # no model: a check only
     with pytest.raises(ValueError, match=r"insertion='x' is not known"):
         p1.insertion_kw({"insertion": "x"})
+
+
+# ---------------------------------------------------------------------------------------------
+# P2 (RelEx)
+# ---------------------------------------------------------------------------------------------
+from robust_saliency.papers import p2  # noqa: E402
+
+
+def test_p2_facts():
+    assert p2.TABLE_S3["relex"] == (0.0567, 0.4093)
+    assert min(v[0] for v in p2.TABLE_S3.values()) == p2.TABLE_S3["relex"][0]  # P2: best deletion
+    assert set(p2.TABLE_S1) == set(p2.EPS_NORMALIZED) and p2.TABLE_S1[8] == 861.8575
+    assert p2.POSTPROCESS == {"relex": "mean", "gradcam": "minmax"}
+
+
+def test_p2_settings_validate_before_work():
+    params = p2.settings("smoke")
+    assert params["attributions"][0] == "relex" and params["relex_preset"] == "reference_code"
+    with pytest.raises(ValueError, match="attributions"):
+        p2.settings("smoke", attributions=["grad", "relex"])
+    with pytest.raises(ValueError, match="attribution"):
+        p2.settings("smoke", attributions=["relex", "nope"])
+    with pytest.raises(ValueError, match="preset"):
+        p2.settings("smoke", relex_preset="paper")
+    with pytest.raises(ValueError, match="space"):
+        p2.settings("smoke", relex_space="rgb")
+    with pytest.raises(ValueError, match="eps"):
+        p2.settings("smoke", pgd_eps=[300])
+    with pytest.raises(ValueError, match="clean_class_eps"):
+        p2.settings("smoke", clean_class_eps=[2])
+
+
+def test_p2_game_kw_is_the_released_convention():
+    model = models.build("small_cnn", 3, (3, 8, 8), mean=[0.1, 0.2, 0.3], std=[1.0, 1.0, 1.0])
+    kw = p2.game_kw(model, torch.rand(2, 3, 8, 8))
+    assert len(kw["fractions"]) == 9 and kw["fractions"][0] == 0 and kw["fractions"][-1] == 1
+    assert torch.allclose(kw["baseline"].flatten(), torch.tensor([0.1, 0.2, 0.3]))
+    assert p2.game_kw(models.build("small_cnn", 3, (3, 8, 8)), torch.rand(1, 3, 8, 8))["baseline"] == "zero"
+
+
+def test_p2_structured_targets_are_images_of_another_class():
+    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2)
+    pred = torch.tensor([0, 0, 1, 2])
+    t = p2._other_class_targets(x, pred)
+    assert [float(v) for v in t[:, 0, 0, 0]] == [2.0, 2.0, 0.0, 0.0]
+
+
+def _p2_records(relex_spearman, base_spearman, seeds=(0, 1, 2)):
+    rows = []
+    for s in seeds:
+        for m in p2.METHODS:
+            sp = relex_spearman[s] if m == "relex" else base_spearman[s]
+            for meas, v in (("spearman", sp), ("top-k intersection", sp), ("spearman (clean class)", sp),
+                            ("spearman (redraw)", 0.9), ("deletion", 0.1 if m == "relex" else 0.2 + 0.01 * s),
+                            ("preservation", 0.5), ("retrieval (topk)", 1.0), ("retrieval (structured)", 1.0)):
+                eps = 4 if meas in ("spearman", "top-k intersection", "spearman (clean class)") else None
+                rows.append({"measure": meas, "method": m, "eps": eps, "value": v, "model": "natural", "seed": s})
+        rows.append({"measure": "label changed", "method": None, "eps": 4, "value": 1.0, "model": "natural", "seed": s})
+    return p2.tables(rows)
+
+
+def test_p2_claim_rows_follow_the_paired_tests():
+    params = {"attributions": list(p2.METHODS), "pgd_eps": [4], "clean_class_eps": [4], "similarity_k": 0.1,
+              "robust": False}
+    evidence = [{"method": m, "class": c, "seed": s, "retrieval": 1.0 if m == "relex" else 0.1 * (s + 1)}
+                for m in ("relex", "grad") for c in (1, 5) for s in (0, 1, 2)]
+    rows = p2.claim_rows(params, _p2_records([0.9, 0.8, 0.85], [0.3, 0.35, 0.2]), evidence)
+    verdict = {r["claim"]: r["verdict"] for r in rows}
+    assert verdict["RelEx maps stay more similar (Spearman) under untargeted PGD ε 4/255 than every baseline"] == "holds"
+    assert verdict["RelEx has the best (lowest) deletion score"] == "holds"
+    assert verdict["RelEx explanations of a chosen (non-predicted) class carry that class's evidence"] == "holds"
+    # equal retrieval (1.0 vs 1.0): no difference, the claim does not hold
+    assert verdict["RelEx explanations keep the class under the topk attack better than every baseline"] == "does not hold"
+    assert verdict["RelEx preserves better than every baseline but GradCAM"] == "does not hold"
+    worse = p2.claim_rows(params, _p2_records([0.1, 0.2, 0.15], [0.3, 0.35, 0.2]), evidence)
+    assert worse[0]["verdict"] == "does not hold" and worse[0]["difference"] < 0

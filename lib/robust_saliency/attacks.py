@@ -378,6 +378,106 @@ def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=N
     return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate)
 
 
+# P2's code runs on ImageNet-normalized inputs (std ~0.226 per channel): its PGD step 0.01 and
+# structured-attack Adam lr 2e-4 are these many 0-255 pixel units.
+_IMAGENET_STD = 0.226
+P2_PGD_STEP = 0.01 * _IMAGENET_STD * 255.0      # ~0.58 (0-255 units)
+P2_STRUCTURED_LR = 2e-4 * _IMAGENET_STD * 255.0  # ~0.0115 (0-255 units)
+
+
+def p2_eps(eps_normalized):
+    """A budget of P2's code (in ImageNet-normalized units) in 0-255 pixel units (0.07 -> ~4)."""
+    return float(eps_normalized) * _IMAGENET_STD * 255.0
+
+
+def untargeted_pgd(model, x, y=None, eps=4, alpha=None, steps=40, random_start=True, seed=None):
+    """P2's untargeted attack: linf PGD on the prediction (CleverHans, as the released code calls it).
+
+    40 iterations with the fixed step of P2's code (``alpha`` None: 0.01 in ImageNet-normalized
+    units = ``P2_PGD_STEP`` ~0.58 in 0-255 units, so 40 steps travel at most ~23/255 and larger
+    budgets act through the random start), random start U[-eps, eps] (CleverHans' default),
+    labels ``y`` (None: the prediction).  ``eps`` and ``alpha`` in 0-255 pixel units; P2's grid
+    {0.07, 0.1, 0.3, 1, 2, 4, 8} (normalized) is ``p2_eps`` of it, ~{4, 6, 17, 58, 115, 230, 461}.
+    The label is not kept: P2 asks how maps change when the prediction does.
+    """
+    alpha = P2_PGD_STEP if alpha is None else alpha
+    return pgd(model, x, y, eps, alpha=alpha, steps=steps, norm="linf", random_start=random_start,
+               seed=seed)
+
+
+def _sum_normalized(h):
+    """Sum of |h| over channels divided by its sum per image (Dombrowski 2019's maps), (N, H*W)."""
+    m = _pixel_mass(h)
+    return m / m.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def structured(model, x, y=None, target_x=None, eps=255, steps=1500, alpha=None, w_h=1e11,
+               w_p=1e6, attribution="grad", beta_range=(10.0, 100.0), seed=None):
+    """P2's structured attack (Dombrowski 2019, as P2's released ``targeted/structured.py``): the
+    map of x moves to the map of another image ``target_x``.
+
+    Minimises, per sample, with Adam steps on x' (lr ``alpha``, default P2's 2e-4 in normalized
+    units = ``P2_STRUCTURED_LR`` ~0.0115 in 0-255 units; 1500 iterations as P2):
+        L(x') = w_h * mean_j (h(x')_j - h(target_x)_j)^2 + w_p * mean_k (p(x')_k - p(x)_k)^2,
+    h = sum over channels of |map| divided by its sum (Dombrowski's normalization), p the
+    softmax output, prefactors 1e11 and 1e6 (P2).  ``target_x``: (N, C, H, W) or (1, C, H, W)
+    images whose maps (of their own predicted class) are the targets.  ReLU models are
+    differentiated through a softplus copy whose beta grows geometrically over ``beta_range``
+    (P2: 10 -> 100).  P2 has no ball; ``eps`` (0-255 units, default 255 = only [0, 1]) adds
+    one.  Returned, per sample: the iterate with the lowest L whose predicted label equals the
+    clean prediction (x itself if none).  Detached; parameters' ``.grad`` untouched.
+    """
+    eps, alpha = _check(eps, steps, "linf", alpha)
+    if alpha is None:
+        alpha = units.linf(P2_STRUCTURED_LR, "alpha")
+    _check_attribution_attack(attribution, 1.0)
+    if target_x is None:
+        raise ValueError("structured needs target_x: the images whose maps are the targets")
+    lo, hi = (float(b) for b in beta_range)
+    if not 0 < lo <= hi:
+        raise ValueError(f"beta_range={beta_range!r} is not valid; accepted: (start, end) with 0 < start <= end")
+    x = x.detach()
+    pred0 = _labels(model, x, None)
+    target = pred0 if y is None else y
+    target_x = torch.as_tensor(target_x, dtype=x.dtype, device=x.device).detach()
+    if target_x.dim() != x.dim() or target_x.shape[0] not in (1, x.shape[0]) \
+            or target_x.shape[1:] != x.shape[1:]:
+        raise ValueError(f"target_x of shape {tuple(target_x.shape)} does not fit x of shape "
+                         f"{tuple(x.shape)}; accepted: (N or 1, *x.shape[1:])")
+    with torch.enable_grad():
+        xt = target_x.clone().requires_grad_(True)
+        h_t, _ = _map_and_logits(model, xt, _labels(model, target_x, None), attribution, False)
+    h_t = _sum_normalized(h_t.detach())
+    smooth = _smooth_model(model, lo)
+    softplus = [m for m in smooth.modules() if isinstance(m, nn.Softplus)] if smooth is not model else []
+    with torch.no_grad():
+        p0 = F.softmax(model(x), 1)
+    state = {"t": 0}
+
+    def loss_of(h, logits):
+        return (w_h * (_sum_normalized(h) - h_t).pow(2).mean(1)
+                + w_p * (F.softmax(logits, 1) - p0).pow(2).mean(1))
+
+    def evaluate(x_adv, need_grad):
+        beta = lo * (hi / lo) ** (min(state["t"], steps) / max(int(steps), 1))
+        for m in softplus:
+            m.beta = beta
+        state["t"] += int(need_grad)
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
+            loss = loss_of(h, logits)
+            g = torch.autograd.grad(loss.sum(), xa)[0] if need_grad else None
+        if smooth is model:
+            return g, loss.detach(), logits.detach().argmax(1) == pred0
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
+        return g, loss_of(h.detach(), logits.detach()), logits.detach().argmax(1) == pred0
+
+    return _descend(x, eps, steps, alpha, "adam", False, seed, evaluate)
+
+
 class Attack(Configured):
     """An attack with its hyperparameters bound: ``(model, x, y=None) -> x_adv``.
 
@@ -404,13 +504,14 @@ class Attack(Configured):
 
 
 _EPS_UNITS = "eps: L-inf in 0-255 pixel units, L2 in input units"
-# Later issues add here: structured (P2), untargeted_pgd (P2, 40 iterations).
 REGISTRY = Registry("attack", {a.name: a for a in (
     Attack("pgd", pgd, goal="prediction", units=_EPS_UNITS),
     Attack("fgsm", fgsm, goal="prediction", units=_EPS_UNITS),
     Attack("mifgsm", mifgsm, goal="prediction", units=_EPS_UNITS),
     Attack("targeted_attribution", targeted_attribution, goal="map", units=_EPS_UNITS),
     Attack("topk", topk, goal="map", units=_EPS_UNITS),
+    Attack("untargeted_pgd", untargeted_pgd, goal="prediction", units=_EPS_UNITS),
+    Attack("structured", structured, goal="map", units=_EPS_UNITS),
 )})
 NAMES = REGISTRY.names
 

@@ -2,18 +2,20 @@
 
 ``METHODS`` (a ``registry.Registry`` of ``training.Method`` classes) holds ``ce``
 (``training``) and P1's regularizers and baselines (``regularizers.REGISTRY``, the same
-classes); the adversarial-training methods of P3 and P4's regularizers join here when their
+classes) and adversarial training (``adversarial_training``: at_pgd, at_fgsm); P3's
+norm-regularized adversarial training and P4's regularizers join here when their
 modules are written.  The modules are imported at the top, so a broken one fails this import
 with its own error instead of hiding as an "unknown method".  ``get(name, **hparams)``
 builds the method.
 """
-from . import regularizers
+from . import adversarial_training, regularizers
 from .registry import Registry
 from .training import CE
 
 __all__ = ["METHODS", "NAMES", "get"]
 
-METHODS = Registry("method", {"ce": CE, **dict(regularizers.REGISTRY.items())})
+METHODS = Registry("method", {"ce": CE, **dict(regularizers.REGISTRY.items()),
+                              **adversarial_training.REGISTRY})
 NAMES = METHODS.names
 
 

@@ -6,16 +6,25 @@ Activations are separate ``nn.ReLU`` / ``nn.Softplus(beta)`` module instances, o
 (no functional activations and no module reused inside ``forward``), so that hooks
 (guided backprop, LRP, captum's DeepLift) find every nonlinearity. Max-pooling is an
 ``nn.MaxPool2d`` module and is never replaced by :func:`replace_activation`.
+
+``tv_resnet18`` / ``tv_resnet50`` are torchvision's ImageNet ResNets
+(``torchvision.models.ResNet``, same modules and state-dict keys, so torchvision's pretrained
+state dicts load into them strictly) with an ImageNet :class:`Normalize` first and, optionally,
+local weights (``weights_path``; nothing is downloaded).
 """
 import copy
 import math
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 
-NAMES = ("mlp", "lenet", "resnet18", "vgg11", "small_cnn", "two_layer")
+NAMES = ("mlp", "lenet", "resnet18", "vgg11", "small_cnn", "two_layer", "tv_resnet18",
+         "tv_resnet50")
 ACTIVATIONS = ("relu", "softplus")
 INITS = ("kaiming", "torch")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet statistics (the tv_* default)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalize(nn.Module):
@@ -192,9 +201,121 @@ class ResNet18(nn.Module):
         return self.fc(self.flatten(self.pool(self.layers(out))))
 
 
+def _conv3x3(cin, cout, stride=1, groups=1, dilation=1):
+    return nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, groups=groups, bias=False,
+                     dilation=dilation)
+
+
+class TVBasicBlock(nn.Module):
+    """torchvision's ``BasicBlock`` (same submodules, same state-dict keys, same forward) with one
+    activation module per use (``act1``, ``act2``) instead of one ``relu`` called twice."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
+                 dilation=1, norm_layer=None):
+        super().__init__()
+        if groups != 1 or base_width != 64 or dilation != 1:
+            raise ValueError(f"groups={groups!r}, base_width={base_width!r}, dilation={dilation!r}: "
+                             f"TVBasicBlock accepts groups=1, base_width=64, dilation=1 only")
+        norm_layer = norm_layer or nn.BatchNorm2d
+        self.conv1 = _conv3x3(inplanes, planes, stride)
+        self.bn1 = norm_layer(planes)
+        self.act1 = nn.ReLU()
+        self.conv2 = _conv3x3(planes, planes)
+        self.bn2 = norm_layer(planes)
+        self.downsample = downsample
+        self.act2 = nn.ReLU()
+        self.stride = stride
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.act2(out + identity)
+
+
+class TVBottleneck(nn.Module):
+    """torchvision's ``Bottleneck`` (ResNet v1.5: stride on the 3x3 conv; same submodules, same
+    state-dict keys, same forward) with one activation module per use (``act1``..``act3``)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
+                 dilation=1, norm_layer=None):
+        super().__init__()
+        norm_layer = norm_layer or nn.BatchNorm2d
+        width = int(planes * (base_width / 64.0)) * groups
+        self.conv1 = nn.Conv2d(inplanes, width, 1, bias=False)
+        self.bn1 = norm_layer(width)
+        self.act1 = nn.ReLU()
+        self.conv2 = _conv3x3(width, width, stride, groups, dilation)
+        self.bn2 = norm_layer(width)
+        self.act2 = nn.ReLU()
+        self.conv3 = nn.Conv2d(width, planes * self.expansion, 1, bias=False)
+        self.bn3 = norm_layer(planes * self.expansion)
+        self.downsample = downsample
+        self.act3 = nn.ReLU()
+        self.stride = stride
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.act2(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.act3(out + identity)
+
+
+_TV_RESNETS = {  # name: (block, layers, official torchvision ImageNet weights)
+    "tv_resnet18": (TVBasicBlock, (2, 2, 2, 2),
+                    "https://download.pytorch.org/models/resnet18-f37072fd.pth"),
+    "tv_resnet50": (TVBottleneck, (3, 4, 6, 3),
+                    "https://download.pytorch.org/models/resnet50-0676ba61.pth"),
+}
+
+
+def _tv_weights_file(name, weights_path):
+    """``weights_path`` as a Path to an existing file, else FileNotFoundError saying what to put."""
+    path = Path(weights_path).expanduser()
+    if not path.is_file():
+        url = _TV_RESNETS[name][2]
+        fname = url.rsplit("/", 1)[1]
+        raise FileNotFoundError(
+            f"weights_path={str(path)!r} for model {name!r} does not exist: put a torchvision "
+            f"state dict of {name[3:]} there, e.g. the official ImageNet weights {fname} "
+            f"(from {url}), conventionally as <data_root>/weights/{fname}; "
+            f"nothing is downloaded")
+    return path
+
+
+def _tv_resnet(name, in_shape, num_classes):
+    """torchvision's ``ResNet`` with :class:`TVBasicBlock` / :class:`TVBottleneck` blocks."""
+    if len(in_shape) != 3 or in_shape[0] != 3:
+        raise ValueError(f"in_shape={tuple(in_shape)} for model {name!r}: accepted is (3, H, W) "
+                         f"(torchvision's RGB stem), e.g. (3, 224, 224)")
+    from torchvision.models import ResNet
+
+    block, layers, _ = _TV_RESNETS[name]
+    return ResNet(block, list(layers), num_classes=num_classes)
+
+
+def _load_tv_weights(name, core, path, num_classes):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"weights_path={str(path)!r} holds a {type(state).__name__}; accepted: "
+                         f"a torchvision state dict of {name[3:]} (parameter name -> tensor)")
+    try:
+        core.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"weights_path={str(path)!r} does not fit model {name!r} with "
+                         f"num_classes={num_classes} (torchvision's ImageNet weights need "
+                         f"num_classes=1000): {err}") from None
+
+
 _BUILDERS = {"mlp": (_mlp, ("hidden",)), "two_layer": (_two_layer, ("hidden",)),
              "lenet": (_lenet, ("width", "hidden")), "small_cnn": (_small_cnn, ("width",)),
-             "vgg11": (_vgg11, ("width", "batch_norm")), "resnet18": (None, ("width",))}
+             "vgg11": (_vgg11, ("width", "batch_norm")), "resnet18": (None, ("width",)),
+             "tv_resnet18": (None, ("weights_path",)), "tv_resnet50": (None, ("weights_path",))}
 
 
 def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
@@ -204,6 +325,19 @@ def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
     ``std`` (per channel) put a :class:`Normalize` first. Per-model keywords: mlp ``hidden``
     (256), two_layer ``hidden`` (64), lenet ``width`` (32) and ``hidden`` (256), small_cnn
     ``width`` (8), vgg11 ``width`` (64) and ``batch_norm`` (True), resnet18 ``width`` (64).
+
+    ``tv_resnet18`` / ``tv_resnet50``: torchvision's ImageNet ResNet18/50 (``weights=None``;
+    ``torchvision.models.ResNet`` with :class:`TVBasicBlock` / :class:`TVBottleneck`, which keep
+    torchvision's modules and state-dict keys but give every activation its own module, so
+    ``activation="softplus"`` works too).  ``in_shape`` must be (3, H, W); the model is
+    ``Sequential(Normalize, resnet)`` with ImageNet ``mean``/``std`` unless given, so it takes
+    [0, 1] inputs like every other model.  ``weights_path``: a local file holding a torchvision
+    state dict (e.g. ``<data_root>/weights/resnet50-0676ba61.pth``, torchvision's IMAGENET1K_V1
+    weights, or the older ``resnet50-19c8e357.pth``; files without BatchNorm's
+    ``num_batches_tracked`` load too), loaded strictly into the resnet (``model[1]``) after
+    ``init``, which therefore never overwrites them; a missing file raises
+    ``FileNotFoundError`` (nothing is downloaded).  ``init="torch"`` keeps torchvision's own
+    initialization.
 
     ``init``: ``"kaiming"`` (default: He-normal weights for the ReLU gain, zero biases, for every
     conv and linear layer) or ``"torch"`` (PyTorch's default layer init).  PyTorch's default
@@ -232,7 +366,16 @@ def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
     def act():
         return make_activation(activation, beta)
 
-    if name == "resnet18":
+    weights = None
+    if name in _TV_RESNETS:
+        if kw.get("weights_path") is not None:
+            weights = _tv_weights_file(name, kw["weights_path"])  # fail before building
+        core = _tv_resnet(name, in_shape, num_classes)
+        _replace(core, (nn.ReLU,), activation, beta)  # fresh, not in-place, the chosen activation
+        layers = [core]
+        if mean is None:
+            mean, std = IMAGENET_MEAN, IMAGENET_STD
+    elif name == "resnet18":
         core = ResNet18(_image_shape(name, in_shape)[0], num_classes, act, **kw)
         layers = [core]
     else:
@@ -246,6 +389,8 @@ def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+    if weights is not None:  # after init, which must not overwrite them
+        _load_tv_weights(name, core, weights, num_classes)
     return model
 
 

@@ -298,3 +298,70 @@ def selection_grid(table, score, accuracy="accuracy", reference_accuracy=None, t
     ax.set(xlabel=accuracy, ylabel=score, title=title)
     ax.legend(fontsize=7)
     return fig
+
+
+def game_curves(curves, fractions, labels=None, title=None):
+    """P2 Figs. S3-S4: mean deletion and preservation curves per method.
+
+    ``curves``: {method: (deletion curve, preservation curve)} (each a (F,) mean over images,
+    or a list of them over seeds, averaged), ``fractions``: the (F,) removed fractions.
+    """
+    labels = labels or {}
+    fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2), sharey=True)
+    for m, (dele, pres) in curves.items():
+        for ax, c in zip(axes, (dele, pres)):
+            c = torch.stack(list(c)).mean(0) if isinstance(c, (list, tuple)) else c
+            ax.plot(np.asarray(fractions), np.asarray(c), label=labels.get(m, m),
+                    lw=2.2 if m == "relex" else 1.2)
+    axes[0].set(title="deletion (most relevant first; lower is better)", xlabel="fraction of pixels removed",
+                ylabel="softmax of the clean prediction")
+    axes[1].set(title="preservation (least relevant first; higher is better)", xlabel="fraction of pixels removed")
+    axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_vs_eps(table, measures=("spearman", "top-k intersection"), labels=None, title=None):
+    """P2 Fig. 3 / S1: mean ± std over seeds of the clean-vs-attacked map similarity per PGD
+    budget, one line per method.  ``table``: rows with measure, label, eps, seed, value."""
+    fig, axes = plt.subplots(1, len(measures), figsize=(4.3 * len(measures), 3.2), squeeze=False)
+    for ax, meas in zip(axes[0], measures):
+        sub = table[table.measure == meas]
+        for lab, g in sub.groupby("label", sort=False):
+            s = g.groupby("eps")["value"].agg(["mean", "std"]).fillna(0.0)
+            ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=lab,
+                        lw=2.2 if lab == "RelEx" else 1.2)
+        ax.set(xscale="log", xlabel="PGD budget ε (0-255 units)", ylabel=f"{meas}, clean vs attacked", title=meas)
+    axes[0, -1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def class_evidence(probs, classes, class_names=None, labels=None, title=None):
+    """P2 Fig. S5: for each explained class (rows) the softmax over all classes (bars) of the
+    explanation, one panel per method.  ``probs``: {method: (len(classes), K)}."""
+    labels = labels or {}
+    methods = list(probs)
+    fig, axes = plt.subplots(len(classes), len(methods), figsize=(3.6 * len(methods), 1.7 * len(classes)),
+                             squeeze=False, sharey=True)
+    for j, m in enumerate(methods):
+        p = probs[m].detach().cpu().numpy()
+        k = p.shape[1]
+        for i, c in enumerate(classes):
+            ax = axes[i, j]
+            ax.bar(range(k), p[i], color=["C3" if q == c else "C0" for q in range(k)])
+            ax.set_xticks(range(k))
+            ax.set_xticklabels(class_names if class_names else range(k), fontsize=6, rotation=90)
+            ax.set_ylim(0, 1)
+            if j == 0:
+                ax.set_ylabel(f"explains {class_names[c] if class_names else c}", fontsize=8)
+            if i == 0:
+                ax.set_title(labels.get(m, m))
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -3,7 +3,8 @@
 name).  The map has the shape of ``x``.
 
 Modules: ``gradient`` (grad, input_x_grad, guided_backprop), ``lrp`` (LRP, hand-written),
-``captum_methods`` (integrated_gradients, smoothgrad, deeplift, gradcam), ``postprocess``.
+``captum_methods`` (integrated_gradients, smoothgrad, deeplift, gradcam), ``relex`` (P2's
+mask optimised over a noisy neighbourhood, batched), ``postprocess``.
 ``grad``, ``input_x_grad``, ``guided_backprop`` and ``lrp`` are written on torch.autograd and
 are differentiable w.r.t. ``x`` and the weights when ``create_graph=True`` (attacks and
 regularizers differentiate through them); the captum ones are evaluation-only and raise
@@ -20,11 +21,12 @@ from ..registry import Configured, Registry
 from .captum_methods import deeplift, gradcam, integrated_gradients, last_conv, smoothgrad
 from .gradient import grad, guided_backprop, input_x_grad
 from .lrp import lrp
+from .fitted import relex
 from .postprocess import postprocess
 
 __all__ = ["Explainer", "REGISTRY", "NAMES", "DIFFERENTIABLE", "get", "grad", "input_x_grad",
            "guided_backprop", "lrp", "integrated_gradients", "smoothgrad", "deeplift", "gradcam",
-           "last_conv", "postprocess"]
+           "last_conv", "postprocess", "relex"]
 
 
 class Explainer(Configured):
@@ -53,7 +55,8 @@ REGISTRY = Registry("attribution", {e.name: e for e in (
     _explainer(smoothgrad, False, _SIGNED, "captum"),
     _explainer(deeplift, False, "signed, input shape, logit units", "captum"),
     _explainer(gradcam, False, "in [0, 1] per image, broadcast over channels", "captum"),
-    # "relex": RelEx (P2, SPEC section 9) joins here with needs_fit=True.
+    _explainer(relex, False, "a mask in [0, 1], input shape (P2: used as it is)", "optimised",
+               needs_fit=True),
 )})
 NAMES = REGISTRY.names
 DIFFERENTIABLE = REGISTRY.where(differentiable=True)

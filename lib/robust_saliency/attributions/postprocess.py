@@ -7,11 +7,14 @@
   ``max`` only in that floor (so a flat map gives 0 instead of NaN either way) and in the
   shape; both are kept because changing either would move committed numbers (SSIM digits,
   figure pixels).
-* ``p99`` (P2): clipped at the per-image ``q`` quantile and divided by it.
+* ``p99`` (P2, SmoothGrad's convention for SimGrad, SmGrad, IntGrad, DeepLIFT): clipped at
+  the per-image ``q`` quantile and divided by it.
+* ``minmax`` (P2, GradCAM): channel mean, ``(a - min) / (max - min)`` per image (no ``|.|``).
+* ``mean`` (P2, RelEx "used directly"): the channel mean of the raw map, not rescaled.
 """
 import torch
 
-MODES = ("max", "abs_max", "p99")
+MODES = ("max", "abs_max", "p99", "minmax", "mean")
 
 
 def postprocess(h, mode="max", q=0.99):
@@ -22,6 +25,14 @@ def postprocess(h, mode="max", q=0.99):
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not known; accepted: {list(MODES)}")
+    if mode in ("minmax", "mean"):
+        a = h.mean(1, keepdim=True) if h.dim() >= 3 else h
+        if mode == "mean":
+            return a
+        flat = a.flatten(1)
+        lo, hi = flat.min(1).values, flat.max(1).values
+        view = (-1,) + (1,) * (a.dim() - 1)
+        return (a - lo.view(view)) / (hi - lo).clamp_min(1e-12).view(view)
     a = h.abs()
     if mode == "abs_max":
         if a.dim() == 4:

@@ -26,9 +26,11 @@ tensors); train and test come from different seed streams.  Generated data is ca
 (``functools.lru_cache``) and, with ``cache_dir=...``, on disk (atomic write).
 
 Real (``data_root`` required, never downloads): ``mnist``, ``block_mnist``, ``cifar10``,
-``cifar100``, ``svhn``, ``imagenette``, ``imagenet100``, ``celeba``, ``waterbirds``.  They yield
-``(x, y)`` with x a float32 tensor in [0, 1]; ``celeba`` and ``waterbirds`` also carry
-``groups``.  Missing files raise ``FileNotFoundError`` saying which files to put where
+``cifar100``, ``svhn``, ``imagenette``, ``imagenet100``, ``imagenet_val`` (the 50,000 ILSVRC2012
+validation images, split "test" only: ``<data_root>/imagenet_val/<wnid>/*.JPEG`` with the 1000
+wnid folders, or flat ``ILSVRC2012_val_*.JPEG`` with ``val_labels.txt``; resize 256, centre
+crop 224), ``celeba``, ``waterbirds``.  They yield ``(x, y)`` with x a float32 tensor in [0, 1];
+``celeba`` and ``waterbirds`` also carry ``groups``.  Missing files raise ``FileNotFoundError`` saying which files to put where
 (see ``data/README.md``).
 
 Layout: ``data.datasets`` (the dataset classes), ``data.synthetic`` (the embedded generators),
@@ -48,7 +50,7 @@ __all__ = ["load", "get", "NAMES", "EMBEDDED", "REAL", "SPLITS", "BaseDataset", 
 
 EMBEDDED = ("toy2d", "digits", "block_digits", "shapes", "spurious_shapes")
 REAL = ("mnist", "block_mnist", "cifar10", "cifar100", "svhn", "imagenette", "imagenet100",
-        "celeba", "waterbirds")
+        "imagenet_val", "celeba", "waterbirds")
 NAMES = EMBEDDED + REAL
 SHAPES_FAMILIES = synthetic.SHAPES_FAMILIES  # public as before the split, not in __all__
 
@@ -75,8 +77,9 @@ def load(name, split, data_root=None, **kw):
     Embedded keywords: ``n`` (size; for digits/block_digits a seeded subset), ``seed``,
     ``size`` (image side), ``cache_dir`` (on-disk cache of generated tensors), ``noise``
     (toy2d), ``p_major`` (spurious_shapes), ``order_seed`` (block_digits null-block order).
-    Real keywords: ``size``, ``n`` and ``seed`` (seeded subset), and for celeba
-    ``target_attr``/``spurious_attr``.
+    Real keywords: ``size``, ``n`` and ``seed`` (seeded subset), for celeba
+    ``target_attr``/``spurious_attr``, and for imagenet_val (split "test" only) ``resize``
+    (shorter side before the centre crop; default 256 for ``size`` 224).
     """
     if name not in NAMES:
         raise ValueError(f"name={name!r} is not a known dataset; accepted: {NAMES}")

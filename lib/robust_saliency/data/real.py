@@ -1,9 +1,10 @@
 """Real datasets of ``robust_saliency.data``, read from ``data_root`` and never downloaded:
 ``mnist``, ``block_mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``imagenette``, ``imagenet100``,
-``celeba``, ``waterbirds``.  Missing files raise ``FileNotFoundError`` (:func:`_missing`) before
-any reader opens them."""
+``imagenet_val``, ``celeba``, ``waterbirds``.  Missing files raise ``FileNotFoundError``
+(:func:`_missing`) before any reader opens them."""
 import csv
 import functools
+import os
 import pickle
 
 import numpy as np
@@ -182,6 +183,148 @@ def _load_imagefolder(name, data_root, split, **kw):
     return _maybe_subset(ds, n, seed)
 
 
+class _ResizeCropDataset(ImageFileDataset):
+    """:class:`ImageFileDataset` with torchvision's ImageNet evaluation transform: shorter side
+    resized to ``resize`` (256), then centre crop ``size`` x ``size`` (224); RGB in [0, 1].
+    ``resize`` is part of the identity (and so of the fingerprint)."""
+
+    def __init__(self, paths, targets, *, resize, **kw):
+        super().__init__(paths, targets, **kw)
+        self.resize = int(resize)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        from torchvision.transforms import functional as TF
+
+        with Image.open(self.paths[i]) as img:
+            img = img.convert("RGB")
+            img = TF.resize(img, self.resize, antialias=True)
+            img = TF.center_crop(img, [self.size, self.size])
+            x = TF.pil_to_tensor(img).float().div_(255)
+        return x, self.y[i]
+
+    def _content(self):
+        return {**super()._content(), "resize": self.resize}
+
+    def _take(self, idx, extras):
+        return _ResizeCropDataset([self.paths[j] for j in idx.tolist()], self.y[idx],
+                                  classes=self.classes, name=self.name, split=self.split,
+                                  size=self.size, resize=self.resize, mean=self.mean,
+                                  std=self.std, extras=extras)
+
+    def _describe(self):
+        return f", size={self.size}, resize={self.resize}"
+
+
+_IMAGENET_VAL_LABELS = "val_labels.txt"
+_IMAGENET_VAL_HINT = (
+    "Put the 50,000 ILSVRC2012 validation images (ILSVRC2012_img_val.tar) in "
+    "<data_root>/imagenet_val/ in one of two layouts: (a) ImageFolder, "
+    "<data_root>/imagenet_val/<wnid>/*.JPEG with all 1000 wnid folders (class index = position "
+    "in sorted wnid order, torchvision's convention); or (b) flat, "
+    "<data_root>/imagenet_val/ILSVRC2012_val_XXXXXXXX.JPEG plus "
+    "<data_root>/imagenet_val/val_labels.txt with one line '<filename> <class index 0..999>' "
+    "per image (class index in sorted wnid order, e.g. caffe's ilsvrc12 val.txt)")
+
+
+def _imagenet_val_flat(data_root, root):
+    """Layout (b): ``ILSVRC2012_val_*.JPEG`` in ``root`` labelled by ``root/val_labels.txt``."""
+    labels = {}
+    with open(root / _IMAGENET_VAL_LABELS) as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.split()
+            if not parts:
+                continue
+            ok = len(parts) == 2 and parts[1].lstrip("-").isdigit() and 0 <= int(parts[1]) < 1000
+            if not ok:
+                raise ValueError(f"imagenet_val: line {lineno} of {root / _IMAGENET_VAL_LABELS} "
+                                 f"is {line.strip()!r}; accepted: "
+                                 f"'<filename> <class index 0..999>'")
+            if parts[0] in labels:
+                raise ValueError(f"imagenet_val: {parts[0]!r} appears twice in "
+                                 f"{root / _IMAGENET_VAL_LABELS}; accepted: one line per image")
+            labels[parts[0]] = int(parts[1])
+    present = {e.name for e in os.scandir(root) if e.is_file()}
+    missing = sorted(fn for fn in labels if fn not in present and not (root / fn).is_file())
+    if missing:
+        raise _missing("imagenet_val", data_root, missing, root,
+                       f"Put every image that {_IMAGENET_VAL_LABELS} names in "
+                       f"<data_root>/imagenet_val/ (or remove its line)")
+    unlabelled = sorted(fn for fn in present if fn.startswith("ILSVRC2012_val_")
+                        and fn not in labels)
+    if unlabelled:
+        shown = ", ".join(unlabelled[:6]) + (" ..." if len(unlabelled) > 6 else "")
+        raise ValueError(f"imagenet_val: {len(unlabelled)} image(s) in {root} have no line in "
+                         f"{_IMAGENET_VAL_LABELS}: {shown}; accepted: one line "
+                         f"'<filename> <class index 0..999>' per image")
+    if not labels:
+        raise _missing("imagenet_val", data_root, ["ILSVRC2012_val_XXXXXXXX.JPEG"], root,
+                       f"{_IMAGENET_VAL_LABELS} lists no image. " + _IMAGENET_VAL_HINT)
+    names = sorted(labels)
+    return [str(root / fn) for fn in names], [labels[fn] for fn in names]
+
+
+def _imagenet_val_folders(data_root, root):
+    """Layout (a): ``root/<wnid>/*`` with the 1000 wnid folders; labels in sorted wnid order."""
+    wnids = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if len(wnids) != 1000:
+        shown = ", ".join(wnids[:6]) + (" ..." if len(wnids) > 6 else "")
+        raise ValueError(f"imagenet_val: {root} has {len(wnids)} class folder(s) ({shown}); "
+                         f"accepted: all 1000 ILSVRC2012 wnid folders, since the class index is "
+                         f"the position in sorted wnid order (keep empty folders for classes "
+                         f"you leave out), or layout (b) with {_IMAGENET_VAL_LABELS}")
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    samples = make_dataset(str(root), {w: i for i, w in enumerate(wnids)},
+                           extensions=IMG_EXTENSIONS, allow_empty=True)
+    if not samples:
+        raise _missing("imagenet_val", data_root, ["<wnid>/*.JPEG"], root,
+                       "The 1000 wnid folders hold no image. " + _IMAGENET_VAL_HINT)
+    return [p for p, _ in samples], [t for _, t in samples], wnids
+
+
+def _load_imagenet_val(data_root, split, **kw):
+    """ILSVRC2012 validation images from ``<data_root>/imagenet_val/``; split "test" only.
+
+    Layouts: (a) ImageFolder, ``imagenet_val/<wnid>/*.JPEG`` with all 1000 wnid folders (class
+    index = position in sorted wnid order, torchvision's convention; empty folders allowed;
+    ``classes`` are the wnids), or (b) flat, ``imagenet_val/ILSVRC2012_val_XXXXXXXX.JPEG`` plus
+    ``imagenet_val/val_labels.txt`` with one ``<filename> <class index 0..999>`` line per image
+    (``classes`` are "0".."999"; used whenever ``val_labels.txt`` exists).  Images are in
+    filename order (b) or in torchvision's ImageFolder order (a).
+
+    Preprocessing is torchvision's ImageNet evaluation transform: shorter side resized to
+    ``resize`` (default ``round(size * 256 / 224)``, 256 for the default ``size`` 224), then
+    centre crop ``size`` x ``size``; pass ``resize=size`` for the resize-and-crop of the other
+    file-based datasets.  ``num_classes`` is always 1000; mean/std are ImageNet's.
+    """
+    size, n, seed = _real_kw("imagenet_val", kw, extra=("resize",))
+    if split != "test":
+        raise ValueError(f"split={split!r} is not valid for dataset 'imagenet_val' (the ILSVRC2012 "
+                         f"validation images); accepted: ('test',)")
+    size = 224 if size is None else size
+    resize = kw.get("resize")
+    resize = round(size * 256 / 224) if resize is None else resize
+    _check_int("resize", resize, size, 8192)
+    root = data_root / "imagenet_val"
+    if (root / _IMAGENET_VAL_LABELS).is_file():
+        paths, targets = _imagenet_val_flat(data_root, root)
+        classes = [str(i) for i in range(1000)]
+    elif root.is_dir() and any(e.is_dir() for e in os.scandir(root)):
+        paths, targets, classes = _imagenet_val_folders(data_root, root)
+    else:
+        flat = root.is_dir() and any(e.name.startswith("ILSVRC2012_val_")
+                                     for e in os.scandir(root))
+        missing = ([_IMAGENET_VAL_LABELS] if flat
+                   else ["<wnid>/*.JPEG (1000 folders)",
+                         f"or ILSVRC2012_val_*.JPEG with {_IMAGENET_VAL_LABELS}"])
+        raise _missing("imagenet_val", data_root, missing, root, _IMAGENET_VAL_HINT)
+    mean, std = _MEAN_STD["imagenet"]
+    ds = _ResizeCropDataset(paths, targets, classes=classes, name="imagenet_val", split=split,
+                            size=size, resize=resize, mean=mean, std=std)
+    return _maybe_subset(ds, n, seed)
+
+
 def _load_celeba(data_root, split, **kw):
     """CelebA (aligned) with y = ``target_attr`` (Blond_Hair) and groups = 2 * y + ``spurious_attr`` (Male); P4 Sec. 7.2."""
     size, n, seed = _real_kw("celeba", kw, extra=("target_attr", "spurious_attr"))
@@ -254,6 +397,7 @@ _REAL_LOADERS = {
     "svhn": _load_svhn,
     "imagenette": functools.partial(_load_imagefolder, "imagenette"),
     "imagenet100": functools.partial(_load_imagefolder, "imagenet100"),
+    "imagenet_val": _load_imagenet_val,
     "celeba": _load_celeba,
     "waterbirds": _load_waterbirds,
 }

@@ -9,7 +9,8 @@ kind           call                           metrics
 similarity     ``(a, b) -> (N,)``             cosine, pcc, ssim, ssim_p1, spearman, topk_intersection
 concentration  ``(maps[, masks]) -> (N,)``    gini, top_mass, object_share
 robustness     ``(model, x, y) -> (N,)``      rps (``attribution``, ``eps`` are hyperparameters)
-game           ``(model, x, y, maps) -> (N,)`` insertion, adv_insertion, deletion, preservation
+game           ``(model, x, y, maps) -> (N,)`` insertion, adv_insertion, deletion, preservation,
+                                              retrieval_rate
 accuracy       ``(model, data)`` etc. -> float  accuracy, adversarial_accuracy, worst_group_accuracy
 =============  =============================  ==========================================
 
@@ -23,8 +24,8 @@ from ..registry import Configured, Registry
 from .accuracy import accuracy, adversarial_accuracy, worst_group_accuracy
 from .concentration import gini, object_share, top_mass
 from .games import (adv_insertion_curve, adv_insertion_score, deletion_curve, deletion_score,
-                    insertion_curve, insertion_images, insertion_score, preservation_curve,
-                    preservation_score)
+                    explanation, explanation_probs, insertion_curve, insertion_images,
+                    insertion_score, preservation_curve, preservation_score, retrieval_rate)
 from .robustness import rps
 from .similarity import cosine, pcc, spearman, ssim, ssim_p1, topk_intersection
 
@@ -32,7 +33,7 @@ __all__ = ["Metric", "REGISTRY", "NAMES", "HIGHER_IS_BETTER", "KINDS", "get", "c
            "ssim", "ssim_p1", "spearman", "topk_intersection", "gini", "top_mass", "object_share", "rps",
            "insertion_images", "insertion_curve", "insertion_score", "adv_insertion_curve",
            "adv_insertion_score", "deletion_curve", "deletion_score", "preservation_curve",
-           "preservation_score", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
+           "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
 
 
 class Metric(Configured):
@@ -68,7 +69,8 @@ REGISTRY = Registry("metric", {m.name: m for m in (
     _metric("accuracy", accuracy, "accuracy", "share of correct top-1 predictions"),
     _metric("adversarial_accuracy", adversarial_accuracy, "accuracy", "accuracy on attacked inputs"),
     _metric("worst_group_accuracy", worst_group_accuracy, "accuracy", "lowest per-group accuracy"),
-    # Later issues add: retrieval_rate (P2), feature_leakage (P4 Eq. 9), diff_roar and
+    _metric("retrieval_rate", retrieval_rate, "game", "1 where the explanation keeps class y, else 0"),
+    # Later issues add: feature_leakage (P4 Eq. 9), diff_roar and
     # aopc_mofr (P3), cascading/data randomization (P3), ood_auroc, pixel_perturbation,
     # relative_gradient_change / relative_density_change (P4).
 )})

@@ -184,3 +184,42 @@ def preservation_score(model, x, y, maps, fractions=None, baseline="zero", signe
     """P2 preservation score per sample: trapezoid AUC of the preservation curve (higher better)."""
     curve = deletion_curve(model, x, y, maps, fractions, baseline, True, signed, batch_size)
     return _auc(curve, fractions)
+
+
+def explanation(x, maps, baseline="zero"):
+    """P2's explanation of x by a map in [0, 1]: ``baseline + maps * (x - baseline)``.
+
+    ``maps`` of x's shape (RelEx's per-channel mask) or (N, 1, H, W) / (N, H, W) (a per-pixel
+    map, broadcast over channels), with values in [0, 1] (a ``ValueError`` otherwise).
+    ``baseline``: 'zero' (m * x, the text), 'mean' or a tensor (the dataset mean colour: P2's
+    code multiplies the *normalized* input, whose zero is that mean).
+    """
+    x, maps = x.detach(), maps.detach()
+    if maps.dim() == x.dim() - 1:
+        maps = maps.unsqueeze(1)
+    if maps.shape != x.shape and maps.shape != (x.shape[0], 1) + tuple(x.shape[2:]):
+        raise ValueError(f"maps.shape={tuple(maps.shape)} does not fit x.shape={tuple(x.shape)}; "
+                         f"accepted: x's shape or (N, 1, H, W)")
+    if maps.numel() and (maps.min() < 0 or maps.max() > 1):
+        raise ValueError(f"maps must lie in [0, 1] (post-processed); got [{float(maps.min()):.3g}, "
+                         f"{float(maps.max()):.3g}]")
+    base = _baseline(x, baseline)
+    return base + maps * (x - base)
+
+
+def explanation_probs(model, x, maps, baseline="zero", batch_size=256):
+    """Softmax over all classes of the model at ``explanation(x, maps, baseline)``, (N, K) (P2 Fig. S5)."""
+    e = explanation(x, maps, baseline)
+    with torch.no_grad():
+        return torch.cat([model(e[i:i + int(batch_size)]).softmax(1)
+                          for i in range(0, e.shape[0], int(batch_size))])
+
+
+def retrieval_rate(model, x, y, maps, baseline="zero", batch_size=256):
+    """P2's target-class retrieval per sample: 1.0 where argmax f(explanation(x, maps)) == y, else 0.0.
+
+    The mean over samples is the rate (P2 Fig. S2: y = the clean prediction of an attacked
+    image; Fig. S5: y = the class the map explains).
+    """
+    probs = explanation_probs(model, x, maps, baseline, batch_size)
+    return (probs.argmax(1) == torch.as_tensor(y, device=probs.device).view(-1)).to(_work_dtype(x))

@@ -1,0 +1,378 @@
+"""P2 (Lim et al., CVPR 2021, RelEx): its facts and protocol on top of the library.
+
+Facts: ``TABLE_S1`` (L2 size of P2's PGD perturbations per budget), ``TABLE_S3`` (deletion
+and preservation on ImageNet, natural ResNet-50), ``EPS_NORMALIZED`` (P2's budgets in its
+normalized units).  Protocol: ``settings`` (validated parameters), ``train_models`` (the
+natural ``ce`` model and the robust one: ``at_pgd`` fine-tuning of it, per seed),
+``explain`` / ``pixel_maps`` (each method's map and P2's post-processing, ``POSTPROCESS``),
+``game_kw`` (P2's deletion/preservation conventions), ``evaluate`` (everything notebook 02
+measures on one model and seed, cached), ``class_evidence`` (Fig. S5), ``tables`` and
+``claim_rows`` (the claims with their paired tests over seeds).
+"""
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import attacks, attributions, claims, metrics
+from ..profiles import profile_params, train_config, validate
+from ..runs import batch, cached_eval, fit, load_data
+
+__all__ = ["NOTEBOOK", "METHODS", "POSTPROCESS", "TABLE_S1", "TABLE_S3", "EPS_NORMALIZED",
+           "settings", "load_sets", "train_models", "test_images", "explain", "pixel_maps", "game_kw",
+           "evaluate", "class_evidence", "tables", "claim_rows", "model_table", "summary",
+           "perturbation_table", "explainer_times", "checks"]
+
+NOTEBOOK = "02_relex"
+METHODS = ("relex", "grad", "smoothgrad", "integrated_gradients", "deeplift", "gradcam")
+LABELS = {"relex": "RelEx", "grad": "SimGrad", "smoothgrad": "SmGrad",
+          "integrated_gradients": "IntGrad", "deeplift": "DeepLIFT", "gradcam": "GradCAM"}
+# P2 S2.1: RelEx used as it is; GradCAM (and RT-Sal) min-max; the others |.| over channels
+# normalized to their 99th percentile (SmoothGrad's convention).
+POSTPROCESS = {"relex": "mean", "gradcam": "minmax"}
+SHOWN_PARAMS = ("profile", "dataset", "model", "model_kw", "activation", "size", "n_train",
+                "n_test", "num_epochs", "seeds", "eval_subset", "relex_preset", "relex_space",
+                "pgd_eps", "clean_class_eps", "topk_eps", "topk_k", "topk_steps",
+                "structured_steps", "similarity_k", "robust", "evidence_classes", "evidence_images")
+# P2's budgets in its normalized ImageNet units and Table S1 (L2 of the perturbation, same units).
+EPS_NORMALIZED = (0.07, 0.1, 0.3, 1, 2, 4, 8)
+TABLE_S1 = dict(zip(EPS_NORMALIZED, (17.8596, 24.3589, 67.5621, 215.2923, 405.0308, 680.0658,
+                                     861.8575)))
+TABLE_S3 = {"grad": (0.1336, 0.2519), "gradcam": (0.1232, 0.5647), "smoothgrad": (0.0800, 0.3845),
+            "integrated_gradients": (0.0907, 0.3650), "deeplift": (0.0980, 0.3570),
+            "relex": (0.0567, 0.4093)}  # (deletion, preservation)
+
+
+def settings(profile, **notebook_params):
+    """The notebook's parameters over the profile and ``02_relex.yaml``, validated before any work."""
+    params = validate(**profile_params(profile, notebook=NOTEBOOK, **notebook_params))
+    params.setdefault("attributions", list(METHODS))
+    params.setdefault("relex_preset", "reference_code")
+    params.setdefault("relex_space", "normalized")
+    train_config(params, cache_dir=None)
+    unknown = [m for m in params["attributions"] if m not in METHODS]
+    if unknown or params["attributions"][0] != "relex":
+        raise ValueError(f"attributions={params['attributions']!r} is not valid; accepted: a list starting "
+                         f"with 'relex', drawn from {list(METHODS)}")
+    attributions.fitted._settings(params["relex_preset"], {})
+    attributions.fitted._normalizer(None, params["relex_space"])
+    if not set(params["clean_class_eps"]) <= set(params["pgd_eps"]):
+        raise ValueError(f"clean_class_eps={params['clean_class_eps']!r} is not valid; accepted: a "
+                         f"subset of pgd_eps={params['pgd_eps']!r}")
+    for key in ("pgd_eps", "topk_eps"):
+        for e in np.atleast_1d(params[key]):
+            attacks.get("untargeted_pgd", eps=float(e))
+    return params
+
+
+def train_models(params, train_set):
+    """``{("natural" | "robust", seed): model}``: ``ce`` per seed, and (``params["robust"]``) its
+    ``at_pgd`` fine-tuning (``robust_kw``; P2's robust ResNet-50 is Madry's PGD training)."""
+    out = {}
+    for s in params["seeds"]:
+        out["natural", s] = fit(params, train_set, "ce", seed=s)
+        if params.get("robust"):
+            out["robust", s] = fit(params, train_set, "at_pgd", seed=s, init_from=out["natural", s],
+                                   method_kw=params["robust_kw"], num_epochs=params["robust_epochs"],
+                                   lr=params["robust_lr"])
+    return out
+
+
+def test_images(params, test_set):
+    """(x, y, object masks) of the first ``eval_subset`` test images."""
+    x, y = batch(test_set, params["eval_subset"])
+    return x, y, test_set.masks[:len(x)]
+
+
+def explain(params, model, x, method, target=None, seed=0):
+    """The raw map of ``method`` for classes ``target`` (None: the prediction)."""
+    if target is None:
+        with torch.no_grad():
+            target = model(x).argmax(1)
+    if method == "relex":
+        return attributions.relex(model, x, target, preset=params["relex_preset"],
+                                  space=params["relex_space"], seed=seed, iters=params.get("relex_iters"))
+    kw = {"smoothgrad": {"n": 16, "sigma": 0.15}, "integrated_gradients": {"steps": 32}}.get(method, {})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return attributions.get(method, **kw)(model, x, target).detach()
+
+
+def pixel_maps(method, raw):
+    """P2's post-processing (``POSTPROCESS``): (N, 1, H, W) maps in [0, 1]."""
+    return attributions.postprocess(raw, POSTPROCESS.get(method, "p99"))
+
+
+def game_kw(model, x):
+    """P2's deletion / preservation conventions (its ``FieldMetric``, RISE's causal metric): one
+    image row of pixels per step (224 of 224x224), into zeros of the *normalized* input (the
+    dataset mean colour), scored by the softmax of the clean prediction."""
+    from ..models import leading_normalize
+
+    norm = leading_normalize(model)
+    base = norm.mean.view(1, -1, 1, 1) if norm is not None else "zero"
+    return {"fractions": torch.linspace(0, 1, x.shape[-2] + 1).tolist(), "baseline": base}
+
+
+def _other_class_targets(x, pred):
+    """For each image, the first image of the batch predicted as another class (the structured
+    attack's target image; P2 uses one fixed "cat" image)."""
+    idx = []
+    for i in range(len(x)):
+        others = (pred != pred[i]).nonzero().flatten()
+        idx.append(int(others[0]) if len(others) else (i + 1) % len(x))
+    return x[idx]
+
+
+def _evaluate(params, model, x, y, masks, seed):
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    meths, k = params["attributions"], params["similarity_k"]
+    clean_raw = {m: explain(params, model, x, m, seed=seed) for m in meths}
+    clean = {m: pixel_maps(m, r) for m, r in clean_raw.items()}
+    gk = game_kw(model, x)
+    rows, curves = [], {}
+    for m in meths:
+        dele = metrics.deletion_curve(model, x, pred, clean[m], **gk)
+        pres = metrics.preservation_curve(model, x, pred, clean[m], **gk)
+        curves[m] = (dele.mean(0), pres.mean(0))
+        fr = torch.tensor(gk["fractions"])
+        rows += [{"measure": "deletion", "method": m, "eps": None,
+                  "value": float(torch.trapezoid(dele, x=fr, dim=1).mean())},
+                 {"measure": "preservation", "method": m, "eps": None,
+                  "value": float(torch.trapezoid(pres, x=fr, dim=1).mean())},
+                 {"measure": "object share", "method": m, "eps": None,
+                  "value": float(metrics.object_share(clean[m], masks).mean())}]
+    adv_maps = {}
+    for e in params["pgd_eps"]:
+        xa = attacks.untargeted_pgd(model, x, None, eps=e, seed=seed)
+        with torch.no_grad():
+            flipped = float((model(xa).argmax(1) != pred).float().mean())
+        rows += [{"measure": "L2 of perturbation", "method": None, "eps": e,
+                  "value": float((xa - x).flatten(1).norm(dim=1).mean())},
+                 {"measure": "label changed", "method": None, "eps": e, "value": flipped}]
+        for m in meths:
+            am = pixel_maps(m, explain(params, model, xa, m, seed=seed))
+            adv_maps[e, m] = am[:4]
+            rows += [{"measure": "spearman", "method": m, "eps": e,
+                      "value": float(metrics.spearman(clean[m], am).mean())},
+                     {"measure": "top-k intersection", "method": m, "eps": e,
+                      "value": float(metrics.topk_intersection(clean[m], am, k).mean())}]
+            if e in params["clean_class_eps"]:  # our reading: explain the clean class on x_adv
+                ac = pixel_maps(m, explain(params, model, xa, m, target=pred, seed=seed))
+                rows.append({"measure": "spearman (clean class)", "method": m, "eps": e,
+                             "value": float(metrics.spearman(clean[m], ac).mean())})
+    targeted = {"topk": attacks.topk(model, x, None, eps=params["topk_eps"], k=params["topk_k"],
+                                     steps=params["topk_steps"]),
+                "structured": attacks.structured(model, x, None, target_x=_other_class_targets(x, pred),
+                                                 steps=params["structured_steps"])}
+    for name, xa in targeted.items():
+        for m in meths:
+            am = pixel_maps(m, explain(params, model, xa, m, seed=seed))
+            adv_maps[name, m] = am[:4]
+            rows += [{"measure": f"retrieval ({name})", "method": m, "eps": None,
+                      "value": float(metrics.retrieval_rate(model, xa, pred, am, gk["baseline"]).mean())},
+                     {"measure": f"spearman ({name})", "method": m, "eps": None,
+                      "value": float(metrics.spearman(clean[m], am).mean())}]
+    for m in meths:  # the method's own noise floor: the same clean image, fresh random draws
+        redraw = pixel_maps(m, explain(params, model, x, m, seed=seed + 1000))
+        rows.append({"measure": "spearman (redraw)", "method": m, "eps": None,
+                     "value": float(metrics.spearman(clean[m], redraw).mean())})
+    for m in meths:
+        rows.append({"measure": "retrieval (clean)", "method": m, "eps": None,
+                     "value": float(metrics.retrieval_rate(model, x, pred, clean[m], gk["baseline"]).mean())})
+    return {"rows": rows, "curves": curves, "clean_maps": {m: v[:4] for m, v in clean.items()},
+            "adv_maps": adv_maps, "adv_images": {n: xa[:4] for n, xa in targeted.items()}}
+
+
+# Bump when ``_evaluate`` changes what it measures or how: it is part of the cache key, so an
+# old cached result is never read for new code.
+EVAL_VERSION = 3
+_EVAL_KEYS = ("dataset", "size", "n_test", "eval_subset", "attributions", "relex_preset", "relex_space",
+              "relex_iters", "pgd_eps", "clean_class_eps", "topk_eps", "topk_k", "topk_steps", "structured_steps",
+              "similarity_k")
+
+
+def evaluate(params, model, kind, test_set, seed):
+    """Everything notebook 02 measures on one model and seed (cached under the model's key and
+    the settings that determine it): rows ``{measure, method, eps, value}`` (means over the
+    ``eval_subset`` test images), deletion / preservation curves, and maps of the first 4
+    images clean and attacked (for the figures)."""
+    x, y, masks = test_images(params, test_set)
+    config = {k: params.get(k) for k in _EVAL_KEYS}
+    out = cached_eval("p2_evaluate", model, {**config, "seed": seed, "version": EVAL_VERSION},
+                      lambda: _evaluate(params, model, x, y, masks, seed))
+    for r in out["rows"]:
+        r.update(model=kind, seed=seed)
+    return out
+
+
+def class_evidence(params, model, x, classes, seed=0, methods=("relex", "grad")):
+    """P2 Fig. S5: explain each class of ``classes`` (whatever the prediction) and return the
+    softmax over all classes of each explanation: ``{method: (len(classes), K)}`` (mean over
+    images) and rows ``{method, class, retrieval}`` (share of images whose explanation of
+    the class is classified as that class)."""
+    base = game_kw(model, x)["baseline"]
+    probs, rows = {}, []
+    for m in methods:
+        per = []
+        for c in classes:
+            t = torch.full((len(x),), int(c), dtype=torch.long)
+            e = pixel_maps(m, explain(params, model, x, m, target=t, seed=seed))
+            p = metrics.explanation_probs(model, x, e, base)
+            per.append(p.mean(0))
+            rows.append({"method": m, "class": int(c), "seed": seed,
+                         "retrieval": float((p.argmax(1) == c).float().mean())})
+        probs[m] = torch.stack(per)
+    return probs, rows
+
+
+def tables(records):
+    """Records (all rows of ``evaluate``) as one long DataFrame with method labels."""
+    df = pd.DataFrame(records)
+    df["label"] = df["method"].map(LABELS)
+    return df
+
+
+def _vals(df, measure, method, model="natural", eps=None):
+    q = (df.measure == measure) & (df.model == model)
+    q &= df.method.isna() if method is None else (df.method == method)
+    if eps is not None:
+        q &= df.eps == eps
+    return df[q].sort_values("seed")["value"].to_numpy()
+
+
+def claim_rows(params, df, evidence):
+    """P2's claims (SPEC section 9) with paired one-sided tests over seeds (natural model)."""
+    ms, meths = claims.fmt_ms, params["attributions"]
+    base = [m for m in meths if m != "relex"]
+    rows = []
+
+    def vs_all(measure, eps=None, lower=False, model="natural", among=None):
+        among = base if among is None else among
+        return claims.all_pass({m: claims.paired_test(_vals(df, measure, "relex", model, eps),
+                                                      _vals(df, measure, m, model, eps),
+                                                      alternative="less" if lower else "greater")
+                                for m in among})
+
+    for e in params["pgd_eps"]:
+        t = vs_all("spearman", e)
+        rows.append(claims.claim(f"RelEx maps stay more similar (Spearman) under untargeted PGD ε {e:g}/255 than every baseline",
+                                 "Fig. 3 (main paper), Fig. S6",
+                                 f"RelEx {ms(_vals(df, 'spearman', 'relex', eps=e))}; closest: {LABELS[t['against']]} "
+                                 f"{ms(_vals(df, 'spearman', t['against'], eps=e))}", test=t,
+                                 note=f"labels changed: {ms(_vals(df, 'label changed', None, eps=e))}"))
+    for e in params["clean_class_eps"]:
+        t = vs_all("spearman (clean class)", e)
+        rows.append(claims.claim(f"(our reading, not P2's protocol) RelEx maps stay more similar than every baseline when all explain the clean class on the image attacked at ε {e:g}/255",
+                                 "Fig. 3 (main paper)",
+                                 f"RelEx {ms(_vals(df, 'spearman (clean class)', 'relex', eps=e))}; closest: {LABELS[t['against']]} "
+                                 f"{ms(_vals(df, 'spearman (clean class)', t['against'], eps=e))}", test=t,
+                                 note=f"RelEx's own redraw floor: {ms(_vals(df, 'spearman (redraw)', 'relex'))}"))
+    e0 = next((e for e in params["pgd_eps"] if e >= 4), params["pgd_eps"][0])  # P2's smallest budget
+    t = vs_all("top-k intersection", e0)
+    rows.append(claims.claim(f"RelEx keeps more of its top-k under PGD ε {e0:g}/255 than every baseline", "Fig. S1",
+                             f"RelEx {ms(_vals(df, 'top-k intersection', 'relex', eps=e0))}; closest: "
+                             f"{LABELS[t['against']]} {ms(_vals(df, 'top-k intersection', t['against'], eps=e0))}",
+                             test=t, note=f"k = {params['similarity_k']} of the pixels"))
+    t = vs_all("deletion", lower=True)
+    best = min(v[0] for m, v in TABLE_S3.items() if m != "relex")
+    rows.append(claims.claim("RelEx has the best (lowest) deletion score", "Table S3",
+                             f"RelEx {ms(_vals(df, 'deletion', 'relex'))}; closest: {LABELS[t['against']]} "
+                             f"{ms(_vals(df, 'deletion', t['against']))}", test=t,
+                             paper_effect=TABLE_S3["relex"][0] - best))
+    among = [m for m in base if m != "gradcam"]
+    t = vs_all("preservation", among=among)
+    rows.append(claims.claim("RelEx preserves better than every baseline but GradCAM", "Table S3",
+                             f"RelEx {ms(_vals(df, 'preservation', 'relex'))}; closest: {LABELS[t['against']]} "
+                             f"{ms(_vals(df, 'preservation', t['against']))}", test=t,
+                             paper_effect=TABLE_S3["relex"][1] - max(TABLE_S3[m][1] for m in among)))
+    for name in ("topk", "structured"):
+        t = vs_all(f"retrieval ({name})")
+        rows.append(claims.claim(f"RelEx explanations keep the class under the {name} attack better than every baseline",
+                                 "Fig. S2, S8-S9",
+                                 f"RelEx {ms(_vals(df, f'retrieval ({name})', 'relex'))}; closest: {LABELS[t['against']]} "
+                                 f"{ms(_vals(df, f'retrieval ({name})', t['against']))}", test=t,
+                                 note="attack on SimGrad (the differentiable map); other maps are transfer"))
+    ev = pd.DataFrame(evidence).groupby(["method", "seed"])["retrieval"].mean()
+    if {"relex", "grad"} <= set(ev.index.get_level_values(0)):
+        r, g = ev["relex"].sort_index().to_numpy(), ev["grad"].sort_index().to_numpy()
+        rows.append(claims.claim("RelEx explanations of a chosen (non-predicted) class carry that class's evidence",
+                                 "Fig. S5", f"classified as the chosen class: RelEx {ms(r)} vs SimGrad {ms(g)}",
+                                 test=claims.paired_test(r, g), note="vs SimGrad's explanation of the same class"))
+    if params.get("robust"):
+        t = claims.paired_test(_vals(df, "spearman", "relex", "robust", e0),
+                               _vals(df, "spearman", "relex", "natural", e0))
+        rows.append(claims.claim(f"RelEx maps are more stable on the robust model (Spearman, ε {e0:g}/255)", "Fig. S4, S7",
+                                 f"robust {ms(_vals(df, 'spearman', 'relex', 'robust', e0))} vs natural "
+                                 f"{ms(_vals(df, 'spearman', 'relex', 'natural', e0))}", test=t))
+    return rows
+
+
+def load_sets(params):
+    """(train, test) sets of the profile (``size`` for the embedded image sets)."""
+    size_kw = {"size": params["size"]} if params.get("size") else {}
+    return (load_data(params, params["dataset"], "train", **size_kw),
+            load_data(params, params["dataset"], "test", **size_kw))
+
+
+def model_table(params, trained, test_set, eps=4):
+    """Clean test accuracy and accuracy under P2's PGD (ε ``eps``) of every model and seed."""
+    x, y = batch(test_set)
+    xe, ye = x[:params["eval_subset"] * 8], y[:params["eval_subset"] * 8]
+    rows = []
+    for (kind, s), m in trained.items():
+        rows.append({"model": kind, "seed": s, "accuracy": metrics.accuracy(m, (x, y)),
+                     f"PGD ε{eps} accuracy": metrics.adversarial_accuracy(
+                         m, xe, ye, attacks.get("untargeted_pgd", eps=eps, seed=s))})
+    return pd.DataFrame(rows)
+
+
+def summary(df, measures, index=("model", "measure", "eps"), digits=3):
+    """``mean ± std`` over seeds per method label (columns) for ``measures``."""
+    sub = df[df.measure.isin(measures)].copy()
+    sub["eps"] = sub["eps"].fillna("–")
+    idx = [i for i in index if sub[i].nunique() > 1 or i == "measure"]
+    out = sub.groupby(idx + ["label"], sort=False)["value"].agg(lambda v: claims.fmt_ms(v, f"{{:.{digits}f}}"))
+    return out.unstack("label")[[LABELS[m] for m in METHODS if LABELS[m] in set(sub.label)]]
+
+
+def perturbation_table(df):
+    """Table S1 at our scale: L2 size of the PGD perturbation (input units, and in P2's normalized
+    units with ImageNet's std: / 0.226) and the share of changed labels, per ε, next to P2's."""
+    rows = []
+    for (kind, e), g in df[df.measure.isin(["L2 of perturbation", "label changed"])].groupby(["model", "eps"]):
+        l2 = g[g.measure == "L2 of perturbation"]["value"]
+        p2_eps = [k for k in EPS_NORMALIZED if abs(attacks.p2_eps(k) - e) < 1]
+        rows.append({"model": kind, "ε (0-255)": e, "L2 (input units)": claims.fmt_ms(l2),
+                     "labels changed": claims.fmt_ms(g[g.measure == "label changed"]["value"]),
+                     "P2 ε (normalized)": p2_eps[0] if p2_eps else None,
+                     "P2 L2 (normalized, 224x224)": TABLE_S1.get(p2_eps[0]) if p2_eps else None})
+    return pd.DataFrame(rows)
+
+
+def explainer_times(params, model, x, seed=0):
+    """Seconds per explained image of each method on ``x`` (one call each, this machine)."""
+    import time
+    rows = []
+    for m in params["attributions"]:
+        t = time.perf_counter()
+        explain(params, model, x, m, seed=seed)
+        rows.append({"method": LABELS[m], "seconds per image": (time.perf_counter() - t) / len(x)})
+    out = pd.DataFrame(rows)
+    out["× SimGrad"] = out["seconds per image"] / float(out.loc[out.method == "SimGrad", "seconds per image"].iloc[0])
+    return out
+
+
+def checks(model, x):
+    """Profile-independent checks of the RelEx implementation on a trained model: batched ==
+    one image at a time, masks in [0, 1], and the explanation of RelEx's class keeps it."""
+    kw = {"iters": 5, "n_noise": 8, "seed": 0}
+    t = torch.arange(len(x[:3])) % 10
+    batched = attributions.relex(model, x[:3], t, **kw)
+    alone = torch.cat([attributions.relex(model, x[i:i + 1], t[i:i + 1], **kw) for i in range(len(t))])
+    return {"RelEx: a batch gives the masks of one image at a time (max diff < 1e-5)":
+            bool((batched - alone).abs().max() < 1e-5),
+            "RelEx: masks lie in [0, 1]": bool(batched.min() >= 0 and batched.max() <= 1),
+            "RelEx: the presets are the released code's and the supplement's":
+            attributions.fitted.PRESETS["reference_code"] == {"n_noise": 50, "lr": 0.1, "momentum": 0.99, "iters": 50}
+            and attributions.fitted.PRESETS["supplement"]["n_noise"] == 100}
