@@ -337,3 +337,16 @@ def test_p2_claim_rows_follow_the_paired_tests():
     assert verdict["RelEx preserves better than every baseline but GradCAM"] == "does not hold"
     worse = p2.claim_rows(params, _p2_records([0.1, 0.2, 0.15], [0.3, 0.35, 0.2]), evidence)
     assert worse[0]["verdict"] == "does not hold" and worse[0]["difference"] < 0
+
+
+def test_p2_form_comparison_shows_the_supplement_preset_barely_moves():
+    torch.manual_seed(0)
+    model = models.build("small_cnn", 4, (3, 8, 8), width=4, mean=[0.5] * 3, std=[0.25] * 3).eval()
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    params = {"relex_preset": "reference_code", "relex_space": "normalized", "relex_iters": 5}
+    df = p2.form_comparison(params, model, x).set_index("form")
+    assert list(df.columns) == ["deletion", "preservation", "mean mask", "moved from start", "Spearman vs reference"]
+    assert df.loc["reference_code (default)", "Spearman vs reference"] == pytest.approx(1.0)
+    # 5 normalized steps of lr 0.001 move the mask by at most 0.005 in L2 (0.001 per step)
+    assert df.loc["supplement preset", "moved from start"] < 0.005
+    assert df.loc["reference_code (default)", "moved from start"] > 10 * df.loc["supplement preset", "moved from start"]

@@ -92,3 +92,31 @@ def test_selection_grid_marks_the_cut_off_and_the_chosen_points():
                                   accuracy="validation accuracy")
     assert fig.axes[0].get_xlabel() == "validation accuracy"   # the column it plots
     plt.close(fig)
+
+
+def test_p2_figures_show_what_they_are_given():
+    import pandas as pd
+
+    fr = torch.linspace(0, 1, 5)
+    curves = {"relex": (torch.tensor([1.0, .5, .2, .1, 0]), torch.ones(5)),
+              "grad": ([torch.full((5,), .5), torch.full((5,), .7)], torch.zeros(5))}
+    fig = plotting.game_curves(curves, fr, {"relex": "RelEx", "grad": "SimGrad"})
+    dele, pres = fig.axes
+    assert [ln.get_label() for ln in dele.lines] == ["RelEx", "SimGrad"]
+    assert float(dele.lines[1].get_ydata()[0]) == pytest.approx(0.6)  # mean over the seed list
+    plt.close(fig)
+    rows = [{"measure": "spearman", "label": lab, "eps": e, "seed": s, "value": v + 0.01 * s}
+            for lab, v in (("RelEx", 0.2), ("SimGrad", 0.5)) for e in (1, 4) for s in (0, 1)]
+    fig = plotting.similarity_vs_eps(pd.DataFrame(rows), ("spearman",), {"RelEx": 0.7, "SimGrad": 1.0})
+    ax = fig.axes[0]
+    assert any(ln.get_linestyle() == ":" and ln.get_ydata()[0] == 0.7 for ln in ax.lines)
+    assert not any(ln.get_linestyle() == ":" and ln.get_ydata()[0] == 1.0 for ln in ax.lines)
+    plt.close(fig)
+    probs = {"relex": torch.tensor([[0.1, 0.9], [0.8, 0.2]])}
+    fig = plotting.class_evidence(probs, [1, 0], ["a", "b"])
+    bars = fig.axes[0].patches
+    assert [b.get_height() for b in bars] == pytest.approx([0.1, 0.9])
+    plt.close(fig)
+    fig = plotting.map_grid(torch.rand(2, 3, 4, 4), {"m": torch.rand(2, 1, 4, 4)}, ["a", "b"], title="T")
+    assert fig._suptitle.get_text() == "T"
+    plt.close(fig)

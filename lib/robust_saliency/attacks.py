@@ -189,6 +189,26 @@ def _pixel_mass(h):
     return a.flatten(1)
 
 
+def _evaluator(model, smooth, target, attribution, pred0, loss_of):
+    """``evaluate(x_adv, need_grad)`` for ``_descend``: the per-sample loss
+    ``loss_of(h, logits, judged)`` of the map h and logits at x_adv, differentiated through
+    ``smooth`` (the softplus copy of a ReLU model, or the model itself) and judged -- ranked
+    and label-checked -- on ``model`` (``judged=True``: computed on ``model``)."""
+    def evaluate(x_adv, need_grad):
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
+            loss = loss_of(h, logits, smooth is model)
+            g = torch.autograd.grad(loss.sum(), xa)[0] if need_grad else None
+        if smooth is model:
+            return g, loss.detach(), logits.detach().argmax(1) == pred0
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
+        return g, loss_of(h.detach(), logits.detach(), True).detach(), logits.detach().argmax(1) == pred0
+    return evaluate
+
+
 def _check_attribution_attack(attribution, softplus_beta, update=None):
     if attribution not in _attributions.DIFFERENTIABLE:
         raise ValueError(f"attribution={attribution!r} cannot be attacked (its map is not "
@@ -306,24 +326,12 @@ def targeted_attribution(model, x, y=None, eps=4, steps=100, target_map=None, fr
         logits0 = smooth(x)
         logits0_model = logits0 if smooth is model else model(x)
 
-    def loss_of(h, logits, ref):
+    def loss_of(h, logits, judged):
+        ref = logits0_model if judged else logits0
         map_term = (_attributions.postprocess(h) - h_t).pow(2).flatten(1).sum(1)
         return w_h * map_term + w_p * (logits - ref).pow(2).sum(1)
 
-    def evaluate(x_adv, need_grad):
-        with torch.enable_grad():
-            xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
-            loss = loss_of(h, logits, logits0)
-            g = torch.autograd.grad(loss.sum(), xa)[0] if need_grad else None
-        if smooth is model:
-            return g, loss.detach(), logits.detach().argmax(1) == pred0
-        with torch.enable_grad():
-            xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
-        loss = loss_of(h.detach(), logits.detach(), logits0_model)
-        return g, loss, logits.detach().argmax(1) == pred0
-
+    evaluate = _evaluator(model, smooth, target, attribution, pred0, loss_of)
     return _descend(x, eps, steps, alpha, update, random_start, seed, evaluate)
 
 
@@ -358,23 +366,11 @@ def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=N
     top = torch.zeros_like(m0).scatter_(1, m0.topk(k, dim=1).indices, 1.0)
     smooth = _smooth_model(model, softplus_beta)
 
-    def share(h):
+    def share(h, logits, judged):
         m = _pixel_mass(h)
         return (m * top).sum(1) / m.sum(1).clamp_min(1e-12)
 
-    def evaluate(x_adv, need_grad):
-        with torch.enable_grad():
-            xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
-            d = share(h)
-            g = torch.autograd.grad(d.sum(), xa)[0] if need_grad else None
-        if smooth is model:
-            return g, d.detach(), logits.detach().argmax(1) == pred0
-        with torch.enable_grad():
-            xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
-        return g, share(h.detach()), logits.detach().argmax(1) == pred0
-
+    evaluate = _evaluator(model, smooth, target, attribution, pred0, share)
     return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate)
 
 
@@ -454,26 +450,18 @@ def structured(model, x, y=None, target_x=None, eps=255, steps=1500, alpha=None,
         p0 = F.softmax(model(x), 1)
     state = {"t": 0}
 
-    def loss_of(h, logits):
+    def loss_of(h, logits, judged):
         return (w_h * (_sum_normalized(h) - h_t).pow(2).mean(1)
                 + w_p * (F.softmax(logits, 1) - p0).pow(2).mean(1))
 
-    def evaluate(x_adv, need_grad):
+    judge = _evaluator(model, smooth, target, attribution, pred0, loss_of)
+
+    def evaluate(x_adv, need_grad):  # the softplus beta grows geometrically over the iterations
         beta = lo * (hi / lo) ** (min(state["t"], steps) / max(int(steps), 1))
         for m in softplus:
             m.beta = beta
         state["t"] += int(need_grad)
-        with torch.enable_grad():
-            xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
-            loss = loss_of(h, logits)
-            g = torch.autograd.grad(loss.sum(), xa)[0] if need_grad else None
-        if smooth is model:
-            return g, loss.detach(), logits.detach().argmax(1) == pred0
-        with torch.enable_grad():
-            xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
-        return g, loss_of(h.detach(), logits.detach()), logits.detach().argmax(1) == pred0
+        return judge(x_adv, need_grad)
 
     return _descend(x, eps, steps, alpha, "adam", False, seed, evaluate)
 

@@ -113,8 +113,9 @@ def show_map(ax, m, signed=False, title=None):
     return ax
 
 
-def map_grid(images, maps, row_labels, col_labels=None, signed=False, scale=1.2):
-    """Grid: first column the images, then one column per method (maps: dict name -> (N,C,H,W))."""
+def map_grid(images, maps, row_labels, col_labels=None, signed=False, scale=1.2, title=None):
+    """Grid: first column the images, then one column per method (maps: dict name -> (N,C,H,W));
+    ``title`` above the column titles."""
     names = list(maps)
     n = len(images)
     fig, axes = plt.subplots(n, len(names) + 1, figsize=(scale * (len(names) + 1), scale * n), squeeze=False)
@@ -128,7 +129,11 @@ def map_grid(images, maps, row_labels, col_labels=None, signed=False, scale=1.2)
             show_map(axes[i, j + 1], maps[k][i], signed=signed)
     for j, k in enumerate(["input"] + names):
         axes[0, j].set_title(k if col_labels is None else (["input"] + list(col_labels))[j])
-    fig.tight_layout()
+    if title:
+        fig.suptitle(title)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / n))
+    else:
+        fig.tight_layout()
     return fig
 
 
@@ -323,16 +328,21 @@ def game_curves(curves, fractions, labels=None, title=None):
     return fig
 
 
-def similarity_vs_eps(table, measures=("spearman", "top-k intersection"), labels=None, title=None):
+def similarity_vs_eps(table, measures=("spearman", "top-k intersection"), ceilings=None, title=None):
     """P2 Fig. 3 / S1: mean ± std over seeds of the clean-vs-attacked map similarity per PGD
-    budget, one line per method.  ``table``: rows with measure, label, eps, seed, value."""
+    budget, one line per method.  ``table``: rows with measure, label, eps, seed, value.
+    ``ceilings``: {label: value} drawn dotted on the Spearman panels (a method's similarity to
+    itself under fresh random draws: what no attacked map can exceed on average)."""
     fig, axes = plt.subplots(1, len(measures), figsize=(4.3 * len(measures), 3.2), squeeze=False)
     for ax, meas in zip(axes[0], measures):
         sub = table[table.measure == meas]
         for lab, g in sub.groupby("label", sort=False):
             s = g.groupby("eps")["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=lab,
-                        lw=2.2 if lab == "RelEx" else 1.2)
+            line = ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=lab,
+                               lw=2.2 if lab == "RelEx" else 1.2)
+            if ceilings and lab in ceilings and meas.startswith("spearman") and ceilings[lab] < 0.999:
+                ax.axhline(ceilings[lab], ls=":", color=line[0].get_color(), lw=1.2,
+                           label=f"{lab} vs itself, new draws")
         ax.set(xscale="log", xlabel="PGD budget ε (0-255 units)", ylabel=f"{meas}, clean vs attacked", title=meas)
     axes[0, -1].legend(fontsize=8)
     if title:

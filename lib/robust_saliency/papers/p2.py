@@ -20,7 +20,7 @@ from ..runs import batch, cached_eval, fit, load_data
 __all__ = ["NOTEBOOK", "METHODS", "POSTPROCESS", "TABLE_S1", "TABLE_S3", "EPS_NORMALIZED",
            "settings", "load_sets", "train_models", "test_images", "explain", "pixel_maps", "game_kw",
            "evaluate", "class_evidence", "tables", "claim_rows", "model_table", "summary",
-           "perturbation_table", "explainer_times", "checks"]
+           "perturbation_table", "explainer_times", "form_comparison", "checks"]
 
 NOTEBOOK = "02_relex"
 METHODS = ("relex", "grad", "smoothgrad", "integrated_gradients", "deeplift", "gradcam")
@@ -84,7 +84,10 @@ def test_images(params, test_set):
 
 
 def explain(params, model, x, method, target=None, seed=0):
-    """The raw map of ``method`` for classes ``target`` (None: the prediction)."""
+    """The raw map of ``method`` for classes ``target`` (None: the prediction).  The random
+    draws of RelEx and SmoothGrad depend on ``seed`` and the images, so a clean image and its
+    attacked copy get different draws (P2's code draws afresh in every call); "spearman
+    (redraw)" in ``evaluate`` measures what fresh draws alone change."""
     if target is None:
         with torch.no_grad():
             target = model(x).argmax(1)
@@ -93,7 +96,9 @@ def explain(params, model, x, method, target=None, seed=0):
                                   space=params["relex_space"], seed=seed, iters=params.get("relex_iters"))
     kw = {"smoothgrad": {"n": 16, "sigma": 0.15}, "integrated_gradients": {"steps": 32}}.get(method, {})
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # SmoothGrad's noise, like RelEx's, is seeded from the images: another image (an attacked
+        # copy) gets fresh draws, as every call does in P2's code
+        torch.manual_seed(attributions.fitted.image_seed(seed, x, int(torch.as_tensor(target).sum())))
         return attributions.get(method, **kw)(model, x, target).detach()
 
 
@@ -186,7 +191,7 @@ def _evaluate(params, model, x, y, masks, seed):
 
 # Bump when ``_evaluate`` changes what it measures or how: it is part of the cache key, so an
 # old cached result is never read for new code.
-EVAL_VERSION = 3
+EVAL_VERSION = 4
 _EVAL_KEYS = ("dataset", "size", "n_test", "eval_subset", "attributions", "relex_preset", "relex_space",
               "relex_iters", "pgd_eps", "clean_class_eps", "topk_eps", "topk_k", "topk_steps", "structured_steps",
               "similarity_k")
@@ -254,45 +259,33 @@ def claim_rows(params, df, evidence):
                                                       alternative="less" if lower else "greater")
                                 for m in among})
 
+    def beats_all(measure, e, text, paper, note="", lower=False, among=None, paper_effect=None):
+        t = vs_all(measure, e, lower=lower, among=among)
+        rows.append(claims.claim(text, paper, f"RelEx {ms(_vals(df, measure, 'relex', eps=e))}; closest: "
+                                 f"{LABELS[t['against']]} {ms(_vals(df, measure, t['against'], eps=e))}",
+                                 test=t, note=note, paper_effect=paper_effect))
+
     for e in params["pgd_eps"]:
-        t = vs_all("spearman", e)
-        rows.append(claims.claim(f"RelEx maps stay more similar (Spearman) under untargeted PGD ε {e:g}/255 than every baseline",
-                                 "Fig. 3 (main paper), Fig. S6",
-                                 f"RelEx {ms(_vals(df, 'spearman', 'relex', eps=e))}; closest: {LABELS[t['against']]} "
-                                 f"{ms(_vals(df, 'spearman', t['against'], eps=e))}", test=t,
-                                 note=f"labels changed: {ms(_vals(df, 'label changed', None, eps=e))}"))
+        beats_all("spearman", e, f"RelEx maps stay more similar (Spearman) under untargeted PGD ε {e:g}/255 "
+                  "than every baseline", "Fig. 3 (main paper), Fig. S6",
+                  f"labels changed: {ms(_vals(df, 'label changed', None, eps=e))}")
     for e in params["clean_class_eps"]:
-        t = vs_all("spearman (clean class)", e)
-        rows.append(claims.claim(f"(our reading, not P2's protocol) RelEx maps stay more similar than every baseline when all explain the clean class on the image attacked at ε {e:g}/255",
-                                 "Fig. 3 (main paper)",
-                                 f"RelEx {ms(_vals(df, 'spearman (clean class)', 'relex', eps=e))}; closest: {LABELS[t['against']]} "
-                                 f"{ms(_vals(df, 'spearman (clean class)', t['against'], eps=e))}", test=t,
-                                 note=f"RelEx's own redraw floor: {ms(_vals(df, 'spearman (redraw)', 'relex'))}"))
+        beats_all("spearman (clean class)", e, "(our reading, not P2's protocol) RelEx maps stay more similar "
+                  f"than every baseline when all explain the clean class on the image attacked at ε {e:g}/255",
+                  "Fig. 3 (main paper)", f"RelEx's own redraw floor: {ms(_vals(df, 'spearman (redraw)', 'relex'))}")
     e0 = next((e for e in params["pgd_eps"] if e >= 4), params["pgd_eps"][0])  # P2's smallest budget
-    t = vs_all("top-k intersection", e0)
-    rows.append(claims.claim(f"RelEx keeps more of its top-k under PGD ε {e0:g}/255 than every baseline", "Fig. S1",
-                             f"RelEx {ms(_vals(df, 'top-k intersection', 'relex', eps=e0))}; closest: "
-                             f"{LABELS[t['against']]} {ms(_vals(df, 'top-k intersection', t['against'], eps=e0))}",
-                             test=t, note=f"k = {params['similarity_k']} of the pixels"))
-    t = vs_all("deletion", lower=True)
+    beats_all("top-k intersection", e0, f"RelEx keeps more of its top-k under PGD ε {e0:g}/255 than every baseline",
+              "Fig. S1", f"k = {params['similarity_k']} of the pixels")
     best = min(v[0] for m, v in TABLE_S3.items() if m != "relex")
-    rows.append(claims.claim("RelEx has the best (lowest) deletion score", "Table S3",
-                             f"RelEx {ms(_vals(df, 'deletion', 'relex'))}; closest: {LABELS[t['against']]} "
-                             f"{ms(_vals(df, 'deletion', t['against']))}", test=t,
-                             paper_effect=TABLE_S3["relex"][0] - best))
+    beats_all("deletion", None, "RelEx has the best (lowest) deletion score", "Table S3", lower=True,
+              paper_effect=TABLE_S3["relex"][0] - best)
     among = [m for m in base if m != "gradcam"]
-    t = vs_all("preservation", among=among)
-    rows.append(claims.claim("RelEx preserves better than every baseline but GradCAM", "Table S3",
-                             f"RelEx {ms(_vals(df, 'preservation', 'relex'))}; closest: {LABELS[t['against']]} "
-                             f"{ms(_vals(df, 'preservation', t['against']))}", test=t,
-                             paper_effect=TABLE_S3["relex"][1] - max(TABLE_S3[m][1] for m in among)))
+    beats_all("preservation", None, "RelEx preserves better than every baseline but GradCAM", "Table S3",
+              among=among, paper_effect=TABLE_S3["relex"][1] - max(TABLE_S3[m][1] for m in among))
     for name in ("topk", "structured"):
-        t = vs_all(f"retrieval ({name})")
-        rows.append(claims.claim(f"RelEx explanations keep the class under the {name} attack better than every baseline",
-                                 "Fig. S2, S8-S9",
-                                 f"RelEx {ms(_vals(df, f'retrieval ({name})', 'relex'))}; closest: {LABELS[t['against']]} "
-                                 f"{ms(_vals(df, f'retrieval ({name})', t['against']))}", test=t,
-                                 note="attack on SimGrad (the differentiable map); other maps are transfer"))
+        beats_all(f"retrieval ({name})", None, f"RelEx explanations keep the class under the {name} attack "
+                  "better than every baseline", "Fig. S2, S8-S9",
+                  "attack on SimGrad (the differentiable map); other maps are transfer")
     ev = pd.DataFrame(evidence).groupby(["method", "seed"])["retrieval"].mean()
     if {"relex", "grad"} <= set(ev.index.get_level_values(0)):
         r, g = ev["relex"].sort_index().to_numpy(), ev["grad"].sort_index().to_numpy()
@@ -376,3 +369,30 @@ def checks(model, x):
             "RelEx: the presets are the released code's and the supplement's":
             attributions.fitted.PRESETS["reference_code"] == {"n_noise": 50, "lr": 0.1, "momentum": 0.99, "iters": 50}
             and attributions.fitted.PRESETS["supplement"]["n_noise"] == 100}
+
+
+def form_comparison(params, model, x, seed=0):
+    """RelEx in each form on the same images: the released code's preset and space (what every
+    other number uses), the supplement's preset, and masks on [0, 1] pixels (the text's m * x).
+    Per form: deletion and preservation (P2's conventions), the mean mask, how far the mask
+    moved from its U[0, 0.01] start (mean |m - m0|), and Spearman against the reference form."""
+    with torch.no_grad():
+        pred = model(x).argmax(1)
+    gk = game_kw(model, x)
+    fr = torch.tensor(gk["fractions"])
+    forms = {"reference_code (default)": {}, "supplement preset": {"preset": "supplement"},
+             "pixel space (text)": {"space": "pixel"}}
+    rows, ref = [], None
+    for name, kw in forms.items():
+        m = attributions.relex(model, x, pred, **{"preset": params["relex_preset"], "space": params["relex_space"],
+                                                  "seed": seed, "iters": params.get("relex_iters"), **kw})
+        m0 = attributions.relex(model, x, pred, iters=1, lr=1e-12, seed=seed)  # the initial draw
+        pm = pixel_maps("relex", m)
+        ref = pm if ref is None else ref
+        rows.append({"form": name, "deletion": float(torch.trapezoid(
+            metrics.deletion_curve(model, x, pred, pm, **gk), x=fr, dim=1).mean()),
+            "preservation": float(torch.trapezoid(metrics.preservation_curve(model, x, pred, pm, **gk),
+                                                  x=fr, dim=1).mean()),
+            "mean mask": float(m.mean()), "moved from start": float((m - m0).abs().mean()),
+            "Spearman vs reference": float(metrics.spearman(ref, pm).mean())})
+    return pd.DataFrame(rows)
