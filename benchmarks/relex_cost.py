@@ -7,7 +7,7 @@ not depend on training) on ``shapes`` 16x16 test images.  For each batch size N 
 images are explained (a) in one batched call of ``attributions.relex`` and (b) one image per
 call; both make the same draws (each image's generator is seeded from its bytes), so the masks
 must agree: the max absolute difference is recorded.  Times are the median over ``repeats``
-of seconds per explained image, taken with ``time.perf_counter``, with the machine's load
+(after one untimed warm-up call) of seconds per explained image, taken with ``time.perf_counter``, with the machine's load
 average before and after.  Then each baseline explainer's seconds per image on the largest
 batch, and RelEx's ratio to each.  Writes ``results/benchmark_relex_cost.json``.
 """
@@ -40,7 +40,10 @@ def _check_config(cfg):
         raise ValueError(f"repeats={cfg['repeats']!r} is not valid; accepted: an int >= 1")
 
 
-def _time(fn, repeats):
+def _time(fn, repeats, warmup=True):
+    """Median seconds of ``repeats`` calls of ``fn`` after one untimed call (imports, allocator)."""
+    if warmup:
+        fn()
     times, out = [], None
     for _ in range(int(repeats)):
         t = time.perf_counter()
