@@ -106,14 +106,13 @@ def test_architecture_page_names_every_module():
 
 def test_spec_section_10_public_names_keep_working():
     """The names other code relies on (SPEC section 10) exist with their documented call shapes.
-    Names whose paper has no notebook yet (P3's adversarial_training, P4's
+    Names whose paper has no notebook yet (P4's
     marginal_density_grad, feature_leakage, ood_auroc) are listed so their absence is explicit."""
     import torch
 
     from robust_saliency import attacks, attributions, data, experiments, metrics, models, regularizers, training
 
-    later = {"regularizers.marginal_density_grad", "adversarial_training.one_step_perturbation",
-             "metrics.feature_leakage", "metrics.ood_auroc"}
+    later = {"regularizers.marginal_density_grad", "metrics.feature_leakage", "metrics.ood_auroc"}
     for name in ("rps", "insertion_curve", "insertion_score", "deletion_score", "preservation_score",
                  "topk_intersection", "spearman", "pcc", "ssim", "worst_group_accuracy", "gini"):
         assert callable(getattr(metrics, name)), name
@@ -129,6 +128,12 @@ def test_spec_section_10_public_names_keep_working():
     assert loss.dim() == 0 and regularizers.get("l2_cosd").penalty(net, x, y).dim() == 0
     l2, cosd = regularizers.gradient_alignment_terms(net, x, y, torch.zeros_like(x) + 1e-3)
     assert l2.shape == cosd.shape == (2,)
+    from robust_saliency.adversarial_training import one_step_perturbation
+
+    g = torch.randn(2, 1, 8, 8)
+    for mode in ("l1", "group", "elastic", "weighted_l2"):
+        d = one_step_perturbation(g, mode, 0.1, eps2=0.1, group_size=4, attention=torch.rand(2, 1, 8, 8))
+        assert d.shape == g.shape
     for dotted in later:
         module, _, attr = dotted.partition(".")
         try:

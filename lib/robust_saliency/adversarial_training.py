@@ -2,18 +2,93 @@
 attacked input.  ``at_pgd`` (Madry 2018; P2's robust model) and ``at_fgsm`` (Goodfellow 2015)
 are ``regularizers.Regularized`` methods listed in ``methods.METHODS``.
 
+P3 (norm-regularized adversarial training): ``one_step_perturbation(grad, mode, eps, ...)`` is
+the closed-form maximiser of delta^T g - R*(delta) for the penalty R wanted on the gradient
+map g (SPEC section 6): ``l1`` (R = eps ||g||_1: eps sign g), ``group`` (R = eps ||g||_{2,1}
+over square patches per channel: eps g_S / ||g_S||), ``elastic`` (R = eps ||g||_1 + eps2
+||g||_2^2: eps sign g + 2 eps2 g) and ``weighted_l2`` (P3 Prop. 4 / its CUB-GHA code:
+(eps max(A) - 2 eps A) g / ||g||_2 for an attention map A).  It works on the numbers it is
+given (the units of ``grad``'s space; no 0-255 conversion).
+
 The attack runs on the model as it is during training (train mode), from the global RNG's
 random start (``torch.manual_seed`` makes it repeatable; ``training.train`` seeds it), and
 only input gradients are taken.  ``eps`` and ``alpha`` in 0-255 pixel units.
 """
+import math
+
+import torch
 import torch.nn.functional as F
 
 from . import attacks
 from .regularizers import Regularized
-from .regularizers._checks import _pixels, _pos_int
+from .models import leading_normalize
+from .regularizers._checks import _choice, _nonneg, _pixels, _pos_int
 from .regularizers.terms import _f
 
-__all__ = ["ATPGD", "ATFGSM", "REGISTRY"]
+__all__ = ["ATPGD", "ATFGSM", "NormRegularizedAT", "REGISTRY", "MODES", "one_step_perturbation",
+           "group_norms"]
+
+MODES = ("l1", "group", "elastic", "weighted_l2")
+
+
+def _number(name, v, positive=False):
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and \
+        (v > 0 if positive else v >= 0)
+    if not ok:
+        raise ValueError(f"{name}={v!r} is not valid; accepted: a finite number {'>' if positive else '>='} 0")
+    return float(v)
+
+
+def group_norms(g, group_size):
+    """Each entry of ``g`` (N, C, H, W) replaced by the L2 norm of its group: the
+    ``group_size`` x ``group_size`` patch of its channel that contains it (P3's groups; its code
+    uses 14 x 14 on 224 x 224).  H and W must be multiples of ``group_size``."""
+    if g.dim() != 4:
+        raise ValueError(f"group mode needs image gradients (N, C, H, W); got shape {tuple(g.shape)}")
+    n, c, h, w = g.shape
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 \
+            or h % group_size or w % group_size:
+        raise ValueError(f"group_size={group_size!r} is not valid for {h}x{w} images; accepted: a "
+                         f"positive int that divides both {h} and {w}")
+    s = group_size
+    norms = g.pow(2).view(n, c, h // s, s, w // s, s).sum((3, 5)).sqrt()
+    return norms[:, :, :, None, :, None].expand(n, c, h // s, s, w // s, s).reshape(n, c, h, w)
+
+
+def one_step_perturbation(grad, mode, eps, eps2=None, group_size=None, attention=None):
+    """P3's one-step perturbation delta* for the gradient ``grad`` of the loss (per sample, first
+    dimension = batch): the maximiser of delta^T grad - R*(delta) (module docstring).
+
+    ``mode``: ``l1`` (eps sign g), ``group`` (eps g_S / ||g_S||_2 per ``group_size`` patch of
+    each channel; 0 where a group's gradient is 0), ``elastic`` (eps sign g + 2 ``eps2`` g; P3's
+    supplement prints the second term twice, its code once), ``weighted_l2`` ((eps max(A) -
+    2 eps A) g / ||g||_2, A = ``attention`` broadcast to g, max and norm per sample).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not known; accepted: {list(MODES)}")
+    eps = _number("eps", eps)
+    g = grad.detach()
+    if mode == "l1":
+        return eps * g.sign()
+    if mode == "group":
+        norms = group_norms(g, group_size)
+        return torch.where(norms > 0, eps * g / norms.clamp_min(1e-30), torch.zeros_like(g))
+    if mode == "elastic":
+        if eps2 is None:
+            raise ValueError("mode='elastic' needs eps2 (the weight of ||g||_2^2); accepted: a number >= 0")
+        return eps * g.sign() + 2 * _number("eps2", eps2) * g
+    if attention is None:
+        raise ValueError("mode='weighted_l2' needs attention (an attention map broadcastable to grad)")
+    a = torch.as_tensor(attention, dtype=g.dtype, device=g.device)
+    try:
+        a = a.expand_as(g)
+    except RuntimeError:
+        raise ValueError(f"attention of shape {tuple(a.shape)} does not broadcast to grad of shape "
+                         f"{tuple(g.shape)}") from None
+    view = (-1,) + (1,) * (g.dim() - 1)
+    a_max = a.flatten(1).amax(1).view(view)
+    unit = g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
+    return (eps * a_max - 2 * eps * a) * unit
 
 
 class ATPGD(Regularized):
@@ -43,4 +118,83 @@ class ATFGSM(ATPGD):
         return attacks.fgsm(model, x, y, self.hparams["eps"])
 
 
-REGISTRY = {m.name: m for m in (ATPGD, ATFGSM)}
+def _space(model, space):
+    """(sigma per channel, view) of the space P3's perturbation lives in: the model's normalized
+    input (``space="normalized"``, the released code: it trains on normalized images) or [0, 1]
+    pixels (``"pixel"``, or a model without a leading ``Normalize``)."""
+    norm = leading_normalize(model) if space == "normalized" else None
+    return None if norm is None else norm.std
+
+
+def _scaled(t, std):
+    return t if std is None else t * std.to(t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
+
+
+class NormRegularizedAT(Regularized):
+    """P3's norm-regularized adversarial training: CE(f(x + delta*), y) with delta* the one-step
+    (``training="fast"``, the released code's default) or iterative maximiser for the penalty of
+    ``mode`` (``one_step_perturbation``), as P3's ``imagenet_train.py`` computes it.
+
+    The gradient is that of the summed cross-entropy (each sample's own loss; the code scales
+    the mean by the batch size) taken w.r.t. the model's *normalized* input
+    (``space="normalized"``: grad_z = sigma * grad_x), and the perturbation is made there, so
+    ``eps`` and ``eps2`` are in P3's units (its default eps 0.01 of a unit-variance input);
+    ``space="pixel"`` works on [0, 1] pixels.  The perturbed input is clipped to [0, 1] (the
+    code does not clip).  ``iterative``: 7 steps, as the code: l1 sign steps of 0.3 eps
+    projected to the eps box; elastic normalized-gradient steps of 0.3 on CE - ||relu(|delta| -
+    eps)||^2 / (4 eps2); group unit normalized-gradient steps projected onto the group balls.
+    """
+
+    name = "norm_regularized_at"
+    params = {"mode": ("l1", _choice("l1", "group", "elastic")), "eps": (0.01, _nonneg),
+              "eps2": (0.0, _nonneg), "group_size": (2, _pos_int),
+              "training": ("fast", _choice("fast", "iterative")),
+              "space": ("normalized", _choice("normalized", "pixel"))}
+
+    def _grad(self, model, x_adv, y, std):
+        with torch.enable_grad():
+            xa = x_adv.detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
+        return _scaled(g, std)  # d/dz = sigma * d/dx
+
+    def attack(self, model, x, y):
+        hp = self.hparams
+        if hp["mode"] == "elastic" and hp["training"] == "iterative" and hp["eps2"] <= 0:
+            raise ValueError("norm_regularized_at: mode='elastic', training='iterative' needs eps2 > 0")
+        std = _space(model, hp["space"])
+        x = x.detach()
+        if hp["training"] == "fast":
+            dz = one_step_perturbation(self._grad(model, x, y, std), hp["mode"], hp["eps"],
+                                       eps2=hp["eps2"], group_size=hp["group_size"])
+        else:
+            dz = self._iterate(model, x, y, std)
+        return (x + _scaled(dz, std)).clamp(0.0, 1.0).detach()
+
+    def _iterate(self, model, x, y, std):
+        hp, eps = self.hparams, self.hparams["eps"]
+        dz = torch.zeros_like(x)
+        view = (-1,) + (1,) * (x.dim() - 1)
+        for _ in range(7):
+            xa = x + _scaled(dz, std)
+            if hp["mode"] == "l1":
+                dz = (dz + 0.3 * eps * self._grad(model, xa, y, std).sign()).clamp(-eps, eps)
+            elif hp["mode"] == "elastic":
+                with torch.enable_grad():
+                    d = dz.detach().requires_grad_(True)
+                    loss = F.cross_entropy(model(x + _scaled(d, std)), y, reduction="sum") \
+                        - torch.relu(d.abs() - eps).pow(2).sum() / (4 * hp["eps2"])
+                    (g,) = torch.autograd.grad(loss, d)
+                dz = dz + 0.3 * g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
+            else:
+                g = self._grad(model, xa, y, std)
+                dz = dz + g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
+                norms = group_norms(dz, hp["group_size"])
+                dz = dz * torch.where(norms > eps, eps / norms.clamp_min(1e-30), torch.ones_like(norms))
+        return dz.detach()
+
+    def terms(self, model, x, y):
+        ce = F.cross_entropy(model(self.attack(model, x, y)), y)
+        return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
+
+
+REGISTRY = {m.name: m for m in (ATPGD, ATFGSM, NormRegularizedAT)}

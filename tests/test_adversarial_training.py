@@ -1,0 +1,196 @@
+"""P3's one-step perturbations: each is the maximiser of delta^T g - R*(delta) for its penalty R
+(checked against random feasible perturbations and a numeric optimiser on small vectors), the
+group mode's per-group norms, the elastic closed form and Prop. 4 (weighted l2)."""
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize
+
+from robust_saliency.adversarial_training import MODES, group_norms, one_step_perturbation
+
+RNG = np.random.default_rng(0)
+
+
+def _g(shape=(1, 2, 4, 4), seed=0):
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def test_l1_is_the_best_point_of_the_linf_box():
+    g, eps = _g(), 0.1
+    d = one_step_perturbation(g, "l1", eps)
+    best = float((d * g).sum())
+    assert best == pytest.approx(eps * float(g.abs().sum()))  # = R(g) = eps ||g||_1
+    for _ in range(200):
+        r = torch.from_numpy(RNG.uniform(-eps, eps, g.shape))
+        assert float((r * g).sum()) <= best + 1e-12
+
+
+def test_group_norms_are_eps_along_the_group_gradient():
+    g, eps, s = _g((2, 3, 4, 6)), 0.3, 2
+    d = one_step_perturbation(g, "group", eps, group_size=s)
+    assert torch.allclose(group_norms(d, s), torch.full_like(d, eps))
+    # inside each group d is parallel to g: cosine 1
+    dg = (d * g).view(2, 3, 2, s, 3, s).sum((3, 5))
+    gn = group_norms(g, s).view(2, 3, 2, s, 3, s)[:, :, :, 0, :, 0]
+    assert torch.allclose(dg, eps * gn)
+    best = float((d * g).sum())
+    for _ in range(200):  # random points of the product of group balls never do better
+        r = torch.from_numpy(RNG.normal(size=g.shape))
+        r = r / group_norms(r, s) * eps * torch.from_numpy(RNG.uniform(0, 1, g.shape[:2] + (2, 1, 3, 1))) \
+            .expand(2, 3, 2, s, 3, s).reshape(g.shape)
+        assert float((r * g).sum()) <= best + 1e-12
+    with pytest.raises(ValueError, match="group_size"):
+        one_step_perturbation(g, "group", eps, group_size=4)  # 4 does not divide 6
+    zero = one_step_perturbation(torch.zeros(1, 1, 2, 2), "group", eps, group_size=2)
+    assert torch.equal(zero, torch.zeros(1, 1, 2, 2))
+
+
+def _pq(z, e1, e2):
+    """P3 Prop. 3: the conjugate of e1 |x| + e2 x^2, elementwise."""
+    return np.where(np.abs(z) > e1, (np.abs(z) - e1) ** 2 / (4 * e2), 0.0)
+
+
+def test_elastic_maximises_against_its_conjugate_numerically():
+    g = _g((1, 6)).numpy()[0]
+    e1, e2 = 0.2, 0.7
+    d = one_step_perturbation(torch.from_numpy(g)[None], "elastic", e1, eps2=e2).numpy()[0]
+    assert np.allclose(d, e1 * np.sign(g) + 2 * e2 * g)
+
+    def neg(v):
+        return -(v @ g - _pq(v, e1, e2).sum())
+
+    res = minimize(neg, np.zeros_like(g), method="Nelder-Mead",
+                   options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 40000, "maxfev": 40000})
+    assert np.allclose(res.x, d, atol=1e-4)
+    # Fenchel-Young equality: the value at the maximiser is R(g) = e1 ||g||_1 + e2 ||g||^2
+    assert -neg(d) == pytest.approx(e1 * np.abs(g).sum() + e2 * (g ** 2).sum())
+    for _ in range(200):
+        assert -neg(d + RNG.normal(scale=0.3, size=g.shape)) <= -neg(d) + 1e-12
+
+
+def test_weighted_l2_is_prop4_with_p3s_weights():
+    g = _g((2, 1, 3, 3))
+    a = torch.rand((2, 1, 3, 3), generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    eps = 0.5
+    d = one_step_perturbation(g, "weighted_l2", eps, attention=a)
+    unit = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    amax = a.flatten(1).amax(1).view(-1, 1, 1, 1)
+    assert torch.allclose(d, (eps * amax - 2 * eps * a) * unit)
+    # Prop. 4: for R(u) = sum_i w_i u_i^2 the maximiser of delta^T u - sum_i delta_i^2 / (4 w_i)
+    # is 2 w u; P3's code uses w = eps (max A - 2 A) / 2 on the unit gradient u
+    w = (eps * (amax - 2 * a) / 2)[0].flatten().numpy()
+    u = unit[0].flatten().numpy()
+    pos = w > 1e-3
+    wp, up = w[pos], u[pos]
+    res = minimize(lambda v: -(v @ up - (v ** 2 / (4 * wp)).sum()), np.zeros_like(up), method="BFGS",
+                   options={"gtol": 1e-12})
+    assert np.allclose(res.x, d[0].flatten().numpy()[pos], atol=1e-6)
+
+
+def test_bad_arguments_name_themselves():
+    g = _g()
+    with pytest.raises(ValueError, match="mode"):
+        one_step_perturbation(g, "linf", 0.1)
+    with pytest.raises(ValueError, match="eps2"):
+        one_step_perturbation(g, "elastic", 0.1)
+    with pytest.raises(ValueError, match="attention"):
+        one_step_perturbation(g, "weighted_l2", 0.1)
+    with pytest.raises(ValueError, match="attention"):
+        one_step_perturbation(g, "weighted_l2", 0.1, attention=torch.rand(3, 3))
+    with pytest.raises(ValueError, match="eps"):
+        one_step_perturbation(g, "l1", -1.0)
+    assert MODES == ("l1", "group", "elastic", "weighted_l2")
+
+
+# ---------------------------------------------------------------------------- the training method
+import torch.nn as nn  # noqa: E402
+
+from robust_saliency import methods, models  # noqa: E402
+
+
+def _reference_x_adv(net, img, label, mode, training, eps, eps2, s):
+    """P3's released imagenet_train.py (its perturbation block) transcribed for any image size,
+    on a model that takes the perturbed space directly."""
+    criterion = nn.CrossEntropyLoss()
+    n, c, h, w = img.shape
+
+    def gnorm(t):  # the code's reshape/permute for 14x14 groups on 224x224, with s x s on h x w
+        sq = (t ** 2).reshape(-1, c, h // s, s, w // s, s).permute(0, 1, 2, 4, 3, 5).flatten(4, 5).sum(-1)
+        sq = sq.unsqueeze(-1).unsqueeze(-1).repeat(1, 1, 1, 1, s, s)
+        return torch.sqrt(sq).permute(0, 1, 2, 4, 3, 5).reshape(-1, c, h, w)
+
+    if mode == "l1" and training == "fast":
+        x_adv = img.detach().clone().requires_grad_(True)
+        grad = torch.autograd.grad(criterion(net(x_adv), label) * n, x_adv)[0]
+        return x_adv + eps * grad.sign()
+    if mode == "l1":
+        x_adv = img.detach().clone()
+        for _ in range(7):
+            x_adv = x_adv.detach().clone().requires_grad_(True)
+            grad = torch.autograd.grad(criterion(net(x_adv), label) * n, x_adv)[0]
+            x_adv = x_adv + 0.3 * eps * grad.sign()
+            x_adv = img + (x_adv - img).clamp(-eps, eps)
+        return x_adv
+    if mode == "elastic" and training == "fast":
+        x_adv = img.detach().clone().requires_grad_(True)
+        grad = torch.autograd.grad(criterion(net(x_adv), label) * n, x_adv)[0]
+        return img + eps * grad.sign() + 2 * eps2 * grad
+    if mode == "elastic":
+        x_adv = img.detach().clone()
+        for _ in range(7):
+            x_adv = x_adv.detach().clone().requires_grad_(True)
+            loss = criterion(net(x_adv), label) * n
+            loss = loss - 1 / (4 * eps2) * torch.square(torch.norm(torch.relu(torch.abs(x_adv - img) - eps), p=2))
+            grad = torch.autograd.grad(loss, x_adv)[0]
+            grad = grad / torch.linalg.norm(grad.detach().flatten(1), ord=2, dim=1)[:, None, None, None]
+            x_adv = x_adv + 0.3 * grad
+        return x_adv
+    if training == "fast":
+        org = img.detach().clone().requires_grad_(True)
+        org_grad = torch.autograd.grad(criterion(net(org), label), org)[0]
+        return img + eps * (org_grad / gnorm(org_grad))
+    delta = torch.zeros_like(img)
+    for _ in range(7):
+        delta = delta.detach().requires_grad_(True)
+        org_grad = torch.autograd.grad(criterion(net(img + delta), label), delta)[0]
+        org_grad = org_grad / torch.linalg.norm(org_grad.detach().flatten(1), ord=2, dim=1)[:, None, None, None]
+        delta = delta + org_grad
+        norm = gnorm(delta)
+        delta = delta.detach() * torch.where(norm > eps, eps / norm, torch.ones_like(norm))
+    return img + delta
+
+
+@pytest.mark.parametrize("mode", ["l1", "elastic", "group"])
+@pytest.mark.parametrize("training", ["fast", "iterative"])
+def test_matches_transcription_of_released_training_step(mode, training):
+    torch.manual_seed(0)
+    net = models.build("small_cnn", 3, (2, 4, 4), width=3).double().eval()  # no Normalize: z = x
+    img = 0.3 + 0.4 * torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    label = torch.tensor([0, 1, 2])
+    eps, eps2 = 0.02, 0.005
+    meth = methods.get("norm_regularized_at", mode=mode, training=training, eps=eps, eps2=eps2, group_size=2)
+    want = _reference_x_adv(net, img, label, mode, training, eps, eps2, 2)
+    got = meth.attack(net, img, label)
+    assert want.min() > 0 and want.max() < 1  # the clip to [0, 1] does not bind here
+    assert torch.allclose(got, want, atol=1e-10)
+    loss, _ = meth(net, img, label)
+    assert torch.allclose(loss, nn.functional.cross_entropy(net(want), label))
+
+
+def test_normalized_space_perturbs_z_and_clips_pixels():
+    torch.manual_seed(0)
+    std = [0.2, 0.4]
+    net = models.build("small_cnn", 3, (2, 4, 4), width=3, mean=[0.5, 0.5], std=std).double().eval()
+    x = 0.3 + 0.4 * torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    x_adv = methods.get("norm_regularized_at", mode="l1", eps=0.1).attack(net, x, y)
+    xr = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(nn.functional.cross_entropy(net(xr), y, reduction="sum"), xr)
+    sigma = torch.tensor(std, dtype=torch.float64).view(1, -1, 1, 1)
+    assert torch.allclose(x_adv - x, 0.1 * sigma * g.sign())  # eps 0.1 of z = 0.1 sigma of x
+    pix = methods.get("norm_regularized_at", mode="l1", eps=0.1, space="pixel").attack(net, x, y)
+    assert torch.allclose(pix - x, 0.1 * g.sign())
+    big = methods.get("norm_regularized_at", mode="l1", eps=5.0).attack(net, x, y)
+    assert big.min() >= 0 and big.max() <= 1
+    with pytest.raises(ValueError, match="mode"):
+        methods.get("norm_regularized_at", mode="weighted_l2")
