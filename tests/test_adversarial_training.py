@@ -194,3 +194,83 @@ def test_normalized_space_perturbs_z_and_clips_pixels():
     assert big.min() >= 0 and big.max() <= 1
     with pytest.raises(ValueError, match="mode"):
         methods.get("norm_regularized_at", mode="weighted_l2")
+
+
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    net = models.build("small_cnn", 3, (2, 4, 4), width=3).double().eval()
+    x = 0.3 + 0.4 * torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return net, x, torch.tensor([0, 1, 2])
+
+
+def _sum_ce_grad(net, x, y):
+    xr = x.clone().requires_grad_(True)
+    return torch.autograd.grad(nn.functional.cross_entropy(net(xr), y, reduction="sum"), xr)[0]
+
+
+def test_mifgsm_variant_is_dong_2018_and_one_step_is_fgsm():
+    net, x, y = _tiny()
+    eps = 0.05
+    one = methods.get("norm_regularized_at", mode="l1", training="mifgsm", mi_steps=1, eps=eps).attack(net, x, y)
+    assert torch.allclose(one - x, eps * _sum_ce_grad(net, x, y).sign())
+    got = methods.get("norm_regularized_at", mode="l1", training="mifgsm", mi_steps=3, decay=0.9, eps=eps).attack(net, x, y)
+    d, mom = torch.zeros_like(x), torch.zeros_like(x)
+    for _ in range(3):  # MI-FGSM, written out
+        g = _sum_ce_grad(net, x + d, y)
+        mom = 0.9 * mom + g / g.abs().sum((1, 2, 3), keepdim=True)
+        d = (d + eps / 3 * mom.sign()).clamp(-eps, eps)
+    assert torch.allclose(got, x + d)
+    with pytest.raises(ValueError, match="mifgsm"):
+        methods.get("norm_regularized_at", mode="group", training="mifgsm")
+
+
+def test_iterative_from_the_one_step_solution():
+    net, x, y = _tiny()
+    warm = methods.get("norm_regularized_at", mode="l1", training="iterative", eps=0.03, init="one_step").attack(net, x, y)
+    assert (warm - x).abs().max() <= 0.03 + 1e-12
+    kw = {"mode": "elastic", "training": "iterative", "eps": 0.01, "eps2": 0.05}
+    zero = methods.get("norm_regularized_at", **kw).attack(net, x, y)
+    warm = methods.get("norm_regularized_at", init="one_step", **kw).attack(net, x, y)
+    start = one_step_perturbation(_sum_ce_grad(net, x, y), "elastic", 0.01, eps2=0.05)
+    assert not torch.allclose(zero, warm)
+    # 7 unit-norm steps of 0.3 move at most 2.1 (L2) away from the start
+    assert float((warm - x - start).flatten(1).norm(dim=1).max()) <= 2.1 + 1e-9
+
+
+@pytest.mark.parametrize("mode", ["l1", "group"])
+def test_free_training_moves_the_kept_perturbation_by_its_gradient(mode):
+    net, x, y = _tiny()
+    eps = 0.04
+    meth = methods.get("norm_regularized_at", mode=mode, training="free", eps=eps, replays=3, group_size=2)
+    assert meth.replays == 3 and methods.get("norm_regularized_at").replays == 1
+    loss0, _ = meth(net, x, y)
+    assert torch.allclose(loss0, nn.functional.cross_entropy(net(x), y))  # starts at delta = 0
+    loss0.backward()
+    g = meth._delta.grad.clone()
+    loss1, _ = meth(net, x, y)
+    want = one_step_perturbation(g, mode, eps, group_size=2)
+    assert torch.allclose(meth._delta.detach(), want)  # one step from 0 stays in the ball
+    assert torch.allclose(loss1, nn.functional.cross_entropy(net(x + want), y))
+    loss1.backward()
+    meth(net, x, y)
+    if mode == "l1":
+        assert meth._delta.abs().max() <= eps + 1e-12
+    else:
+        assert group_norms(meth._delta.detach(), 2).max() <= eps + 1e-12
+    state = meth.state_dict()
+    other = methods.get("norm_regularized_at", mode=mode, training="free", eps=eps, replays=3, group_size=2)
+    other.load_state_dict(state)
+    assert torch.equal(other.state_dict()["delta"], state["delta"])
+    with pytest.raises(ValueError, match="free"):
+        methods.get("norm_regularized_at", mode="elastic", training="free")
+
+
+def test_gaussian_noise_augmentation():
+    net, x, y = _tiny()
+    torch.manual_seed(5)
+    loss, _ = methods.get("gaussian_noise", sigma=16)(net, x, y)
+    torch.manual_seed(5)
+    noisy = (x + torch.randn_like(x) * 16 / 255).clamp(0, 1)
+    assert torch.allclose(loss, nn.functional.cross_entropy(net(noisy), y))
+    with pytest.raises(ValueError, match="sigma"):
+        methods.get("gaussian_noise", sigma=300)

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from . import attacks
 from .regularizers import Regularized
 from .models import leading_normalize
-from .regularizers._checks import _choice, _nonneg, _pixels, _pos_int
+from .regularizers._checks import _choice, _nonneg, _pixels, _pos_int, _real
 from .regularizers.terms import _f
 
-__all__ = ["ATPGD", "ATFGSM", "NormRegularizedAT", "REGISTRY", "MODES", "one_step_perturbation",
+__all__ = ["ATPGD", "ATFGSM", "NormRegularizedAT", "GaussianNoise", "REGISTRY", "MODES", "one_step_perturbation",
            "group_norms"]
 
 MODES = ("l1", "group", "elastic", "weighted_l2")
@@ -133,7 +133,13 @@ def _scaled(t, std):
 class NormRegularizedAT(Regularized):
     """P3's norm-regularized adversarial training: CE(f(x + delta*), y) with delta* the one-step
     (``training="fast"``, the released code's default) or iterative maximiser for the penalty of
-    ``mode`` (``one_step_perturbation``), as P3's ``imagenet_train.py`` computes it.
+    ``mode`` (``one_step_perturbation``), as P3's ``imagenet_train.py`` computes it.  Also P3's
+    supplement variants (no released code): ``training="mifgsm"`` (C.2.3, l1 only: ``mi_steps``
+    momentum sign steps of eps / mi_steps, decay ``decay``, Dong 2018) and ``training="free"``
+    (C.2.2, Shafahi 2019: each batch is replayed ``replays`` times; one backward pass gives
+    the weights' and the perturbation's gradients, and the perturbation, kept across steps,
+    moves by ``one_step_perturbation`` of its gradient and is projected back (l1: the eps box;
+    group: the group balls); l1 and group only).
 
     The gradient is that of the summed cross-entropy (each sample's own loss; the code scales
     the mean by the batch size) taken w.r.t. the model's *normalized* input
@@ -142,14 +148,37 @@ class NormRegularizedAT(Regularized):
     ``space="pixel"`` works on [0, 1] pixels.  The perturbed input is clipped to [0, 1] (the
     code does not clip).  ``iterative``: 7 steps, as the code: l1 sign steps of 0.3 eps
     projected to the eps box; elastic normalized-gradient steps of 0.3 on CE - ||relu(|delta| -
-    eps)||^2 / (4 eps2); group unit normalized-gradient steps projected onto the group balls.
+    eps)||^2 / (4 eps2); group unit normalized-gradient steps projected onto the group balls;
+    ``init="zero"`` as the code, ``"one_step"`` starts from the one-step solution (the text, B.4).
     """
 
     name = "norm_regularized_at"
     params = {"mode": ("l1", _choice("l1", "group", "elastic")), "eps": (0.01, _nonneg),
               "eps2": (0.0, _nonneg), "group_size": (2, _pos_int),
-              "training": ("fast", _choice("fast", "iterative")),
-              "space": ("normalized", _choice("normalized", "pixel"))}
+              "training": ("fast", _choice("fast", "iterative", "mifgsm", "free")),
+              "space": ("normalized", _choice("normalized", "pixel")),
+              "init": ("zero", _choice("zero", "one_step")), "mi_steps": (10, _pos_int),
+              "decay": (1.0, _real), "replays": (4, _pos_int)}
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        hp = self.hparams
+        if hp["training"] in ("mifgsm", "free") and hp["mode"] not in (("l1",) if hp["training"] == "mifgsm"
+                                                                       else ("l1", "group")):
+            raise ValueError(f"norm_regularized_at: training={hp['training']!r} supports mode "
+                             f"{'l1' if hp['training'] == 'mifgsm' else 'l1 or group'}; got mode={hp['mode']!r}")
+        self._delta = None  # free training: the perturbation carried across steps (normalized space)
+
+    @property
+    def replays(self):
+        """Optimizer steps per batch (``training.train``): ``replays`` for free training, else 1."""
+        return self.hparams["replays"] if self.hparams["training"] == "free" else 1
+
+    def state_dict(self):
+        return {"delta": None if self._delta is None else self._delta.detach().clone()}
+
+    def load_state_dict(self, state):
+        self._delta = state.get("delta")
 
     def _grad(self, model, x_adv, y, std):
         with torch.enable_grad():
@@ -163,6 +192,8 @@ class NormRegularizedAT(Regularized):
             raise ValueError("norm_regularized_at: mode='elastic', training='iterative' needs eps2 > 0")
         std = _space(model, hp["space"])
         x = x.detach()
+        if hp["training"] == "mifgsm":
+            return (x + _scaled(self._mifgsm(model, x, y, std), std)).clamp(0.0, 1.0).detach()
         if hp["training"] == "fast":
             dz = one_step_perturbation(self._grad(model, x, y, std), hp["mode"], hp["eps"],
                                        eps2=hp["eps2"], group_size=hp["group_size"])
@@ -170,9 +201,29 @@ class NormRegularizedAT(Regularized):
             dz = self._iterate(model, x, y, std)
         return (x + _scaled(dz, std)).clamp(0.0, 1.0).detach()
 
+    def _project(self, dz):
+        hp, eps = self.hparams, self.hparams["eps"]
+        if hp["mode"] == "l1":
+            return dz.clamp(-eps, eps)
+        norms = group_norms(dz, hp["group_size"])
+        return dz * torch.where(norms > eps, eps / norms.clamp_min(1e-30), torch.ones_like(norms))
+
+    def _mifgsm(self, model, x, y, std):
+        hp, eps = self.hparams, self.hparams["eps"]
+        dz, mom = torch.zeros_like(x), torch.zeros_like(x)
+        view = (-1,) + (1,) * (x.dim() - 1)
+        for _ in range(hp["mi_steps"]):
+            g = self._grad(model, x + _scaled(dz, std), y, std)
+            mom = hp["decay"] * mom + g / g.abs().flatten(1).sum(1).clamp_min(1e-30).view(view)
+            dz = (dz + eps / hp["mi_steps"] * mom.sign()).clamp(-eps, eps)
+        return dz.detach()
+
     def _iterate(self, model, x, y, std):
         hp, eps = self.hparams, self.hparams["eps"]
         dz = torch.zeros_like(x)
+        if hp["init"] == "one_step":
+            dz = one_step_perturbation(self._grad(model, x, y, std), hp["mode"], eps, eps2=hp["eps2"],
+                                       group_size=hp["group_size"])
         view = (-1,) + (1,) * (x.dim() - 1)
         for _ in range(7):
             xa = x + _scaled(dz, std)
@@ -187,14 +238,43 @@ class NormRegularizedAT(Regularized):
                 dz = dz + 0.3 * g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
             else:
                 g = self._grad(model, xa, y, std)
-                dz = dz + g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
-                norms = group_norms(dz, hp["group_size"])
-                dz = dz * torch.where(norms > eps, eps / norms.clamp_min(1e-30), torch.ones_like(norms))
+                dz = self._project(dz + g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view))
         return dz.detach()
 
+    def _free_terms(self, model, x, y):
+        """One free step: move the kept perturbation by the gradient the last backward pass left
+        on it, then return CE at x + delta with delta a leaf, so this step's backward fills both."""
+        hp, std = self.hparams, _space(model, self.hparams["space"])
+        d = self._delta
+        if d is None or d.shape != x.shape:
+            d = torch.zeros_like(x)
+        elif d.grad is not None:
+            step = one_step_perturbation(d.grad, hp["mode"], hp["eps"], group_size=hp["group_size"])
+            d = self._project(d.detach() + step)
+        self._delta = d.detach().requires_grad_(True)
+        x_adv = x.detach() + _scaled(self._delta, std)
+        x_adv = x_adv + ((x_adv.clamp(0.0, 1.0) - x_adv).detach())  # in [0, 1], gradient kept
+        ce = F.cross_entropy(model(x_adv), y)
+        return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
+
     def terms(self, model, x, y):
+        if self.hparams["training"] == "free":
+            return self._free_terms(model, x, y)
         ce = F.cross_entropy(model(self.attack(model, x, y)), y)
         return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
 
 
-REGISTRY = {m.name: m for m in (ATPGD, ATFGSM, NormRegularizedAT)}
+class GaussianNoise(Regularized):
+    """Gaussian-noise augmentation (P3 C.2.1's comparison): CE(f(clip(x + N(0, sigma^2))), y),
+    ``sigma`` in 0-255 pixel units (units.linf), drawn from the global RNG."""
+
+    name = "gaussian_noise"
+    params = {"sigma": (8.0, _pixels)}
+
+    def terms(self, model, x, y):
+        noisy = (x + torch.randn_like(x) * self.hparams["sigma"] / 255.0).clamp(0.0, 1.0)
+        ce = F.cross_entropy(model(noisy), y)
+        return ce, ce.new_zeros(()), {"ce_noisy": _f(ce)}
+
+
+REGISTRY = {m.name: m for m in (ATPGD, ATFGSM, NormRegularizedAT, GaussianNoise)}

@@ -2,8 +2,8 @@
 
 ``METHODS`` (a ``registry.Registry`` of ``training.Method`` classes) holds ``ce``
 (``training``) and P1's regularizers and baselines (``regularizers.REGISTRY``, the same
-classes) and adversarial training (``adversarial_training``: at_pgd, at_fgsm and P3's
-norm_regularized_at); and P4's regularizers join here when their
+classes) and adversarial training (``adversarial_training``: at_pgd, at_fgsm, P3's
+norm_regularized_at and gaussian_noise); and P4's regularizers join here when their
 modules are written.  The modules are imported at the top, so a broken one fails this import
 with its own error instead of hiding as an "unknown method".  ``get(name, **hparams)``
 builds the method.
