@@ -13,6 +13,7 @@ before.
 import copy
 
 import torch
+import torch.nn as nn
 
 from . import attacks as _attacks
 from . import attributions as _attr
@@ -22,7 +23,7 @@ from .metrics.accuracy import _predict
 from .metrics.robustness import _similarity_fns
 
 __all__ = ["REPORT_VERSION", "attribution_maps", "saliency_report", "attribution_scores",
-           "sanity_checks"]
+           "sanity_checks", "cascading_randomization"]
 
 # Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
 # saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
@@ -165,3 +166,37 @@ def sanity_checks(models, test_sets, scores, x, y, dataset, seed, ig_images=4):
     checks["IG completeness: sum of map = f(x) - f(0)"] = [
         bool(torch.allclose(ig.sum((1, 2, 3)), gap, rtol=2e-2, atol=2e-2))]
     return checks
+
+
+def cascading_randomization(model, x, y, attribution="grad", seed=0):
+    """The model-parameter randomization test (Adebayo 2018; P3 C.2.6, Figs. 11, 15): the layers
+    with weights (conv, linear, batch norm) are re-initialised cumulatively from the output back
+    (PyTorch's ``reset_parameters``, seeded), and after each the map of class ``y`` is compared
+    with the trained model's by SSIM of the per-image max-normalized maps (``postprocess``
+    "max", data range 1).  Returns rows ``{"randomized": layer name ("none" first),
+    "layers": how many are random, "ssim": mean over images, "maps": the (N, 1, H, W) maps}``;
+    ``model`` itself is left unchanged (a deep copy is randomized)."""
+    from .metrics import ssim
+
+    explain = _attr.get(attribution)
+    kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
+    net = copy.deepcopy(model).eval()
+    names = [n for n, m in net.named_modules() if isinstance(m, kinds)]
+    if not names:
+        raise ValueError("cascading_randomization needs a model with conv, linear or batch-norm layers")
+    modules = dict(net.named_modules())
+
+    def maps():
+        with seeded(seed):
+            return _attr.postprocess(explain(net, x, y).detach(), "max")
+
+    base = maps()
+    rows = [{"randomized": "none", "layers": 0, "ssim": float(ssim(base, base, data_range=1.0).mean()),
+             "maps": base}]
+    for i, name in enumerate(reversed(names)):
+        with seeded(seed + 1 + i):
+            modules[name].reset_parameters()
+        m = maps()
+        rows.append({"randomized": name, "layers": i + 1, "ssim": float(ssim(base, m, data_range=1.0).mean()),
+                     "maps": m})
+    return rows

@@ -10,7 +10,7 @@ similarity     ``(a, b) -> (N,)``             cosine, pcc, ssim, ssim_p1, spearm
 concentration  ``(maps[, masks]) -> (N,)``    gini, top_mass, object_share
 robustness     ``(model, x, y) -> (N,)``      rps (``attribution``, ``eps`` are hyperparameters)
 game           ``(model, x, y, maps) -> (N,)`` insertion, adv_insertion, deletion, preservation,
-                                              retrieval_rate
+                                              retrieval_rate, aopc_mofr
 accuracy       ``(model, data)`` etc. -> float  accuracy, adversarial_accuracy, worst_group_accuracy
 =============  =============================  ==========================================
 
@@ -24,8 +24,9 @@ from ..registry import Configured, Registry
 from .accuracy import accuracy, adversarial_accuracy, worst_group_accuracy
 from .concentration import gini, object_share, top_mass
 from .games import (adv_insertion_curve, adv_insertion_score, deletion_curve, deletion_score,
-                    explanation, explanation_probs, insertion_curve, insertion_images,
-                    insertion_score, preservation_curve, preservation_score, retrieval_rate)
+                    aopc_mofr, explanation, explanation_probs, insertion_curve, insertion_images,
+                    insertion_score, preservation_curve, preservation_score, removed_images,
+                    retrieval_rate)
 from .robustness import rps
 from .similarity import cosine, pcc, spearman, ssim, ssim_p1, topk_intersection
 
@@ -33,7 +34,7 @@ __all__ = ["Metric", "REGISTRY", "NAMES", "HIGHER_IS_BETTER", "KINDS", "get", "c
            "ssim", "ssim_p1", "spearman", "topk_intersection", "gini", "top_mass", "object_share", "rps",
            "insertion_images", "insertion_curve", "insertion_score", "adv_insertion_curve",
            "adv_insertion_score", "deletion_curve", "deletion_score", "preservation_curve",
-           "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
+           "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "aopc_mofr", "removed_images", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
 
 
 class Metric(Configured):
@@ -70,8 +71,8 @@ REGISTRY = Registry("metric", {m.name: m for m in (
     _metric("adversarial_accuracy", adversarial_accuracy, "accuracy", "accuracy on attacked inputs"),
     _metric("worst_group_accuracy", worst_group_accuracy, "accuracy", "lowest per-group accuracy"),
     _metric("retrieval_rate", retrieval_rate, "game", "1 where the explanation keeps class y, else 0"),
-    # Later issues add: feature_leakage (P4 Eq. 9), diff_roar and
-    # aopc_mofr (P3), cascading/data randomization (P3), ood_auroc, pixel_perturbation,
+    _metric("aopc_mofr", aopc_mofr, "game", "mean drop of p_y as the most relevant pixels go, in [-1, 1]"),
+    # Later issues add: feature_leakage (P4 Eq. 9), ood_auroc, pixel_perturbation,
     # relative_gradient_change / relative_density_change (P4).
 )})
 NAMES = REGISTRY.names

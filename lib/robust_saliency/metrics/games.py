@@ -223,3 +223,31 @@ def retrieval_rate(model, x, y, maps, baseline="zero", batch_size=256):
     """
     probs = explanation_probs(model, x, maps, baseline, batch_size)
     return (probs.argmax(1) == torch.as_tensor(y, device=probs.device).view(-1)).to(_work_dtype(x))
+
+
+def removed_images(x, maps, fraction, most_relevant=True, baseline="zero", signed=False):
+    """x with a ``fraction`` of its pixels set to ``baseline``: the most relevant by ``maps``
+    (``most_relevant=True``) or the least relevant.  The training and test sets of ROAR /
+    DiffROAR (Hooker 2019; P3 Sec. 5.2) are made of these.  Ranking as ``insertion_curve``."""
+    fr = float(fraction)
+    if not 0 <= fr <= 1:
+        raise ValueError(f"fraction={fraction!r} is not valid; accepted: a number in [0, 1]")
+    x, maps = x.detach(), maps.detach()
+    rank, ks, mask_shape = _ranks(x, maps, [fr], signed)
+    p, k = rank.shape[1], ks[0]
+    removed = (rank < k) if most_relevant else (rank >= p - k)
+    return torch.where(removed.view(-1, *mask_shape), _baseline(x, baseline), x)
+
+
+def aopc_mofr(model, x, y, maps, steps=20, step_fraction=0.01, baseline="zero", signed=False,
+              batch_size=256):
+    """AOPC, most relevant first (Samek 2017; P3 Table 5), per sample:
+    (1 / (L + 1)) sum_{k=0..L} [p_y(x) - p_y(x_k)], x_k = x with the k * ``step_fraction`` most
+    relevant pixels set to ``baseline``, L = ``steps`` (P3: 20, 50, 100).  Higher is more faithful."""
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"steps={steps!r} is not valid; accepted: a positive int")
+    if not 0 < step_fraction <= 1:
+        raise ValueError(f"step_fraction={step_fraction!r} is not valid; accepted: a number in (0, 1]")
+    fractions = [min(1.0, k * step_fraction) for k in range(int(steps) + 1)]
+    curve = _game_curve(model, x, y, maps, fractions, baseline, "drop_top", signed, batch_size)
+    return (curve[:, :1] - curve).mean(1)

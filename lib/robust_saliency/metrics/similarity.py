@@ -113,14 +113,25 @@ def spearman(a, b):
     return pcc(_average_ranks(_flat(a)), _average_ranks(_flat(b)))
 
 
-def topk_intersection(a, b, k):
+def topk_intersection(a, b, k, among="all"):
     """Share of the top-k positions of a that are among the top-k of b (Ghorbani 2019; P2, P3).
 
     ``k``: an int count of positions or a float fraction of them (``round(k * P)``, >= 1).
+    ``among="nonzero"``: a fraction counts the positions where ``a`` is non-zero, per sample
+    (P3 B.6-B.7: "40% of all the pixels with non-zero attributions").
     Ranks the flattened values as given (largest first).
     """
     _check_pair(a, b)
     a, b = _flat(a), _flat(b)
+    if among not in ("all", "nonzero"):
+        raise ValueError(f"among={among!r} is not valid; accepted: 'all' or 'nonzero'")
+    if among == "nonzero" and isinstance(k, float):
+        out = []
+        for ai, bi in zip(a, b):
+            nz = int((ai != 0).sum())
+            out.append(topk_intersection(ai[None], bi[None], resolve_k(k, max(nz, 1))) if nz else
+                       torch.zeros(1, dtype=_work_dtype(a), device=a.device))
+        return torch.cat(out)
     k = resolve_k(k, a.shape[1])
     top_a = a.topk(k, dim=1).indices
     in_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)

@@ -1,0 +1,73 @@
+"""P3's metrics: AOPC most-relevant-first against a written-out loop, the images of ROAR, top-k
+among non-zero pixels, and cascading randomization."""
+import pytest
+import torch
+
+from robust_saliency import evaluation, metrics, models
+
+
+def _net(seed=0, size=16):
+    torch.manual_seed(seed)
+    return models.build("small_cnn", 3, (2, size, size), width=3).eval()
+
+
+def test_aopc_mofr_matches_a_written_out_loop():
+    net = _net()
+    x = torch.rand(3, 2, 16, 16, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2])
+    maps = torch.rand(3, 1, 16, 16, generator=torch.Generator().manual_seed(2))
+    got = metrics.aopc_mofr(net, x, y, maps, steps=5, step_fraction=0.1)
+    flat = maps.flatten(1)
+    want = torch.zeros(3)
+    with torch.no_grad():
+        p0 = net(x).softmax(1)[torch.arange(3), y]
+        for k in range(6):
+            xk = x.clone()
+            n_rm = round(k * 0.1 * 256)
+            for i in range(3):
+                idx = flat[i].argsort(descending=True)[:n_rm]
+                xk[i].view(2, -1)[:, idx] = 0.0
+            want += p0 - net(xk).softmax(1)[torch.arange(3), y]
+    assert torch.allclose(got, want / 6, atol=1e-6)
+    assert metrics.get("aopc_mofr", steps=5).higher_is_better
+    with pytest.raises(ValueError, match="steps"):
+        metrics.aopc_mofr(net, x, y, maps, steps=0)
+
+
+def test_removed_images_remove_the_right_pixels():
+    x = torch.ones(1, 2, 2, 2)
+    maps = torch.tensor([[[[4.0, 3.0], [2.0, 1.0]]]])
+    top = metrics.removed_images(x, maps, 0.5)
+    bottom = metrics.removed_images(x, maps, 0.5, most_relevant=False)
+    assert torch.equal(top[0, 0], torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+    assert torch.equal(bottom[0, 1], torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+    assert torch.equal(metrics.removed_images(x, maps, 0.25, baseline=torch.full((1, 2, 1, 1), 0.5))[0, :, 0, 0],
+                       torch.tensor([0.5, 0.5]))
+    with pytest.raises(ValueError, match="fraction"):
+        metrics.removed_images(x, maps, 1.5)
+
+
+def test_topk_intersection_among_nonzero_pixels():
+    a = torch.tensor([[5.0, 4.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    b = torch.tensor([[0.0, 4.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    # 50% of the 2 non-zero pixels of a: k = 1, a's top {0} vs b's top {2}
+    assert float(metrics.topk_intersection(a, b, 0.5, among="nonzero")) == 0.0
+    # 50% of all 8 pixels: k = 4
+    assert float(metrics.topk_intersection(a, b, 0.5)) > 0
+    assert float(metrics.topk_intersection(a, a, 0.5, among="nonzero")) == 1.0
+    assert float(metrics.topk_intersection(torch.zeros(1, 8), b, 0.5, among="nonzero")) == 0.0
+    with pytest.raises(ValueError, match="among"):
+        metrics.topk_intersection(a, b, 0.5, among="some")
+
+
+def test_cascading_randomization_starts_at_one_and_leaves_the_model_alone():
+    net = _net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.rand(4, 2, 16, 16, generator=torch.Generator().manual_seed(3))
+    rows = evaluation.cascading_randomization(net, x, torch.tensor([0, 1, 2, 0]))
+    assert [r["layers"] for r in rows] == [0, 1, 2, 3]
+    assert rows[0]["randomized"] == "none" and rows[0]["ssim"] == pytest.approx(1.0)
+    assert all(r["ssim"] < 0.9 for r in rows[1:])
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    again = evaluation.cascading_randomization(net, x, torch.tensor([0, 1, 2, 0]))
+    assert [r["ssim"] for r in again] == [r["ssim"] for r in rows]  # seeded
