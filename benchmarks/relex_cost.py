@@ -13,14 +13,14 @@ batch, and RelEx's ratio to each.  Writes ``results/benchmark_relex_cost.json``.
 """
 import argparse
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
-from robust_saliency import attributions, cache, data, models
+from robust_saliency import attributions, data, models
+
+from ._common import finish, machine
 
 DEFAULT_CONFIG = {
     "batch_sizes": [1, 8, 32], "repeats": 2, "size": 16, "width": 16, "preset": "reference_code",
@@ -88,19 +88,10 @@ def main(config=None):
             t, _ = _time(lambda: attributions.get(name)(model, xb, tb), cfg["repeats"])
             base[name] = {"s_per_image": t / len(xb), "relex_ratio": relex_s / (t / len(xb))}
         results = {"config": cfg, "relex": rows, "baselines": base,
-                   "machine": {"platform": platform.platform(), "torch": torch.__version__,
-                               "threads": int(cfg["threads"]), "loadavg_before": load0,
-                               "loadavg_after": os.getloadavg()}}
+                   "machine": machine(cfg["threads"], load0)}
     finally:
         torch.set_num_threads(threads)
-    if cfg["output"] is not None:
-        path = (Path(__file__).resolve().parents[1] / "results" / "benchmark_relex_cost.json"
-                if cfg["output"] == "default" else Path(cfg["output"]))
-        cache.atomic_write_json(results, path)
-        results["path"] = str(path)
-    if cfg["verbose"]:
-        print(format_table(results))
-    return results
+    return finish(results, cfg["output"], "benchmark_relex_cost.json", cfg["verbose"], format_table)
 
 
 def format_table(results):

@@ -61,3 +61,18 @@ def test_relex_cost_tiny(tmp_path):
     with pytest.raises(ValueError, match="batch_sizes"):
         R.main({"batch_sizes": [0], "output": None})
     assert R._parse(["--batch-sizes", "2,4", "--output", "none"])["batch_sizes"] == [2, 4]
+
+
+def test_adversarial_training_cost_tiny(tmp_path):
+    from benchmarks import adversarial_training_cost as A
+
+    out = tmp_path / "at.json"
+    res = A.main({"methods": ["ce", "l1 (fast)", "l1 (iterative)"], "repeats": 1, "warmup": 0,
+                  "batch_size": 4, "size": 16, "width": 2, "output": str(out), "verbose": False})
+    ce, fast, it = (res["methods"][k] for k in ("ce", "l1 (fast)", "l1 (iterative)"))
+    assert ce["time_ratio"] == 1.0 and fast["hparams"] == {"mode": "l1", "eps": 0.01}
+    assert it["time_ratio"] > fast["time_ratio"] > 0  # 7 extra passes cost more than 1
+    assert json.loads(out.read_text())["config"]["batch_size"] == 4
+    with pytest.raises(ValueError, match="methods"):
+        A.main({"methods": ["l1 (fast)"], "output": None})
+    assert A._parse(["--methods", "ce,at_pgd", "--output", "none"])["methods"] == ["ce", "at_pgd"]

@@ -71,3 +71,27 @@ def test_cascading_randomization_starts_at_one_and_leaves_the_model_alone():
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
     again = evaluation.cascading_randomization(net, x, torch.tensor([0, 1, 2, 0]))
     assert [r["ssim"] for r in again] == [r["ssim"] for r in rows]  # seeded
+
+
+def test_swap_samples_and_permuted_labels():
+    from robust_saliency import data, runs
+
+    tr = data.load("shapes", "train", size=16, n=60)
+    te = data.load("shapes", "test", size=16, n=30)
+    a, common = runs.swap_samples(tr, te, 10, seed=1)
+    assert len(a) == 60 and len(common) == 20
+    rows = {tuple(v.flatten()[:20].tolist()) for v in a.x}
+    te_rows = [tuple(v.flatten()[:20].tolist()) for v in te.x]
+    moved = [r for r in te_rows if r in rows]
+    assert len(moved) == 10
+    assert not any(tuple(v.flatten()[:20].tolist()) in rows for v in common.x)  # never trained on
+    assert sum(tuple(v.flatten()[:20].tolist()) in rows for v in tr.x) == 50
+    assert a.masks.shape[0] == 60 and torch.equal(a.y[-10:], te.y[[te_rows.index(r) for r in moved]])
+    b, _ = runs.swap_samples(tr, te, 10, seed=1)
+    assert a.fingerprint == b.fingerprint and a.fingerprint != runs.swap_samples(tr, te, 10, seed=2)[0].fingerprint
+    with pytest.raises(ValueError, match="n="):
+        runs.swap_samples(tr, te, 30)
+    p = runs.permuted_labels(tr, seed=0)
+    assert torch.equal(p.x, tr.x) and sorted(p.y.tolist()) == sorted(tr.y.tolist())
+    assert not torch.equal(p.y, tr.y) and p.fingerprint != tr.fingerprint
+    assert torch.equal(tr.y, data.load("shapes", "train", size=16, n=60).y)  # the original is untouched

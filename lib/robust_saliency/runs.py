@@ -11,7 +11,8 @@ from . import methods as _methods
 from .profiles import accepted_names, train_config
 from .results import default_cache_dir
 
-__all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "check_grid", "cached_eval"]
+__all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "swap_samples",
+           "permuted_labels", "check_grid", "cached_eval"]
 
 
 def load_data(params, dataset=None, split="train", **kw):
@@ -100,6 +101,49 @@ def split_validation(dataset, n_val, seed=0):
         return dataset.take(train_idx), dataset.take(val_idx)
     return (torch.utils.data.Subset(dataset, train_idx.tolist()),
             torch.utils.data.Subset(dataset, val_idx.tolist()))
+
+
+def _arrays(dataset, name):
+    if not (hasattr(dataset, "x") and torch.is_tensor(dataset.x) and hasattr(dataset, "take")):
+        raise ValueError(f"{name} must be an in-memory dataset of the library (data.ArrayDataset, "
+                         f"e.g. an embedded dataset); got {type(dataset).__name__}")
+
+
+def swap_samples(train_set, test_set, n, seed=0):
+    """P3's stability protocol (B.7): ``(train, common_test)`` -- ``n`` training rows drawn with
+    ``seed`` replaced by ``n`` test rows drawn with ``seed``, and the test set without those
+    rows (the test images both runs never trained on).  Extras (masks, ...) follow their rows."""
+    from .data import ArrayDataset
+
+    _arrays(train_set, "train_set"), _arrays(test_set, "test_set")
+    if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < min(len(train_set), len(test_set)):
+        raise ValueError(f"n={n!r} is not valid; accepted: an int in [0, {min(len(train_set), len(test_set)) - 1}]")
+    g = torch.Generator().manual_seed(int(seed))
+    drop = torch.randperm(len(train_set), generator=g)[:n]
+    moved = torch.randperm(len(test_set), generator=g)[:n].sort().values
+    keep = torch.ones(len(train_set), dtype=torch.bool)
+    keep[drop] = False
+    rest = torch.ones(len(test_set), dtype=torch.bool)
+    rest[moved] = False
+    kept, added = train_set.take(keep.nonzero().flatten()), test_set.take(moved)
+    extras = {k: torch.cat([getattr(kept, k), getattr(added, k)]) for k in train_set.extras
+              if k in test_set.extras}
+    swapped = ArrayDataset(torch.cat([kept.x, added.x]), torch.cat([kept.y, added.y]),
+                           num_classes=train_set.num_classes, classes=train_set.classes,
+                           name=train_set.name, split=f"train, {n} rows from test (seed {seed})",
+                           extras=extras)
+    return swapped, test_set.take(rest.nonzero().flatten())
+
+
+def permuted_labels(dataset, seed=0):
+    """P3's data-randomization test (Adebayo 2018; C.2.6): the same images with their labels
+    permuted by ``seed`` (a model trained on it can only memorise)."""
+    _arrays(dataset, "dataset")
+    perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(int(seed)))
+    out = dataset.take(torch.arange(len(dataset)))
+    out.y = dataset.y[perm].clone()
+    out.split = f"{dataset.split}, labels permuted (seed {seed})"
+    return out
 
 
 def check_grid(grid, methods=None):

@@ -1,0 +1,27 @@
+"""What the benchmark scripts share: the machine record and writing / printing the results."""
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from robust_saliency import cache
+
+
+def machine(threads, load_before):
+    """Where and under which load a benchmark ran (``load_before``: ``os.getloadavg()`` at start)."""
+    return {"platform": platform.platform(), "torch": torch.__version__, "threads": int(threads),
+            "loadavg_before": load_before, "loadavg_after": os.getloadavg()}
+
+
+def finish(results, output, filename, verbose, format_table):
+    """Write ``results`` atomically to ``results/<filename>`` (``output="default"``), to the path
+    ``output``, or nowhere (None); print ``format_table(results)`` when ``verbose``."""
+    if output is not None:
+        path = (Path(__file__).resolve().parents[1] / "results" / filename if output == "default"
+                else Path(output))
+        cache.atomic_write_json(results, path)
+        results["path"] = str(path)
+    if verbose:
+        print(format_table(results))
+    return results

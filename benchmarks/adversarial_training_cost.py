@@ -1,0 +1,101 @@
+"""Training cost per step of P3's norm-regularized adversarial training and of the other
+adversarial-training methods, relative to ``ce`` (issue 11; SPEC section 8 "Cost").
+
+Run ``python -m benchmarks.adversarial_training_cost [--repeats 5] [--batch-size 64]``.  Every
+method (``METHODS``: ce, norm_regularized_at one-step l1 / group / elastic, iterative l1, MI-FGSM
+l1, free l1, at_pgd, gaussian_noise) trains its own copy of one initial model with Adam and
+gradient clipping on the same batches, interleaved round-robin (``cost.step_costs``: time
+ratios are medians of the per-round ratios to ce; memory is the exact peak of the bytes the
+autograd graphs hold in a step).  A free-training step is one of its ``replays`` per batch, so
+its cost per *batch* is ``replays`` times the per-step figure.  Writes
+``results/benchmark_adversarial_training_cost.json``.
+"""
+import argparse
+import os
+
+import torch
+
+from robust_saliency import cost, data, models
+from robust_saliency.methods import get as get_method
+
+from ._common import finish, machine
+
+METHODS = {
+    "ce": ("ce", {}),
+    "l1 (fast)": ("norm_regularized_at", {"mode": "l1", "eps": 0.01}),
+    "group (fast)": ("norm_regularized_at", {"mode": "group", "eps": 0.1, "group_size": 4}),
+    "elastic (fast)": ("norm_regularized_at", {"mode": "elastic", "eps": 0.01, "eps2": 0.01}),
+    "l1 (iterative)": ("norm_regularized_at", {"mode": "l1", "eps": 0.01, "training": "iterative"}),
+    "l1 (MI-FGSM)": ("norm_regularized_at", {"mode": "l1", "eps": 0.01, "training": "mifgsm"}),
+    "l1 (free; per replay)": ("norm_regularized_at", {"mode": "l1", "eps": 0.01, "training": "free"}),
+    "at_pgd": ("at_pgd", {"eps": 4, "alpha": 1, "steps": 5}),
+    "gaussian_noise": ("gaussian_noise", {"sigma": 8}),
+}
+DEFAULT_CONFIG = {"methods": list(METHODS), "repeats": 5, "warmup": 1, "batch_size": 64, "size": 32,
+                  "model": "small_cnn", "width": 16, "seed": 0, "threads": 1, "output": "default",
+                  "verbose": True}
+
+
+def _check_config(cfg):
+    unknown = sorted(set(cfg) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {unknown}; accepted: {sorted(DEFAULT_CONFIG)}")
+    bad = [m for m in cfg["methods"] if m not in METHODS]
+    if bad or "ce" not in cfg["methods"]:
+        raise ValueError(f"methods={cfg['methods']!r} is not valid; accepted: a list with 'ce' drawn "
+                         f"from {list(METHODS)}")
+    for key in ("repeats", "batch_size"):
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{key}={v!r} is not valid; accepted: an int >= 1")
+
+
+def main(config=None):
+    """Run the benchmark for ``config`` (a dict updating ``DEFAULT_CONFIG``); return the results."""
+    cfg = {**DEFAULT_CONFIG, **(config or {})}
+    _check_config(cfg)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(cfg["threads"]))
+    try:
+        rounds = cfg["warmup"] + cfg["repeats"]
+        bs = cfg["batch_size"]
+        ds = data.load("shapes", "train", n=bs * rounds, size=cfg["size"], seed=cfg["seed"])
+        torch.manual_seed(cfg["seed"])
+        model = models.build(cfg["model"], ds.num_classes, ds.in_shape, width=cfg["width"],
+                             mean=list(ds.mean), std=list(ds.std))
+        meths = {name: get_method(METHODS[name][0], **METHODS[name][1]) for name in cfg["methods"]}
+        batches = [(ds.x[r * bs:(r + 1) * bs], ds.y[r * bs:(r + 1) * bs]) for r in range(rounds)]
+        load0 = os.getloadavg()
+        costs = cost.step_costs(model, meths, batches, warmup=cfg["warmup"], seed=cfg["seed"])
+        results = {"config": cfg, "methods": {n: {**{k: v for k, v in c.items()}, "method": METHODS[n][0],
+                                                   "hparams": METHODS[n][1]} for n, c in costs.items()},
+                   "machine": machine(cfg["threads"], load0)}
+    finally:
+        torch.set_num_threads(threads)
+    return finish(results, cfg["output"], "benchmark_adversarial_training_cost.json", cfg["verbose"],
+                  format_table)
+
+
+def format_table(results):
+    lines = ["method                  median s/step  time x ce  graph MB  memory x ce (with state)"]
+    for name, c in results["methods"].items():
+        lines.append(f"{name:<22} {c['median_time_s']:>14.4f} {c['time_ratio']:>10.2f} {c['peak_graph_mb']:>9.2f}"
+                     f" {c['mem_ratio']:>6.2f} ({c['mem_state_ratio']:.2f})")
+    return "\n".join(lines)
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.adversarial_training_cost",
+                                description=__doc__.split("\n")[0])
+    p.add_argument("--repeats", type=int, default=DEFAULT_CONFIG["repeats"])
+    p.add_argument("--batch-size", type=int, default=DEFAULT_CONFIG["batch_size"])
+    p.add_argument("--methods", default=",".join(DEFAULT_CONFIG["methods"]))
+    p.add_argument("--output", default="default", help="a JSON path, 'default' or 'none'")
+    a = p.parse_args(argv)
+    return {"repeats": a.repeats, "batch_size": a.batch_size, "methods": a.methods.split(","),
+            "output": None if a.output == "none" else a.output}
+
+
+if __name__ == "__main__":
+    import sys
+    main(_parse(sys.argv[1:]))
