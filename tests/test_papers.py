@@ -350,3 +350,21 @@ def test_p2_form_comparison_shows_the_supplement_preset_barely_moves():
     # 5 normalized steps of lr 0.001 move the mask by at most 0.005 in L2 (0.001 per step)
     assert df.loc["supplement preset", "moved from start"] < 0.005
     assert df.loc["reference_code (default)", "moved from start"] > 10 * df.loc["supplement preset", "moved from start"]
+
+
+def test_p2_pretrained_weights_are_loaded_not_trained(tmp_path):
+    torch.manual_seed(0)
+    ref = models.build("tv_resnet18", 10, (3, 16, 16)).eval()
+    torch.save(ref[1].state_dict(), tmp_path / "r18.pth")
+    params = p2.settings("smoke", model="tv_resnet18", weights="r18.pth", data_root=str(tmp_path), robust=False)
+    train, test = p2.load_sets(params)
+    assert train is None and len(test) > 0
+    trained = p2.train_models(params, train, test)
+    assert set(trained) == {("natural", s) for s in params["seeds"]}
+    x = test.x[:2]
+    with torch.no_grad():
+        assert torch.equal(trained["natural", 0](x), ref(x))
+    with pytest.raises(ValueError, match="weights="):
+        p2.settings("smoke", model="tv_resnet18", weights="missing.pth", data_root=str(tmp_path))
+    with pytest.raises(ValueError, match="data_root"):
+        p2.settings("smoke", model="tv_resnet18", weights="r18.pth")

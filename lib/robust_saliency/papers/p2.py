@@ -18,7 +18,7 @@ from ..profiles import profile_params, train_config, validate
 from ..runs import batch, cached_eval, fit, load_data
 
 __all__ = ["NOTEBOOK", "METHODS", "POSTPROCESS", "TABLE_S1", "TABLE_S3", "EPS_NORMALIZED",
-           "settings", "load_sets", "train_models", "test_images", "explain", "pixel_maps", "game_kw",
+           "settings", "load_sets", "train_models", "pretrained", "test_images", "explain", "pixel_maps", "game_kw",
            "evaluate", "class_evidence", "tables", "claim_rows", "model_table", "summary",
            "perturbation_table", "explainer_times", "form_comparison", "checks"]
 
@@ -48,6 +48,8 @@ def settings(profile, **notebook_params):
     params.setdefault("attributions", list(METHODS))
     params.setdefault("relex_preset", "reference_code")
     params.setdefault("relex_space", "normalized")
+    for key in ("weights", "robust_weights"):
+        _weights_file(params, key)  # a missing file stops here, before any work
     train_config(params, cache_dir=None)
     unknown = [m for m in params["attributions"] if m not in METHODS]
     if unknown or params["attributions"][0] != "relex":
@@ -64,9 +66,48 @@ def settings(profile, **notebook_params):
     return params
 
 
-def train_models(params, train_set):
+def _weights_file(params, key):
+    """``params[key]`` (a file under ``data_root``, or an absolute path) as a Path, or None."""
+    from pathlib import Path
+
+    name = params.get(key)
+    if name is None:
+        return None
+    path = Path(name).expanduser()
+    if not path.is_absolute():
+        if params.get("data_root") is None:
+            raise ValueError(f"{key}={name!r} is relative: give data_root (the folder holding it) or an absolute path")
+        path = Path(params["data_root"]).expanduser() / path
+    if not path.is_file():
+        raise ValueError(f"{key}={str(path)!r} does not exist: put the torchvision state dict there "
+                         f"(e.g. resnet50-0676ba61.pth from https://download.pytorch.org/models/); nothing is downloaded")
+    return path
+
+
+def pretrained(params, test_set):
+    """P2's own setting: a trained torchvision model from local weights (``weights``, e.g.
+    ``tv_resnet50`` on ``imagenet_val``), nothing trained; ``robust_weights`` adds a robust one
+    (a torchvision-format state dict).  ``{("natural" | "robust", seed): model}`` for every seed
+    (the same weights: seeds vary RelEx's and the attacks' draws)."""
+    from .. import models
+
+    out = {}
+    for kind, key in (("natural", "weights"), ("robust", "robust_weights")):
+        path = _weights_file(params, key)
+        if path is None:
+            continue
+        net = models.build(params["model"], test_set.num_classes, tuple(test_set.in_shape),
+                           weights_path=path).eval()
+        out.update({(kind, s): net for s in params["seeds"]})
+    return out
+
+
+def train_models(params, train_set, test_set=None):
     """``{("natural" | "robust", seed): model}``: ``ce`` per seed, and (``params["robust"]``) its
-    ``at_pgd`` fine-tuning (``robust_kw``; P2's robust ResNet-50 is Madry's PGD training)."""
+    ``at_pgd`` fine-tuning (``robust_kw``; P2's robust ResNet-50 is Madry's PGD training).
+    With ``params["weights"]`` (P2's pretrained setting): ``pretrained(params, test_set)``."""
+    if params.get("weights"):
+        return pretrained(params, test_set)
     out = {}
     for s in params["seeds"]:
         out["natural", s] = fit(params, train_set, "ce", seed=s)
@@ -302,10 +343,11 @@ def claim_rows(params, df, evidence):
 
 
 def load_sets(params):
-    """(train, test) sets of the profile (``size`` for the embedded image sets)."""
+    """(train, test) sets of the profile (``size`` for the embedded image sets); train is None
+    for pretrained weights (``params["weights"]``: nothing is trained, e.g. ``imagenet_val``)."""
     size_kw = {"size": params["size"]} if params.get("size") else {}
-    return (load_data(params, params["dataset"], "train", **size_kw),
-            load_data(params, params["dataset"], "test", **size_kw))
+    train = None if params.get("weights") else load_data(params, params["dataset"], "train", **size_kw)
+    return train, load_data(params, params["dataset"], "test", **size_kw)
 
 
 def model_table(params, trained, test_set, eps=4):
