@@ -95,3 +95,24 @@ def test_swap_samples_and_permuted_labels():
     assert torch.equal(p.x, tr.x) and sorted(p.y.tolist()) == sorted(tr.y.tolist())
     assert not torch.equal(p.y, tr.y) and p.fingerprint != tr.fingerprint
     assert torch.equal(tr.y, data.load("shapes", "train", size=16, n=60).y)  # the original is untouched
+
+
+def test_roar_sets_remove_by_the_models_maps():
+    from robust_saliency import attributions, data
+
+    torch.manual_seed(0)
+    net = models.build("small_cnn", 10, (3, 16, 16), width=3).eval()
+    ds = data.load("shapes", "train", size=16, n=20)
+    sets = evaluation.roar_sets(net, ds, 0.25, batch_size=8, baseline="zero")
+    top, bottom = sets["top"], sets["bottom"]
+    assert len(top) == len(bottom) == 20 and torch.equal(top.y, ds.y) and top.masks.shape == ds.masks.shape
+    g = attributions.grad(net, ds.x, ds.y).abs().sum(1).flatten(1)
+    removed_top = (top.x != ds.x).any(1).flatten(1) | (top.x == 0).all(1).flatten(1)
+    k = round(0.25 * 256)
+    for i in range(20):
+        want = torch.zeros(256, dtype=torch.bool)
+        want[g[i].argsort(descending=True, stable=True)[:k]] = True
+        assert torch.equal((top.x[i] == 0).all(0).flatten() & want, want)  # the top-k are zero
+        assert int((bottom.x[i] == 0).all(0).flatten()[want].sum()) <= int((ds.x[i] == 0).all(0).flatten()[want].sum())
+    assert removed_top.sum() >= 20 * k
+    assert top.fingerprint != bottom.fingerprint != ds.fingerprint

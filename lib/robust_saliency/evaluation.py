@@ -23,7 +23,7 @@ from .metrics.accuracy import _predict
 from .metrics.robustness import _similarity_fns
 
 __all__ = ["REPORT_VERSION", "attribution_maps", "saliency_report", "attribution_scores",
-           "sanity_checks", "cascading_randomization"]
+           "sanity_checks", "cascading_randomization", "roar_sets"]
 
 # Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
 # saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
@@ -200,3 +200,31 @@ def cascading_randomization(model, x, y, attribution="grad", seed=0):
         rows.append({"randomized": name, "layers": i + 1, "ssim": float(ssim(base, m, data_range=1.0).mean()),
                      "maps": m})
     return rows
+
+
+def roar_sets(model, dataset, fraction, attribution="grad", baseline="mean", batch_size=256, seed=0):
+    """ROAR / DiffROAR (Hooker 2019; P3 Sec. 5.2, B.5): ``{"top": ..., "bottom": ...}``, copies of
+    ``dataset`` (an in-memory dataset: ``x``, ``y``, ``take``) with the ``fraction`` most / least
+    relevant pixels of every image (by ``model``'s ``attribution`` map of the true label, |.|
+    summed over channels) set to ``baseline`` ('mean': each image's channel means; 'zero'; or a
+    tensor).  Retrain on each and score on the matching test copies; DiffROAR = accuracy(bottom
+    removed) - accuracy(top removed).  Maps are computed in batches with torch's global RNG
+    seeded (``seed``)."""
+    from .data import ArrayDataset
+    from .metrics import removed_images
+
+    if not (hasattr(dataset, "x") and torch.is_tensor(dataset.x)):
+        raise ValueError(f"roar_sets needs an in-memory dataset (x, y); got {type(dataset).__name__}")
+    explain = _attr.get(attribution)
+    out = {"top": [], "bottom": []}
+    with seeded(seed):
+        for i in range(0, len(dataset), int(batch_size)):
+            x, y = dataset.x[i:i + int(batch_size)], dataset.y[i:i + int(batch_size)]
+            maps = explain(model, x, y).detach()
+            out["top"].append(removed_images(x, maps, fraction, True, baseline))
+            out["bottom"].append(removed_images(x, maps, fraction, False, baseline))
+    extras = {k: getattr(dataset, k) for k in dataset.extras}
+    return {k: ArrayDataset(torch.cat(v), dataset.y.clone(), num_classes=dataset.num_classes,
+                            classes=dataset.classes, name=dataset.name,
+                            split=f"{dataset.split}, {k} {fraction:g} removed by {attribution}",
+                            extras=extras) for k, v in out.items()}
