@@ -1,4 +1,5 @@
 """What the benchmark scripts share: the machine record and writing / printing the results."""
+import contextlib
 import os
 import platform
 from pathlib import Path
@@ -25,3 +26,21 @@ def finish(results, output, filename, verbose, format_table):
     if verbose:
         print(format_table(results))
     return results
+
+
+def start(config, defaults, check):
+    """``defaults`` updated by ``config``, checked by ``check(cfg)``: the config a benchmark runs."""
+    cfg = {**defaults, **(config or {})}
+    check(cfg)
+    return cfg
+
+
+@contextlib.contextmanager
+def torch_threads(n):
+    """Run the block with ``n`` torch threads, restoring the previous number after."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

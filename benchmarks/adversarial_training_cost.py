@@ -18,7 +18,7 @@ import torch
 from robust_saliency import cost, data, models
 from robust_saliency.methods import get as get_method
 
-from ._common import finish, machine
+from ._common import finish, machine, start, torch_threads
 
 METHODS = {
     "ce": ("ce", {}),
@@ -52,11 +52,8 @@ def _check_config(cfg):
 
 def main(config=None):
     """Run the benchmark for ``config`` (a dict updating ``DEFAULT_CONFIG``); return the results."""
-    cfg = {**DEFAULT_CONFIG, **(config or {})}
-    _check_config(cfg)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(int(cfg["threads"]))
-    try:
+    cfg = start(config, DEFAULT_CONFIG, _check_config)
+    with torch_threads(cfg["threads"]):
         rounds = cfg["warmup"] + cfg["repeats"]
         bs = cfg["batch_size"]
         ds = data.load("shapes", "train", n=bs * rounds, size=cfg["size"], seed=cfg["seed"])
@@ -67,11 +64,9 @@ def main(config=None):
         batches = [(ds.x[r * bs:(r + 1) * bs], ds.y[r * bs:(r + 1) * bs]) for r in range(rounds)]
         load0 = os.getloadavg()
         costs = cost.step_costs(model, meths, batches, warmup=cfg["warmup"], seed=cfg["seed"])
-        results = {"config": cfg, "methods": {n: {**{k: v for k, v in c.items()}, "method": METHODS[n][0],
+        results = {"config": cfg, "methods": {n: {**c, "method": METHODS[n][0],
                                                    "hparams": METHODS[n][1]} for n, c in costs.items()},
                    "machine": machine(cfg["threads"], load0)}
-    finally:
-        torch.set_num_threads(threads)
     return finish(results, cfg["output"], "benchmark_adversarial_training_cost.json", cfg["verbose"],
                   format_table)
 

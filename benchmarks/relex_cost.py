@@ -20,7 +20,7 @@ import torch
 
 from robust_saliency import attributions, data, models
 
-from ._common import finish, machine
+from ._common import finish, machine, start, torch_threads
 
 DEFAULT_CONFIG = {
     "batch_sizes": [1, 8, 32], "repeats": 2, "size": 16, "width": 16, "preset": "reference_code",
@@ -54,11 +54,8 @@ def _time(fn, repeats, warmup=True):
 
 def main(config=None):
     """Run the benchmark for ``config`` (a dict updating ``DEFAULT_CONFIG``); return the results."""
-    cfg = {**DEFAULT_CONFIG, **(config or {})}
-    _check_config(cfg)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(int(cfg["threads"]))
-    try:
+    cfg = start(config, DEFAULT_CONFIG, _check_config)
+    with torch_threads(cfg["threads"]):
         torch.manual_seed(0)
         test = data.load("shapes", "test", size=cfg["size"])
         model = models.build("small_cnn", test.num_classes, tuple(test.in_shape), width=cfg["width"],
@@ -89,8 +86,6 @@ def main(config=None):
             base[name] = {"s_per_image": t / len(xb), "relex_ratio": relex_s / (t / len(xb))}
         results = {"config": cfg, "relex": rows, "baselines": base,
                    "machine": machine(cfg["threads"], load0)}
-    finally:
-        torch.set_num_threads(threads)
     return finish(results, cfg["output"], "benchmark_relex_cost.json", cfg["verbose"], format_table)
 
 

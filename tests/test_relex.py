@@ -157,3 +157,18 @@ def test_normalized_space_zero_mask_is_the_mean_colour():
 def test_bad_settings_raise_naming_them(kw, match):
     with pytest.raises(ValueError, match=match):
         rx.relex(_tiny_model(), torch.rand(1, 2, 6, 6), None, **kw)
+
+
+def test_initial_masks_are_relexs_first_draws_and_settings_are_checked():
+    x = torch.rand(2, 2, 6, 6, generator=torch.Generator().manual_seed(8))
+    t = torch.tensor([0, 2])
+    m0 = rx.initial_masks(x, t, seed=4)
+    for i in range(2):
+        g = torch.Generator().manual_seed(rx.image_seed(4, x[i], int(t[i])))
+        assert torch.equal(m0[i], torch.rand(x.shape[1:], generator=g) / 100)
+    assert torch.equal(rx.initial_masks(x[1:], t[1:], seed=4)[0], m0[1])  # batch-independent
+    rx.check_settings("supplement", "pixel")
+    with pytest.raises(ValueError, match="preset"):
+        rx.check_settings("paper")
+    with pytest.raises(ValueError, match="space"):
+        rx.check_settings(space="rgb")

@@ -79,6 +79,35 @@ def image_seed(seed, x, target):
     return int.from_bytes(h.digest()[:8], "little") & (2 ** 63 - 1)
 
 
+def _generators(x, target, seed):
+    """One generator per image, seeded by ``image_seed`` (so draws do not depend on the batch)."""
+    gens = []
+    for i in range(x.shape[0]):
+        g = torch.Generator(device=x.device)
+        g.manual_seed(image_seed(seed, x[i], target[i]))
+        gens.append(g)
+    return gens
+
+
+def _draw_masks(gens, x):
+    return torch.stack([torch.rand(x.shape[1:], generator=g, dtype=x.dtype, device=x.device) / 100
+                        for g in gens])
+
+
+def initial_masks(x, target, seed=0):
+    """The U[0, 0.01] masks ``relex`` starts from for images ``x``, classes ``target`` (N,) and
+    ``seed``: its first draws."""
+    target = _target(target, x)
+    return _draw_masks(_generators(x.detach(), target, seed), x.detach())
+
+
+def check_settings(preset="reference_code", space="normalized"):
+    """Raise ValueError for an unknown ``preset`` or ``space`` (before any work)."""
+    _settings(preset, {})
+    if space not in SPACES:
+        raise ValueError(f"space={space!r} is not known; accepted: {list(SPACES)}")
+
+
 def _settings(preset, overrides):
     if preset not in PRESETS:
         raise ValueError(f"preset={preset!r} is not known; accepted: {list(PRESETS)}")
@@ -121,13 +150,8 @@ def relex(model, x, target=None, create_graph=False, preset="reference_code", n_
             target = model(x).argmax(1)
     target = _target(target, x)
     z = to_z(x)
-    gens = []
-    for i in range(n):
-        g = torch.Generator(device=x.device)
-        g.manual_seed(image_seed(seed, x[i], target[i]))
-        gens.append(g)
-    m = torch.stack([torch.rand(x.shape[1:], generator=g, dtype=x.dtype, device=x.device) / 100
-                     for g in gens])
+    gens = _generators(x, target, seed)
+    m = _draw_masks(gens, x)
     std = noise_level * (z.flatten(1).amax(1) - z.flatten(1).amin(1))
     buf = torch.zeros_like(m)
     per = max(1, int(chunk) // b)  # images per forward pass

@@ -126,12 +126,17 @@ def topk_intersection(a, b, k, among="all"):
     if among not in ("all", "nonzero"):
         raise ValueError(f"among={among!r} is not valid; accepted: 'all' or 'nonzero'")
     if among == "nonzero" and isinstance(k, float):
-        out = []
-        for ai, bi in zip(a, b):
-            nz = int((ai != 0).sum())
-            out.append(topk_intersection(ai[None], bi[None], resolve_k(k, max(nz, 1))) if nz else
-                       torch.zeros(1, dtype=_work_dtype(a), device=a.device))
-        return torch.cat(out)
+        resolve_k(k, a.shape[1])  # checks k
+        nz = (a != 0).sum(1)
+        kk = torch.where(nz > 0, (k * nz.to(torch.float64)).round().clamp_min(1).long(), torch.ones_like(nz))
+        pos = torch.arange(a.shape[1], device=a.device).expand(a.shape[0], -1)
+
+        def ranks(t):  # 0 = largest; ties by position
+            return torch.empty_like(pos).scatter_(1, t.argsort(dim=1, descending=True, stable=True), pos)
+
+        top_a, top_b = ranks(a) < kk[:, None], ranks(b) < kk[:, None]
+        share = (top_a & top_b).sum(1).to(_work_dtype(a)) / kk.to(_work_dtype(a))
+        return torch.where(nz > 0, share, torch.zeros_like(share))
     k = resolve_k(k, a.shape[1])
     top_a = a.topk(k, dim=1).indices
     in_b = torch.zeros_like(b, dtype=torch.bool).scatter_(1, b.topk(k, dim=1).indices, True)

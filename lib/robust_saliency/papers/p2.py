@@ -55,8 +55,7 @@ def settings(profile, **notebook_params):
     if unknown or params["attributions"][0] != "relex":
         raise ValueError(f"attributions={params['attributions']!r} is not valid; accepted: a list starting "
                          f"with 'relex', drawn from {list(METHODS)}")
-    attributions.fitted._settings(params["relex_preset"], {})
-    attributions.fitted._normalizer(None, params["relex_space"])
+    attributions.fitted.check_settings(params["relex_preset"], params["relex_space"])
     if not set(params["clean_class_eps"]) <= set(params["pgd_eps"]):
         raise ValueError(f"clean_class_eps={params['clean_class_eps']!r} is not valid; accepted: a "
                          f"subset of pgd_eps={params['pgd_eps']!r}")
@@ -162,11 +161,18 @@ def game_kw(model, x):
 def _other_class_targets(x, pred):
     """For each image, the first image of the batch predicted as another class (the structured
     attack's target image; P2 uses one fixed "cat" image)."""
-    idx = []
-    for i in range(len(x)):
-        others = (pred != pred[i]).nonzero().flatten()
-        idx.append(int(others[0]) if len(others) else (i + 1) % len(x))
-    return x[idx]
+    other = pred[None, :] != pred[:, None]  # other[i, j]: image j has another class than image i
+    fallback = (torch.arange(len(x)) + 1) % len(x)
+    return x[torch.where(other.any(1), other.to(torch.uint8).argmax(1), fallback)]
+
+
+def _games(model, x, pred, maps, gk):
+    """(deletion curve, preservation curve, deletion AUC, preservation AUC) per image, P2's
+    conventions ``gk`` (``game_kw``)."""
+    fr = torch.tensor(gk["fractions"])
+    dele = metrics.deletion_curve(model, x, pred, maps, **gk)
+    pres = metrics.preservation_curve(model, x, pred, maps, **gk)
+    return dele, pres, torch.trapezoid(dele, x=fr, dim=1), torch.trapezoid(pres, x=fr, dim=1)
 
 
 def _evaluate(params, model, x, y, masks, seed):
@@ -178,14 +184,10 @@ def _evaluate(params, model, x, y, masks, seed):
     gk = game_kw(model, x)
     rows, curves = [], {}
     for m in meths:
-        dele = metrics.deletion_curve(model, x, pred, clean[m], **gk)
-        pres = metrics.preservation_curve(model, x, pred, clean[m], **gk)
+        dele, pres, d_auc, p_auc = _games(model, x, pred, clean[m], gk)
         curves[m] = (dele.mean(0), pres.mean(0))
-        fr = torch.tensor(gk["fractions"])
-        rows += [{"measure": "deletion", "method": m, "eps": None,
-                  "value": float(torch.trapezoid(dele, x=fr, dim=1).mean())},
-                 {"measure": "preservation", "method": m, "eps": None,
-                  "value": float(torch.trapezoid(pres, x=fr, dim=1).mean())},
+        rows += [{"measure": "deletion", "method": m, "eps": None, "value": float(d_auc.mean())},
+                 {"measure": "preservation", "method": m, "eps": None, "value": float(p_auc.mean())},
                  {"measure": "object share", "method": m, "eps": None,
                   "value": float(metrics.object_share(clean[m], masks).mean())}]
     adv_maps = {}
@@ -428,20 +430,17 @@ def form_comparison(params, model, x, seed=0):
     with torch.no_grad():
         pred = model(x).argmax(1)
     gk = game_kw(model, x)
-    fr = torch.tensor(gk["fractions"])
+    m0 = attributions.fitted.initial_masks(x, pred, seed)  # where every form starts
     forms = {"reference_code (default)": {}, "supplement preset": {"preset": "supplement"},
              "pixel space (text)": {"space": "pixel"}}
     rows, ref = [], None
     for name, kw in forms.items():
         m = attributions.relex(model, x, pred, **{"preset": params["relex_preset"], "space": params["relex_space"],
                                                   "seed": seed, "iters": params.get("relex_iters"), **kw})
-        m0 = attributions.relex(model, x, pred, iters=1, lr=1e-12, seed=seed)  # the initial draw
         pm = pixel_maps("relex", m)
         ref = pm if ref is None else ref
-        rows.append({"form": name, "deletion": float(torch.trapezoid(
-            metrics.deletion_curve(model, x, pred, pm, **gk), x=fr, dim=1).mean()),
-            "preservation": float(torch.trapezoid(metrics.preservation_curve(model, x, pred, pm, **gk),
-                                                  x=fr, dim=1).mean()),
+        _, _, d_auc, p_auc = _games(model, x, pred, pm, gk)
+        rows.append({"form": name, "deletion": float(d_auc.mean()), "preservation": float(p_auc.mean()),
             "mean mask": float(m.mean()), "moved from start": float((m - m0).abs().mean()),
             "Spearman vs reference": float(metrics.spearman(ref, pm).mean())})
     return pd.DataFrame(rows)
