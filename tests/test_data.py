@@ -386,6 +386,96 @@ def test_imagefolder_imagenette(tmp_path):
     assert len(data.load("imagenette", "train", data_root=tmp_path)) == 4
 
 
+IMAGENETTE_HEADER = ["path", "noisy_labels_0", "noisy_labels_1", "noisy_labels_5",
+                     "noisy_labels_25", "noisy_labels_50", "is_valid"]
+IMAGENETTE_ROWS = {  # split file: (folder, wnid (clean label), noisy_labels_1, colour)
+    "train.csv": [("train", "n03888257", "n03888257", (200, 30, 30)),
+                  ("train", "n01440764", "n02979186", (30, 200, 30)),  # noisy label differs
+                  ("train", "n02979186", "n02979186", (30, 30, 200)),
+                  ("train", "n01440764", "n01440764", (220, 220, 40))],
+    "val.csv": [("val", "n02979186", "n02979186", (90, 10, 160)),
+                ("val", "n03888257", "n03888257", (10, 160, 90))],
+}
+IMAGENETTE_NAMES = ("tench", "English springer", "cassette player", "chain saw", "church",
+                    "French horn", "garbage truck", "gas pump", "golf ball", "parachute")
+
+
+def _imagenette_csv(root, folder="imagenette2"):
+    """fastai's imagenette2 tree with AdvGrad's train.csv / val.csv (paths relative to it)."""
+    rels = {}
+    for fname, rows in IMAGENETTE_ROWS.items():
+        lines = []
+        for j, (split, wnid, noisy, colour) in enumerate(rows):
+            rel = f"{split}/{wnid}/{wnid}_{j}.JPEG"
+            _solid(root / folder / rel, colour, size=(20, 30))
+            lines.append([rel, wnid, noisy, wnid, wnid, wnid, str(split == "val")])
+        with open(root / folder / fname, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(IMAGENETTE_HEADER)
+            w.writerows(lines)
+        rels[fname] = [line[0] for line in lines]
+    return rels
+
+
+def test_imagenette_authors_split_files(tmp_path):
+    rels = _imagenette_csv(tmp_path)
+    tr = data.load("imagenette", "train", data_root=tmp_path, size=16)
+    te = data.load("imagenette", "test", data_root=tmp_path, size=16)
+    assert tr.classes == IMAGENETTE_NAMES and tr.num_classes == 10 and te.classes == tr.classes
+    assert tr.targets.tolist() == [9, 0, 2, 0] and te.targets.tolist() == [2, 9]  # noisy_labels_0
+    assert [p.split("imagenette2/", 1)[1] for p in tr.paths] == rels["train.csv"]  # file order
+    assert tr.in_shape == (3, 16, 16) and tr.mean == (0.485, 0.456, 0.406)
+    for d, fname in ((tr, "train.csv"), (te, "val.csv")):
+        for i, row in enumerate(IMAGENETTE_ROWS[fname]):
+            x, y = d[i]
+            assert x.dtype == torch.float32 and x.shape == (3, 16, 16)
+            assert 0 <= x.min() <= x.max() <= 1
+            np.testing.assert_allclose(x[:, 8, 8].numpy(), np.array(row[3]) / 255, atol=4 / 255)
+    sub = data.load("imagenette", "train", data_root=tmp_path, size=16, n=2, seed=1)
+    assert sub.fingerprint == tr.subset(2, seed=1).fingerprint and len(sub) == 2
+    assert data.load("imagenette", "train", data_root=tmp_path).in_shape == (3, 224, 224)
+
+
+def test_imagenette_split_files_take_precedence_over_folders(tmp_path):
+    for split in ("train", "val"):   # an ImageFolder tree with other classes
+        for k, cls in enumerate(("n03000684", "n03028079")):
+            _solid(tmp_path / "imagenette" / split / cls / "0.png", (40 * k, 100, 7))
+    folders = data.load("imagenette", "train", data_root=tmp_path, size=8)
+    assert folders.classes == ("n03000684", "n03028079") and len(folders) == 2
+    _imagenette_csv(tmp_path)
+    split_files = data.load("imagenette", "train", data_root=tmp_path, size=8)
+    assert split_files.classes == IMAGENETTE_NAMES and len(split_files) == 4
+    assert split_files.fingerprint != folders.fingerprint
+    # the split files are also found in <data_root>/imagenette/ (imagenette2/ first)
+    other = tmp_path / "other"
+    _imagenette_csv(other, folder="imagenette")
+    d = data.load("imagenette", "test", data_root=other, size=8)
+    assert d.targets.tolist() == [2, 9] and all("/imagenette/val/" in p for p in d.paths)
+    # once one split file is there, the other split's file is required
+    (tmp_path / "imagenette2" / "val.csv").unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        data.load("imagenette", "test", data_root=tmp_path)
+    msg = str(err.value)
+    assert "missing val.csv under" in msg and str(tmp_path / "imagenette2") in msg, msg
+    assert len(data.load("imagenette", "train", data_root=tmp_path, size=8)) == 4
+
+
+def test_imagenette_split_file_errors(tmp_path):
+    rels = _imagenette_csv(tmp_path)
+    root = tmp_path / "imagenette2"
+    (root / rels["train.csv"][2]).unlink()
+    with pytest.raises(FileNotFoundError) as err:
+        data.load("imagenette", "train", data_root=tmp_path)
+    assert rels["train.csv"][2] in str(err.value) and "train.csv" in str(err.value)
+    with open(root / "val.csv", "a", newline="") as f:
+        csv.writer(f).writerow(["val/n09999999/x.JPEG", "n09999999"] + ["n09999999"] * 4 + ["True"])
+    with pytest.raises(ValueError, match=r"line 4 of .*val.csv.*noisy_labels_0='n09999999'"):
+        data.load("imagenette", "test", data_root=tmp_path)
+    (root / "val.csv").write_text("file,label\nval/a.JPEG,n01440764\n")
+    with pytest.raises(ValueError, match=r"columns.*accepted.*noisy_labels_0.*path"):
+        data.load("imagenette", "test", data_root=tmp_path)
+
+
 def test_waterbirds_metadata(tmp_path):
     root = tmp_path / "waterbirds"
     rows = []
@@ -430,6 +520,135 @@ def test_celeba_lists(tmp_path):
     assert te.targets.tolist() == [0] and te.groups.tolist() == [1] and te.in_shape == (3, 224, 224)
     with pytest.raises(ValueError, match="target_attr"):
         data.load("celeba", "train", data_root=tmp_path, target_attr="Blonde")
+
+
+CUB_FOLDERS = ("001.Black_footed_Albatross", "002.Laysan_Albatross", "003.Sooty_Albatross")
+CUB_ROWS = {  # split file: (label, gaze map: white on the "left" or "top" half)
+    "train.csv": [(0, "left"), (2, "top"), (1, "left"), (0, "top")],
+    "test.csv": [(2, "left"), (0, "top")],
+}
+LEFT, RIGHT = (200, 40, 40), (40, 40, 200)   # image colours of the left and right halves
+
+
+def _half(size, where, fill, other):
+    """A (width, height) image: ``fill`` on the left or top half, ``other`` elsewhere."""
+    img = Image.new("RGB" if isinstance(fill, tuple) else "L", size, other)
+    w, h = size
+    img.paste(fill, (0, 0, w // 2, h) if where == "left" else (0, 0, w, h // 2))
+    return img
+
+
+def _cub(root):
+    """CUB_200_2011/{images/..., CUB_GHA/<n>.jpg} (20 x 30 pixels) and the authors' split files."""
+    folder = root / "CUB_200_2011"
+    n = 0
+    for fname, rows in CUB_ROWS.items():
+        lines = []
+        for label, where in rows:
+            n += 1
+            img = f"images/{CUB_FOLDERS[label]}/{CUB_FOLDERS[label][4:]}_{n:04d}_{n}.jpg"
+            gaze = f"CUB_GHA/{n}.jpg"
+            for rel, im in ((img, _half((20, 30), "left", LEFT, RIGHT)),
+                            (gaze, _half((20, 30), where, 255, 0))):
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                im.save(folder / rel, quality=100)
+            lines.append([1 if fname == "train.csv" else 0, img, label, gaze])
+        with open(folder / fname, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["split", "img", "label", "gaze"])
+            w.writerows(lines)
+    return folder
+
+
+def test_cub_gha_images_labels_and_classes(tmp_path):
+    folder = _cub(tmp_path)
+    tr = data.load("cub_gha", "train", data_root=tmp_path, size=16)
+    te = data.load("cub_gha", "test", data_root=tmp_path, size=16)
+    names = ("Black_footed_Albatross", "Laysan_Albatross", "Sooty_Albatross")
+    assert tr.classes == names and te.classes == names and te.num_classes == 3
+    assert tr.targets.tolist() == [0, 2, 1, 0] and te.targets.tolist() == [2, 0]
+    assert tr.in_shape == (3, 16, 16) and tr.resize == round(16 * 600 / 448) == 21
+    assert tr.mean == (0.485, 0.456, 0.406) and tr.extras == ("gaze",)
+    assert [p.split("CUB_200_2011/", 1)[1].split("/")[1] for p in tr.paths] == [
+        CUB_FOLDERS[k] for k in (0, 2, 1, 0)]
+    # the test file alone names classes 0 and 2: the train file gives class 1's name
+    (folder / "train.csv").rename(folder / "train.bak")
+    with pytest.raises(ValueError, match=r"label\(s\) 1 have no row.*test.csv"):
+        data.load("cub_gha", "test", data_root=tmp_path, size=16)
+    (folder / "train.bak").rename(folder / "train.csv")
+    full = data.load("cub_gha", "test", data_root=tmp_path)   # default: resize 600, crop 448
+    assert full.in_shape == (3, 448, 448) and full.resize == 600
+    assert full[0][0].shape == (3, 448, 448) and full.gaze.shape == (2, 1, 448, 448)
+
+
+def test_cub_gha_gaze_is_uint8_and_aligned_with_the_image(tmp_path):
+    folder = _cub(tmp_path)
+    d = data.load("cub_gha", "train", data_root=tmp_path, size=16)
+    assert d.gaze.dtype == torch.uint8 and d.gaze.shape == (4, 1, 16, 16)
+    for i, (_, where) in enumerate(CUB_ROWS["train.csv"]):
+        x, _ = d[i]
+        assert x.dtype == torch.float32 and x.shape == (3, 16, 16) and 0 <= x.min() <= x.max() <= 1
+        g = d.gaze[i, 0].float()
+        # 20 x 30 -> 21 x 21 -> centre crop 16 from column 2: the half border is at column 8.5
+        white, black = (g[:, :7], g[:, 11:]) if where == "left" else (g[:7], g[11:])
+        assert white.min() >= 250 and black.max() <= 5, g
+        np.testing.assert_allclose(x[:, 4, 1:7].T.numpy(), np.tile(np.array(LEFT) / 255, (6, 1)),
+                                   atol=6 / 255)   # the image's left half is left too
+        np.testing.assert_allclose(x[:, 12, 11:].T.numpy(), np.tile(np.array(RIGHT) / 255, (5, 1)),
+                                   atol=6 / 255)
+        # the same geometry computed with PIL directly (both sides resized, then centre crop)
+        with Image.open(folder / f"CUB_GHA/{i + 1}.jpg") as im:
+            ref = np.asarray(im.convert("L").resize((21, 21), Image.BILINEAR).crop((2, 2, 18, 18)))
+        np.testing.assert_allclose(g.numpy(), ref, atol=1)
+        with Image.open(d.paths[i]) as im:
+            ref = np.asarray(im.convert("RGB").resize((21, 21), Image.BILINEAR)
+                             .crop((2, 2, 18, 18)))
+        np.testing.assert_allclose(x.permute(1, 2, 0).numpy() * 255, ref, atol=1)
+
+
+def test_cub_gha_subsets_carry_gaze(tmp_path):
+    folder = _cub(tmp_path)
+    d = data.load("cub_gha", "train", data_root=tmp_path, size=16)
+    t = d.take([3, 1])
+    assert torch.equal(t.gaze, d.gaze[[3, 1]]) and t.targets.tolist() == [0, 2]
+    assert torch.equal(t[0][0], d[3][0]) and t.resize == d.resize and t.classes == d.classes
+    sub = data.load("cub_gha", "train", data_root=tmp_path, size=16, n=2, seed=3)
+    ref = d.subset(2, seed=3)
+    assert torch.equal(sub.gaze, ref.gaze) and sub.paths == ref.paths
+    assert sub.fingerprint == ref.fingerprint != d.fingerprint
+    # the fingerprint covers the gaze maps (an extra), not only the image paths
+    _half((20, 30), "top", 255, 0).save(folder / "CUB_GHA/1.jpg", quality=100)
+    again = data.load("cub_gha", "train", data_root=tmp_path, size=16)
+    assert again.paths == d.paths and not torch.equal(again.gaze, d.gaze)
+    assert again.fingerprint != d.fingerprint
+
+
+def test_cub_gha_errors_say_which_file(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        data.load("cub_gha", "train", data_root=tmp_path)
+    msg = str(err.value)
+    for words in ("missing train.csv under", str(tmp_path / "CUB_200_2011"), "CUB_GHA/<n>.jpg",
+                  "split,img,label,gaze", "nothing is downloaded"):
+        assert words in msg, msg
+    folder = _cub(tmp_path)
+    (folder / "train.csv").rename(folder / "train.bak")
+    with pytest.raises(FileNotFoundError, match=r"missing train.csv under .*CUB_200_2011"):
+        data.load("cub_gha", "train", data_root=tmp_path)
+    (folder / "train.bak").rename(folder / "train.csv")
+    assert len(data.load("cub_gha", "test", data_root=tmp_path, size=8)) == 2
+    (folder / "CUB_GHA" / "5.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"missing CUB_GHA/5.jpg under .*test.csv"):
+        data.load("cub_gha", "test", data_root=tmp_path)
+    with open(folder / "test.csv", "a", newline="") as f:
+        csv.writer(f).writerow([0, "images/201.X/x.jpg", 200, "CUB_GHA/9.jpg"])
+    with pytest.raises(ValueError, match=r"line 4 of .*test.csv.*label='200'.*0..199"):
+        data.load("cub_gha", "test", data_root=tmp_path)
+    with open(folder / "test.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["split", "img", "label", "gaze"],
+                                 [0, f"images/{CUB_FOLDERS[0]}/a.jpg", 0, "CUB_GHA/6.jpg"],
+                                 [0, f"images/{CUB_FOLDERS[1]}/b.jpg", 0, "CUB_GHA/6.jpg"]])
+    with pytest.raises(ValueError, match=r"label 0 to class folder '002.Laysan_Albatross'"):
+        data.load("cub_gha", "test", data_root=tmp_path)
 
 
 IMAGENET_COLOURS = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (220, 220, 40)]
@@ -528,7 +747,7 @@ EXPECTED_PATHS = {
     "mnist": "MNIST/raw", "block_mnist": "MNIST/raw", "cifar10": "cifar-10-batches-py",
     "cifar100": "cifar-100-python", "svhn": "svhn", "imagenette": "imagenette/train",
     "imagenet100": "imagenet100/train", "imagenet_val": "imagenet_val", "celeba": "celeba",
-    "waterbirds": "waterbirds",
+    "waterbirds": "waterbirds", "cub_gha": "CUB_200_2011",
 }
 TEST_ONLY = {"imagenet_val"}  # datasets with a "test" split only
 

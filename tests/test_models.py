@@ -6,9 +6,12 @@ import torch.nn as nn
 from robust_saliency import models
 
 SMALL = {"resnet18": {"width": 4}, "vgg11": {"width": 2}, "lenet": {}, "mlp": {"hidden": 32},
-         "small_cnn": {}, "two_layer": {"hidden": 16}, "tv_resnet18": {}, "tv_resnet50": {}}
+         "small_cnn": {}, "two_layer": {"hidden": 16}, "tv_resnet18": {}, "tv_resnet50": {},
+         "efficientnet_b0": {}}
 SHAPES = {"two_layer": [(2,), (5,)], "mlp": [(1, 16, 16), (3, 8, 8)],
-          "tv_resnet18": [(3, 32, 32), (3, 9, 9)], "tv_resnet50": [(3, 9, 9)]}  # RGB stem only
+          "tv_resnet18": [(3, 32, 32), (3, 9, 9)], "tv_resnet50": [(3, 9, 9)],
+          "efficientnet_b0": [(3, 32, 32), (3, 9, 9)]}  # RGB stem only
+SILU_ONLY = ("efficientnet_b0",)  # own SiLU activations: no relu/softplus switch
 IMAGE_SHAPES = [(3, 32, 32), (1, 9, 9)]  # an odd size too: pools use ceil_mode
 
 
@@ -37,7 +40,7 @@ def test_output_shapes_at_two_input_sizes(name):
         assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", [n for n in models.NAMES if n not in SILU_ONLY])
 def test_activation_switch_and_no_reused_activation(name):
     shape = shapes_for(name)[0]
     x = torch.rand(2, *shape)
@@ -263,3 +266,81 @@ def test_tv_resnet_errors():
         models.build("tv_resnet50", 10, (3, 32, 32), width=4)
     with pytest.raises(ValueError, match="weights_path"):
         models.build("resnet18", 10, (3, 32, 32), weights_path=missing)
+
+
+# ------------------------------------------------------------ torchvision EfficientNet-B0 (P3)
+
+
+def test_efficientnet_b0_is_torchvision_and_weights_path_roundtrip(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    model = models.build("efficientnet_b0", 10, (3, 64, 64))
+    norm, core = model
+    assert isinstance(norm, models.Normalize) and models.leading_normalize(model) is norm
+    assert torch.allclose(norm.mean, torch.tensor(models.IMAGENET_MEAN))
+    assert torch.allclose(norm.std, torch.tensor(models.IMAGENET_STD))
+    assert isinstance(core, torchvision.models.EfficientNet)
+    tv = torchvision.models.efficientnet_b0(weights=None, num_classes=10)
+    assert {k: v.shape for k, v in core.state_dict().items()} == {
+        k: v.shape for k, v in tv.state_dict().items()}  # torchvision's keys: its files load
+    assert models.count_params(model) == models.count_params(tv) == 4_020_358
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model.eval()(x)
+    assert out.shape == (2, 10) and torch.isfinite(out).all()
+    path = tmp_path / "efficientnet_b0.pth"
+    torch.save(core.state_dict(), path)
+    torch.manual_seed(1)  # other random weights, replaced by the file's (init runs first)
+    loaded = models.build("efficientnet_b0", 10, (3, 64, 64), weights_path=str(path))
+    assert all(torch.equal(a, b) for a, b in zip(core.state_dict().values(),
+                                                 loaded[1].state_dict().values()))
+    tv.load_state_dict(torch.load(path, weights_only=True))
+    mean = torch.tensor(models.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(models.IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(x), out)
+        assert torch.allclose(tv.eval()((x - mean) / std), out, atol=1e-5)  # same forward
+    with pytest.raises(ValueError, match=r"weights_path=.*num_classes=5"):
+        models.build("efficientnet_b0", 5, (3, 64, 64), weights_path=path)
+    own = models.build("efficientnet_b0", 3, (3, 32, 32), mean=[0.5] * 3, std=[0.25] * 3)
+    assert own[0].mean.tolist() == [0.5] * 3 and own[0].std.tolist() == [0.25] * 3
+
+
+def test_efficientnet_b0_keeps_its_own_silu_modules():
+    torch.manual_seed(0)
+    model = models.build("efficientnet_b0", 4, (3, 32, 32)).eval()
+    silus = [m for m in model.modules() if isinstance(m, nn.SiLU)]
+    assert len(silus) == 49 and not any(m.inplace for m in silus)
+    assert not any(isinstance(m, (nn.ReLU, nn.Softplus)) for m in model.modules())
+    calls = {}
+    hooks = [m.register_forward_hook(lambda m, a, o: calls.__setitem__(m, calls.get(m, 0) + 1))
+             for m in silus]
+    x = torch.rand(2, 3, 32, 32, requires_grad=True)
+    out = model(x)
+    for h in hooks:
+        h.remove()
+    assert set(calls) == set(silus) and set(calls.values()) == {1}  # none reused
+    # SiLU is smooth: the input gradient has a non-zero gradient itself (double backprop works)
+    g, = torch.autograd.grad(out[:, 1].sum(), x, create_graph=True)
+    hess, = torch.autograd.grad(g.pow(2).sum(), x)
+    assert hess.abs().sum() > 0 and torch.isfinite(hess).all()
+    copy = models.softplus_copy(model)
+    assert sum(isinstance(m, nn.SiLU) for m in copy.modules()) == 49
+    with pytest.raises(ValueError, match=r"activation='softplus'.*efficientnet_b0.*SiLU.*'relu'"):
+        models.build("efficientnet_b0", 4, (3, 32, 32), activation="softplus")
+
+
+def test_efficientnet_b0_errors():
+    missing = "/no/such/dir/weights/efficientnet_b0_rwightman-7f5810bc.pth"
+    with pytest.raises(FileNotFoundError) as err:
+        models.build("efficientnet_b0", 10, (3, 224, 224), weights_path=missing)
+    msg = str(err.value)
+    for words in (f"weights_path={missing!r}", "'efficientnet_b0'", "state dict of efficientnet_b0",
+                  "https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
+                  "nothing is downloaded"):
+        assert words in msg, msg
+    with pytest.raises(ValueError, match=r"in_shape=\(1, 32, 32\).*\(3, H, W\)"):
+        models.build("efficientnet_b0", 10, (1, 32, 32))
+    with pytest.raises(ValueError, match=r"unknown keyword.*width.*accepted.*weights_path"):
+        models.build("efficientnet_b0", 10, (3, 32, 32), width=4)

@@ -10,7 +10,9 @@ Activations are separate ``nn.ReLU`` / ``nn.Softplus(beta)`` module instances, o
 ``tv_resnet18`` / ``tv_resnet50`` are torchvision's ImageNet ResNets
 (``torchvision.models.ResNet``, same modules and state-dict keys, so torchvision's pretrained
 state dicts load into them strictly) with an ImageNet :class:`Normalize` first and, optionally,
-local weights (``weights_path``; nothing is downloaded).
+local weights (``weights_path``; nothing is downloaded).  ``efficientnet_b0`` is torchvision's
+EfficientNet-B0 (P3's ImageNette and CUB-GHA network) in the same way; its activations are its
+own ``nn.SiLU`` modules (so it has no ReLU and ``activation="softplus"`` is rejected).
 """
 import copy
 import math
@@ -20,7 +22,7 @@ import torch
 import torch.nn as nn
 
 NAMES = ("mlp", "lenet", "resnet18", "vgg11", "small_cnn", "two_layer", "tv_resnet18",
-         "tv_resnet50")
+         "tv_resnet50", "efficientnet_b0")
 ACTIVATIONS = ("relu", "softplus")
 INITS = ("kaiming", "torch")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's ImageNet statistics (the tv_* default)
@@ -274,15 +276,25 @@ _TV_RESNETS = {  # name: (block, layers, official torchvision ImageNet weights)
 }
 
 
+_TV_EFFICIENTNETS = {  # name: official torchvision ImageNet weights (IMAGENET1K_V1)
+    "efficientnet_b0": "https://download.pytorch.org/models/efficientnet_b0_rwightman-7f5810bc.pth",
+}
+
+
+def _tv_arch(name):
+    """torchvision's name of a torchvision model here (``tv_resnet50`` -> ``resnet50``)."""
+    return name[3:] if name.startswith("tv_") else name
+
+
 def _tv_weights_file(name, weights_path):
     """``weights_path`` as a Path to an existing file, else FileNotFoundError saying what to put."""
     path = Path(weights_path).expanduser()
     if not path.is_file():
-        url = _TV_RESNETS[name][2]
+        url = _TV_RESNETS[name][2] if name in _TV_RESNETS else _TV_EFFICIENTNETS[name]
         fname = url.rsplit("/", 1)[1]
         raise FileNotFoundError(
             f"weights_path={str(path)!r} for model {name!r} does not exist: put a torchvision "
-            f"state dict of {name[3:]} there, e.g. the official ImageNet weights {fname} "
+            f"state dict of {_tv_arch(name)} there, e.g. the official ImageNet weights {fname} "
             f"(from {url}), conventionally as <data_root>/weights/{fname}; "
             f"nothing is downloaded")
     return path
@@ -299,11 +311,25 @@ def _tv_resnet(name, in_shape, num_classes):
     return ResNet(block, list(layers), num_classes=num_classes)
 
 
+def _tv_efficientnet(name, in_shape, num_classes):
+    """torchvision's ``efficientnet_b0(weights=None, num_classes=...)`` (dropout 0.2, stochastic
+    depth 0.2, as the authors' ``EfficientNet.from_name``) with every ``nn.SiLU`` a fresh,
+    not in-place module (the squeeze-excitation ones are in-place in torchvision)."""
+    if len(in_shape) != 3 or in_shape[0] != 3:
+        raise ValueError(f"in_shape={tuple(in_shape)} for model {name!r}: accepted is (3, H, W) "
+                         f"(torchvision's RGB stem), e.g. (3, 224, 224)")
+    from torchvision.models import efficientnet_b0
+
+    core = efficientnet_b0(weights=None, num_classes=num_classes)
+    _replace_with(core, (nn.SiLU,), nn.SiLU)
+    return core
+
+
 def _load_tv_weights(name, core, path, num_classes):
     state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
         raise ValueError(f"weights_path={str(path)!r} holds a {type(state).__name__}; accepted: "
-                         f"a torchvision state dict of {name[3:]} (parameter name -> tensor)")
+                         f"a torchvision state dict of {_tv_arch(name)} (parameter name -> tensor)")
     try:
         core.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -315,7 +341,8 @@ def _load_tv_weights(name, core, path, num_classes):
 _BUILDERS = {"mlp": (_mlp, ("hidden",)), "two_layer": (_two_layer, ("hidden",)),
              "lenet": (_lenet, ("width", "hidden")), "small_cnn": (_small_cnn, ("width",)),
              "vgg11": (_vgg11, ("width", "batch_norm")), "resnet18": (None, ("width",)),
-             "tv_resnet18": (None, ("weights_path",)), "tv_resnet50": (None, ("weights_path",))}
+             "tv_resnet18": (None, ("weights_path",)), "tv_resnet50": (None, ("weights_path",)),
+             "efficientnet_b0": (None, ("weights_path",))}
 
 
 def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
@@ -338,6 +365,19 @@ def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
     ``init``, which therefore never overwrites them; a missing file raises
     ``FileNotFoundError`` (nothing is downloaded).  ``init="torch"`` keeps torchvision's own
     initialization.
+
+    ``efficientnet_b0``: torchvision's ``efficientnet_b0(weights=None, num_classes=...)`` (P3's
+    ImageNette and CUB-GHA network, trained from scratch as the authors'
+    ``EfficientNet.from_name``; the authors' efficientnet_pytorch state dicts have other keys
+    and do not load), as ``Sequential(Normalize, efficientnet)`` with the same ``in_shape``,
+    ``mean``/``std``, ``weights_path`` (e.g. ``<data_root>/weights/
+    efficientnet_b0_rwightman-7f5810bc.pth``, torchvision's IMAGENET1K_V1) and ``init``
+    handling as the tv_resnets.  Its activations are torchvision's SiLU (Swish, as the authors'),
+    each its own non-in-place ``nn.SiLU`` module, and ``nn.Sigmoid`` gates in the
+    squeeze-excitation blocks; they are kept as they are: ``activation="relu"`` (the default)
+    builds the network unchanged and ``activation="softplus"`` raises ``ValueError`` (SiLU is
+    already smooth; :func:`softplus_copy` and :func:`replace_activation` leave it alone).  It
+    has dropout (0.2) and stochastic depth (0.2): outputs are deterministic in eval mode only.
 
     ``init``: ``"kaiming"`` (default: He-normal weights for the ReLU gain, zero biases, for every
     conv and linear layer) or ``"torch"`` (PyTorch's default layer init).  PyTorch's default
@@ -367,11 +407,18 @@ def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
         return make_activation(activation, beta)
 
     weights = None
-    if name in _TV_RESNETS:
+    if name in _TV_EFFICIENTNETS and activation != "relu":
+        raise ValueError(f"activation={activation!r} is not valid for model {name!r}, whose "
+                         f"activations are its own SiLU modules (already smooth); accepted: "
+                         f"'relu' (the default: the network unchanged)")
+    if name in _TV_RESNETS or name in _TV_EFFICIENTNETS:
         if kw.get("weights_path") is not None:
             weights = _tv_weights_file(name, kw["weights_path"])  # fail before building
-        core = _tv_resnet(name, in_shape, num_classes)
-        _replace(core, (nn.ReLU,), activation, beta)  # fresh, not in-place, the chosen activation
+        if name in _TV_RESNETS:
+            core = _tv_resnet(name, in_shape, num_classes)
+            _replace(core, (nn.ReLU,), activation, beta)  # fresh, not in-place, the chosen one
+        else:
+            core = _tv_efficientnet(name, in_shape, num_classes)
         layers = [core]
         if mean is None:
             mean, std = IMAGENET_MEAN, IMAGENET_STD
@@ -403,11 +450,16 @@ def replace_activation(model, activation="softplus", beta=3.0):
 
 
 def _replace(module, types, activation, beta):
+    _replace_with(module, types, lambda: make_activation(activation, beta))
+
+
+def _replace_with(module, types, make):
+    """Replace every submodule of ``module`` that is one of ``types`` by ``make()``, in place."""
     for child_name, child in module.named_children():
         if isinstance(child, types):
-            setattr(module, child_name, make_activation(activation, beta))
+            setattr(module, child_name, make())
         else:
-            _replace(child, types, activation, beta)
+            _replace_with(child, types, make)
 
 
 def leading_normalize(model):

@@ -29,9 +29,12 @@ Real (``data_root`` required, never downloads): ``mnist``, ``block_mnist``, ``ci
 ``cifar100``, ``svhn``, ``imagenette``, ``imagenet100``, ``imagenet_val`` (the 50,000 ILSVRC2012
 validation images, split "test" only: ``<data_root>/imagenet_val/<wnid>/*.JPEG`` with the 1000
 wnid folders, or flat ``ILSVRC2012_val_*.JPEG`` with ``val_labels.txt``; resize 256, centre
-crop 224), ``celeba``, ``waterbirds``.  They yield ``(x, y)`` with x a float32 tensor in [0, 1];
-``celeba`` and ``waterbirds`` also carry ``groups``.  Missing files raise ``FileNotFoundError`` saying which files to put where
-(see ``data/README.md``).
+crop 224), ``celeba``, ``waterbirds``, ``cub_gha`` (CUB-200-2011 with the CUB-GHA gaze maps, P3
+Sec. B.8: the authors' ``CUB_200_2011/{train,test}.csv``; square resize, centre crop 448).
+``imagenette`` also reads the authors' split files ``imagenette2/{train,val}.csv`` (P3).  They
+yield ``(x, y)`` with x a float32 tensor in [0, 1]; ``celeba`` and ``waterbirds`` also carry
+``groups``, ``cub_gha`` carries ``gaze`` (N, 1, size, size) uint8 (divide by 255).  Missing
+files raise ``FileNotFoundError`` saying which files to put where (see ``data/README.md``).
 
 Layout: ``data.datasets`` (the dataset classes), ``data.synthetic`` (the embedded generators),
 ``data.real`` (the real-dataset readers), ``data._checks`` (parameter checks); this module holds
@@ -50,7 +53,7 @@ __all__ = ["load", "get", "NAMES", "EMBEDDED", "REAL", "SPLITS", "BaseDataset", 
 
 EMBEDDED = ("toy2d", "digits", "block_digits", "shapes", "spurious_shapes")
 REAL = ("mnist", "block_mnist", "cifar10", "cifar100", "svhn", "imagenette", "imagenet100",
-        "imagenet_val", "celeba", "waterbirds")
+        "imagenet_val", "celeba", "waterbirds", "cub_gha")
 NAMES = EMBEDDED + REAL
 SHAPES_FAMILIES = synthetic.SHAPES_FAMILIES  # public as before the split, not in __all__
 

@@ -1,11 +1,12 @@
 """Real datasets of ``robust_saliency.data``, read from ``data_root`` and never downloaded:
 ``mnist``, ``block_mnist``, ``cifar10``, ``cifar100``, ``svhn``, ``imagenette``, ``imagenet100``,
-``imagenet_val``, ``celeba``, ``waterbirds``.  Missing files raise ``FileNotFoundError``
-(:func:`_missing`) before any reader opens them."""
+``imagenet_val``, ``celeba``, ``waterbirds``, ``cub_gha``.  Missing files raise
+``FileNotFoundError`` (:func:`_missing`) before any reader opens them."""
 import csv
 import functools
 import os
 import pickle
+from pathlib import PurePosixPath
 
 import numpy as np
 import torch
@@ -169,9 +170,10 @@ def _load_imagefolder(name, data_root, split, **kw):
     if not has_classes:
         src = ("imagenette2 from https://github.com/fastai/imagenette" if name == "imagenette"
                else "the 100 ImageNet classes of the ImageNet-100 subset")
+        csv_hint = (f", or {_IMAGENETTE_CSV_HINT}" if name == "imagenette" else "")
         raise _missing(name, data_root, [f"{folder.name}/<class>/<images>"], folder.parent,
                        f"Put the ImageFolder tree ({src}) as <data_root>/{name}/train/<class>/*.JPEG "
-                       f"and <data_root>/{name}/val/<class>/*.JPEG")
+                       f"and <data_root>/{name}/val/<class>/*.JPEG{csv_hint}")
     from torchvision.datasets import ImageFolder
 
     base = ImageFolder(str(folder))
@@ -180,6 +182,84 @@ def _load_imagefolder(name, data_root, split, **kw):
     mean, std = _MEAN_STD["imagenet"]
     ds = ImageFileDataset(paths, targets, classes=base.classes, name=name, split=split,
                           size=size, mean=mean, std=std)
+    return _maybe_subset(ds, n, seed)
+
+
+_IMAGENETTE_WNIDS = ("n01440764", "n02102040", "n02979186", "n03000684", "n03028079",
+                     "n03394916", "n03417042", "n03425413", "n03445777", "n03888257")
+_IMAGENETTE_NAMES = ("tench", "English springer", "cassette player", "chain saw", "church",
+                     "French horn", "garbage truck", "gas pump", "golf ball", "parachute")
+_IMAGENETTE_CSV = {"train": "train.csv", "test": "val.csv"}
+_IMAGENETTE_CSV_HINT = (
+    "the authors' split files (P3; AdvGrad's dataset/Imagette/train.csv and val.csv, fastai's "
+    "noisy_imagenette.csv columns path,noisy_labels_0,...,is_valid) in <data_root>/imagenette2/ "
+    "(or <data_root>/imagenette/) beside fastai's imagenette2 train/ and val/ folders that their "
+    "paths name")
+
+
+def _csv_rows(name, path, need):
+    """The rows of the csv file ``path`` as dicts; ValueError if a column of ``need`` is absent."""
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not set(need) <= set(reader.fieldnames or ()):
+            raise ValueError(f"{name}: {path} has columns {reader.fieldnames}; accepted: must "
+                             f"include {sorted(need)}")
+        return list(reader)
+
+
+def _missing_rows(name, data_root, root, fname, rels):
+    """FileNotFoundError naming the files of ``rels`` (relative to ``root``) that are absent."""
+    missing = [r for r in rels if not (root / r).is_file()]
+    if missing:
+        raise _missing(name, data_root, missing, root,
+                       f"Put every file that {fname} names under <data_root>/{root.name}/ "
+                       f"(paths are relative to that folder), or remove its row")
+
+
+def _load_imagenette(data_root, split, **kw):
+    """ImageNette (P3 Sec. B.2): the authors' split files when present, else the ImageFolder layout.
+
+    Split files: ``<data_root>/imagenette2/`` (or ``<data_root>/imagenette/``) holding
+    ``train.csv`` (split "train") and ``val.csv`` (split "test"), AdvGrad's
+    ``dataset/Imagette/*.csv`` with fastai's ``noisy_imagenette.csv`` columns; ``path`` is
+    relative to that folder and the label is the wnid in ``noisy_labels_0`` (the clean label),
+    0..9 in sorted wnid order as AdvGrad's ``mapping``; ``classes`` are the readable names
+    ("tench", ..., "parachute"); rows in file order.  When either file is in one of the two
+    folders (imagenette2 first), the split's file defines the split and every image it names
+    must exist.  Otherwise ``<data_root>/imagenette/{train,val}/<wnid>/*`` (ImageFolder;
+    ``classes`` are the folder names).  Both: shorter side resized to ``size`` (224) and
+    centre-cropped, float32 in [0, 1], ImageNet mean/std.
+    """
+    size, n, seed = _real_kw("imagenette", kw)
+    roots = [data_root / "imagenette2", data_root / "imagenette"]
+    root = next((r for r in roots if any((r / f).is_file() for f in _IMAGENETTE_CSV.values())),
+                None)
+    if root is None:
+        return _load_imagefolder("imagenette", data_root, split, **kw)
+    size = 224 if size is None else size
+    fname = _IMAGENETTE_CSV[split]
+    if not (root / fname).is_file():
+        raise _missing("imagenette", data_root, [fname], root,
+                       f"The split files define the splits once one of them is there: put "
+                       f"{_IMAGENETTE_CSV_HINT}")
+    rows = _csv_rows("imagenette", root / fname, ("path", "noisy_labels_0"))
+    index = {w: i for i, w in enumerate(_IMAGENETTE_WNIDS)}
+    targets = []
+    for lineno, r in enumerate(rows, 2):
+        wnid = (r["noisy_labels_0"] or "").strip()
+        if wnid not in index:
+            raise ValueError(f"imagenette: line {lineno} of {root / fname} has "
+                             f"noisy_labels_0={wnid!r}; accepted: one of the ImageNette wnids "
+                             f"{_IMAGENETTE_WNIDS}")
+        targets.append(index[wnid])
+    rels = [(r["path"] or "").strip() for r in rows]
+    if not rels:
+        raise _missing("imagenette", data_root, [f"the rows of {fname}"], root,
+                       f"{fname} lists no image; put {_IMAGENETTE_CSV_HINT}")
+    _missing_rows("imagenette", data_root, root, fname, rels)
+    mean, std = _MEAN_STD["imagenet"]
+    ds = ImageFileDataset([root / p for p in rels], targets, classes=_IMAGENETTE_NAMES,
+                          name="imagenette", split=split, size=size, mean=mean, std=std)
     return _maybe_subset(ds, n, seed)
 
 
@@ -214,6 +294,33 @@ class _ResizeCropDataset(ImageFileDataset):
 
     def _describe(self):
         return f", size={self.size}, resize={self.resize}"
+
+
+def _square_resize_crop(path, mode, resize, size):
+    """The image at ``path`` in PIL ``mode``, both sides resized to ``resize`` (bilinear,
+    antialiased; the aspect ratio is not kept), centre crop ``size`` x ``size``: uint8 (C, H, W)."""
+    from PIL import Image
+    from torchvision.transforms import functional as TF
+
+    with Image.open(path) as img:
+        img = TF.resize(img.convert(mode), [resize, resize], antialias=True)
+        return TF.pil_to_tensor(TF.center_crop(img, [size, size]))
+
+
+class _SquareResizeCropDataset(_ResizeCropDataset):
+    """:class:`_ResizeCropDataset` with both sides resized to ``resize`` (the aspect ratio is
+    not kept), then centre crop ``size`` x ``size``: P3's CUB-GHA test transform (AdvGrad's
+    ``Resize((600, 600))``, ``CenterCrop(448)``); RGB in [0, 1]."""
+
+    def __getitem__(self, i):
+        x = _square_resize_crop(self.paths[i], "RGB", self.resize, self.size).float().div_(255)
+        return x, self.y[i]
+
+    def _take(self, idx, extras):
+        return _SquareResizeCropDataset([self.paths[j] for j in idx.tolist()], self.y[idx],
+                                        classes=self.classes, name=self.name, split=self.split,
+                                        size=self.size, resize=self.resize, mean=self.mean,
+                                        std=self.std, extras=extras)
 
 
 _IMAGENET_VAL_LABELS = "val_labels.txt"
@@ -389,15 +496,95 @@ def _load_waterbirds(data_root, split, **kw):
     return _maybe_subset(ds, n, seed)
 
 
+_CUB_CSV = {"train": "train.csv", "test": "test.csv"}
+_CUB_HINT = (
+    "Put the extracted CUB_200_2011 release (its images/<NNN.Class_name>/*.jpg), the CUB-GHA "
+    "gaze maps as CUB_200_2011/CUB_GHA/<n>.jpg and the authors' split files train.csv and "
+    "test.csv (P3; AdvGrad's dataset/CUB-GHA/, columns split,img,label,gaze, paths relative to "
+    "the folder) in <data_root>/CUB_200_2011/")
+
+
+def _cub_label(root, fname, lineno, row):
+    label = (row["label"] or "").strip()
+    if not (label.isdigit() and int(label) < 200):
+        raise ValueError(f"cub_gha: line {lineno} of {root / fname} has label={label!r}; "
+                         f"accepted: a class index 0..199")
+    return int(label)
+
+
+def _cub_classes(root, tables):
+    """Class names by label from the image folders (``images/001.Black_footed_Albatross/...`` ->
+    "Black_footed_Albatross") of every split file read (``tables``: file name -> rows)."""
+    names = {}
+    for fname, rows in tables.items():
+        for lineno, r in enumerate(rows, 2):
+            label = _cub_label(root, fname, lineno, r)
+            folder = PurePosixPath((r["img"] or "").strip()).parent.name
+            head, dot, tail = folder.partition(".")
+            name = tail if dot and head.isdigit() else folder
+            if names.setdefault(label, name) != name:
+                raise ValueError(f"cub_gha: line {lineno} of {root / fname} gives label {label} "
+                                 f"to class folder {folder!r}, other rows to "
+                                 f"{names[label]!r}; accepted: one class folder per label")
+    absent = [k for k in range(max(names) + 1) if k not in names]
+    if absent:
+        shown = ", ".join(map(str, absent[:6])) + (" ..." if len(absent) > 6 else "")
+        raise ValueError(f"cub_gha: label(s) {shown} have no row in {sorted(tables)} under "
+                         f"{root}, so their class names are unknown; accepted: split files "
+                         f"whose labels 0..K-1 all appear")
+    return [names[k] for k in range(len(names))]
+
+
+def _load_cub_gha(data_root, split, **kw):
+    """CUB-200-2011 with the CUB-GHA human gaze maps (P3 Sec. B.8, Table 6), from the authors'
+    split files ``<data_root>/CUB_200_2011/{train,test}.csv`` (``split,img,label,gaze``).
+
+    Items: the RGB image with both sides resized to ``round(size * 600 / 448)`` (600 for the
+    default ``size`` 448) and centre-cropped to ``size`` x ``size`` (AdvGrad's test transform;
+    its training transform crops at random), float32 in [0, 1], label 0..199; ImageNet mean/std.
+    Extra ``gaze``: the gaze maps at the same geometry, read eagerly, as a uint8 tensor
+    (N, 1, size, size) (consumers divide by 255).  ``classes`` come from the image folder names
+    (``001.Black_footed_Albatross`` -> "Black_footed_Albatross") of both split files present,
+    so train and test share them.  Rows in file order; ``n``/``seed`` read only the subset.
+    """
+    size, n, seed = _real_kw("cub_gha", kw)
+    size = 448 if size is None else size
+    resize = round(size * 600 / 448)
+    root = data_root / "CUB_200_2011"
+    fname = _CUB_CSV[split]
+    if not (root / fname).is_file():
+        raise _missing("cub_gha", data_root, [fname], root, _CUB_HINT)
+    need = ("img", "label", "gaze")
+    tables = {f: _csv_rows("cub_gha", root / f, need) for f in _CUB_CSV.values()
+              if (root / f).is_file()}
+    rows = tables[fname]
+    if not rows:
+        raise _missing("cub_gha", data_root, [f"the rows of {fname}"], root,
+                       f"{fname} lists no image. " + _CUB_HINT)
+    classes = _cub_classes(root, tables)
+    imgs = [(r["img"] or "").strip() for r in rows]
+    gazes = [(r["gaze"] or "").strip() for r in rows]
+    _missing_rows("cub_gha", data_root, root, fname, imgs + gazes)
+    targets = torch.tensor([_cub_label(root, fname, i, r) for i, r in enumerate(rows, 2)])
+    idx = (torch.arange(len(rows)) if n is None
+           else _subset_indices(len(rows), n, seed)).tolist()
+    gaze = torch.stack([_square_resize_crop(root / gazes[i], "L", resize, size) for i in idx])
+    mean, std = _MEAN_STD["imagenet"]
+    return _SquareResizeCropDataset([root / imgs[i] for i in idx], targets[idx], classes=classes,
+                                    name="cub_gha", split=split, size=size, resize=resize,
+                                    mean=mean, std=std, extras={"gaze": gaze})
+
+
 _REAL_LOADERS = {
     "mnist": _load_mnist,
     "block_mnist": _load_block_mnist,
     "cifar10": functools.partial(_load_cifar, "cifar10"),
     "cifar100": functools.partial(_load_cifar, "cifar100"),
     "svhn": _load_svhn,
-    "imagenette": functools.partial(_load_imagefolder, "imagenette"),
+    "imagenette": _load_imagenette,
     "imagenet100": functools.partial(_load_imagefolder, "imagenet100"),
     "imagenet_val": _load_imagenet_val,
     "celeba": _load_celeba,
     "waterbirds": _load_waterbirds,
+    "cub_gha": _load_cub_gha,
 }
