@@ -439,3 +439,77 @@ def test_attribution_attacks_bad_parameters(digits_softplus):
         attacks.get("topk", eps=-1.0)
     with pytest.raises(ValueError, match="unknown hyperparameters"):
         attacks.get("topk", w_h=1.0)
+
+
+# ----------------------------------------------------------------------------- top-k, L2 (P3 B.6)
+@pytest.mark.parametrize("activation", ["softplus", "relu"])
+def test_topk_l2_ball_range_labels_and_share(activation, digits_softplus, digits_relu):
+    """norm="l2" (P3 B.6): in the L2 eps-ball (input units) and [0, 1], labels kept, D not above clean."""
+    model, x = digits_softplus if activation == "softplus" else digits_relu
+    k, eps = 26, 1.0
+    x_adv = attacks.topk(model, x, eps=eps, steps=8, k=k, norm="l2")
+    assert x_adv.shape == x.shape and not x_adv.requires_grad
+    assert (_l2(x_adv, x) <= eps + TOL).all() and (_l2(x_adv, x) > 0.5 * eps).any()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    assert torch.equal(_pred(model, x_adv), _pred(model, x))
+    clean, adv = _topk_share(model, x, x, k), _topk_share(model, x_adv, x, k)
+    assert (adv <= clean + 1e-5).all()
+    assert adv.mean() < clean.mean() - 0.02 and (adv < clean).float().mean() > 0.8
+    # a different attack from the default linf one
+    assert not torch.equal(x_adv, attacks.topk(model, x, eps=8, steps=8, k=k))
+
+
+@pytest.mark.parametrize("alpha", [0.2, 0.6])  # 0.6 > eps: the step is projected onto the ball
+def test_topk_l2_one_step_is_the_stated_update(alpha):
+    """steps=1: the result is x_1 = P(x - alpha * g / ||g||_2) (g = grad of D written out here,
+    float64, P onto the L2 eps-ball and [0, 1]) where D(x_1) < D(x) and the label is kept, else x."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Softplus(beta=3.0), nn.Flatten(),
+                          nn.Linear(3 * 6 * 6, 3)).double().eval()
+    x = torch.rand(6, 1, 6, 6, dtype=torch.float64) * 0.8 + 0.1
+    eps, k = 0.4, 9  # 25% of the 36 pixels
+    pred = _pred(model, x)
+
+    def share(xx, idx, create_graph):
+        xr = xx if xx.requires_grad else xx.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(model(xr).gather(1, pred.view(-1, 1)).sum(), xr,
+                                   create_graph=create_graph)
+        m = g.abs().sum(1).flatten(1)
+        return m.gather(1, idx).sum(1) / m.sum(1)
+
+    with torch.enable_grad():
+        xr = x.clone().requires_grad_(True)
+        (g0,) = torch.autograd.grad(model(xr).gather(1, pred.view(-1, 1)).sum(), xr)
+        idx = g0.abs().sum(1).flatten(1).topk(k, dim=1).indices
+        d0 = share(xr, idx, True)
+        (g,) = torch.autograd.grad(d0.sum(), xr)
+    delta = -alpha * g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    size = delta.flatten(1).norm(dim=1)  # = alpha
+    delta = delta * torch.where(size > eps, eps / size, torch.ones_like(size)).view(-1, 1, 1, 1)
+    x1 = (x + delta).clamp(0, 1)
+    better = (share(x1, idx, False) < d0.detach()) & (_pred(model, x1) == pred)
+    expected = torch.where(better.view(-1, 1, 1, 1), x1, x)
+    out = attacks.topk(model, x, eps=eps, steps=1, k=k, alpha=alpha, norm="l2")
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    assert better.all()  # the one step lowers D for every sample here
+    assert (_l2(out, x) <= min(alpha, eps) + TOL).all() and (_l2(out, x) > 0.5 * min(alpha, eps)).all()
+
+
+def test_topk_l2_random_start_registry_and_bad_parameters(digits_softplus):
+    model, x = digits_softplus
+    x = x[:8]
+    atk = attacks.get("topk", norm="l2", eps=0.5, steps=2, k=0.4)  # P3 B.6: k = 40% of the pixels
+    out = atk(model, x)
+    assert (_l2(out, x) <= 0.5 + TOL).all() and torch.equal(_pred(model, out), _pred(model, x))
+    a = attacks.topk(model, x, eps=0.5, steps=2, norm="l2", random_start=True, seed=4)
+    b = attacks.topk(model, x, eps=0.5, steps=2, norm="l2", random_start=True, seed=4)
+    c = attacks.topk(model, x, eps=0.5, steps=2, norm="l2", random_start=True, seed=5)
+    assert torch.equal(a, b) and not torch.equal(a, c) and (_l2(a, x) <= 0.5 + TOL).all()
+    assert torch.equal(attacks.topk(model, x, eps=8, steps=2, norm="linf"),
+                       attacks.topk(model, x, eps=8, steps=2))  # the default
+    with pytest.raises(ValueError, match=r"eps=-1 .*input units"):
+        attacks.get("topk", norm="l2", eps=-1)
+    with pytest.raises(ValueError, match=r"norm='l1' is not known; accepted: \('linf', 'l2'\)"):
+        attacks.get("topk", norm="l1", eps=0.5)
+    with pytest.raises(ValueError, match=r"norm='l1' is not known; accepted: \('linf', 'l2'\)"):
+        attacks.topk(model, x, norm="l1", steps=1)

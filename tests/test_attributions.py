@@ -1,5 +1,6 @@
 """Tests of robust_saliency.attributions against captum, zennit, literal re-implementations,
 finite differences (gradcheck) and invariants (conservation, completeness, ranges)."""
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -488,3 +489,82 @@ def test_input_x_grad_in_p1s_normalized_space():
                                A.input_x_grad(inner, x, t, space="pixel"), rtol=0, atol=0)
     with pytest.raises(ValueError, match="space='norm' is not known"):
         A.input_x_grad(model, x, t, space="norm")
+
+
+def test_grad_in_the_normalized_space():
+    """space='normalized' is P3's released simplegrad (and P1's): grad_{x_n} g_y with x_n = (x - mu)/sigma,
+    computed on the network without its Normalize (float64); space='pixel' is the old call."""
+    from robust_saliency.models import Normalize
+
+    torch.manual_seed(5)
+    inner = tiny_net("softplus")
+    model = nn.Sequential(Normalize([0.4, 0.6], [0.2, 0.3]), *inner).double()
+    mu, sd = model[0].mean.view(1, 2, 1, 1), model[0].std.view(1, 2, 1, 1)
+    x, t = rand_x(), torch.tensor([1, 2])
+    x_n = ((x - mu) / sd).requires_grad_(True)
+    (g_n,) = torch.autograd.grad(inner(x_n).gather(1, t.view(-1, 1)).sum(), x_n)
+    ours = A.get("grad", space="normalized")(model, x, t)
+    torch.testing.assert_close(ours, g_n, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(A.grad(model, x, t, space="normalized"), ours, rtol=0, atol=0)
+    # pixel (the default) is the old call: the gradient of the target logit w.r.t. x, bit for bit
+    xr = x.clone().requires_grad_(True)
+    (g_x,) = torch.autograd.grad(model(xr).gather(1, t.view(-1, 1)).sum(), xr)
+    torch.testing.assert_close(A.grad(model, x, t), g_x, rtol=0, atol=0)
+    torch.testing.assert_close(A.grad(model, x, t, space="pixel"), A.grad(model, x, t), rtol=0, atol=0)
+    assert not torch.allclose(A.grad(model, x, t), ours)
+    torch.testing.assert_close(ours, g_x * sd, rtol=1e-12, atol=1e-14)  # sigma_c * grad_x per channel
+    torch.testing.assert_close(A.grad(inner, x, t, space="normalized"),  # no Normalize: the pixel gradient
+                               A.grad(inner, x, t), rtol=0, atol=0)
+    # differentiable with create_graph: gradcheck w.r.t. x and a weight gradient through the map
+    xg = x.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda inp: A.grad(model, inp, t, create_graph=True, space="normalized"),
+                                    (xg,), atol=1e-6, fast_mode=True)
+    r = A.grad(model, x, t, create_graph=True, space="normalized")
+    assert torch.autograd.grad(r.pow(2).sum(), model[1].weight)[0].abs().sum() > 0
+    with pytest.raises(ValueError, match=r"space='norm' is not known; accepted: \['pixel', 'normalized'\]"):
+        A.grad(model, x, t, space="norm")
+
+
+def _sparsify_numpy(h, q):
+    """Soft thresholding at the per-sample np.quantile of |h| (float64), one sample at a time."""
+    out = []
+    for v in h.numpy():
+        tau = np.quantile(np.abs(v), q)
+        out.append(np.sign(v) * np.maximum(np.abs(v) - tau, 0.0))
+    return torch.from_numpy(np.stack(out))
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 5, 5), (4, 17), (2, 6, 6)])
+@pytest.mark.parametrize("q", [0.0, 0.3, 0.8, 0.95])
+def test_sparsify_matches_numpy_and_keeps_signs_and_order(shape, q):
+    torch.manual_seed(22)
+    h = torch.randn(shape, dtype=torch.float64)
+    s = A.sparsify(h, q)
+    assert s.shape == h.shape
+    torch.testing.assert_close(s, _sparsify_numpy(h, q), rtol=0, atol=1e-14)
+    n = h[0].numel()
+    zeros = (s == 0).flatten(1).sum(1)
+    # linear interpolation: the entries at or below the q-quantile, floor(q (n - 1)) + 1 of them
+    assert (zeros == int(q * (n - 1)) + 1).all() and (zeros.double() / n - q).abs().max() <= 1 / n + 1e-12
+    alive = s != 0
+    assert torch.equal(s.sign()[alive], h.sign()[alive])  # signs preserved
+    for i in range(shape[0]):  # order of |h| preserved among the survivors; each shrinks by one tau
+        hs, ss = h[i][alive[i]].abs(), s[i][alive[i]].abs()
+        assert torch.equal(hs.argsort(), ss.argsort())
+        shift = hs - ss
+        torch.testing.assert_close(shift, shift[:1].expand_as(shift), rtol=0, atol=1e-14)
+
+
+def test_sparsify_q0_shifts_by_the_minimum_and_is_differentiable():
+    torch.manual_seed(23)
+    h = torch.randn(3, 2, 4, 4, dtype=torch.float64)
+    tau = h.abs().flatten(1).min(1).values.view(-1, 1, 1, 1)
+    s = A.sparsify(h, 0.0)
+    torch.testing.assert_close(s, h.sign() * (h.abs() - tau), rtol=0, atol=1e-15)
+    assert ((s == 0).flatten(1).sum(1) == 1).all()  # only the smallest |h| becomes 0
+    hg = h.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: A.sparsify(a, 0.55), (hg,), fast_mode=True)
+    assert torch.equal(A.sparsify(h), A.sparsify(h, 0.8))  # the default
+    for bad in (1.0, -0.1, 2, float("nan"), True, "0.5"):
+        with pytest.raises(ValueError, match=r"q=.* is not valid; accepted: a number in \[0, 1\)"):
+            A.sparsify(h, bad)

@@ -148,6 +148,63 @@ def test_gini_literal_formula_and_known_values():
     assert ((out >= 0) & (out <= 1)).all()
 
 
+def _group_gini_loop(a, s):
+    """Written out: per sample, per patch, the L2 norm over channels and pixels; then the Gini formula."""
+    a = a.numpy()
+    if a.ndim == 3:
+        a = a[:, None]
+    out = []
+    for sample in a:
+        _, h, w = sample.shape
+        norms = [np.sqrt((sample[:, i:i + s, j:j + s] ** 2).sum())
+                 for i in range(0, h, s) for j in range(0, w, s)]
+        c, n = sorted(norms), len(norms)
+        total = sum(c)
+        out.append(0.0 if total == 0 else
+                   1 - 2 * sum(c[k - 1] / total * (n - k + 0.5) / n for k in range(1, n + 1)))
+    return np.array(out)
+
+
+@pytest.mark.parametrize("shape, s", [((3, 3, 8, 8), 2), ((2, 1, 12, 8), 4), ((3, 6, 9), 3),
+                                      ((2, 2, 6, 6), 1), ((2, 3, 8, 8), 8)])
+def test_group_gini_matches_a_loop_over_patches(shape, s):
+    torch.manual_seed(3)
+    a = torch.randn(shape, dtype=torch.float64)
+    out = metrics.group_gini(a, s)
+    assert out.shape == (shape[0],)
+    np.testing.assert_allclose(out.numpy(), _group_gini_loop(a, s), rtol=0, atol=1e-12)
+    assert torch.equal(metrics.get("group_gini", group_size=s)(a), out)  # registry, hyperparameter bound
+
+
+def test_group_gini_known_values_and_errors():
+    torch.manual_seed(4)
+    one = torch.zeros(2, 3, 8, 8, dtype=torch.float64)
+    one[0, :, 4:6, 2:4] = torch.randn(3, 2, 2, dtype=torch.float64)  # sample 0: one 2x2 patch (16 groups)
+    one[1, 1, 7, 7] = -3.0
+    assert torch.allclose(metrics.group_gini(one, 2), torch.full((2,), 1 - 1 / 16, dtype=torch.float64))
+    assert torch.allclose(metrics.group_gini(torch.full((2, 3, 8, 8), -0.7), 4), torch.zeros(2), atol=1e-6)
+    assert torch.equal(metrics.group_gini(torch.zeros(2, 1, 4, 4), 2), torch.zeros(2))  # zero map: 0
+    a = torch.randn(3, 1, 6, 6, dtype=torch.float64)
+    # group_size=1: one channel -> gini of |a| (= gini(a)); several -> gini of the per-pixel channel norm
+    torch.testing.assert_close(metrics.group_gini(a, 1), metrics.gini(a.abs()), rtol=0, atol=1e-14)
+    torch.testing.assert_close(metrics.group_gini(a[:, 0], 1), metrics.gini(a[:, 0]), rtol=0, atol=1e-14)
+    b = torch.randn(3, 3, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(metrics.group_gini(b, 1), metrics.gini(b.pow(2).sum(1).sqrt()), rtol=0, atol=1e-14)
+    assert not torch.allclose(metrics.group_gini(b, 1), metrics.gini(b))
+    # concentrating the mass in fewer patches raises it
+    spread = torch.ones(1, 1, 8, 8)
+    spread[..., :4, :] = 0.0
+    assert metrics.group_gini(spread, 2) > metrics.group_gini(torch.ones(1, 1, 8, 8), 2)
+    entry = metrics.REGISTRY.entry("group_gini")
+    assert entry.kind == "concentration" and entry.higher_is_better is True and "patches" in entry.units
+    for bad in (3, 0, -2, 2.0, True, None):
+        with pytest.raises(ValueError, match=rf"group_size={bad!r} is not valid for 8x8 maps; accepted: a "
+                                             r"positive int that divides both 8 and 8"):
+            metrics.group_gini(torch.rand(2, 3, 8, 8), bad)
+    with pytest.raises(ValueError, match=r"group_gini needs \(N, C, H, W\) or \(N, H, W\) maps"):
+        metrics.group_gini(torch.rand(2, 16), 2)
+
+
 def test_top_mass():
     a = torch.tensor([[4.0, -1.0, 0.0, 1.0, 2.0] * 4])  # 20 values, |a| sum = 32
     assert metrics.top_mass(a, frac=0.05).item() == pytest.approx(4 / 32)

@@ -56,6 +56,18 @@ def _project(x_adv, x, eps, norm):
     return (x + delta).clamp(0.0, 1.0)
 
 
+def _uniform_delta(x, eps, norm, gen):
+    """A random start offset: uniform in the linf cube [-eps, eps]^d, or uniform in the l2 ball of
+    radius eps (gaussian direction, radius eps * U^(1/d)); drawn from ``gen`` (None: global RNG)."""
+    if norm == "linf":
+        u = torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+        return (2 * u - 1) * eps
+    d = x[0].numel()
+    z = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
+    r = torch.rand(x.shape[0], generator=gen, dtype=x.dtype, device=x.device) ** (1.0 / d)
+    return z / _per_sample(_l2(z).clamp_min(1e-12), x) * _per_sample(eps * r, x)
+
+
 def _check(eps, steps=None, norm="linf", alpha=None):
     """(eps, alpha) in input units, after checking them in their units (``units.budget``: 0-255
     pixel units for linf, input units for l2) and ``steps`` (a positive int).  alpha None stays None."""
@@ -99,15 +111,7 @@ def pgd(model, x, y, eps, alpha=None, steps=20, norm="linf", random_start=True, 
     y = _labels(model, x, y)
     x_adv = x.clone()
     if random_start and eps > 0:
-        gen = generator(seed, x.device)
-        if norm == "linf":
-            u = torch.rand(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-            delta = (2 * u - 1) * eps
-        else:
-            d = x[0].numel()
-            z = torch.randn(x.shape, generator=gen, dtype=x.dtype, device=x.device)
-            r = torch.rand(x.shape[0], generator=gen, dtype=x.dtype, device=x.device) ** (1.0 / d)
-            delta = z / _per_sample(_l2(z).clamp_min(1e-12), x) * _per_sample(eps * r, x)
+        delta = _uniform_delta(x, eps, norm, generator(seed, x.device))
         x_adv = _project(x + delta, x, eps, norm)
     for _ in range(int(steps)):
         g = _loss_grad(model, x_adv, y)
@@ -219,22 +223,25 @@ def _check_attribution_attack(attribution, softplus_beta, update=None):
         raise ValueError(f"update={update!r} is not known; accepted: {list(_UPDATES)}")
 
 
-def _start(x, eps, random_start, seed):
-    """x, or x + U[-eps, eps]^d (own generator when ``seed`` is given) projected to the ball and [0, 1]."""
+def _start(x, eps, random_start, seed, norm="linf"):
+    """x, or x + a uniform draw in the ``norm`` ball (``_uniform_delta``; own generator when
+    ``seed`` is given) projected to the ball and [0, 1]."""
     if not random_start or eps == 0:
         return x.clone()
-    u = torch.rand(x.shape, generator=generator(seed, x.device), dtype=x.dtype, device=x.device)
-    return _project(x + (2 * u - 1) * eps, x, eps, "linf")
+    return _project(x + _uniform_delta(x, eps, norm, generator(seed, x.device)), x, eps, norm)
 
 
-def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate):
+def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate, norm="linf"):
     """Shared loop of the attribution attacks: minimise a per-sample loss, keep the best valid iterate.
 
     ``evaluate(x_t, need_grad) -> (grad of the summed loss or None, loss per sample on the model
     judged, label kept per sample)``.  The candidates are x itself and every iterate x_0..x_T;
     per sample the one with the lowest loss among those whose label is kept is returned.
+    ``update="sign"`` takes the steepest-descent step of ``norm``: -alpha * sign(g) (linf) or
+    -alpha * g / ||g||_2 per sample (l2); every iterate is projected onto the ``norm`` eps-ball
+    around x and [0, 1].
     """
-    x_adv = _start(x, eps, random_start, seed)
+    x_adv = _start(x, eps, random_start, seed, norm)
     best = x.clone()
     if random_start and eps > 0:
         _, best_loss, _ = evaluate(x, False)
@@ -255,12 +262,13 @@ def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate):
         if last:
             break
         if update == "sign":
-            x_adv = _project(x_adv - alpha * g.sign(), x, eps, "linf")
+            step = g.sign() if norm == "linf" else g / _per_sample(_l2(g).clamp_min(1e-12), x)
+            x_adv = _project(x_adv - alpha * step, x, eps, norm)
         else:
             var.grad = g
             opt.step()
             with torch.no_grad():
-                var.copy_(_project(var, x, eps, "linf"))
+                var.copy_(_project(var, x, eps, norm))
             x_adv = var.detach().clone()
     return best.detach()
 
@@ -336,22 +344,28 @@ def targeted_attribution(model, x, y=None, eps=4, steps=100, target_map=None, fr
 
 
 def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=None,
-         softplus_beta=20.0, random_start=False, seed=None):
-    """Top-k attack (Ghorbani 2019 "top-k fooling"; P2, P3): sign steps that move mass off the clean top-k.
+         softplus_beta=20.0, random_start=False, seed=None, norm="linf"):
+    """Top-k attack (Ghorbani 2019 "top-k fooling"; P2, P3 B.6): steps that move mass off the clean top-k.
 
     K = the k pixels with the largest clean map m(x) (m = sum of |map| over channels, of class
     ``y``, ``y=None``: the clean prediction; ``k`` an int count or a float fraction of the pixels,
     default 0.02 ~ Ghorbani's and P2's k = 1000 of 224x224; P2: 300 iterations).  Minimises the
     share of the map's mass on K, D(x') = sum_{i in K} m_i(x') / sum_i m_i(x'), by
-    x_{t+1} = P(x_t - alpha * sign(grad_x D(x_t))), P the projection onto the linf eps-ball around
-    x and [0, 1] (``eps`` and ``alpha`` in 0-255 pixel units); ``alpha`` defaults to
-    2.5 * eps / steps (as ``pgd``); ``x_0 = x`` unless
-    ``random_start``.  ReLU models are differentiated through ``models.softplus_copy(model,
-    softplus_beta)``; K, the ranking of iterates by D and the label check use ``model`` itself.
-    Returned, per sample: the iterate with the lowest D among those whose predicted label equals
-    the clean prediction (x itself if none).  Detached; parameters' ``.grad`` untouched.
+    ``norm="linf"`` (default; P2): x_{t+1} = P(x_t - alpha * sign(grad_x D(x_t))), P the
+    projection onto the linf eps-ball around x and [0, 1] (``eps`` and ``alpha`` in 0-255 pixel
+    units); ``norm="l2"`` (P3 B.6: "we followed [Ghorbani 2019] to use L2 attack on top-k
+    overlap", k = 40% of all pixels, i.e. ``k=0.4``): x_{t+1} = P(x_t - alpha * g / ||g||_2),
+    g = grad_x D(x_t) per sample, P the projection onto the L2 eps-ball around x and [0, 1]
+    (``eps`` and ``alpha`` in input units: the L2 norm of the perturbation of a [0, 1] image; the
+    default ``eps=8`` is then read as that norm).  ``alpha`` defaults to 2.5 * eps / steps (as
+    ``pgd``); ``x_0 = x`` unless ``random_start`` (uniform in the linf cube or in the L2 ball, as
+    ``pgd`` draws it; own generator when ``seed`` is given).  ReLU models are differentiated
+    through ``models.softplus_copy(model, softplus_beta)``; K, the ranking of iterates by D and
+    the label check use ``model`` itself.  Returned, per sample: the iterate with the lowest D
+    among those whose predicted label equals the clean prediction (x itself if none).  Detached;
+    parameters' ``.grad`` untouched.
     """
-    eps, alpha = _check(eps, steps, "linf", alpha)
+    eps, alpha = _check(eps, steps, norm, alpha)
     _check_attribution_attack(attribution, softplus_beta)
     if alpha is None:
         alpha = 2.5 * eps / steps
@@ -371,7 +385,7 @@ def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=N
         return (m * top).sum(1) / m.sum(1).clamp_min(1e-12)
 
     evaluate = _evaluator(model, smooth, target, attribution, pred0, share)
-    return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate)
+    return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate, norm)
 
 
 # P2's code runs on ImageNet-normalized inputs (std ~0.226 per channel): its PGD step 0.01 and

@@ -4,7 +4,8 @@ name).  The map has the shape of ``x``.
 
 Modules: ``gradient`` (grad, input_x_grad, guided_backprop), ``lrp`` (LRP, hand-written),
 ``captum_methods`` (integrated_gradients, smoothgrad, deeplift, gradcam), ``relex`` (P2's
-mask optimised over a noisy neighbourhood, batched), ``postprocess``.
+mask optimised over a noisy neighbourhood, batched), ``postprocess`` (``postprocess``: per-pixel
+maps; ``sparsify``: P3's soft-thresholding sparsification, C.2.4 / Table 5).
 ``grad``, ``input_x_grad``, ``guided_backprop`` and ``lrp`` are written on torch.autograd and
 are differentiable w.r.t. ``x`` and the weights when ``create_graph=True`` (attacks and
 regularizers differentiate through them); the captum ones are evaluation-only and raise
@@ -22,11 +23,11 @@ from .captum_methods import deeplift, gradcam, integrated_gradients, last_conv, 
 from .gradient import grad, guided_backprop, input_x_grad
 from .lrp import lrp
 from .fitted import relex
-from .postprocess import postprocess
+from .postprocess import postprocess, sparsify
 
 __all__ = ["Explainer", "REGISTRY", "NAMES", "DIFFERENTIABLE", "get", "grad", "input_x_grad",
            "guided_backprop", "lrp", "integrated_gradients", "smoothgrad", "deeplift", "gradcam",
-           "last_conv", "postprocess", "relex"]
+           "last_conv", "postprocess", "sparsify", "relex"]
 
 
 class Explainer(Configured):

@@ -1,5 +1,7 @@
 """Gradient maps on torch.autograd, differentiable w.r.t. x and the weights with
-``create_graph=True``: grad (P1 "Grad"), input_x_grad (P1 "xGrad"), guided_backprop."""
+``create_graph=True``: grad (P1 "Grad", P3's simple gradient), input_x_grad (P1 "xGrad"),
+guided_backprop.  ``grad`` and ``input_x_grad`` take ``space`` (``SPACES``): the pixel input or
+the model's normalized input (after its leading ``Normalize``)."""
 import torch
 import torch.nn as nn
 
@@ -12,10 +14,25 @@ SPACES = ("pixel", "normalized")
 _ACTIVATIONS = (nn.ReLU, nn.Softplus)
 
 
+def _check_space(space):
+    if space not in SPACES:
+        raise ValueError(f"space={space!r} is not known; accepted: {list(SPACES)}")
+
+
 # ----------------------------------------------------------------------------- gradient-based
-def grad(model, x, target, create_graph=False):
-    """Gradient of the target logit w.r.t. the input (P1 "Grad", Simonyan et al. 2014)."""
-    return target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1]
+def grad(model, x, target, create_graph=False, space="pixel"):
+    """Gradient of the target logit w.r.t. the input (P1 "Grad", P3 "simple gradient"; Simonyan 2014).
+
+    ``space="pixel"`` (default): grad_x g_y(x), x in [0, 1].  ``space="normalized"``: the
+    gradient w.r.t. the model's normalized input x_n = (x - mu)/sigma, grad_{x_n} g_y =
+    sigma_c * grad_x g_y per channel c, for a model whose first module is ``Normalize`` (the
+    pixel gradient without one), as P3's released ``utils.simplegrad`` (and P1's code)
+    differentiate w.r.t. the normalized input.  Differentiable with ``create_graph=True``.
+    """
+    _check_space(space)
+    g = target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1]
+    norm = leading_normalize(model) if space == "normalized" else None
+    return g if norm is None else g * norm._view(norm.std, g)
 
 
 def input_x_grad(model, x, target, create_graph=False, space="normalized"):
@@ -32,8 +49,7 @@ def input_x_grad(model, x, target, create_graph=False, space="normalized"):
 
 def times_input(model, x, g, space="normalized"):
     """``x * g`` in the input ``space`` of ``input_x_grad`` (``g``: the pixel-space gradient)."""
-    if space not in SPACES:
-        raise ValueError(f"space={space!r} is not known; accepted: {list(SPACES)}")
+    _check_space(space)
     norm = leading_normalize(model) if space == "normalized" else None
     return x * g if norm is None else (x - norm._view(norm.mean, x)) * g
 

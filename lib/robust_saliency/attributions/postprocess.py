@@ -11,7 +11,13 @@
   the per-image ``q`` quantile and divided by it.
 * ``minmax`` (P2, GradCAM): channel mean, ``(a - min) / (max - min)`` per image (no ``|.|``).
 * ``mean`` (P2, RelEx "used directly"): the channel mean of the raw map, not rescaled.
+
+``sparsify(h, q)`` (P3 C.2.4 / Table 5, "sparsified simple gradient" and "Sparsified-SmoothGrad",
+after MoreauGrad, Zhang et al. 2023) is a separate post-processing of the raw map: soft
+thresholding at the per-sample q-quantile of ``|h|``; it keeps the shape and the sign of ``h``.
 """
+import numbers
+
 import torch
 
 MODES = ("max", "abs_max", "p99", "minmax", "mean")
@@ -44,3 +50,25 @@ def postprocess(h, mode="max", q=0.99):
     scale = flat.max(1).values if mode == "max" else torch.quantile(flat, q, dim=1)
     scale = scale.clamp_min(1e-12).view(-1, *([1] * (a.dim() - 1)))
     return a / scale if mode == "max" else torch.clamp(a / scale, max=1.0)
+
+
+def sparsify(h, q=0.8):
+    """P3's sparsification (C.2.4, Table 5; after MoreauGrad): soft thresholding at a quantile of |h|.
+
+    The proximal operator of tau * ||.||_1: sign(h) * max(|h| - tau, 0), tau the ``q``-quantile
+    of |h| over all entries of each sample (linear interpolation between order statistics, as
+    ``np.quantile``), so about a fraction q of the entries (those with |h| <= tau) become 0 and
+    the others shrink by tau, keeping their sign and their order of |h|.  ``q=0``: tau = min |h|
+    per sample, so every entry shrinks by that minimum and the smallest becomes 0.  Same shape
+    as ``h`` (batch first, any trailing shape); differentiable where defined (also through tau).
+    """
+    if isinstance(q, bool) or not isinstance(q, numbers.Real) or not 0 <= float(q) < 1:
+        raise ValueError(f"q={q!r} is not valid; accepted: a number in [0, 1)")
+    a = h.abs()
+    flat = a.reshape(a.shape[0], -1).sort(dim=1).values
+    pos = float(q) * (flat.shape[1] - 1)
+    lo = int(pos)
+    hi = min(lo + 1, flat.shape[1] - 1)
+    tau = flat[:, lo] + (pos - lo) * (flat[:, hi] - flat[:, lo])
+    tau = tau.view(-1, *([1] * (h.dim() - 1)))
+    return torch.sign(h) * torch.clamp(a - tau, min=0)

@@ -7,7 +7,8 @@ is a hyperparameter that ``get`` can bind):
 kind           call                           metrics
 =============  =============================  ==========================================
 similarity     ``(a, b) -> (N,)``             cosine, pcc, ssim, ssim_p1, spearman, topk_intersection
-concentration  ``(maps[, masks]) -> (N,)``    gini, top_mass, object_share
+concentration  ``(maps[, masks]) -> (N,)``    gini, group_gini (``group_size`` a hyperparameter),
+                                              top_mass, object_share
 robustness     ``(model, x, y) -> (N,)``      rps (``attribution``, ``eps`` are hyperparameters)
 game           ``(model, x, y, maps) -> (N,)`` insertion, adv_insertion, deletion, preservation,
                                               retrieval_rate, aopc_mofr
@@ -22,7 +23,7 @@ layer above, in ``evaluation``; this package only scores maps and models it is g
 """
 from ..registry import Configured, Registry
 from .accuracy import accuracy, adversarial_accuracy, worst_group_accuracy
-from .concentration import gini, object_share, top_mass
+from .concentration import gini, group_gini, object_share, top_mass
 from .games import (adv_insertion_curve, adv_insertion_score, deletion_curve, deletion_score,
                     aopc_mofr, explanation, explanation_probs, insertion_curve, insertion_images,
                     insertion_score, preservation_curve, preservation_score, removed_images,
@@ -31,7 +32,7 @@ from .robustness import rps
 from .similarity import cosine, pcc, spearman, ssim, ssim_p1, topk_intersection
 
 __all__ = ["Metric", "REGISTRY", "NAMES", "HIGHER_IS_BETTER", "KINDS", "get", "cosine", "pcc",
-           "ssim", "ssim_p1", "spearman", "topk_intersection", "gini", "top_mass", "object_share", "rps",
+           "ssim", "ssim_p1", "spearman", "topk_intersection", "gini", "group_gini", "top_mass", "object_share", "rps",
            "insertion_images", "insertion_curve", "insertion_score", "adv_insertion_curve",
            "adv_insertion_score", "deletion_curve", "deletion_score", "preservation_curve",
            "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "aopc_mofr", "removed_images", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
@@ -60,6 +61,8 @@ REGISTRY = Registry("metric", {m.name: m for m in (
     _metric("spearman", spearman, "similarity", "rank correlation, in [-1, 1]"),
     _metric("topk_intersection", topk_intersection, "similarity", "shared share of the top k, in [0, 1]"),
     _metric("gini", gini, "concentration", "Gini index of |map|, in [0, 1]"),
+    _metric("group_gini", group_gini, "concentration",
+            "Gini index of the L2 norms of group_size x group_size patches (all channels), in [0, 1]"),
     _metric("top_mass", top_mass, "concentration", "share of |map| in the top positions, in [0, 1]"),
     _metric("object_share", object_share, "concentration", "share of |map| inside the mask, in [0, 1]"),
     _metric("rps", rps, "robustness", "mean similarity of noisy and clean maps"),

@@ -1,6 +1,6 @@
 """How concentrated a map is: ``gini`` and ``top_mass`` (P3 sparsity) of one batch of maps,
-``object_share`` (mass inside a ground-truth mask).  Each returns one value per map, 0 for a
-zero map."""
+``group_gini`` (P3 group sparsity: the Gini index of per-patch L2 norms), ``object_share``
+(mass inside a ground-truth mask).  Each returns one value per map, 0 for a zero map."""
 import torch
 
 from ..common import resolve_k
@@ -18,6 +18,32 @@ def gini(a):
     w = (n - k + 0.5) / n
     total = c.sum(1)
     return torch.where(total > 0, 1 - 2 * _safe_div((c * w).sum(1), total), torch.zeros_like(total))
+
+
+def group_gini(a, group_size):
+    """Gini index of the per-patch L2 norms of a map (P3 group sparsity, the L_{2,1} group norm's groups).
+
+    A group S is a ``group_size`` x ``group_size`` patch of the image with all channels together:
+    norm_S = sqrt(sum_{c, (i, j) in S} a[c, i, j]^2), one value per patch, and the result is
+    ``gini`` of these (H/s) * (W/s) values per sample (0 for a zero map).  ``a``: (N, C, H, W) or
+    (N, H, W) maps; H and W must be multiples of ``group_size``.  (P3's adversarial training,
+    ``adversarial_training.group_norms``, groups each channel separately; the map is scored as
+    one image here.)  With ``group_size=1`` it is ``gini`` of the per-pixel channel norm, i.e.
+    ``gini(a)`` for one-channel maps.
+    """
+    if a.dim() not in (3, 4):
+        raise ValueError(f"group_gini needs (N, C, H, W) or (N, H, W) maps; got shape {tuple(a.shape)}")
+    x = a.to(_work_dtype(a))
+    if x.dim() == 3:
+        x = x.unsqueeze(1)
+    n, c, h, w = x.shape
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 \
+            or h % group_size or w % group_size:
+        raise ValueError(f"group_size={group_size!r} is not valid for {h}x{w} maps; accepted: a "
+                         f"positive int that divides both {h} and {w}")
+    s = group_size
+    norms = x.pow(2).reshape(n, c, h // s, s, w // s, s).sum((1, 3, 5)).sqrt()
+    return gini(norms)
 
 
 def top_mass(a, frac=0.05):
