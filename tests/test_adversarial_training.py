@@ -99,7 +99,20 @@ def test_bad_arguments_name_themselves():
         one_step_perturbation(g, "weighted_l2", 0.1, attention=torch.rand(3, 3))
     with pytest.raises(ValueError, match="eps"):
         one_step_perturbation(g, "l1", -1.0)
-    assert MODES == ("l1", "group", "elastic", "weighted_l2")
+    assert MODES == ("l1", "l2", "group", "elastic", "weighted_l2")
+
+
+def test_l2_is_the_best_point_of_the_l2_ball():
+    g, eps = _g((3, 2, 4, 4)), 0.4
+    d = one_step_perturbation(g, "l2", eps)
+    assert torch.allclose(d.flatten(1).norm(dim=1), torch.full((3,), eps, dtype=torch.float64))
+    best = (d * g).flatten(1).sum(1)
+    assert torch.allclose(best, eps * g.flatten(1).norm(dim=1))  # = R(g) = eps ||g||_2
+    for _ in range(200):
+        r = torch.from_numpy(RNG.normal(size=g.shape))
+        r = r / r.flatten(1).norm(dim=1).view(-1, 1, 1, 1) * eps * float(RNG.uniform())
+        assert ((r * g).flatten(1).sum(1) <= best + 1e-12).all()
+    assert torch.equal(one_step_perturbation(torch.zeros(1, 3), "l2", eps), torch.zeros(1, 3))
 
 
 # ---------------------------------------------------------------------------- the training method
@@ -193,7 +206,69 @@ def test_normalized_space_perturbs_z_and_clips_pixels():
     big = methods.get("norm_regularized_at", mode="l1", eps=5.0).attack(net, x, y)
     assert big.min() >= 0 and big.max() <= 1
     with pytest.raises(ValueError, match="mode"):
-        methods.get("norm_regularized_at", mode="weighted_l2")
+        methods.get("norm_regularized_at", mode="linf")
+    with pytest.raises(ValueError, match="one-step only"):
+        methods.get("norm_regularized_at", mode="weighted_l2", training="iterative")
+
+
+def test_weighted_l2_matches_transcription_of_cub_train():
+    """P3's cub_train.py step: img += 2 eps g / ||g|| * (0.5 - seg), g the gradient of the mean CE."""
+    torch.manual_seed(0)
+    net = models.build("small_cnn", 3, (2, 4, 4), width=3).double().eval()  # no Normalize: z = x
+    img = 0.3 + 0.4 * torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    label = torch.tensor([0, 1, 2])
+    seg = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    seg = seg / seg.flatten(1).amax(1).view(-1, 1, 1, 1)  # a gaze map with max 1 (the code assumes it)
+    eps = 0.05
+    org = img.clone().requires_grad_(True)
+    (org_grad,) = torch.autograd.grad(nn.functional.cross_entropy(net(org), label), org)
+    org_grad = org_grad / torch.norm(org_grad, p=2, dim=[1, 2, 3], keepdim=True)
+    want = img + 2 * eps * org_grad * (0.5 - seg)
+    meth = methods.get("norm_regularized_at", mode="weighted_l2", eps=eps)
+    assert meth.extras == ("gaze",)
+    got = meth.attack(net, img, label, seg)
+    assert torch.allclose(got, want, atol=1e-12)
+    as_uint8 = (seg * 255).round().to(torch.uint8)  # uint8 gaze maps are divided by 255
+    assert torch.allclose(meth.attack(net, img, label, as_uint8), meth.attack(net, img, label, as_uint8 / 255.0))
+    loss, _ = meth(net, img, label, gaze=seg)
+    assert torch.allclose(loss, nn.functional.cross_entropy(net(want), label))
+    with pytest.raises(ValueError, match="attention"):
+        meth(net, img, label)
+    plain = methods.get("norm_regularized_at", mode="l2", eps=eps, space="pixel")
+    assert plain.extras == ()
+    assert torch.allclose(plain.attack(net, img, label) - img, eps * org_grad)
+
+
+def test_training_loop_passes_each_batchs_extras():
+    """The loop gives a method with ``extras`` the rows of the extra that belong to its batch."""
+    from robust_saliency import data, training
+
+    x = torch.rand(20, 2, 4, 4, generator=torch.Generator().manual_seed(0))
+    ds = data.ArrayDataset(x, torch.arange(20) % 3, num_classes=3, classes=("a", "b", "c"),
+                           extras={"gaze": 2 * x[:, :1]})
+    seen = []
+
+    class Recorder(training.CE):
+        name, extras = "recorder", ("gaze",)
+
+        def __call__(self, model, x, y, gaze):
+            seen.append(bool(torch.equal(gaze, 2 * x[:, :1])))
+            return super().__call__(model, x, y)
+
+    torch.manual_seed(0)
+    net = models.build("small_cnn", 3, (2, 4, 4), width=3)
+    loader = torch.utils.data.DataLoader(ds, batch_size=6)
+    training.train(net, Recorder(), loader, num_epochs=2, cache_dir=None, progress=False)
+    assert len(seen) == 8 and all(seen)  # 4 batches x 2 epochs, shuffled, each with its own rows
+    torch.manual_seed(0)
+    wl2 = methods.get("norm_regularized_at", mode="weighted_l2", eps=0.1)
+    training.train(models.build("small_cnn", 3, (2, 4, 4), width=3), wl2, loader, num_epochs=1,
+                   cache_dir=None, progress=False)
+    with pytest.raises(ValueError, match="extras"):
+        training.train(net, methods.get("norm_regularized_at", mode="weighted_l2", attention_key="masks"),
+                       loader, num_epochs=1, cache_dir=None, progress=False)
+    with pytest.raises(ValueError, match="augment"):
+        training.train(net, wl2, loader, num_epochs=1, cache_dir=None, progress=False, augment="crop_flip")
 
 
 def _tiny(seed=0):

@@ -4,7 +4,8 @@ are ``regularizers.Regularized`` methods listed in ``methods.METHODS``.
 
 P3 (norm-regularized adversarial training): ``one_step_perturbation(grad, mode, eps, ...)`` is
 the closed-form maximiser of delta^T g - R*(delta) for the penalty R wanted on the gradient
-map g (SPEC section 6): ``l1`` (R = eps ||g||_1: eps sign g), ``group`` (R = eps ||g||_{2,1}
+map g (SPEC section 6): ``l1`` (R = eps ||g||_1: eps sign g), ``l2`` (R = eps ||g||_2: eps g /
+||g||_2, the "vanilla l2" baseline of P3 Table 6), ``group`` (R = eps ||g||_{2,1}
 over square patches per channel: eps g_S / ||g_S||), ``elastic`` (R = eps ||g||_1 + eps2
 ||g||_2^2: eps sign g + 2 eps2 g) and ``weighted_l2`` (P3 Prop. 4 / its CUB-GHA code:
 (eps max(A) - 2 eps A) g / ||g||_2 for an attention map A).  It works on the numbers it is
@@ -22,13 +23,13 @@ import torch.nn.functional as F
 from . import attacks
 from .regularizers import Regularized
 from .models import leading_normalize
-from .regularizers._checks import _choice, _nonneg, _pixels, _pos_int, _real
+from .regularizers._checks import _choice, _nonneg, _optional_key, _pixels, _pos_int, _real
 from .regularizers.terms import _f
 
 __all__ = ["ATPGD", "ATFGSM", "NormRegularizedAT", "GaussianNoise", "REGISTRY", "MODES", "one_step_perturbation",
            "group_norms"]
 
-MODES = ("l1", "group", "elastic", "weighted_l2")
+MODES = ("l1", "l2", "group", "elastic", "weighted_l2")
 
 
 def _number(name, v, positive=False):
@@ -59,7 +60,8 @@ def one_step_perturbation(grad, mode, eps, eps2=None, group_size=None, attention
     """P3's one-step perturbation delta* for the gradient ``grad`` of the loss (per sample, first
     dimension = batch): the maximiser of delta^T grad - R*(delta) (module docstring).
 
-    ``mode``: ``l1`` (eps sign g), ``group`` (eps g_S / ||g_S||_2 per ``group_size`` patch of
+    ``mode``: ``l1`` (eps sign g), ``l2`` (eps g / ||g||_2 per sample; 0 for a zero gradient),
+    ``group`` (eps g_S / ||g_S||_2 per ``group_size`` patch of
     each channel; 0 where a group's gradient is 0), ``elastic`` (eps sign g + 2 ``eps2`` g; P3's
     supplement prints the second term twice, its code once), ``weighted_l2`` ((eps max(A) -
     2 eps A) g / ||g||_2, A = ``attention`` broadcast to g, max and norm per sample).
@@ -68,8 +70,11 @@ def one_step_perturbation(grad, mode, eps, eps2=None, group_size=None, attention
         raise ValueError(f"mode={mode!r} is not known; accepted: {list(MODES)}")
     eps = _number("eps", eps)
     g = grad.detach()
+    view = (-1,) + (1,) * (g.dim() - 1)
     if mode == "l1":
         return eps * g.sign()
+    if mode == "l2":
+        return eps * g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
     if mode == "group":
         norms = group_norms(g, group_size)
         return torch.where(norms > 0, eps * g / norms.clamp_min(1e-30), torch.zeros_like(g))
@@ -85,7 +90,6 @@ def one_step_perturbation(grad, mode, eps, eps2=None, group_size=None, attention
     except RuntimeError:
         raise ValueError(f"attention of shape {tuple(a.shape)} does not broadcast to grad of shape "
                          f"{tuple(g.shape)}") from None
-    view = (-1,) + (1,) * (g.dim() - 1)
     a_max = a.flatten(1).amax(1).view(view)
     unit = g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
     return (eps * a_max - 2 * eps * a) * unit
@@ -150,24 +154,38 @@ class NormRegularizedAT(Regularized):
     projected to the eps box; elastic normalized-gradient steps of 0.3 on CE - ||relu(|delta| -
     eps)||^2 / (4 eps2); group unit normalized-gradient steps projected onto the group balls;
     ``init="zero"`` as the code, ``"one_step"`` starts from the one-step solution (the text, B.4).
+
+    ``mode="l2"`` (P3 Table 6's "vanilla l2" baseline: eps g / ||g||_2) and ``mode="weighted_l2"``
+    (P3's harmonization, Prop. 4, as its ``cub_train.py``: (eps max(A) - 2 eps A) g / ||g||_2 with
+    A the attention map) are one-step only.  ``weighted_l2`` reads A per batch from the training
+    set's extra named ``attention_key`` (e.g. ``"gaze"``, (N, 1, H, W), values in [0, 1]; uint8
+    maps are divided by 255): the training loop passes it (``extras``).
     """
 
     name = "norm_regularized_at"
-    params = {"mode": ("l1", _choice("l1", "group", "elastic")), "eps": (0.01, _nonneg),
+    params = {"mode": ("l1", _choice("l1", "l2", "group", "elastic", "weighted_l2")), "eps": (0.01, _nonneg),
               "eps2": (0.0, _nonneg), "group_size": (2, _pos_int),
               "training": ("fast", _choice("fast", "iterative", "mifgsm", "free")),
               "space": ("normalized", _choice("normalized", "pixel")),
               "init": ("zero", _choice("zero", "one_step")), "mi_steps": (10, _pos_int),
-              "decay": (1.0, _real), "replays": (4, _pos_int)}
+              "decay": (1.0, _real), "replays": (4, _pos_int), "attention_key": ("gaze", _optional_key)}
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
         hp = self.hparams
+        if hp["mode"] in ("l2", "weighted_l2") and hp["training"] != "fast":
+            raise ValueError(f"norm_regularized_at: mode={hp['mode']!r} is one-step only; accepted: "
+                             f"training='fast' (got training={hp['training']!r})")
         if hp["training"] in ("mifgsm", "free") and hp["mode"] not in (("l1",) if hp["training"] == "mifgsm"
                                                                        else ("l1", "group")):
             raise ValueError(f"norm_regularized_at: training={hp['training']!r} supports mode "
                              f"{'l1' if hp['training'] == 'mifgsm' else 'l1 or group'}; got mode={hp['mode']!r}")
         self._delta = None  # free training: the perturbation carried across steps (normalized space)
+
+    @property
+    def extras(self):
+        """The training set's per-sample extras the loss needs: the attention map for ``weighted_l2``."""
+        return (self.hparams["attention_key"],) if self.hparams["mode"] == "weighted_l2" else ()
 
     @property
     def replays(self):
@@ -186,8 +204,14 @@ class NormRegularizedAT(Regularized):
             (g,) = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
         return _scaled(g, std)  # d/dz = sigma * d/dx
 
-    def attack(self, model, x, y):
+    def attack(self, model, x, y, attention=None):
+        """x + delta* (clipped to [0, 1]); ``attention``: the map A of ``weighted_l2``."""
         hp = self.hparams
+        if hp["mode"] == "weighted_l2":
+            if attention is None:
+                raise ValueError("norm_regularized_at: mode='weighted_l2' needs the attention map (the "
+                                 f"training set's extra {hp['attention_key']!r}, passed by the training loop)")
+            attention = attention.to(x.dtype) / 255.0 if attention.dtype == torch.uint8 else attention.to(x.dtype)
         if hp["mode"] == "elastic" and hp["training"] == "iterative" and hp["eps2"] <= 0:
             raise ValueError("norm_regularized_at: mode='elastic', training='iterative' needs eps2 > 0")
         std = _space(model, hp["space"])
@@ -196,7 +220,7 @@ class NormRegularizedAT(Regularized):
             return (x + _scaled(self._mifgsm(model, x, y, std), std)).clamp(0.0, 1.0).detach()
         if hp["training"] == "fast":
             dz = one_step_perturbation(self._grad(model, x, y, std), hp["mode"], hp["eps"],
-                                       eps2=hp["eps2"], group_size=hp["group_size"])
+                                       eps2=hp["eps2"], group_size=hp["group_size"], attention=attention)
         else:
             dz = self._iterate(model, x, y, std)
         return (x + _scaled(dz, std)).clamp(0.0, 1.0).detach()
@@ -257,10 +281,10 @@ class NormRegularizedAT(Regularized):
         ce = F.cross_entropy(model(x_adv), y)
         return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
 
-    def terms(self, model, x, y):
+    def terms(self, model, x, y, **extras):
         if self.hparams["training"] == "free":
             return self._free_terms(model, x, y)
-        ce = F.cross_entropy(model(self.attack(model, x, y)), y)
+        ce = F.cross_entropy(model(self.attack(model, x, y, extras.get(self.hparams["attention_key"]))), y)
         return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
 
 

@@ -175,10 +175,11 @@ def cascading_randomization(model, x, y, attribution="grad", seed=0):
     with the trained model's by SSIM of the per-image max-normalized maps (``postprocess``
     "max", data range 1).  Returns rows ``{"randomized": layer name ("none" first),
     "layers": how many are random, "ssim": mean over images, "maps": the (N, 1, H, W) maps}``;
-    ``model`` itself is left unchanged (a deep copy is randomized)."""
+    ``model`` itself is left unchanged (a deep copy is randomized).  ``attribution``: a name or an
+    explainer of ``attributions.get`` (e.g. ``get("grad", space="normalized")``)."""
     from .metrics import ssim
 
-    explain = _attr.get(attribution)
+    explain = _attr.get(attribution) if isinstance(attribution, str) else attribution
     kinds = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)
     net = copy.deepcopy(model).eval()
     names = [n for n, m in net.named_modules() if isinstance(m, kinds)]
@@ -205,8 +206,8 @@ def cascading_randomization(model, x, y, attribution="grad", seed=0):
 def roar_sets(model, dataset, fraction, attribution="grad", baseline="mean", batch_size=256, seed=0):
     """ROAR / DiffROAR (Hooker 2019; P3 Sec. 5.2, B.5): ``{"top": ..., "bottom": ...}``, copies of
     ``dataset`` (an in-memory dataset: ``x``, ``y``, ``take``) with the ``fraction`` most / least
-    relevant pixels of every image (by ``model``'s ``attribution`` map of the true label, |.|
-    summed over channels) set to ``baseline`` ('mean': each image's channel means; 'zero'; or a
+    relevant pixels of every image (by ``model``'s ``attribution`` map of the true label -- a name
+    or an explainer of ``attributions.get`` --, |.| summed over channels) set to ``baseline`` ('mean': each image's channel means; 'zero'; or a
     tensor).  Retrain on each and score on the matching test copies; DiffROAR = accuracy(bottom
     removed) - accuracy(top removed).  Maps are computed in batches with torch's global RNG
     seeded (``seed``)."""
@@ -215,7 +216,7 @@ def roar_sets(model, dataset, fraction, attribution="grad", baseline="mean", bat
 
     if not (hasattr(dataset, "x") and torch.is_tensor(dataset.x)):
         raise ValueError(f"roar_sets needs an in-memory dataset (x, y); got {type(dataset).__name__}")
-    explain = _attr.get(attribution)
+    explain = _attr.get(attribution) if isinstance(attribution, str) else attribution
     out = {"top": [], "bottom": []}
     with seeded(seed):
         for i in range(0, len(dataset), int(batch_size)):

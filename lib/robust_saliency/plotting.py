@@ -375,3 +375,24 @@ def class_evidence(probs, classes, class_names=None, labels=None, title=None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def randomization_curves(table, references=None, labels=None, title=None):
+    """P3 Fig. 11: SSIM between the trained maps and the maps after cascading randomization
+    (output layer first), mean ± std over seeds, one line per method; ``references``
+    ({method: value}, dotted) e.g. the SSIM with a retrained twin's maps.  ``table``: rows with
+    method, seed, layers, randomized, ssim (``papers.p3.randomization``)."""
+    labels = labels or {}
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    names = table.drop_duplicates("layers").sort_values("layers")["randomized"].tolist()
+    for i, (m, g) in enumerate(table.groupby("method", sort=False)):
+        s = g.groupby("layers")["ssim"].agg(["mean", "std"]).fillna(0.0)
+        ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, color=f"C{i}", label=labels.get(m, m))
+        if references and m in references:
+            ax.axhline(references[m], ls=":", color=f"C{i}", lw=1.0)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
+    ax.set(xlabel="randomized down to (cumulative, from the output)", ylabel="SSIM with the trained maps",
+           ylim=(-0.05, 1.05), title=title)
+    ax.legend(fontsize=7, title="dotted: SSIM with the retrained twin", title_fontsize=7)
+    return fig

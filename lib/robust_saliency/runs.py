@@ -12,7 +12,7 @@ from .profiles import accepted_names, train_config
 from .results import default_cache_dir
 
 __all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "swap_samples",
-           "permuted_labels", "check_grid", "cached_eval"]
+           "permuted_labels", "diff_roar", "select_hparams", "check_grid", "cached_eval"]
 
 
 def load_data(params, dataset=None, split="train", **kw):
@@ -144,6 +144,46 @@ def permuted_labels(dataset, seed=0):
     out.y = dataset.y[perm].clone()
     out.split = f"{dataset.split}, labels permuted (seed {seed})"
     return out
+
+
+def diff_roar(params, model, train_set, test_set, fraction, attribution="grad", seed=0,
+              baseline="mean", **fit_kw):
+    """DiffROAR (Hooker 2019's ROAR; P3 Sec. 5.2, B.5) of ``model``'s maps: ``{"top", "bottom",
+    "diff_roar"}``.  The ``fraction`` most (``top``) and least (``bottom``) relevant pixels of
+    every train and test image are removed (``evaluation.roar_sets``: by ``model``'s
+    ``attribution`` map of the true label, set to ``baseline``); a fresh ``params["model"]`` is
+    trained from ``seed`` with ``ce`` on each removed training set (``fit``, cached by the
+    removed data's fingerprint; ``fit_kw`` e.g. ``num_epochs``) and scored on the matching test
+    copy.  DiffROAR = accuracy(bottom removed) - accuracy(top removed): higher means the map
+    ranks the pixels the data's label depends on first."""
+    from .evaluation import roar_sets
+    from .metrics import accuracy
+
+    sets = {split: roar_sets(model, ds, fraction, attribution=attribution, baseline=baseline, seed=seed)
+            for split, ds in (("train", train_set), ("test", test_set))}
+    out = {k: accuracy(fit(params, sets["train"][k], "ce", seed=seed, **fit_kw), batch(sets["test"][k]))
+           for k in ("top", "bottom")}
+    out["diff_roar"] = out["bottom"] - out["top"]
+    return out
+
+
+def select_hparams(rows, reference_accuracy, tol=0.01, score="score", accuracy="accuracy"):
+    """Model selection (P1's rule, also notebook 03's): the row with the highest ``score`` among
+    those whose ``accuracy`` is at least ``reference_accuracy - tol`` (P1: Grad RPS within 1%
+    accuracy of CE).
+
+    ``rows``: a list of dicts (one per hyperparameter setting).  If no row is within the
+    tolerance, the most accurate row is returned.  Returns ``(index, reason)`` with ``reason``
+    'highest score within tolerance' or 'none within tolerance: most accurate'.
+    """
+    if not rows:
+        raise ValueError("rows=[] is not valid; accepted: a non-empty list of dicts")
+    ok = [i for i, r in enumerate(rows) if r[accuracy] >= reference_accuracy - tol]
+    if ok:
+        return max(ok, key=lambda i: (rows[i][score], rows[i][accuracy])), \
+            "highest score within tolerance"
+    return max(range(len(rows)), key=lambda i: rows[i][accuracy]), \
+        "none within tolerance: most accurate"
 
 
 def check_grid(grid, methods=None):

@@ -42,7 +42,10 @@ computation needed more).  These are coarse; the benchmarks measure cost per ste
 Method contract extensions (optional): ``method.replays`` (int, default 1) makes the loop take
 that many consecutive optimizer steps on each batch (free adversarial training, Shafahi 2019);
 a method with internal state across steps defines ``state_dict()`` / ``load_state_dict()``,
-which the checkpoints then include.
+which the checkpoints then include; ``method.extras`` (a tuple of names, default empty) names
+per-sample extras of the training set (e.g. ``"gaze"``, an attention map) that the loop loads
+with each batch and passes as keyword arguments, ``method(model, x, y, gaze=...)`` (P3's
+harmonization reads its attention map so).
 """
 import dataclasses
 import json
@@ -74,6 +77,7 @@ class Method:
     """
 
     name = "method"
+    extras = ()  # names of per-sample training-set extras passed to the call (module docstring)
 
     def __init__(self, **hparams):
         self.hparams = dict(hparams)
@@ -386,9 +390,9 @@ def crop_flip(x, padding, generator=None):
     return xp[idx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
 
 
-def _epoch_loader(loader, cfg, epoch):
+def _epoch_loader(loader, cfg, epoch, extras=()):
     g = _epoch_generator(cfg.seed, epoch)
-    ds = loader.dataset
+    ds = _WithExtras(loader.dataset, extras) if extras else loader.dataset
     sampler = RandomSampler(ds, generator=g) if cfg.shuffle else SequentialSampler(ds)
     return DataLoader(ds, batch_size=loader.batch_size, sampler=sampler,
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
@@ -466,10 +470,40 @@ def _n_correct(logits, y):
     return int((pred == y.reshape(-1)).sum())
 
 
-def _split_batch(batch):
-    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
-        return batch[0], batch[1]
+def _split_batch(batch, extras=()):
+    """(x, y, {name: tensor}) of a batch ``(x, y, *extras)``."""
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2 + len(extras):
+        return batch[0], batch[1], dict(zip(extras, batch[2:2 + len(extras)]))
     raise ValueError(f"a batch must be a tuple (x, y, ...); got {type(batch).__name__}")
+
+
+class _WithExtras(torch.utils.data.Dataset):
+    """The items ``(x, y)`` of ``dataset`` followed by its per-sample extras ``names``."""
+
+    def __init__(self, dataset, names):
+        self.dataset, self.names = dataset, tuple(names)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        x, y = self.dataset[i][:2]
+        return (x, y, *(getattr(self.dataset, n)[i] for n in self.names))
+
+
+def _check_extras(method, loader, cfg):
+    names = tuple(getattr(method, "extras", ()))
+    if not names:
+        return names
+    have = tuple(getattr(loader.dataset, "extras", ()))
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise ValueError(f"method {method!r} needs the training set's extras {list(names)}; the dataset "
+                         f"{type(loader.dataset).__name__} has {list(have)} (missing {missing})")
+    if cfg.augment != "none":
+        raise ValueError(f"augment={cfg.augment!r} is not valid with method {method.name!r}, whose extras "
+                         f"{list(names)} would not follow the augmentation; accepted: 'none'")
+    return names
 
 
 # ----------------------------------------------------------------------------------------------
@@ -502,6 +536,7 @@ def train(model, method, loader, cfg=None, *, callback=None, **overrides):
     cfg = TrainConfig.make(cfg, **overrides)
     _check_loader(loader)
     method = _method_of(method)
+    _check_extras(method, loader, cfg)
     device = _resolve_device(model, cfg)
     material = _key_material(model, method, loader, cfg)
     key = _cache.config_hash(material)
@@ -551,6 +586,7 @@ def _run(model, method, loader, cfg, device, key, ckpt_path, callback):
         _seed_all(cfg.seed)
 
     replays = int(getattr(method, "replays", 1))
+    extras = tuple(getattr(method, "extras", ()))  # checked by train (_check_extras)
     steps_per_epoch = len(_epoch_loader(loader, cfg, 0)) * replays
     params = [p for p in model.parameters() if p.requires_grad]
     on_cuda = device.type == "cuda"
@@ -562,7 +598,7 @@ def _run(model, method, loader, cfg, device, key, ckpt_path, callback):
     acc_hook = _CleanAccuracy(model)
     try:
         for epoch in range(start, cfg.num_epochs):
-            record = _train_epoch(model, method, _epoch_loader(loader, cfg, epoch), optimizer,
+            record = _train_epoch(model, method, _epoch_loader(loader, cfg, epoch, extras), optimizer,
                                   cfg, device, params, replays, on_cuda, acc_hook, bar, epoch)
             if scheduler is not None:
                 scheduler.step()
@@ -594,8 +630,9 @@ def _train_epoch(model, method, epoch_loader, optimizer, cfg, device, params, re
     t_epoch = time.perf_counter()
     aug = _augment_generator(cfg.seed, epoch) if cfg.augment == "crop_flip" else None
     for step, batch in enumerate(epoch_loader):
-        x, y = _split_batch(batch)
+        x, y, extra = _split_batch(batch, getattr(method, "extras", ()))
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        extra = {k: v.to(device, non_blocking=True) for k, v in extra.items()}
         if aug is not None:
             x = crop_flip(x, cfg.crop_padding, aug)
         n = len(y)
@@ -604,7 +641,7 @@ def _train_epoch(model, method, epoch_loader, optimizer, cfg, device, params, re
             t0 = time.perf_counter()
             acc_hook.start(x, y)
             optimizer.zero_grad(set_to_none=True)
-            loss, logs = method(model, x, y)
+            loss, logs = method(model, x, y, **extra)
             loss.backward()
             if cfg.grad_clip is not None:
                 grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)))

@@ -22,7 +22,7 @@ import torch
 
 from .. import claims, cost, evaluation, methods, metrics, models, regularizers, training
 from ..profiles import profile_params, train_config, validate
-from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data, split_validation
+from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data, select_hparams, split_validation
 
 __all__ = ["TABLE1_CIFAR10_LENET", "TABLE2", "TABLE2_CIFAR10_LENET", "REFERENCE_HPARAMS",
            "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams",
@@ -199,24 +199,6 @@ def selection_tolerance(ce_accuracies, floor=0.01):
     if spread > floor:
         return spread, f"ce's seed spread ({spread:.3f}, {acc.size} seeds) > P1's {floor:.0%}"
     return float(floor), f"P1's {floor:.0%} (ce's seed spread {spread:.3f} is smaller)"
-
-
-def select_hparams(rows, reference_accuracy, tol=0.01, score="score", accuracy="accuracy"):
-    """P1's model selection: the row with the highest ``score`` among those whose ``accuracy``
-    is at least ``reference_accuracy - tol`` (P1: Grad RPS within 1% test accuracy of CE).
-
-    ``rows``: a list of dicts (one per hyperparameter setting).  If no row is within the
-    tolerance, the most accurate row is returned.  Returns ``(index, reason)`` with ``reason``
-    'highest score within tolerance' or 'none within tolerance: most accurate'.
-    """
-    if not rows:
-        raise ValueError("rows=[] is not valid; accepted: a non-empty list of dicts")
-    ok = [i for i, r in enumerate(rows) if r[accuracy] >= reference_accuracy - tol]
-    if ok:
-        return max(ok, key=lambda i: (rows[i][score], rows[i][accuracy])), \
-            "highest score within tolerance"
-    return max(range(len(rows)), key=lambda i: rows[i][accuracy]), \
-        "none within tolerance: most accurate"
 
 
 # --------------------------------------------------------------------------------------------

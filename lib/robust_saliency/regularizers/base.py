@@ -32,9 +32,10 @@ class Regularized(Method):
         super().__init__(**merged)
 
     def _check_draws(self, draws):
-        unknown = sorted(set(draws) - set(self.draws))
+        unknown = sorted(set(draws) - set(self.draws) - set(self.extras))
         if unknown:
-            raise ValueError(f"{self.name}: cannot fix draw(s) {unknown}; accepted: {list(self.draws)}")
+            raise ValueError(f"{self.name}: cannot fix draw(s) {unknown}; accepted: {list(self.draws)}"
+                             + (f" and the extras {list(self.extras)}" if self.extras else ""))
 
     def terms(self, model, x, y, **draws):
         """(base, penalty, logs): the two scalar loss terms and a dict of floats."""
