@@ -1,0 +1,647 @@
+"""P3 (Gong, Dou, Farnia, CVPR 2024, structured saliency from norm-regularized adversarial
+training): its facts and protocol on top of the library.
+
+Facts: ``TABLE5`` (relative AOPC drop of post-processing), ``TABLE6`` (gaze overlap of plain l2
+adversarial training on CUB-GHA), ``SETUP`` (the numbers of its Sec. B).  Protocol: ``SPECS``
+(every model of notebook 03: a training method, its fixed hyperparameters and whose chosen
+setting it takes), ``settings``, ``load_sets`` (train / validation / test, with the "gaze"
+attention maps), ``explain`` (P3's simple gradient, in the model's normalized input as its
+``utils.simplegrad``), ``select`` (each method's eps on the validation split),
+``train_models`` and ``twins`` (P3's stability pairs), ``evaluate`` (accuracy, sparsity,
+object share, top-k robustness, AOPC of post-processing; cached), ``stability``, ``roar``
+(DiffROAR), ``randomization`` (cascading) and ``random_labels`` (the sanity checks),
+``harmonization`` (Prop. 4 / Table 6), ``main_table`` and ``claim_rows``.
+
+P3's released code (peterant330/AdvGrad) trains only; its evaluation (DiffROAR, robustness,
+stability, AOPC, sanity checks) is written here from the supplement's descriptions (B.5-B.7,
+C.2.4, C.2.6), so this module defines it.
+"""
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import attacks, attributions, claims, evaluation, metrics
+from .. import methods as _methods
+from ..data import ArrayDataset
+from ..models import leading_normalize
+from ..profiles import profile_params, train_config, validate
+from ..runs import (batch, cached_eval, diff_roar, fit, load_data, permuted_labels, select_hparams,
+                    split_validation, swap_samples)
+
+__all__ = ["NOTEBOOK", "SPECS", "MAIN", "VARIANTS", "HARMONIZATION", "LABELS", "TABLE5", "TABLE6", "SETUP",
+           "settings", "load_sets", "gaze_maps", "eval_images", "explain", "pretrained", "fit_method", "select",
+           "train_models", "twins", "evaluate", "records", "main_table", "stability", "roar", "randomization",
+           "random_labels", "harmonization", "aopc_table", "benchmark_table", "claim_rows", "checks"]
+
+NOTEBOOK = "03_norm_regularized_at"
+
+# name -> (training method, its fixed hyperparameters, the method of the grid whose chosen setting
+# it takes: the variants share the one-step setting of their mode, as P3 compares them)
+SPECS = {
+    "ce": ("ce", {}, None),
+    "noise": ("gaussian_noise", {}, "noise"),
+    "l1": ("norm_regularized_at", {"mode": "l1"}, "l1"),
+    "group": ("norm_regularized_at", {"mode": "group"}, "group"),
+    "elastic": ("norm_regularized_at", {"mode": "elastic"}, "elastic"),
+    "l1_iterative": ("norm_regularized_at", {"mode": "l1", "training": "iterative"}, "l1"),
+    "group_iterative": ("norm_regularized_at", {"mode": "group", "training": "iterative"}, "group"),
+    "elastic_iterative": ("norm_regularized_at", {"mode": "elastic", "training": "iterative"}, "elastic"),
+    "l1_free": ("norm_regularized_at", {"mode": "l1", "training": "free"}, "l1"),
+    "group_free": ("norm_regularized_at", {"mode": "group", "training": "free"}, "group"),
+    "l1_mifgsm": ("norm_regularized_at", {"mode": "l1", "training": "mifgsm"}, "l1"),
+    "l2": ("norm_regularized_at", {"mode": "l2"}, None),
+    "weighted_l2": ("norm_regularized_at", {"mode": "weighted_l2", "attention_key": "gaze"}, None),
+}
+MAIN = ("ce", "noise", "l1", "group", "elastic")
+AT = ("l1", "group", "elastic")
+VARIANTS = ("l1_iterative", "group_iterative", "elastic_iterative", "l1_free", "group_free", "l1_mifgsm")
+HARMONIZATION = ("l2", "weighted_l2")
+LABELS = {"ce": "standard", "noise": "Gaussian noise", "l1": "ℓ1", "group": "group ℓ2,1",
+          "elastic": "elastic net", "l1_iterative": "ℓ1 iterative", "group_iterative": "group iterative",
+          "elastic_iterative": "elastic iterative", "l1_free": "ℓ1 free", "group_free": "group free",
+          "l1_mifgsm": "ℓ1 MI-FGSM", "l2": "ℓ2", "weighted_l2": "weighted ℓ2 (gaze)"}
+# The validation score each grid is selected on: the structure the method is meant to produce.
+SELECT_SCORE = {"noise": "gini", "l1": "gini", "group": "group gini", "elastic": "gini"}
+
+# P3 Table 5: relative AOPC_MoFR drop (%) of post-processing against its base map, at 20/50/100 steps.
+TABLE5 = {"sparsified grad": {20: 2.75, 50: 18.93, 100: 36.16},
+          "sparsified smoothgrad": {20: 25.34, 50: 24.84, 100: 18.13},
+          "sparse moreaugrad": {20: 11.29, 50: 32.32, 100: 45.61}}
+# P3 Table 6: top-5% / top-10% overlap (%) of the gaze map and the maps of plain l2 adversarial
+# training on CUB-GHA, per eps (0 = standard training).
+TABLE6 = {0: (33.42, 41.81), 0.1: (32.92, 41.11), 0.5: (33.52, 40.89), 1.0: (34.22, 42.05), 5.0: (31.83, 39.84)}
+SETUP = {"group patch (ImageNette)": "14 x 14 on 224 x 224", "top-k k": "40% of the non-zero pixels",
+         "stability swap": "1000 of 9469 training images", "evaluation images": 500,
+         "DiffROAR retraining": "150 epochs", "iterative": "7 steps of 0.3", "code eps": 0.01}
+
+SHOWN_PARAMS = ("profile", "dataset", "model", "model_kw", "size", "n_train", "n_val", "n_test", "pretrain_epochs",
+                "num_epochs", "lr", "seeds", "group_size", "selection_tol", "variants", "free_replays", "eval_subset",
+                "topk_l2_eps", "topk_steps", "topk_k", "pgd_eps", "swap_fraction", "roar_fractions", "roar_epochs",
+                "sparsify_q", "aopc_steps", "gaze_sigma", "harmonization_dataset", "harmonize_grid", "map_space")
+# The paper profile's datasets (real: they need data_root, so they are not in the YAML).
+PAPER_DATA = {"dataset": "imagenette", "harmonization_dataset": "cub_gha"}
+RAND_SSIM = "SSIM with the true model's maps"
+TWIN_SEED = 1000  # the stability twin of seed s is initialised from seed s + TWIN_SEED
+
+
+def _hp_text(hp):
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items()) or "–"
+
+
+def settings(profile, **notebook_params):
+    """The notebook's parameters over the profile and ``03_norm_regularized_at.yaml``, checked
+    before any work: every grid point and variant builds its method, the group size divides the
+    image, the map space and the fractions are valid."""
+    if profile == "paper":  # P3's datasets, unless the notebook names others
+        notebook_params = {**PAPER_DATA, **{k: v for k, v in notebook_params.items() if v is not None}}
+    params = validate(**profile_params(profile, notebook=NOTEBOOK, **notebook_params))
+    train_config(params, cache_dir=None)
+    grid = params.get("grid") or {}
+    if not isinstance(grid, dict) or set(grid) != set(SELECT_SCORE):
+        raise ValueError(f"grid={grid!r} is not valid; accepted: a dict with one list of hyperparameter "
+                         f"dicts for each of {sorted(SELECT_SCORE)}")
+    unknown = [v for v in params.get("variants", []) if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"variants={params['variants']!r} is not valid; accepted: a list drawn from {list(VARIANTS)}")
+    size = params.get("size")
+    if size and size % params["group_size"]:
+        raise ValueError(f"group_size={params['group_size']!r} is not valid for {size}x{size} images; "
+                         f"accepted: a divisor of {size}")
+    for name, points in [*grid.items(), ("l2", params["harmonize_grid"]), ("weighted_l2", params["harmonize_grid"])]:
+        if not isinstance(points, (list, tuple)) or not points:
+            raise ValueError(f"the grid of {name!r} must be a non-empty list of hyperparameter dicts; got {points!r}")
+        for hp in points:
+            _method(params, name, hp)
+    for name in params.get("variants", []):
+        _method(params, name, grid[SPECS[name][2]][0])
+    if params.get("map_space") not in attributions.gradient.SPACES:
+        raise ValueError(f"map_space={params.get('map_space')!r} is not valid; accepted: {list(attributions.gradient.SPACES)}")
+    for key in ("roar_fractions", "topk_k", "swap_fraction", "sparsify_q"):
+        vals = np.atleast_1d(params[key]).tolist()
+        if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in vals):
+            raise ValueError(f"{key}={params[key]!r} is not valid; accepted: fractions in (0, 1)")
+    if not isinstance(params.get("pretrain_epochs"), int) or params["pretrain_epochs"] < 0:
+        raise ValueError(f"pretrain_epochs={params.get('pretrain_epochs')!r} is not valid; accepted: an int >= 0 "
+                         f"(0: every method trains from scratch)")
+    attacks.get("topk", norm="l2", eps=params["topk_l2_eps"], steps=params["topk_steps"], k=params["topk_k"])
+    return params
+
+
+def _method(params, name, hp):
+    """(training method name, its hyperparameters, epochs) of the notebook's model ``name``."""
+    if name not in SPECS:
+        raise ValueError(f"model {name!r} is not known; accepted: {list(SPECS)}")
+    method, fixed, _ = SPECS[name]
+    kw = {**fixed, **(hp or {})}
+    epochs = params["num_epochs"]
+    if kw.get("mode") == "group":
+        kw.setdefault("group_size", params["group_size"])
+    if kw.get("training") == "free":  # free training replays each batch: the same number of steps
+        kw.setdefault("replays", params["free_replays"])
+        epochs = max(1, math.ceil(epochs / kw["replays"]))
+    _methods.get(method, **kw)  # a bad setting fails here, before any work
+    return method, kw, epochs
+
+
+def gaze_maps(masks, sigma):
+    """A gaze-like attention map from object masks (N, 1, H, W): the mask blurred by a Gaussian of
+    ``sigma`` pixels, scaled to max 1 per image (P3 uses CUB-GHA's fixation maps, Gaussian-filtered
+    fixations; on ``shapes`` the object stands in for where a person looks)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    m = masks.float()
+    if sigma > 0:
+        k = 2 * math.ceil(3 * sigma) + 1
+        m = gaussian_blur(m, [k, k], [float(sigma), float(sigma)])
+    return m / m.flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+
+def _with_gaze(ds, sigma):
+    if "gaze" in ds.extras:
+        return ds
+    extras = {k: getattr(ds, k) for k in ds.extras}
+    return ArrayDataset(ds.x, ds.y, num_classes=ds.num_classes, classes=ds.classes, name=ds.name,
+                        split=ds.split, extras={**extras, "gaze": gaze_maps(ds.masks, sigma)})
+
+
+def load_sets(params):
+    """``{"train", "val", "test"}`` of the main dataset (``n_val`` training rows drawn with seed 0
+    held out for selection) and ``{"harm_train", "harm_val", "harm_test"}`` for harmonization
+    (``harmonization_dataset``, e.g. ``cub_gha`` with its gaze maps; None: the main sets, whose
+    "gaze" are ``gaze_maps`` of the object masks, ``gaze_sigma``)."""
+    def splits(name, size):
+        size_kw = {"size": size} if size else {}
+        full, test = load_data(params, name, "train", **size_kw), load_data(params, name, "test", **size_kw)
+        if "gaze" not in full.extras and "masks" in full.extras:
+            full, test = _with_gaze(full, params["gaze_sigma"]), _with_gaze(test, params["gaze_sigma"])
+        train, val = split_validation(full, int(params["n_val"]), seed=0)
+        return train, val, test
+
+    out = dict(zip(("train", "val", "test"), splits(params["dataset"], params.get("size"))))
+    harm = params.get("harmonization_dataset")
+    out.update(zip(("harm_train", "harm_val", "harm_test"),
+                   splits(harm, params.get("harmonization_size") or params.get("size"))
+                   if harm and harm != params["dataset"] else (out["train"], out["val"], out["test"])))
+    return out
+
+
+def explain(params, model, x, y):
+    """P3's simple gradient of class ``y`` (its ``utils.simplegrad``: w.r.t. the *normalized* input
+    for ``map_space="normalized"``, sigma_c * grad_x; ``"pixel"``: grad_x), detached."""
+    return attributions.get("grad", space=params["map_space"])(model, x, y).detach()
+
+
+def _in_space(params, model, g):
+    norm = leading_normalize(model) if params["map_space"] == "normalized" else None
+    return g if norm is None else g * norm.std.to(g.dtype).view(1, -1, 1, 1)
+
+
+def pretrained(params, train_set, seed):
+    """The start of every model of ``seed``: ``ce`` for ``pretrain_epochs`` (P3's synthetic
+    experiment fine-tunes an ImageNet-pretrained ResNet-34 for 10 epochs; here a ``ce`` model of
+    the same data stands in), or None (``pretrain_epochs`` 0: from scratch, as on ImageNette)."""
+    if not params["pretrain_epochs"]:
+        return None
+    return fit(params, train_set, "ce", seed=seed, num_epochs=params["pretrain_epochs"])
+
+
+def fit_method(params, train_set, name, seed, hp=None, start=None, num_epochs=None):
+    """Load-or-train the notebook's model ``name`` (``SPECS``) with hyperparameters ``hp`` from the
+    weights of ``start`` (None: ``seed``'s initialisation); free training takes
+    ceil(num_epochs / replays) epochs, so that every method makes as many optimizer steps."""
+    method, kw, epochs = _method(params, name, hp)
+    return fit(params, train_set, method, seed=seed, method_kw=kw, init_from=start,
+               num_epochs=num_epochs or epochs)
+
+
+def _concentration(params, maps):
+    pix = maps.abs().sum(1)
+    return {"gini": metrics.gini(pix), "top-5% mass": metrics.top_mass(pix, 0.05),
+            "group gini": metrics.group_gini(maps, params["group_size"])}
+
+
+def select(params, sets, start):
+    """Each method's hyperparameters from its grid, on the validation split (first seed): the
+    highest validation score (``SELECT_SCORE``: Gini of the maps, group Gini for group) among the
+    points whose validation accuracy is within ``selection_tol`` of ``ce``'s
+    (``runs.select_hparams``).  Returns ``{"table", "chosen", "ce_accuracy", "tol"}``."""
+    seed = params["seeds"][0]
+    val = sets["val"]
+    x, y = batch(val, params["eval_subset"])
+    ce_acc = metrics.accuracy(fit_method(params, sets["train"], "ce", seed, start=start), batch(val))
+    rows, chosen = [], {"ce": {}}
+    for name, points in params["grid"].items():
+        scored = []
+        for hp in points:
+            net = fit_method(params, sets["train"], name, seed, hp, start=start)
+            score = float(_concentration(params, explain(params, net, x, y))[SELECT_SCORE[name]].mean())
+            scored.append({"method": LABELS[name], "hparams": _hp_text(hp), "validation accuracy":
+                           metrics.accuracy(net, batch(val)), "validation score": score,
+                           "score": SELECT_SCORE[name], "hp": hp})
+        best, why = select_hparams(scored, ce_acc, params["selection_tol"], score="validation score",
+                                   accuracy="validation accuracy")
+        chosen[name] = scored[best]["hp"]
+        rows += [{**r, "chosen": "✓ " + why if i == best else ""} for i, r in enumerate(scored)]
+    table = pd.DataFrame(rows).drop(columns="hp")
+    return {"table": table, "chosen": chosen, "ce_accuracy": ce_acc, "tol": params["selection_tol"]}
+
+
+def _hp_of(chosen, name):
+    base = SPECS[name][2]
+    return chosen.get(base, {}) if base else {}
+
+
+def train_models(params, sets, chosen):
+    """``{(name, seed): model}`` for ``MAIN`` and ``params["variants"]`` with the ``chosen``
+    settings, each from its seed's ``pretrained`` start; and ``{seed: start}``."""
+    names = list(MAIN) + list(params.get("variants", []))
+    starts = {s: pretrained(params, sets["train"], s) for s in params["seeds"]}
+    trained = {(n, s): fit_method(params, sets["train"], n, s, _hp_of(chosen, n), start=starts[s])
+               for s in params["seeds"] for n in names}
+    return trained, starts
+
+
+def twins(params, sets, chosen, names=MAIN):
+    """P3's stability pairs (B.7): for each seed, ``n = swap_fraction x len(train)`` training rows
+    are replaced by as many test rows (``runs.swap_samples``, drawn with the seed) and every model
+    of ``names`` is trained again from seed + ``TWIN_SEED`` (its own pretrained start).  Returns
+    ``({(name, seed): twin}, {seed: the common test set}``, the test rows neither model saw)."""
+    out, common = {}, {}
+    n = int(round(params["swap_fraction"] * len(sets["train"])))
+    for s in params["seeds"]:
+        train_b, common[s] = swap_samples(sets["train"], sets["test"], n, seed=s)
+        start = pretrained(params, train_b, s + TWIN_SEED)
+        for name in names:
+            out[name, s] = fit_method(params, train_b, name, s + TWIN_SEED, _hp_of(chosen, name), start=start)
+    return out, common
+
+
+def _aopc_baseline(model):
+    """The removed pixels' value in AOPC: the normalized input's zero (the dataset mean colour,
+    as P2's games), or black for a model without ``Normalize``."""
+    norm = leading_normalize(model)
+    return norm.mean.view(1, -1, 1, 1) if norm is not None else "zero"
+
+
+def _evaluate(params, model, test, x, y, masks, gaze, seed):
+    maps = explain(params, model, x, y)
+    pix = maps.abs().sum(1)
+    rows = {"accuracy": metrics.accuracy(model, batch(test)),
+            f"PGD ε{params['pgd_eps']:g} accuracy": metrics.adversarial_accuracy(
+                model, x, y, attacks.get("pgd", eps=params["pgd_eps"], steps=params["pgd_steps"], seed=seed))}
+    rows.update({k: float(v.mean()) for k, v in _concentration(params, maps).items()})
+    if masks is not None:
+        rows["object share"] = float(metrics.object_share(maps, masks).mean())
+    for frac in (0.05, 0.10) if gaze is not None else ():
+        rows[f"gaze overlap top {frac:.0%}"] = float(metrics.topk_intersection(pix.flatten(1), gaze.flatten(1), frac).mean())
+    x_adv = attacks.topk(model, x, y, eps=params["topk_l2_eps"], steps=params["topk_steps"], k=params["topk_k"],
+                         norm="l2")
+    adv = explain(params, model, x_adv, y)
+    rows["top-k robustness"] = float(metrics.topk_intersection(pix, adv.abs().sum(1), params["topk_k"],
+                                                               among="nonzero").mean())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        smooth = _in_space(params, model, attributions.get("smoothgrad", n=params["smoothgrad_n"],
+                                                           sigma=params["smoothgrad_sigma"])(model, x, y).detach())
+    base = _aopc_baseline(model)
+    for kind, m in (("grad", maps), ("smoothgrad", smooth)):
+        for post, mm in (("", m), ("sparsified ", attributions.sparsify(m, params["sparsify_q"]))):
+            rows[f"gini ({post}{kind})"] = float(metrics.gini(mm.abs().sum(1)).mean())
+            for steps in params["aopc_steps"]:
+                rows[f"AOPC {steps} ({post}{kind})"] = float(metrics.aopc_mofr(
+                    model, x, y, mm, steps=steps, step_fraction=params["aopc_step_fraction"], baseline=base).mean())
+    return {"rows": rows, "maps": maps[:4], "adv_maps": adv[:4], "adv_images": x_adv[:4]}
+
+
+# Bump when ``_evaluate`` changes what it measures or how (part of the cache key).
+EVAL_VERSION = 1
+_EVAL_KEYS = ("dataset", "size", "n_test", "eval_subset", "map_space", "group_size", "pgd_eps", "pgd_steps",
+              "topk_l2_eps", "topk_steps", "topk_k", "smoothgrad_n", "smoothgrad_sigma", "sparsify_q",
+              "aopc_steps", "aopc_step_fraction")
+
+
+def eval_images(params, test):
+    """(x, y, object masks, gaze maps) of the first ``eval_subset`` test images (None where the
+    dataset has no such extra: ImageNette has neither)."""
+    x, y = batch(test, params["eval_subset"])
+    masks, gaze = (getattr(test, k)[:len(x)] if k in test.extras else None for k in ("masks", "gaze"))
+    return x, y, masks, None if gaze is None else (gaze.float() / 255 if gaze.dtype == torch.uint8 else gaze)
+
+
+def evaluate(params, model, test, seed):
+    """Everything measured on one model (its first ``eval_subset`` test images), cached under the
+    model's key and these settings: ``{"rows": {measure: value}, "maps", "adv_maps",
+    "adv_images"}`` (the first 4 images, for the figures).  Measures: test accuracy, PGD
+    accuracy, Gini / top-5% mass / group Gini and object share of the maps, their top-k
+    overlap with the gaze map (5%, 10%), top-k robustness (top-k intersection among non-zero
+    pixels, k = ``topk_k``, under P3's L2 top-k attack), and AOPC_MoFR of the grad and SmoothGrad
+    maps with and without sparsification at each of ``aopc_steps``."""
+    config = {k: params.get(k) for k in _EVAL_KEYS}  # with the test set's fingerprint (samples, labels, gaze)
+    return cached_eval("p3_evaluate", model, {**config, "test": test.fingerprint, "seed": seed, "version": EVAL_VERSION},
+                       lambda: _evaluate(params, model, test, *eval_images(params, test), seed))
+
+
+def records(evals):
+    """Long DataFrame ``{method, seed, measure, value}`` of ``{(name, seed): evaluate(...)}``."""
+    return pd.DataFrame([{"method": n, "seed": s, "measure": k, "value": v}
+                         for (n, s), o in evals.items() for k, v in o["rows"].items()])
+
+
+def main_table(df, measures, names, digits=3):
+    """``mean ± std`` over seeds of ``measures`` (columns) per model (rows, P3's labels)."""
+    sub = df[df.measure.isin(measures) & df.method.isin(names)]
+    out = sub.groupby(["method", "measure"], sort=False)["value"].agg(
+        lambda v: claims.fmt_ms(v, f"{{:.{digits}f}}")).unstack("measure")
+    out = out.loc[[n for n in names if n in out.index], [m for m in measures if m in out.columns]]
+    out.index = [LABELS[n] for n in out.index]
+    return out
+
+
+def stability(params, trained, twin, common):
+    """P3's stability (B.7): per (name, seed), the top-k intersection (k = ``topk_k`` of the non-zero
+    pixels) and the SSIM of the max-normalized maps of a model and its twin on the first
+    ``eval_subset`` images of the common test set.  Rows ``{method, seed, measure, value}``."""
+    rows = []
+    for (name, s), b in twin.items():
+        x, y = batch(common[s], params["eval_subset"])
+        ma, mb = explain(params, trained[name, s], x, y), explain(params, b, x, y)
+        rows += [{"method": name, "seed": s, "measure": "stability",
+                  "value": float(metrics.topk_intersection(ma.abs().sum(1), mb.abs().sum(1), params["topk_k"],
+                                                           among="nonzero").mean())},
+                 {"method": name, "seed": s, "measure": "SSIM with twin",
+                  "value": float(metrics.ssim(attributions.postprocess(ma, "max"), attributions.postprocess(mb, "max"),
+                                              data_range=1.0).mean())}]
+    return rows
+
+
+def roar(params, trained, sets, names=MAIN):
+    """DiffROAR (P3 Sec. 5.2, B.5) per (name, seed, fraction): ``runs.diff_roar`` with the model's
+    P3 maps, a fresh ``ce`` model trained ``roar_epochs`` from the seed on each removed set.  Rows
+    ``{method, seed, measure ("DiffROAR k%", "ROAR top k%", "ROAR bottom k%"), value}``."""
+    explainer = attributions.get("grad", space=params["map_space"])
+    rows = []
+    for (name, s), model in trained.items():
+        if name not in names:
+            continue
+        for frac in params["roar_fractions"]:
+            r = diff_roar(params, model, sets["train"], sets["test"], frac, attribution=explainer, seed=s,
+                          num_epochs=params["roar_epochs"])
+            rows += [{"method": name, "seed": s, "measure": f"{label} {frac:.0%}", "value": r[key]}
+                     for key, label in (("diff_roar", "DiffROAR"), ("top", "ROAR top"), ("bottom", "ROAR bottom"))]
+    return rows
+
+
+def randomization(params, trained, test, names=MAIN):
+    """The model-parameter randomization test (P3 C.2.6, Figs. 11, 15): cascading randomization of
+    each model (``evaluation.cascading_randomization`` with P3's maps), rows ``{method, seed,
+    layers, randomized, ssim}`` and the maps of the first image per stage (``{name: (L+1, 1, H, W)}``,
+    first seed)."""
+    x, y, _, _ = eval_images(params, test)
+    explainer = attributions.get("grad", space=params["map_space"])
+    rows, maps = [], {}
+    for (name, s), model in trained.items():
+        if name not in names:
+            continue
+        stages = evaluation.cascading_randomization(model, x, y, attribution=explainer, seed=s)
+        kinds = {n: type(m).__name__ for n, m in model.named_modules()}
+        rows += [{"method": name, "seed": s, "layers": r["layers"], "ssim": r["ssim"],
+                  "randomized": r["randomized"] if r["randomized"] == "none" else
+                  f"{r['randomized']} ({kinds.get(r['randomized'], '?')})"} for r in stages]
+        if s == params["seeds"][0]:
+            maps[name] = torch.cat([r["maps"][:1] for r in stages])
+    return pd.DataFrame(rows), maps
+
+
+def random_labels(params, sets, chosen, trained):
+    """The data randomization test (P3 C.2.6, Fig. 9): each model of ``random_labels_for``
+    trained from scratch (``pretrain_epochs + num_epochs``) on the training set with permuted
+    labels (``runs.permuted_labels``, per seed).  Rows per (name, seed): test accuracy, the share
+    of the most frequent prediction, the mean |map| relative to the true-label model's, and the
+    SSIM of the two models' max-normalized maps; and the maps of the first 4 images (first seed)."""
+    x, y, _, _ = eval_images(params, sets["test"])
+    rows, maps = [], {}
+    epochs = params["pretrain_epochs"] + params["num_epochs"]
+    for name in params["random_labels_for"]:
+        for s in params["seeds"]:
+            net = fit_method(params, permuted_labels(sets["train"], seed=s), name, s, _hp_of(chosen, name),
+                             num_epochs=epochs)
+            with torch.no_grad():
+                pred = net(batch(sets["test"])[0]).argmax(1)
+            mr, mt = explain(params, net, x, y), explain(params, trained[name, s], x, y)
+            rows += [{"method": name, "seed": s, "measure": k, "value": v} for k, v in (
+                ("test accuracy", metrics.accuracy(net, batch(sets["test"]))),
+                ("share of the most frequent prediction", float(pred.bincount().max()) / len(pred)),
+                ("mean |map| / true model's", float(mr.abs().mean() / mt.abs().mean().clamp_min(1e-30))),
+                (RAND_SSIM, float(metrics.ssim(
+                    attributions.postprocess(mr, "max"), attributions.postprocess(mt, "max"), data_range=1.0).mean())))]
+            if s == params["seeds"][0]:
+                maps[name] = (mt[:4], mr[:4])
+    return rows, maps
+
+
+def harmonization(params, sets, starts, ce_models=None):
+    """P3's harmonization (Prop. 4, C.3.1, Table 6): ``weighted_l2`` (the gaze map as attention, as
+    P3's ``cub_train.py``) against plain ``l2`` adversarial training at every eps of
+    ``harmonize_grid``, per seed, on the harmonization sets; ``ce`` (eps 0) beside them.  Rows
+    ``{method, eps, seed, split, measure, value}``: test accuracy, top-5% / top-10% overlap of
+    the maps with the gaze map on test images and, for the selection, on validation images; and
+    the maps of the first 4 test images (first seed).  The ε of the claims is chosen as the other
+    settings are (``select``): the best validation top-5% overlap of ``weighted_l2`` within
+    ``selection_tol`` of ``ce``'s validation accuracy (first seed).  Returns ``(rows, maps, that ε,
+    the gaze maps of the 4 images)``."""
+    same = sets["harm_train"] is sets["train"]
+    rows, maps = [], {}
+    xt, yt, _, gt = eval_images(params, sets["harm_test"])
+    xv, yv, _, gv = eval_images(params, sets["harm_val"])
+    for s in params["seeds"]:
+        start = starts[s] if same else pretrained(params, sets["harm_train"], s)
+        models = {("ce", 0.0): ce_models[s] if same and ce_models else
+                  fit_method(params, sets["harm_train"], "ce", s, start=start)}
+        for hp in params["harmonize_grid"]:
+            for name in HARMONIZATION:
+                models[name, float(hp["eps"])] = fit_method(params, sets["harm_train"], name, s, hp, start=start)
+        for (name, eps), net in models.items():
+            rows += [{"method": name, "eps": eps, "seed": s, "split": split, "measure": "accuracy",
+                      "value": metrics.accuracy(net, batch(sets[key]))}
+                     for split, key in (("test", "harm_test"), ("validation", "harm_val"))]
+            for split, (x, y, g) in (("test", (xt, yt, gt)), ("validation", (xv, yv, gv))):
+                pix = explain(params, net, x, y).abs().sum(1)
+                for frac in (0.05, 0.10):
+                    rows.append({"method": name, "eps": eps, "seed": s, "split": split,
+                                 "measure": f"top {frac:.0%} overlap",
+                                 "value": float(metrics.topk_intersection(pix.flatten(1), g.flatten(1), frac).mean())})
+            if s == params["seeds"][0]:
+                maps[name, eps] = explain(params, net, xt[:4], yt[:4])
+    df = pd.DataFrame(rows)
+    val = df[(df.split == "validation") & (df.seed == params["seeds"][0])].pivot_table(
+        index=["method", "eps"], columns="measure", values="value")
+    cands = [{"eps": e, "accuracy": r["accuracy"], "score": r["top 5% overlap"]}
+             for (m, e), r in val.iterrows() if m == "weighted_l2"]
+    best, _ = select_hparams(cands, float(val.loc[("ce", 0.0), "accuracy"]), params["selection_tol"])
+    return df, maps, float(cands[best]["eps"]), gt[:4]
+
+
+def aopc_table(df, names, steps):
+    """P3 Table 5 per model: the relative AOPC_MoFR drop (%) of sparsification against its base map
+    (grad, SmoothGrad), mean ± std over seeds, beside P3's; and the per-seed drops (long)."""
+    rows = []
+    for (name, s), g in df[df.method.isin(names)].groupby(["method", "seed"]):
+        v = dict(zip(g.measure, g.value))
+        for kind, key in (("grad", "sparsified grad"), ("smoothgrad", "sparsified smoothgrad")):
+            for k in steps:
+                base = v[f"AOPC {k} ({kind})"]
+                rows.append({"method": name, "seed": s, "post-processing": key, "steps": k,
+                             "drop %": 100 * (base - v[f"AOPC {k} (sparsified {kind})"]) / base if base else float("nan")})
+    long = pd.DataFrame(rows)
+    table = long.groupby(["post-processing", "method", "steps"], sort=False)["drop %"].agg(
+        lambda v: claims.fmt_ms(v, "{:.1f}")).unstack("steps")
+    table.columns = [f"Δ AOPC {k} (%)" for k in table.columns]
+    table.index = [f"{p} — {LABELS[m]}" for p, m in table.index]
+    return table, long
+
+
+def benchmark_table(path=None):
+    """``make bench``'s record of one training step per method relative to ``ce``
+    (``benchmarks/adversarial_training_cost.py``, interleaved side by side): median seconds, time
+    and autograd-graph memory ratios, and the machine it ran on; None if it was never run."""
+    import json
+    from pathlib import Path
+
+    from ..results import repo_root
+
+    path = Path(path) if path is not None else repo_root() / "results" / "benchmark_adversarial_training_cost.json"
+    if not path.is_file():
+        return None, None
+    doc = json.loads(path.read_text())
+    table = pd.DataFrame([{"method": k, "median s / step": v["median_time_s"], "time × ce": v["time_ratio"],
+                           "graph memory × ce": v["mem_ratio"]} for k, v in doc["methods"].items()]).set_index("method")
+    cfg = doc["config"]
+    setting = (f"{cfg['model']} width {cfg['width']}, {cfg['size']}x{cfg['size']}, batch {cfg['batch_size']}, "
+               f"{cfg['threads']} thread(s), median of {cfg['repeats']}; {doc['machine']['platform']}")
+    return table, setting
+
+
+def _vals(df, name, measure):
+    return df[(df.method == name) & (df.measure == measure)].sort_values("seed")["value"].to_numpy()
+
+
+def claim_rows(params, df, aopc_long, sanity, rand_rows, harm, harm_eps):
+    """P3's claims (SPEC section 9, notebook 03) with paired one-sided tests over seeds: seed ``s`` of
+    two methods shares its pretrained start and data order."""
+    ms, rows = claims.fmt_ms, []
+    base = df[df.method.isin(list(MAIN) + list(params.get("variants", [])))]
+
+    def cmp(a, b, measure, text, paper, note="", paper_effect=None):
+        t = claims.paired_test(_vals(base, a, measure), _vals(base, b, measure))
+        rows.append(claims.claim(text, paper, f"{LABELS[a]} {ms(_vals(base, a, measure))} vs {LABELS[b]} "
+                                 f"{ms(_vals(base, b, measure))}", test=t, note=note, paper_effect=paper_effect))
+
+    def beats(names, b, measure, text, paper, note=""):
+        t = claims.all_pass({a: claims.paired_test(_vals(base, a, measure), _vals(base, b, measure)) for a in names})
+        worst = t["against"]
+        rows.append(claims.claim(text, paper, f"closest: {LABELS[worst]} {ms(_vals(base, worst, measure))} vs "
+                                 f"{LABELS[b]} {ms(_vals(base, b, measure))}", test=t, note=note))
+
+    cmp("l1", "ce", "gini", "ℓ1-norm AT gives sparser maps than standard training (Gini)", "Fig. 7, Sec. 5")
+    cmp("l1", "ce", "top-5% mass", "ℓ1-norm AT concentrates more of the map in its top 5% of pixels", "Sec. 5")
+    cmp("group", "ce", "group gini", f"group-norm AT gives group-sparse maps (Gini of {params['group_size']}×"
+        f"{params['group_size']} patch norms) vs standard training", "Fig. 7, Prop. 2")
+    cmp("group", "l1", "group gini", "group-norm AT gives more group-sparse maps than ℓ1-norm AT", "Prop. 2 (implied)")
+    cmp("elastic", "ce", "gini", "elastic-net AT gives sparser maps than standard training", "Fig. 7")
+    cmp("noise", "ce", "gini", "Gaussian-noise training gives (a little) sparser maps than standard training", "C.2.1, Fig. 8")
+    beats(AT, "noise", "gini", "every norm-regularized AT gives sparser maps than Gaussian-noise training", "C.2.1, Fig. 8")
+    beats(AT, "ce", "top-k robustness", "every norm-regularized AT makes the maps more robust to the top-k attack",
+          "Sec. 5.3, C.2.7", f"L2 top-k attack ε {params['topk_l2_eps']:g}, k = {params['topk_k']:.0%} of non-zero pixels")
+    beats(AT, "ce", "stability", "every norm-regularized AT makes the maps more stable across retraining",
+          "Sec. 5.3, B.7", f"{params['swap_fraction']:.1%} of the training rows swapped, other seed")
+    for frac in params["roar_fractions"]:
+        beats(AT, "ce", f"DiffROAR {frac:.0%}", f"every norm-regularized AT has a higher DiffROAR ({frac:.0%} removed)",
+              "Sec. 5.2, B.5", f"retrained {params['roar_epochs']} epochs")
+    variants = [v for v in params.get("variants", []) if v != "l1_mifgsm"]
+    if variants:
+        beats(variants, "ce", "gini", "the iterative and free variants also give sparser maps than standard training",
+              "C.2.2, Fig. 13")
+    if "l1_mifgsm" in params.get("variants", []):
+        pgd = f"PGD ε{params['pgd_eps']:g} accuracy"
+        cmp("l1_mifgsm", "l1", pgd, "MI-FGSM AT makes the network more robust than FGSM (ℓ1) AT", "C.2.3, Fig. 10",
+            f"sparsity: MI-FGSM {ms(_vals(base, 'l1_mifgsm', 'gini'))}, FGSM {ms(_vals(base, 'l1', 'gini'))}")
+    for kind, key in (("grad", "sparsified grad"), ("smoothgrad", "sparsified smoothgrad")):
+        for k in params["aopc_steps"]:
+            d = aopc_long[(aopc_long.method == "ce") & (aopc_long["post-processing"] == key) & (aopc_long.steps == k)] \
+                .sort_values("seed")["drop %"].to_numpy()
+            paper = TABLE5[key].get(k)
+            rows.append(claims.claim(f"{key} loses fidelity: AOPC_MoFR ({k} steps) drops against {kind}",
+                                     "Table 5", f"drop {ms(d, '{:.1f}')}% (standard model)",
+                                     test=claims.paired_test(d, 0.0), paper_effect=paper,
+                                     note=f"soft threshold at the {params['sparsify_q']:.0%} quantile of |map|"))
+    s = sanity.groupby(["method", "seed"]).apply(lambda g: g.sort_values("layers")["ssim"].iloc[-1],
+                                                 include_groups=False)
+    tw = df[df.measure == "SSIM with twin"]
+    tests = {n: claims.paired_test(_vals(tw, n, "SSIM with twin"), s[n].sort_index().to_numpy()) for n in MAIN}
+    t = claims.all_pass(tests)
+    rows.append(claims.claim("maps pass the model-randomization test: fully randomized weights change them more than "
+                             "retraining on other samples does (SSIM)", "C.2.6, Figs. 11, 15",
+                             f"closest: {LABELS[t['against']]} randomized {ms(s[t['against']].to_numpy())} vs twin "
+                             f"{ms(_vals(tw, t['against'], 'SSIM with twin'))}", test=t))
+    rr = pd.DataFrame(rand_rows)
+    tests = {n: claims.paired_test(_vals(tw, n, "SSIM with twin"), _vals(rr, n, RAND_SSIM))
+             for n in params["random_labels_for"]}
+    t = claims.all_pass(tests)
+    rows.append(claims.claim("maps pass the data-randomization test: a model trained on permuted labels has maps less "
+                             "like the true model's than a retrained twin's (SSIM)", "C.2.6, Fig. 9",
+                             f"closest: {LABELS[t['against']]} "
+                             f"{ms(_vals(rr, t['against'], RAND_SSIM))}"
+                             f" vs twin {ms(_vals(tw, t['against'], 'SSIM with twin'))}", test=t))
+    for n in params["random_labels_for"]:
+        if n in AT:
+            share = _vals(rr, n, "share of the most frequent prediction")
+            rows.append(claims.claim(f"{LABELS[n]} AT on permuted labels predicts one class for (almost) every input "
+                                     "(≥ 95% of the test set)", "C.2.6, Fig. 9", f"share {ms(share)}",
+                                     test=claims.paired_test(share, 0.95)))
+    h = harm[(harm.split == "test")]
+    for frac in ("5%", "10%"):
+        m = f"top {frac} overlap"
+
+        def hv(name, eps):
+            return h[(h.method == name) & (h.eps == eps) & (h.measure == m)].sort_values("seed")["value"].to_numpy()
+
+        w, l2, ce = hv("weighted_l2", harm_eps), hv("l2", harm_eps), hv("ce", 0.0)
+        p6 = TABLE6[0][0 if frac == "5%" else 1]
+        rows.append(claims.claim(f"harmonization (weighted ℓ2 with the gaze map) aligns the top {frac} of the maps with "
+                                 f"the gaze better than plain ℓ2 AT at the same ε ({harm_eps:g})", "Prop. 4, Fig. 12, Table 6",
+                                 f"weighted {ms(w)} vs ℓ2 {ms(l2)}", test=claims.paired_test(w, l2),
+                                 note=f"P3's plain ℓ2 stays at {min(v[0 if frac == '5%' else 1] for v in TABLE6.values()):.1f}–"
+                                      f"{max(v[0 if frac == '5%' else 1] for v in TABLE6.values()):.1f}% (ε 0: {p6}%)"))
+        rows.append(claims.claim(f"harmonization aligns the top {frac} of the maps with the gaze better than standard "
+                                 "training", "Prop. 4, Fig. 12", f"weighted {ms(w)} vs standard {ms(ce)}",
+                                 test=claims.paired_test(w, ce)))
+    return rows
+
+
+def checks(params, model, x, y):
+    """Profile-independent checks on a trained model (compared by nbval at every profile)."""
+    from .. import adversarial_training as at
+
+    with torch.enable_grad():
+        xr = x[:4].clone().requires_grad_(True)
+        g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), y[:4], reduction="sum"), xr)[0]
+    s = params["group_size"]
+    d_group = at.one_step_perturbation(g, "group", 0.3, group_size=s)
+    d_l1 = at.one_step_perturbation(g, "l1", 0.1)
+    gaze = torch.rand(4, 1, *x.shape[-2:], generator=torch.Generator().manual_seed(0))
+    gaze = gaze / gaze.flatten(1).amax(1).view(-1, 1, 1, 1)
+    d_w = at.one_step_perturbation(g, "weighted_l2", 0.5, attention=gaze)
+    unit = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    norm = leading_normalize(model)
+    maps = explain({**params, "map_space": "normalized"}, model, x[:4], y[:4])
+    pixel = attributions.grad(model, x[:4], y[:4]).detach()
+    sigma = norm.std.view(1, -1, 1, 1) if norm is not None else 1.0
+    return {"ℓ1 one-step = eps sign(g) (FGSM)": bool(torch.equal(d_l1, 0.1 * g.sign())),
+            f"group one-step: every {s}x{s} patch of each channel has norm eps": bool(
+                torch.allclose(at.group_norms(d_group, s)[g != 0], torch.tensor(0.3), atol=1e-5)),
+            "weighted ℓ2 one-step = cub_train.py's 2 eps (0.5 - A) g / ||g|| (max A = 1)": bool(
+                torch.allclose(d_w, 2 * 0.5 * (0.5 - gaze) * unit, atol=1e-6)),
+            "the maps are P3's simplegrad: sigma_c x the pixel gradient": bool(
+                torch.allclose(maps, pixel * sigma, atol=1e-6))}
