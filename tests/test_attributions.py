@@ -469,9 +469,8 @@ def test_postprocess_ranges_and_gradient():
         A.postprocess(h, "l1")
 
 
-def test_input_x_grad_in_p1s_normalized_space():
-    """space='normalized' is P1's released xGrad: x_n * grad_{x_n} g_y with x_n = (x - mu)/sigma,
-    computed on the network without its Normalize (float64 transcription)."""
+def _normalized_net():
+    """(inner net, Normalize + inner, x, targets, x_n = (x - mu)/sigma, grad_{x_n} of the target logit), float64."""
     from robust_saliency.models import Normalize
 
     torch.manual_seed(5)
@@ -481,6 +480,13 @@ def test_input_x_grad_in_p1s_normalized_space():
     x, t = rand_x(), torch.tensor([1, 2])
     x_n = ((x - mu) / sd).requires_grad_(True)
     (g_n,) = torch.autograd.grad(inner(x_n).gather(1, t.view(-1, 1)).sum(), x_n)
+    return inner, model, x, t, x_n, g_n
+
+
+def test_input_x_grad_in_p1s_normalized_space():
+    """space='normalized' is P1's released xGrad: x_n * grad_{x_n} g_y with x_n = (x - mu)/sigma,
+    computed on the network without its Normalize (float64 transcription)."""
+    inner, model, x, t, x_n, g_n = _normalized_net()
     ours = A.get("input_x_grad", space="normalized")(model, x, t)
     torch.testing.assert_close(ours, (x_n * g_n).detach(), rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(A.input_x_grad(model, x, t), ours, rtol=0, atol=0)  # the default
@@ -494,15 +500,7 @@ def test_input_x_grad_in_p1s_normalized_space():
 def test_grad_in_the_normalized_space():
     """space='normalized' is P3's released simplegrad (and P1's): grad_{x_n} g_y with x_n = (x - mu)/sigma,
     computed on the network without its Normalize (float64); space='pixel' is the old call."""
-    from robust_saliency.models import Normalize
-
-    torch.manual_seed(5)
-    inner = tiny_net("softplus")
-    model = nn.Sequential(Normalize([0.4, 0.6], [0.2, 0.3]), *inner).double()
-    mu, sd = model[0].mean.view(1, 2, 1, 1), model[0].std.view(1, 2, 1, 1)
-    x, t = rand_x(), torch.tensor([1, 2])
-    x_n = ((x - mu) / sd).requires_grad_(True)
-    (g_n,) = torch.autograd.grad(inner(x_n).gather(1, t.view(-1, 1)).sum(), x_n)
+    inner, model, x, t, x_n, g_n = _normalized_net()
     ours = A.get("grad", space="normalized")(model, x, t)
     torch.testing.assert_close(ours, g_n, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(A.grad(model, x, t, space="normalized"), ours, rtol=0, atol=0)
@@ -512,7 +510,7 @@ def test_grad_in_the_normalized_space():
     torch.testing.assert_close(A.grad(model, x, t), g_x, rtol=0, atol=0)
     torch.testing.assert_close(A.grad(model, x, t, space="pixel"), A.grad(model, x, t), rtol=0, atol=0)
     assert not torch.allclose(A.grad(model, x, t), ours)
-    torch.testing.assert_close(ours, g_x * sd, rtol=1e-12, atol=1e-14)  # sigma_c * grad_x per channel
+    torch.testing.assert_close(ours, g_x * model[0].std.view(1, 2, 1, 1), rtol=1e-12, atol=1e-14)  # sigma_c * grad_x
     torch.testing.assert_close(A.grad(inner, x, t, space="normalized"),  # no Normalize: the pixel gradient
                                A.grad(inner, x, t), rtol=0, atol=0)
     # differentiable with create_graph: gradcheck w.r.t. x and a weight gradient through the map

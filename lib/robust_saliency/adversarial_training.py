@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import attacks
+from .common import check_group_size
 from .regularizers import Regularized
 from .models import leading_normalize
 from .regularizers._checks import _choice, _nonneg, _optional_key, _pixels, _pos_int, _real
@@ -47,11 +48,7 @@ def group_norms(g, group_size):
     if g.dim() != 4:
         raise ValueError(f"group mode needs image gradients (N, C, H, W); got shape {tuple(g.shape)}")
     n, c, h, w = g.shape
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 \
-            or h % group_size or w % group_size:
-        raise ValueError(f"group_size={group_size!r} is not valid for {h}x{w} images; accepted: a "
-                         f"positive int that divides both {h} and {w}")
-    s = group_size
+    s = check_group_size(group_size, h, w)
     norms = g.pow(2).view(n, c, h // s, s, w // s, s).sum((3, 5)).sqrt()
     return norms[:, :, :, None, :, None].expand(n, c, h // s, s, w // s, s).reshape(n, c, h, w)
 

@@ -3,7 +3,7 @@ import contextlib
 
 import torch
 
-__all__ = ["seeded", "generator", "resolve_k", "target_logit_grad"]
+__all__ = ["seeded", "generator", "resolve_k", "check_group_size", "target_logit_grad"]
 
 
 @contextlib.contextmanager
@@ -47,6 +47,16 @@ def resolve_k(k, p, name="k"):
     if not 1 <= k <= p:
         raise ValueError(f"{name} as a count must be in [1, {p}]; got {name}={k}")
     return k
+
+
+def check_group_size(group_size, h, w, what="images"):
+    """``group_size`` as an int that divides both ``h`` and ``w`` (P3's square groups), or a
+    ValueError naming it."""
+    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 \
+            or h % group_size or w % group_size:
+        raise ValueError(f"group_size={group_size!r} is not valid for {h}x{w} {what}; accepted: a "
+                         f"positive int that divides both {h} and {w}")
+    return group_size
 
 
 def target_logit_grad(model, x, target, create_graph=False, retain_graph=None):

@@ -3,7 +3,7 @@
 (mass inside a ground-truth mask).  Each returns one value per map, 0 for a zero map."""
 import torch
 
-from ..common import resolve_k
+from ..common import check_group_size, resolve_k
 from ._common import _flat, _safe_div, _work_dtype
 
 
@@ -37,11 +37,7 @@ def group_gini(a, group_size):
     if x.dim() == 3:
         x = x.unsqueeze(1)
     n, c, h, w = x.shape
-    if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 \
-            or h % group_size or w % group_size:
-        raise ValueError(f"group_size={group_size!r} is not valid for {h}x{w} maps; accepted: a "
-                         f"positive int that divides both {h} and {w}")
-    s = group_size
+    s = check_group_size(group_size, h, w, "maps")
     norms = x.pow(2).reshape(n, c, h // s, s, w // s, s).sum((1, 3, 5)).sqrt()
     return gini(norms)
 

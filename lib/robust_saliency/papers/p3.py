@@ -2,7 +2,7 @@
 training): its facts and protocol on top of the library.
 
 Facts: ``TABLE5`` (relative AOPC drop of post-processing), ``TABLE6`` (gaze overlap of plain l2
-adversarial training on CUB-GHA), ``SETUP`` (the numbers of its Sec. B).  Protocol: ``SPECS``
+adversarial training on CUB-GHA).  Protocol: ``SPECS``
 (every model of notebook 03: a training method, its fixed hyperparameters and whose chosen
 setting it takes), ``settings``, ``load_sets`` (train / validation / test, with the "gaze"
 attention maps), ``explain`` (P3's simple gradient, in the model's normalized input as its
@@ -30,7 +30,7 @@ from ..profiles import profile_params, train_config, validate
 from ..runs import (batch, cached_eval, diff_roar, fit, load_data, permuted_labels, select_hparams,
                     split_validation, swap_samples)
 
-__all__ = ["NOTEBOOK", "SPECS", "MAIN", "VARIANTS", "HARMONIZATION", "LABELS", "TABLE5", "TABLE6", "SETUP",
+__all__ = ["NOTEBOOK", "SPECS", "MAIN", "VARIANTS", "HARMONIZATION", "LABELS", "TABLE5", "TABLE6",
            "settings", "load_sets", "gaze_maps", "eval_images", "explain", "pretrained", "fit_method", "select",
            "train_models", "twins", "evaluate", "records", "main_table", "stability", "roar", "randomization",
            "random_labels", "harmonization", "aopc_table", "benchmark_table", "claim_rows", "checks"]
@@ -72,10 +72,6 @@ TABLE5 = {"sparsified grad": {20: 2.75, 50: 18.93, 100: 36.16},
 # P3 Table 6: top-5% / top-10% overlap (%) of the gaze map and the maps of plain l2 adversarial
 # training on CUB-GHA, per eps (0 = standard training).
 TABLE6 = {0: (33.42, 41.81), 0.1: (32.92, 41.11), 0.5: (33.52, 40.89), 1.0: (34.22, 42.05), 5.0: (31.83, 39.84)}
-SETUP = {"group patch (ImageNette)": "14 x 14 on 224 x 224", "top-k k": "40% of the non-zero pixels",
-         "stability swap": "1000 of 9469 training images", "evaluation images": 500,
-         "DiffROAR retraining": "150 epochs", "iterative": "7 steps of 0.3", "code eps": 0.01}
-
 SHOWN_PARAMS = ("profile", "dataset", "model", "model_kw", "size", "n_train", "n_val", "n_test", "pretrain_epochs",
                 "num_epochs", "lr", "seeds", "group_size", "selection_tol", "variants", "free_replays", "eval_subset",
                 "topk_l2_eps", "topk_steps", "topk_k", "pgd_eps", "swap_fraction", "roar_fractions", "roar_epochs",
