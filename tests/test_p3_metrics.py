@@ -142,3 +142,50 @@ def test_diff_roar_finds_the_pixel_the_label_lives_in(tmp_path):
     assert out["diff_roar"] == pytest.approx(out["bottom"] - out["top"])
     again = runs.diff_roar(params, oracle, make(400, 0), make(200, 1), 1 / 16, baseline="zero")
     assert again == out  # the retrained models come from the cache: the same numbers
+
+
+def _file_sets(tmp_path, n_train=8, n_test=6):
+    """Tiny ImageFileDatasets (16x16 RGB PNGs) and their in-memory copies."""
+    import numpy as np
+    from PIL import Image
+
+    from robust_saliency import data, runs
+
+    rng = np.random.default_rng(0)
+    out = []
+    for split, n in (("train", n_train), ("test", n_test)):
+        paths = []
+        for i in range(n):
+            p = tmp_path / split / f"{i}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(p)
+            paths.append(p)
+        ds = data.ImageFileDataset(paths, torch.arange(n) % 3, classes=("a", "b", "c"), name="files",
+                                   split=split, size=16)
+        x, y = runs.batch(ds)
+        out += [ds, data.ArrayDataset(x, y, num_classes=3, classes=("a", "b", "c"), name="files", split=split)]
+    return out
+
+
+def test_swap_samples_permuted_labels_and_roar_sets_on_file_datasets(tmp_path):
+    """The paper profile's ImageNette is read from files: P3's stability, data-randomization and ROAR
+    sets work on it and hold the same rows as on the in-memory copy."""
+    from robust_saliency import data, runs
+
+    tr, tr_mem, te, te_mem = _file_sets(tmp_path)
+    a, common = runs.swap_samples(tr, te, 2, seed=1)
+    b, common_mem = runs.swap_samples(tr_mem, te_mem, 2, seed=1)
+    assert isinstance(a, data.JoinedDataset) and len(a) == len(b) == 8 and len(common) == len(common_mem) == 4
+    assert torch.equal(runs.batch(a)[0], b.x) and torch.equal(a.y, b.y)
+    assert torch.equal(runs.batch(common)[0], common_mem.x)
+    assert a.fingerprint == runs.swap_samples(tr, te, 2, seed=1)[0].fingerprint != runs.swap_samples(tr, te, 2, seed=2)[0].fingerprint
+    p = runs.permuted_labels(a, seed=0)
+    assert torch.equal(runs.batch(p)[0], runs.batch(a)[0]) and torch.equal(p.y, runs.permuted_labels(b, seed=0).y)
+    assert [int(p[i][1]) for i in range(8)] == p.y.tolist() and p.fingerprint != a.fingerprint
+    net = models.build("small_cnn", 3, (3, 16, 16), width=3).eval()
+    files, mem = evaluation.roar_sets(net, tr, 0.25, batch_size=3), evaluation.roar_sets(net, tr_mem, 0.25, batch_size=3)
+    for k in ("top", "bottom"):
+        assert isinstance(files[k], data.UInt8ImageDataset) and torch.equal(files[k].y, tr.y)
+        assert (runs.batch(files[k])[0] - mem[k].x).abs().max() <= 0.5 / 255 + 1e-6  # 8-bit copies
+    with pytest.raises(ValueError, match="dataset of the library"):
+        runs.swap_samples(torch.utils.data.TensorDataset(tr_mem.x, tr_mem.y), te, 2)

@@ -208,24 +208,32 @@ def roar_sets(model, dataset, fraction, attribution="grad", baseline="mean", bat
     ``dataset`` (an in-memory dataset: ``x``, ``y``, ``take``) with the ``fraction`` most / least
     relevant pixels of every image (by ``model``'s ``attribution`` map of the true label -- a name
     or an explainer of ``attributions.get`` --, |.| summed over channels) set to ``baseline`` ('mean': each image's channel means; 'zero'; or a
-    tensor).  Retrain on each and score on the matching test copies; DiffROAR = accuracy(bottom
+    tensor).  An in-memory dataset gives ``ArrayDataset`` copies, a file-based one (ImageNette)
+    ``UInt8ImageDataset`` copies (8-bit pixels, one byte per value in memory).
+    Retrain on each and score on the matching test copies; DiffROAR = accuracy(bottom
     removed) - accuracy(top removed).  Maps are computed in batches with torch's global RNG
     seeded (``seed``)."""
-    from .data import ArrayDataset
+    from .data import ArrayDataset, BaseDataset, UInt8ImageDataset
     from .metrics import removed_images
 
-    if not (hasattr(dataset, "x") and torch.is_tensor(dataset.x)):
-        raise ValueError(f"roar_sets needs an in-memory dataset (x, y); got {type(dataset).__name__}")
+    if not isinstance(dataset, BaseDataset):
+        raise ValueError(f"roar_sets needs a dataset of the library (data.load's); got {type(dataset).__name__}")
+    in_memory = hasattr(dataset, "x") and torch.is_tensor(dataset.x)
     explain = _attr.get(attribution) if isinstance(attribution, str) else attribution
-    out = {"top": [], "bottom": []}
+    out, bs = {"top": [], "bottom": []}, int(batch_size)
     with seeded(seed):
-        for i in range(0, len(dataset), int(batch_size)):
-            x, y = dataset.x[i:i + int(batch_size)], dataset.y[i:i + int(batch_size)]
+        for i in range(0, len(dataset), bs):
+            y = dataset.y[i:i + bs]
+            x = dataset.x[i:i + bs] if in_memory else torch.stack([dataset[j][0] for j in range(i, i + len(y))])
             maps = explain(model, x, y).detach()
-            out["top"].append(removed_images(x, maps, fraction, True, baseline))
-            out["bottom"].append(removed_images(x, maps, fraction, False, baseline))
-    extras = {k: getattr(dataset, k) for k in dataset.extras}
-    return {k: ArrayDataset(torch.cat(v), dataset.y.clone(), num_classes=dataset.num_classes,
-                            classes=dataset.classes, name=dataset.name,
-                            split=f"{dataset.split}, {k} {fraction:g} removed by {attribution}",
-                            extras=extras) for k, v in out.items()}
+            for key, most in (("top", True), ("bottom", False)):
+                r = removed_images(x, maps, fraction, most, baseline)
+                out[key].append(r if in_memory else (r * 255).round().to(torch.uint8))
+    meta = {"classes": dataset.classes, "name": dataset.name,
+            "extras": {k: getattr(dataset, k) for k in dataset.extras}}
+    split = f"{dataset.split}, {{}} {fraction:g} removed by {attribution}"
+    if in_memory:
+        return {k: ArrayDataset(torch.cat(v), dataset.y.clone(), num_classes=dataset.num_classes,
+                                split=split.format(k), **meta) for k, v in out.items()}
+    return {k: UInt8ImageDataset(torch.cat(v), dataset.y.clone(), split=split.format(k), mean=dataset.mean,
+                                 std=dataset.std, **meta) for k, v in out.items()}

@@ -103,19 +103,23 @@ def split_validation(dataset, n_val, seed=0):
             torch.utils.data.Subset(dataset, val_idx.tolist()))
 
 
-def _arrays(dataset, name):
-    if not (hasattr(dataset, "x") and torch.is_tensor(dataset.x) and hasattr(dataset, "take")):
-        raise ValueError(f"{name} must be an in-memory dataset of the library (data.ArrayDataset, "
-                         f"e.g. an embedded dataset); got {type(dataset).__name__}")
+def _library_dataset(dataset, name):
+    """Whether ``dataset`` (a dataset of the library, else ValueError) is held in memory."""
+    if not isinstance(dataset, data.BaseDataset):
+        raise ValueError(f"{name} must be a dataset of the library (data.load's, with take and a "
+                         f"fingerprint); got {type(dataset).__name__}")
+    return hasattr(dataset, "x") and torch.is_tensor(dataset.x)
 
 
 def swap_samples(train_set, test_set, n, seed=0):
     """P3's stability protocol (B.7): ``(train, common_test)`` -- ``n`` training rows drawn with
     ``seed`` replaced by ``n`` test rows drawn with ``seed``, and the test set without those
-    rows (the test images both runs never trained on).  Extras (masks, ...) follow their rows."""
-    from .data import ArrayDataset
+    rows (the test images both runs never trained on).  Extras (masks, ...) follow their rows.
+    In-memory sets give an ``ArrayDataset``; file-based ones (ImageNette) a ``data.JoinedDataset``
+    of the kept and the added rows."""
+    from .data import ArrayDataset, JoinedDataset
 
-    _arrays(train_set, "train_set"), _arrays(test_set, "test_set")
+    in_memory = _library_dataset(train_set, "train_set") & _library_dataset(test_set, "test_set")
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n < min(len(train_set), len(test_set)):
         raise ValueError(f"n={n!r} is not valid; accepted: an int in [0, {min(len(train_set), len(test_set)) - 1}]")
     g = torch.Generator().manual_seed(int(seed))
@@ -126,19 +130,21 @@ def swap_samples(train_set, test_set, n, seed=0):
     rest = torch.ones(len(test_set), dtype=torch.bool)
     rest[moved] = False
     kept, added = train_set.take(keep.nonzero().flatten()), test_set.take(moved)
+    split = f"train, {n} rows from test (seed {seed})"
+    if not in_memory:
+        return JoinedDataset(kept, added, split=split), test_set.take(rest.nonzero().flatten())
     extras = {k: torch.cat([getattr(kept, k), getattr(added, k)]) for k in train_set.extras
               if k in test_set.extras}
     swapped = ArrayDataset(torch.cat([kept.x, added.x]), torch.cat([kept.y, added.y]),
                            num_classes=train_set.num_classes, classes=train_set.classes,
-                           name=train_set.name, split=f"train, {n} rows from test (seed {seed})",
-                           extras=extras)
+                           name=train_set.name, split=split, extras=extras)
     return swapped, test_set.take(rest.nonzero().flatten())
 
 
 def permuted_labels(dataset, seed=0):
     """P3's data-randomization test (Adebayo 2018; C.2.6): the same images with their labels
     permuted by ``seed`` (a model trained on it can only memorise)."""
-    _arrays(dataset, "dataset")
+    _library_dataset(dataset, "dataset")
     perm = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(int(seed)))
     out = dataset.take(torch.arange(len(dataset)))
     out.y = dataset.y[perm].clone()

@@ -44,12 +44,12 @@ from pathlib import Path
 
 from . import synthetic
 from ._checks import SPLITS, _check_int, _check_kw
-from .datasets import ArrayDataset, BaseDataset, ImageFileDataset, UInt8ImageDataset
+from .datasets import ArrayDataset, BaseDataset, ImageFileDataset, JoinedDataset, UInt8ImageDataset
 from .real import _REAL_LOADERS
 from .synthetic import SHAPES_CLASSES, _cached_generate, null_block
 
 __all__ = ["load", "get", "NAMES", "EMBEDDED", "REAL", "SPLITS", "BaseDataset", "ArrayDataset",
-           "UInt8ImageDataset", "ImageFileDataset", "null_block", "SHAPES_CLASSES"]
+           "UInt8ImageDataset", "ImageFileDataset", "JoinedDataset", "null_block", "SHAPES_CLASSES"]
 
 EMBEDDED = ("toy2d", "digits", "block_digits", "shapes", "spurious_shapes")
 REAL = ("mnist", "block_mnist", "cifar10", "cifar100", "svhn", "imagenette", "imagenet100",

@@ -214,3 +214,39 @@ class ImageFileDataset(BaseDataset):
 
     def _describe(self):
         return f", size={self.size}"
+
+
+class JoinedDataset(BaseDataset):
+    """The rows of ``first`` followed by those of ``second`` (datasets of the same classes and
+    item shape, of any kind: e.g. P3's stability set, training rows with test rows swapped in).
+    Its identity holds both parts' fingerprints; extras present in both are concatenated;
+    ``mean`` / ``std`` are ``first``'s.  ``take`` keeps the order of its (sorted) indices."""
+
+    def __init__(self, first, second, *, split=""):
+        if first.classes != second.classes or tuple(first.in_shape) != tuple(second.in_shape):
+            raise ValueError("JoinedDataset needs parts with the same classes and item shape; got "
+                             f"{first.classes}/{tuple(first.in_shape)} and {second.classes}/{tuple(second.in_shape)}")
+        extras = {k: torch.cat([getattr(first, k), getattr(second, k)]) for k in first.extras
+                  if k in second.extras}
+        super().__init__(torch.cat([first.y, second.y]), classes=first.classes, name=first.name, split=split,
+                         in_shape=first.in_shape, mean=first.mean, std=first.std, extras=extras)
+        self.parts = (first, second)
+
+    def __getitem__(self, i):
+        n = len(self.parts[0])
+        x = self.parts[0][i][0] if i < n else self.parts[1][i - n][0]
+        return x, self.y[i]
+
+    def _content(self):
+        return {"parts": [p.fingerprint for p in self.parts]}
+
+    def _take(self, idx, extras):
+        n = len(self.parts[0])
+        if len(idx) > 1 and not bool((idx[1:] >= idx[:-1]).all()):
+            raise ValueError("JoinedDataset.take needs sorted indices (its rows are its parts' rows in order)")
+        out = JoinedDataset(self.parts[0].take(idx[idx < n]), self.parts[1].take(idx[idx >= n] - n), split=self.split)
+        out.y = self.y[idx].clone()  # the labels as this dataset holds them (permuted_labels edits y)
+        return out
+
+    def _describe(self):
+        return f", parts={len(self.parts[0])}+{len(self.parts[1])}"

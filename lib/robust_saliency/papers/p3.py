@@ -446,7 +446,7 @@ def harmonization(params, sets, starts, ce_models=None):
     the maps of the first 4 test images (first seed).  The ε of the claims is chosen as the other
     settings are (``select``): the best validation top-5% overlap of ``weighted_l2`` within
     ``selection_tol`` of ``ce``'s validation accuracy (first seed).  Returns ``(rows, maps, that ε,
-    the gaze maps of the 4 images)``."""
+    {"x", "y", "gaze"} of the 4 images)``."""
     same = sets["harm_train"] is sets["train"]
     rows, maps = [], {}
     xt, yt, _, gt = eval_images(params, sets["harm_test"])
@@ -476,7 +476,7 @@ def harmonization(params, sets, starts, ce_models=None):
     cands = [{"eps": e, "accuracy": r["accuracy"], "score": r["top 5% overlap"]}
              for (m, e), r in val.iterrows() if m == "weighted_l2"]
     best, _ = select_hparams(cands, float(val.loc[("ce", 0.0), "accuracy"]), params["selection_tol"])
-    return df, maps, float(cands[best]["eps"]), gt[:4]
+    return df, maps, float(cands[best]["eps"]), {"x": xt[:4], "y": yt[:4], "gaze": gt[:4]}
 
 
 def aopc_table(df, names, steps):
