@@ -29,8 +29,13 @@ def grad(model, x, target, create_graph=False, space="pixel"):
     pixel gradient without one), as P3's released ``utils.simplegrad`` (and P1's code)
     differentiate w.r.t. the normalized input.  Differentiable with ``create_graph=True``.
     """
+    return in_space(model, target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1], space)
+
+
+def in_space(model, g, space="normalized"):
+    """A pixel-space input gradient ``g`` in the input ``space`` of ``grad``: sigma_c * g for
+    ``"normalized"`` and a model whose first module is ``Normalize`` (d/dx_n = sigma d/dx), else g."""
     _check_space(space)
-    g = target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1]
     norm = leading_normalize(model) if space == "normalized" else None
     return g if norm is None else g * norm._view(norm.std, g)
 

@@ -26,7 +26,7 @@ from .accuracy import accuracy, adversarial_accuracy, worst_group_accuracy
 from .concentration import gini, group_gini, object_share, top_mass
 from .games import (adv_insertion_curve, adv_insertion_score, deletion_curve, deletion_score,
                     aopc_mofr, explanation, explanation_probs, insertion_curve, insertion_images,
-                    insertion_score, preservation_curve, preservation_score, removed_images,
+                    insertion_score, normalized_zero, preservation_curve, preservation_score, removed_images,
                     retrieval_rate)
 from .robustness import rps
 from .similarity import cosine, pcc, spearman, ssim, ssim_p1, topk_intersection
@@ -35,7 +35,7 @@ __all__ = ["Metric", "REGISTRY", "NAMES", "HIGHER_IS_BETTER", "KINDS", "get", "c
            "ssim", "ssim_p1", "spearman", "topk_intersection", "gini", "group_gini", "top_mass", "object_share", "rps",
            "insertion_images", "insertion_curve", "insertion_score", "adv_insertion_curve",
            "adv_insertion_score", "deletion_curve", "deletion_score", "preservation_curve",
-           "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "aopc_mofr", "removed_images", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
+           "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "aopc_mofr", "removed_images", "normalized_zero", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
 
 
 class Metric(Configured):

@@ -43,6 +43,16 @@ def _position_scores(x, maps, signed):
     return s.reshape(n, -1), tuple(x.shape[1:])
 
 
+def normalized_zero(model):
+    """The "off" value of a removed pixel in the model's own units: the zero of its normalized
+    input (the dataset mean colour, ``Normalize``'s mean; P2's and P1's codes zero normalized
+    inputs), or ``"zero"`` (black) for a model without a leading ``Normalize``."""
+    from ..models import leading_normalize
+
+    norm = leading_normalize(model)
+    return norm.mean.view(1, -1, 1, 1) if norm is not None else "zero"
+
+
 def _baseline(x, baseline):
     if isinstance(baseline, str):
         if baseline == "zero":

@@ -151,11 +151,7 @@ def game_kw(model, x):
     """P2's deletion / preservation conventions (its ``FieldMetric``, RISE's causal metric): one
     image row of pixels per step (224 of 224x224), into zeros of the *normalized* input (the
     dataset mean colour), scored by the softmax of the clean prediction."""
-    from ..models import leading_normalize
-
-    norm = leading_normalize(model)
-    base = norm.mean.view(1, -1, 1, 1) if norm is not None else "zero"
-    return {"fractions": torch.linspace(0, 1, x.shape[-2] + 1).tolist(), "baseline": base}
+    return {"fractions": torch.linspace(0, 1, x.shape[-2] + 1).tolist(), "baseline": metrics.normalized_zero(model)}
 
 
 def _other_class_targets(x, pred):

@@ -189,11 +189,6 @@ def explain(params, model, x, y):
     return attributions.get("grad", space=params["map_space"])(model, x, y).detach()
 
 
-def _in_space(params, model, g):
-    norm = leading_normalize(model) if params["map_space"] == "normalized" else None
-    return g if norm is None else g * norm.std.to(g.dtype).view(1, -1, 1, 1)
-
-
 def pretrained(params, train_set, seed):
     """The start of every model of ``seed``: ``ce`` for ``pretrain_epochs`` (P3's synthetic
     experiment fine-tunes an ImageNet-pretrained ResNet-34 for 10 epochs; here a ``ce`` model of
@@ -274,13 +269,6 @@ def twins(params, sets, chosen, names=MAIN):
     return out, common
 
 
-def _aopc_baseline(model):
-    """The removed pixels' value in AOPC: the normalized input's zero (the dataset mean colour,
-    as P2's games), or black for a model without ``Normalize``."""
-    norm = leading_normalize(model)
-    return norm.mean.view(1, -1, 1, 1) if norm is not None else "zero"
-
-
 def _evaluate(params, model, test, x, y, masks, gaze, seed):
     maps = explain(params, model, x, y)
     pix = maps.abs().sum(1)
@@ -299,9 +287,10 @@ def _evaluate(params, model, test, x, y, masks, gaze, seed):
                                                                among="nonzero").mean())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        smooth = _in_space(params, model, attributions.get("smoothgrad", n=params["smoothgrad_n"],
-                                                           sigma=params["smoothgrad_sigma"])(model, x, y).detach())
-    base = _aopc_baseline(model)
+        smooth = attributions.gradient.in_space(model, attributions.get(
+            "smoothgrad", n=params["smoothgrad_n"], sigma=params["smoothgrad_sigma"])(model, x, y).detach(),
+            params["map_space"])
+    base = metrics.normalized_zero(model)  # removed pixels: the normalized input's zero, as P2's games
     for kind, m in (("grad", maps), ("smoothgrad", smooth)):
         for post, mm in (("", m), ("sparsified ", attributions.sparsify(m, params["sparsify_q"]))):
             rows[f"gini ({post}{kind})"] = float(metrics.gini(mm.abs().sum(1)).mean())
