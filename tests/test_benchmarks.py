@@ -76,3 +76,19 @@ def test_adversarial_training_cost_tiny(tmp_path):
     with pytest.raises(ValueError, match="methods"):
         A.main({"methods": ["l1 (fast)"], "output": None})
     assert A._parse(["--methods", "ce,at_pgd", "--output", "none"])["methods"] == ["ce", "at_pgd"]
+
+
+def test_marginal_density_cost_tiny(tmp_path):
+    from benchmarks import marginal_density_cost as B
+
+    out = tmp_path / "md.json"
+    names = ["ce", "marginal_density (stable)", "marginal_density (efficient)", "at_pgd"]
+    res = B.main({"methods": names, "repeats": 1, "warmup": 0, "batch_size": 4, "size": 16, "width": 2,
+                  "output": str(out), "verbose": False})
+    ce, st, ef, at = (res["methods"][k] for k in names)
+    assert ce["time_ratio"] == 1.0 and ef["hparams"] == {"variant": "efficient", "lam": 0.1}
+    assert st["peak_graph_mb"] > ce["peak_graph_mb"]  # double backprop holds a second graph
+    assert json.loads(out.read_text())["config"]["in_shape"] == [3, 16, 16]
+    with pytest.raises(ValueError, match="methods"):
+        B.main({"methods": ["cure"], "output": None})
+    assert B._parse(["--methods", "ce,cure", "--output", "none"])["methods"] == ["ce", "cure"]

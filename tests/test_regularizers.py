@@ -535,7 +535,8 @@ def test_atex_teacher_is_identified_by_key_not_kept_in_hparams():
 # Registry and parameter checks
 # ------------------------------------------------------------------------------------------
 def test_registry():
-    assert set(R.NAMES) == {"l2", "cosd", "l2_cosd", "hessian", "maxent", "input_grad", "iga", "atex"}
+    assert set(R.NAMES) == {"l2", "cosd", "l2_cosd", "hessian", "maxent", "input_grad", "iga", "atex",
+                            "marginal_density", "score_matching", "cure", "group_dro"}
     for name in R.NAMES:
         assert methods.METHODS[name] is R.REGISTRY[name]
         assert methods.METHODS[name].name == name

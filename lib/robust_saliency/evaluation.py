@@ -5,7 +5,8 @@
 attribution methods: clean maps, RPS for several similarities and noise levels, Insertion, and
 with an attribution attack the attacked maps, Adv-Insertion and whether the prediction was
 kept.  ``attribution_scores`` is its short form (RPS and Insertion of raw maps) for the tour,
-``attribution_maps`` the maps alone (for figures), ``sanity_checks`` the tour's checks of
+``attribution_maps`` the maps alone (for figures), ``activation_maximization`` the inputs a
+model rates highest per class (P4 A.6, by gradient ascent), ``sanity_checks`` the tour's checks of
 trained models and their scores.  Each method runs with torch's global RNG
 seeded (``common.seeded``), so stochastic methods (smoothgrad) give the same maps whatever ran
 before.
@@ -17,13 +18,13 @@ import torch.nn as nn
 
 from . import attacks as _attacks
 from . import attributions as _attr
-from .common import seeded
+from .common import generator, seeded
 from .metrics import accuracy, adv_insertion_curve, insertion_curve, rps
 from .metrics.accuracy import _predict
 from .metrics.robustness import _similarity_fns
 
-__all__ = ["REPORT_VERSION", "attribution_maps", "saliency_report", "attribution_scores",
-           "sanity_checks", "cascading_randomization", "roar_sets"]
+__all__ = ["REPORT_VERSION", "attribution_maps", "activation_maximization", "saliency_report",
+           "attribution_scores", "sanity_checks", "cascading_randomization", "roar_sets"]
 
 # Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
 # saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
@@ -134,6 +135,69 @@ def attribution_maps(model, x, y, attributions, seed=0):
         with seeded(seed):
             out[name] = fn(model, x.detach(), y).detach()
     return out
+
+
+AM_INITS = ("noise", "gray")
+
+
+def activation_maximization(model, classes, in_shape, steps=200, lr=0.05, seed=0, init="noise",
+                            jitter=0):
+    """P4 A.6 (Figs. 9-10): the input each class's logit likes best, by gradient ascent on
+    g_k(x) from a random start; one image per class of ``classes``, all optimised in one batch.
+
+    Start ``init``: 'noise' (uniform in [0.4, 0.6], from a local generator seeded by ``seed``)
+    or 'gray' (0.5 everywhere).  Each of ``steps`` steps: Adam (``lr``) on the input to
+    maximize sum_k g_k(x_k), then x clamped to [0, 1].  ``jitter`` > 0 rolls the batch by a
+    random shift of up to ``jitter`` pixels (both spatial axes, drawn from the same generator)
+    before each forward pass (Lucid's jitter; 0: none, P4 names no regularizer).  ``in_shape``:
+    one input's shape (C, H, W).  The model runs in eval mode (its mode is restored after; batch
+    norm in train mode would couple the classes) on its parameters' device and dtype; its
+    parameters' ``.grad`` are not touched.  Returns detached images (K, *in_shape) in [0, 1].
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps={steps!r} is not valid; accepted: a non-negative int")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
+        raise ValueError(f"lr={lr!r} is not valid; accepted: a positive number")
+    if init not in AM_INITS:
+        raise ValueError(f"init={init!r} is not known; accepted: {list(AM_INITS)}")
+    in_shape = tuple(int(d) for d in in_shape)
+    if isinstance(jitter, bool) or not isinstance(jitter, int) or jitter < 0 \
+            or (jitter and len(in_shape) < 2):
+        raise ValueError(f"jitter={jitter!r} is not valid for in_shape={in_shape}; accepted: a "
+                         f"non-negative int (> 0 only for inputs with two spatial axes)")
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    classes = torch.as_tensor(classes, device=device).long().reshape(-1)
+    if classes.numel() == 0 or (classes < 0).any():
+        raise ValueError(f"classes={classes.tolist()} is not valid; accepted: a non-empty sequence "
+                         f"of class indices >= 0")
+    g = generator(seed, device)
+    shape = (classes.numel(), *in_shape)
+    if init == "noise":
+        x = 0.4 + 0.2 * torch.rand(shape, generator=g, device=device, dtype=dtype)
+    else:
+        x = torch.full(shape, 0.5, device=device, dtype=dtype)
+    x.requires_grad_(True)
+    opt = torch.optim.Adam([x], lr=lr)
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(steps):
+            xin = x
+            if jitter:
+                dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=g, device=device).tolist()
+                xin = torch.roll(x, (dy, dx), dims=(-2, -1))
+            with torch.enable_grad():
+                score = model(xin).gather(1, classes.view(-1, 1)).sum()
+                (grad,) = torch.autograd.grad(-score, x)
+            x.grad = grad
+            opt.step()
+            with torch.no_grad():
+                x.clamp_(0, 1)
+    finally:
+        model.train(was_training)
+    return x.detach()
 
 
 def sanity_checks(models, test_sets, scores, x, y, dataset, seed, ig_images=4):

@@ -396,3 +396,50 @@ def randomization_curves(table, references=None, labels=None, title=None):
            ylim=(-0.05, 1.05), title=title)
     ax.legend(fontsize=7, title="dotted: SSIM with the retrained twin", title_fontsize=7)
     return fig
+
+
+def sweep_curves(df, x, measures, hue="method", labels=None, logx=False, ylabels=None, title=None, scale=3.2,
+                 xlabels=None):
+    """One panel per measure: mean ± std over seeds of ``value`` against ``x``, one line per value
+    of ``hue`` (P4 Figs. 4, 6-8).  ``df``: long rows with ``hue``, ``x``, ``seed``, ``measure``,
+    ``value``; ``labels`` maps hue values to legend names, ``ylabels`` / ``xlabels`` measures to
+    axis names; ``logx``: True, or the measures whose x axis is logarithmic."""
+    labels, ylabels, xlabels = labels or {}, ylabels or {}, xlabels or {}
+    fig, axes = plt.subplots(1, len(measures), figsize=(scale * len(measures), 2.9), squeeze=False)
+    for ax, m in zip(axes[0], measures):
+        sub = df[df.measure == m]
+        for i, (h, g) in enumerate(sub.groupby(hue, sort=False)):
+            s = g.groupby(x)["value"].agg(["mean", "std"]).fillna(0.0)
+            ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", ms=4, capsize=3, color=f"C{i}",
+                        label=labels.get(h, h))
+        if logx is True or (logx and m in logx):
+            ax.set_xscale("log")
+        ax.set(xlabel=xlabels.get(m, x), ylabel=ylabels.get(m, m))
+    axes[0, 0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def image_grid(images, col_labels=None, title=None, scale=1.1):
+    """Rows of images: ``images`` maps a row name to a (K, C, H, W) batch in [0, 1] (P4 Figs. 9-10:
+    one activation-maximization image per class)."""
+    names = list(images)
+    k = max(len(v) for v in images.values())
+    fig, axes = plt.subplots(len(names), k, figsize=(scale * k, scale * len(names) + 0.4), squeeze=False)
+    for i, name in enumerate(names):
+        for j in range(k):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
+            if j < len(images[name]):
+                img = to_image(images[name][j])
+                ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            if j == 0:
+                ax.set_ylabel(name, fontsize=7)
+            if i == 0 and col_labels is not None:
+                ax.set_title(col_labels[j], fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -11,19 +11,30 @@ concentration  ``(maps[, masks]) -> (N,)``    gini, group_gini (``group_size`` a
                                               top_mass, object_share
 robustness     ``(model, x, y) -> (N,)``      rps (``attribution``, ``eps`` are hyperparameters)
 game           ``(model, x, y, maps) -> (N,)`` insertion, adv_insertion, deletion, preservation,
-                                              retrieval_rate, aopc_mofr
+                                              retrieval_rate, aopc_mofr, pixel_perturbation
 accuracy       ``(model, data)`` etc. -> float  accuracy, adversarial_accuracy, worst_group_accuracy
+density        ``(model, x, y) -> (N, S)``    relative_gradient_change (``sigmas`` bound by get);
+               (P4; the others as listed)     relative_density_change ``(model, x) -> (N, S)``,
+                                              feature_leakage ``(model, x, y, null_mask) -> (N,)``,
+                                              ood_auroc ``(model, x_in, x_out) -> float``
 =============  =============================  ==========================================
+
+``pixel_perturbation`` (P4 Fig. 6a) is a game: its entry is ``pixel_perturbation_score``, the
+mean over fractions of the top-minus-bottom change; ``pixel_perturbation`` itself returns the
+curves.
 
 ``Metric.higher_is_better`` says which direction is better (``HIGHER_IS_BETTER`` is the same,
 as a dict); ``Metric.units`` what the value is.  Modules: ``similarity``, ``concentration``,
-``robustness``, ``games``, ``accuracy``.  ``eps`` of ``rps`` is in 0-255 pixel units
-(``units.linf``).  What attacks a model (``saliency_report``, ``attribution_scores``) lives a
-layer above, in ``evaluation``; this package only scores maps and models it is given.
+``robustness``, ``games``, ``accuracy``, ``density`` (P4's probes).  ``eps`` of ``rps`` is in
+0-255 pixel units (``units.linf``).  What attacks a model (``saliency_report``,
+``attribution_scores``) lives a layer above, in ``evaluation``; this package only scores maps
+and models it is given.
 """
 from ..registry import Configured, Registry
 from .accuracy import accuracy, adversarial_accuracy, worst_group_accuracy
 from .concentration import gini, group_gini, object_share, top_mass
+from .density import (feature_leakage, ood_auroc, pixel_perturbation, pixel_perturbation_score,
+                      relative_density_change, relative_gradient_change)
 from .games import (adv_insertion_curve, adv_insertion_score, deletion_curve, deletion_score,
                     aopc_mofr, explanation, explanation_probs, insertion_curve, insertion_images,
                     insertion_score, normalized_zero, preservation_curve, preservation_score, removed_images,
@@ -35,7 +46,9 @@ __all__ = ["Metric", "REGISTRY", "NAMES", "HIGHER_IS_BETTER", "KINDS", "get", "c
            "ssim", "ssim_p1", "spearman", "topk_intersection", "gini", "group_gini", "top_mass", "object_share", "rps",
            "insertion_images", "insertion_curve", "insertion_score", "adv_insertion_curve",
            "adv_insertion_score", "deletion_curve", "deletion_score", "preservation_curve",
-           "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "aopc_mofr", "removed_images", "normalized_zero", "accuracy", "adversarial_accuracy", "worst_group_accuracy"]
+           "preservation_score", "explanation", "explanation_probs", "retrieval_rate", "aopc_mofr", "removed_images", "normalized_zero", "accuracy", "adversarial_accuracy", "worst_group_accuracy",
+           "feature_leakage", "ood_auroc", "pixel_perturbation", "pixel_perturbation_score",
+           "relative_gradient_change", "relative_density_change"]
 
 
 class Metric(Configured):
@@ -43,8 +56,9 @@ class Metric(Configured):
 
 
 # kind -> number of data arguments; the (name, fn, n_args) overrides are the exceptions.
-KINDS = {"similarity": 2, "concentration": 1, "robustness": 3, "game": 4, "accuracy": 2}
-_N_ARGS = {"object_share": 2, "adversarial_accuracy": 3, "worst_group_accuracy": 3}
+KINDS = {"similarity": 2, "concentration": 1, "robustness": 3, "game": 4, "accuracy": 2, "density": 3}
+_N_ARGS = {"object_share": 2, "adversarial_accuracy": 3, "worst_group_accuracy": 3,
+           "feature_leakage": 4, "relative_density_change": 2}
 
 
 def _metric(name, fn, kind, units, higher_is_better=True):
@@ -75,8 +89,19 @@ REGISTRY = Registry("metric", {m.name: m for m in (
     _metric("worst_group_accuracy", worst_group_accuracy, "accuracy", "lowest per-group accuracy"),
     _metric("retrieval_rate", retrieval_rate, "game", "1 where the explanation keeps class y, else 0"),
     _metric("aopc_mofr", aopc_mofr, "game", "mean drop of p_y as the most relevant pixels go, in [-1, 1]"),
-    # Later issues add: feature_leakage (P4 Eq. 9), ood_auroc, pixel_perturbation,
-    # relative_gradient_change / relative_density_change (P4).
+    _metric("pixel_perturbation", pixel_perturbation_score, "game",
+            "mean over fractions of the top-k minus bottom-k fractional change of the target logit"),
+    _metric("feature_leakage", feature_leakage, "density",
+            "Frobenius norm of the IG map on the null block, logit units (P4 sums over samples)",
+            higher_is_better=False),
+    _metric("ood_auroc", ood_auroc, "density",
+            "AUROC of in- (positive) vs out-of-distribution by the score, in [0, 1], 0.5 = chance"),
+    _metric("relative_gradient_change", relative_gradient_change, "density",
+            "||grad g_y(x + delta) - grad g_y(x)||_2 / ||grad g_y(x)||_2 per sigma, >= 0",
+            higher_is_better=False),
+    _metric("relative_density_change", relative_density_change, "density",
+            "|Z(x + delta) / Z(x) - 1| per sigma, >= 0 (form 'printed': sum_i exp of the logit "
+            "changes, C at delta = 0)", higher_is_better=False),
 )})
 NAMES = REGISTRY.names
 HIGHER_IS_BETTER = {name: REGISTRY.entry(name).higher_is_better for name in NAMES}
