@@ -1,6 +1,8 @@
 """Where a run writes and what pins it: the repository and cache folders, provenance (git
 commit and the code changes outside the run's outputs, package versions, platform) and the
-results JSON files (``results/<notebook>_<profile>.json``, written atomically)."""
+results JSON files (``results/<notebook>_<profile>.json``, written atomically), and the
+benchmark records that ``make bench`` writes beside them (``benchmark_record``)."""
+import json
 import os
 import platform
 import re
@@ -14,7 +16,7 @@ import torch
 
 from . import cache as _cache
 
-__all__ = ["repo_root", "default_cache_dir", "code_changes", "provenance", "write_results"]
+__all__ = ["repo_root", "default_cache_dir", "code_changes", "provenance", "write_results", "benchmark_record"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,3 +152,20 @@ def write_results(notebook, profile, results, params, *, t_start=None, results_d
            "results": results}
     folder = Path(results_dir) if results_dir is not None else repo_root() / "results"
     return _cache.atomic_write_json(doc, folder / f"{notebook}_{profile}.json")
+
+
+def benchmark_record(filename, path=None):
+    """A ``make bench`` record of one training step per method relative to ``ce`` (the
+    ``benchmarks/*_cost.py`` scripts, interleaved side by side): ``(table, doc)`` with ``table`` a
+    DataFrame of median seconds, time and autograd-graph memory ratios per method and ``doc`` the
+    whole record (config, machine); ``(None, None)`` if ``results/<filename>`` (or ``path``) was
+    never written."""
+    import pandas as pd
+
+    path = Path(path) if path is not None else repo_root() / "results" / filename
+    if not path.is_file():
+        return None, None
+    doc = json.loads(path.read_text())
+    table = pd.DataFrame([{"method": k, "median s / step": v["median_time_s"], "time × ce": v["time_ratio"],
+                           "graph memory × ce": v["mem_ratio"]} for k, v in doc["methods"].items()]).set_index("method")
+    return table, doc

@@ -27,6 +27,7 @@ from .. import methods as _methods
 from ..data import ArrayDataset
 from ..models import leading_normalize
 from ..profiles import profile_params, train_config, validate
+from ..results import benchmark_record
 from ..runs import (batch, cached_eval, diff_roar, fit, load_data, permuted_labels, select_hparams,
                     split_validation, swap_samples)
 
@@ -491,17 +492,9 @@ def benchmark_table(path=None):
     """``make bench``'s record of one training step per method relative to ``ce``
     (``benchmarks/adversarial_training_cost.py``, interleaved side by side): median seconds, time
     and autograd-graph memory ratios, and the machine it ran on; None if it was never run."""
-    import json
-    from pathlib import Path
-
-    from ..results import repo_root
-
-    path = Path(path) if path is not None else repo_root() / "results" / "benchmark_adversarial_training_cost.json"
-    if not path.is_file():
+    table, doc = benchmark_record("benchmark_adversarial_training_cost.json", path)
+    if table is None:
         return None, None
-    doc = json.loads(path.read_text())
-    table = pd.DataFrame([{"method": k, "median s / step": v["median_time_s"], "time × ce": v["time_ratio"],
-                           "graph memory × ce": v["mem_ratio"]} for k, v in doc["methods"].items()]).set_index("method")
     cfg = doc["config"]
     setting = (f"{cfg['model']} width {cfg['width']}, {cfg['size']}x{cfg['size']}, batch {cfg['batch_size']}, "
                f"{cfg['threads']} thread(s), median of {cfg['repeats']}; {doc['machine']['platform']}")

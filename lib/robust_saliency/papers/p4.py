@@ -25,6 +25,7 @@ from .. import methods as _methods
 from ..data import load as load_dataset
 from ..metrics.density import riemann_integrated_gradients
 from ..profiles import profile_params, train_config, validate
+from ..results import benchmark_record
 from ..runs import batch, cached_eval, fit, load_data, select_hparams, split_validation
 
 __all__ = ["NOTEBOOK", "TABLE1", "TABLE2", "TABLE3", "TABLE4", "TABLE5", "TABLE6", "SPECS", "LABELS",
@@ -599,17 +600,9 @@ def benchmark_table(path=None):
     """``make bench``'s record of one training step per method relative to ``ce``
     (``benchmarks/marginal_density_cost.py``, interleaved side by side): median seconds, time and
     autograd-graph memory ratios, and the setting it ran on; (None, None) if it was never run."""
-    import json
-    from pathlib import Path
-
-    from ..results import repo_root
-
-    path = Path(path) if path is not None else repo_root() / "results" / "benchmark_marginal_density_cost.json"
-    if not path.is_file():
+    table, doc = benchmark_record("benchmark_marginal_density_cost.json", path)
+    if table is None:
         return None, None
-    doc = json.loads(path.read_text())
-    table = pd.DataFrame([{"method": k, "median s / step": v["median_time_s"], "time × ce": v["time_ratio"],
-                           "graph memory × ce": v["mem_ratio"]} for k, v in doc["methods"].items()]).set_index("method")
     cfg = doc["config"]
     setting = (f"{cfg['model']}, input {tuple(cfg['in_shape'])}, batch {cfg['batch_size']}, "
                f"{cfg['threads']} thread(s), median of {cfg['repeats']}; {doc['machine']['platform']}")
