@@ -114,3 +114,22 @@ def test_claim_rows_decide_from_the_records():
     equal = [r for r in rows if r["claim"].startswith("ours is the most robust under PGD-20 L2")]
     assert equal and equal[0]["verdict"] == "does not hold"  # equal means: no claim
     assert all(r["verdict"] in ("holds", "does not hold") for r in rows)
+
+
+def test_evaluate_spurious_scores_every_group_in_batches():
+    from robust_saliency.data import ArrayDataset
+
+    torch.manual_seed(0)
+    n = 1100  # more than one batch of 512
+    x = torch.rand(n, 1, 4, 4)
+    y = torch.randint(0, 2, (n,))
+    groups = 2 * y + torch.randint(0, 2, (n,))
+    ds = ArrayDataset(x, y, num_classes=2, classes=("a", "b"), extras={"groups": groups})
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 2))
+    rows = p4.evaluate_spurious(p4.settings("smoke"), net, ds)["rows"]
+    with torch.no_grad():
+        pred = net(x).argmax(1)
+    per = {g: float((pred[groups == g] == y[groups == g]).float().mean()) for g in range(4)}
+    assert rows["accuracy"] == pytest.approx(float((pred == y).float().mean()))
+    assert rows["worst-group accuracy"] == pytest.approx(min(per.values()))
+    assert all(rows[f"group {g} accuracy"] == pytest.approx(a) for g, a in per.items())

@@ -317,11 +317,17 @@ def evaluate_block(params, model, ds, norms=("l2", "linf"), p4_budgets=False, se
 
 
 def evaluate_spurious(params, model, ds):
-    """Accuracy, worst-group accuracy and each group's accuracy of ``model`` on ``ds`` (``groups``)."""
+    """Accuracy, worst-group accuracy and each group's accuracy of ``model`` on ``ds`` (``groups``),
+    predicted in batches of 512 on the model's device (CelebA's and Waterbirds' test sets at 224
+    px do not fit in memory at once)."""
     def run():
-        x, y = batch(ds)
+        device = next(model.parameters()).device
+        pred, y = [], []
         with torch.no_grad():
-            pred = torch.cat([model(x[i:i + 512]).argmax(1) for i in range(0, len(x), 512)])
+            for b in torch.utils.data.DataLoader(ds, batch_size=512):
+                pred.append(model(b[0].to(device)).argmax(1).cpu())
+                y.append(torch.as_tensor(b[1]))
+        pred, y = torch.cat(pred), torch.cat(y)
         worst, per = metrics.worst_group_accuracy(pred, y, ds.groups, per_group=True)
         return {"rows": {"accuracy": float((pred == y).float().mean()), "worst-group accuracy": worst,
                          **{f"group {g} accuracy": a for g, a in per.items()}}}
