@@ -133,3 +133,81 @@ def test_evaluate_spurious_scores_every_group_in_batches():
     assert rows["accuracy"] == pytest.approx(float((pred == y).float().mean()))
     assert rows["worst-group accuracy"] == pytest.approx(min(per.values()))
     assert all(rows[f"group {g} accuracy"] == pytest.approx(a) for g, a in per.items())
+
+
+def _fake_real_data(root):
+    """Tiny files in the real formats of the paper profile's datasets: MNIST idx (block_mnist),
+    Waterbirds (metadata.csv + images), CIFAR-10 / CIFAR-100 pickles, SVHN .mat."""
+    import csv
+    import pickle
+
+    from PIL import Image
+    from scipy.io import savemat
+
+    from test_data import _mnist_tree
+
+    rng = np.random.default_rng(0)
+    _mnist_tree(root, rng)
+    wb, rows = root / "waterbirds", []
+    for i in range(24):
+        y, place, split = i % 2, (i // 2) % 2, 0 if i < 16 else 2
+        fn = f"001.Bird/img_{i}.jpg"
+        (wb / fn).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(wb / fn)
+        rows.append({"img_id": i, "img_filename": fn, "y": y, "split": split, "place": place})
+    with open(wb / "metadata.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    for name, folder, files, key, meta in (
+            ("cifar10", "cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"], "labels",
+             ("batches.meta", "label_names", 10)),
+            ("cifar100", "cifar-100-python", ["train", "test"], "fine_labels", ("meta", "fine_label_names", 100))):
+        (root / folder).mkdir()
+        for f in files:
+            with open(root / folder / f, "wb") as fh:
+                pickle.dump({b"data": rng.integers(0, 256, (6, 3072), dtype=np.uint8),
+                             key.encode(): rng.integers(0, 10, 6).tolist(), b"batch_label": b"x"}, fh)
+        with open(root / folder / meta[0], "wb") as fh:
+            pickle.dump({meta[1]: [f"c{i}" for i in range(meta[2])]}, fh)
+    (root / "svhn").mkdir()
+    savemat(root / "svhn" / "test_32x32.mat", {"X": rng.integers(0, 256, (32, 32, 3, 5), dtype=np.uint8),
+                                               "y": rng.integers(1, 11, (5, 1)).astype(np.uint8)})
+
+
+def test_the_paper_path_runs_on_tiny_files_in_the_real_formats(tmp_path, monkeypatch):
+    """The paper profile's data path end to end (BlockMNIST, Waterbirds, CIFAR-10 with CIFAR-100 and
+    SVHN as OOD), shrunk to one epoch of tiny networks: every part loads, selects, trains and scores."""
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    _fake_real_data(tmp_path)
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path / "cache"))
+    tiny = {"block_n_val": 2, "block_num_epochs": 1, "block_model_kw": {"hidden": 4}, "block_eval_subset": 4,
+            "block_ig_steps": 2, "block_pgd_steps": 1, "block_at_steps": 1,
+            "block_grid": {"hessian": [{"lam": 1e-3}], "input_grad": [{"lam": 0.1}], "marginal_density": [{"lam": 0.1}]},
+            "spurious_datasets": ["waterbirds"], "spurious_size": 8, "spurious_n_val": 4, "spurious_model": "small_cnn",
+            "spurious_model_kw": {"width": 2}, "spurious_num_epochs": 1,
+            "spurious_grid": {"score_matching": [{"lam": 1e-5}], "input_grad": [{"lam": 0.1}], "marginal_density": [{"lam": 0.1}]},
+            "shapes_size": 16, "shapes_n_val": 4, "shapes_model": "small_cnn", "shapes_model_kw": {"width": 2},
+            "shapes_num_epochs": 1, "shapes_eval_subset": 4, "shapes_pgd_steps": 1, "shapes_smoothgrad_n": 1,
+            "shapes_noise_draws": 1, "shapes_actmax_steps": 1, "ood_n": 3, "batch_size": 8}
+    params = p4.settings("paper", data_root=str(tmp_path), seeds=[0], **tiny)
+    bsets = p4.block_sets(params)
+    assert bsets["train"].name == "block_mnist" and tuple(bsets["test"].in_shape) == (1, 56, 28)
+    bsel = p4.select(params, "block", bsets)
+    ev = p4.evaluate_block(params, p4.fit_model(p4.section(params, "block"), bsets["train"], "marginal_density", 0,
+                                                bsel["chosen"]["marginal_density"]), bsets["test"], p4_budgets=True)
+    assert {"feature leakage", "null share", "PGD-20 linf (P4 budget)"} <= set(ev["rows"])
+    ssets = p4.spurious_sets(params, "waterbirds")
+    ssel = p4.select(params, "spurious", ssets)
+    dro = p4.train_table(params, "spurious", ssets, ssel["chosen"], ("group_dro_md",))
+    rows = p4.evaluate_spurious(params, dro["group_dro_md", 0], ssets["test"])["rows"]
+    assert 0 <= rows["worst-group accuracy"] <= rows["accuracy"] <= 1
+    hsets = p4.shapes_sets(params)
+    x_in, _ = p4.batch(hsets["test"], 4)
+    ood = p4.ood_sets(params, x_in)
+    assert set(ood) == {"cifar100", "svhn"} and all(v.shape[1:] == x_in.shape[1:] for v in ood.values())
+    net = p4.fit_model(p4.section(params, "shapes"), hsets["train"], "ce", 0)
+    rows = p4.evaluate_shapes(params, net, hsets["test"], ood)["rows"]
+    assert "OOD AUROC svhn (logsumexp)" in rows and "relative density change σ 0.1" in rows
