@@ -139,3 +139,13 @@ def test_fmt_test_shows_the_open_end():
     t = Cl.paired_test([0.71, 0.64, 0.69], [0.60, 0.55, 0.61])
     assert ", ∞), p " in Cl.fmt_test(t) and Cl.fmt_test(t).startswith("Δ +0.0933, 95% CI [+")
     assert "(−∞, " in Cl.fmt_test(Cl.paired_test([0.5, 0.6], [0.6, 0.65], alternative="less"))
+
+
+def test_records_and_seed_table_summarise_per_model_in_the_given_order():
+    evals = {("b", 0): {"rows": {"acc": 0.5, "gini": 0.1}}, ("b", 1): {"rows": {"acc": 0.7, "gini": 0.3}},
+             ("a", 0): {"rows": {"acc": 0.2, "gini": 0.4}}, ("a", 1): {"rows": {"acc": 0.4, "gini": 0.4}}}
+    df = Cl.records(evals, split="test")
+    assert len(df) == 8 and set(df.columns) == {"method", "seed", "split", "measure", "value"}
+    t = Cl.seed_table(df, ["gini", "acc"], ["a", "b"], {"a": "A"}, digits=2)
+    assert list(t.index) == ["A", "b"] and list(t.columns) == ["gini", "acc"]
+    assert t.loc["b", "acc"] == "0.60 ± 0.14" and t.loc["A", "gini"] == "0.40 ± 0.00"

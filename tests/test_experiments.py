@@ -499,3 +499,10 @@ def test_progress_follows_the_environment(monkeypatch):
     monkeypatch.setenv("ROBUST_SALIENCY_PROGRESS", "maybe")
     with pytest.raises(ValueError, match="ROBUST_SALIENCY_PROGRESS='maybe'.*accepted: 0 or 1"):
         E.profile_params("cpu")
+
+
+def test_hp_text_shows_a_grid_point():
+    from robust_saliency.runs import hp_text
+
+    assert hp_text({"lam": 0.1, "h": 1.5, "mode": "l1", "steps": 3}) == "lam=0.1, h=1.5, mode=l1, steps=3"
+    assert hp_text({"lam": 1e-05}) == "lam=1e-05" and hp_text({}) == hp_text(None) == "–"

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["ALPHA", "VERDICTS", "paired_test", "all_pass", "claim", "table", "seed_mean_std",
-           "fmt_ms", "fmt_test", "mean_std"]
+           "fmt_ms", "fmt_test", "mean_std", "records", "seed_table"]
 
 ALPHA = 0.05  # one-sided level of every claims test
 VERDICTS = ("holds", "does not hold", "not tested at this profile")
@@ -190,3 +190,24 @@ def mean_std(records, index, columns, values, fmt="{:.3f}"):
     table = table.loc[list(dict.fromkeys(df[index])), list(dict.fromkeys(df[columns]))]
     table.columns.name, table.index.name = None, index
     return table
+
+
+def records(evals, **extra):
+    """Long DataFrame ``{method, seed, **extra, measure, value}`` of ``{(name, seed): evaluation}``,
+    each evaluation a dict with ``"rows"`` (``{measure: value}``), as the papers' ``evaluate`` return."""
+    import pandas as pd
+
+    return pd.DataFrame([{"method": n, "seed": s, **extra, "measure": k, "value": v}
+                         for (n, s), o in evals.items() for k, v in o["rows"].items()])
+
+
+def seed_table(df, measures, names, labels=None, digits=3):
+    """``mean ± std`` over seeds of ``measures`` (columns, in that order) per model of ``names``
+    (rows, in that order, shown by ``labels``) from long ``records``."""
+    labels = labels or {}
+    sub = df[df.measure.isin(measures) & df.method.isin(names)]
+    out = sub.groupby(["method", "measure"], sort=False)["value"].agg(
+        lambda v: fmt_ms(v, f"{{:.{digits}f}}")).unstack("measure")
+    out = out.loc[[n for n in names if n in out.index], [m for m in measures if m in out.columns]]
+    out.index = [labels.get(n, n) for n in out.index]
+    return out

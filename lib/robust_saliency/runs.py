@@ -12,7 +12,7 @@ from .profiles import accepted_names, train_config
 from .results import default_cache_dir
 
 __all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "swap_samples",
-           "permuted_labels", "diff_roar", "select_hparams", "check_grid", "cached_eval"]
+           "permuted_labels", "diff_roar", "select_hparams", "hp_text", "check_grid", "cached_eval"]
 
 
 def load_data(params, dataset=None, split="train", **kw):
@@ -190,6 +190,11 @@ def select_hparams(rows, reference_accuracy, tol=0.01, score="score", accuracy="
             "highest score within tolerance"
     return max(range(len(rows)), key=lambda i: rows[i][accuracy]), \
         "none within tolerance: most accurate"
+
+
+def hp_text(hp):
+    """A grid point for a selection table: "lam=0.1, p=2" (floats by ``:g``; "–" for none)."""
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (hp or {}).items()) or "–"
 
 
 def check_grid(grid, methods=None):

@@ -28,8 +28,10 @@ from ..data import ArrayDataset
 from ..models import leading_normalize
 from ..profiles import profile_params, train_config, validate
 from ..results import benchmark_record
+from ..claims import records
 from ..runs import (batch, cached_eval, diff_roar, fit, load_data, permuted_labels, select_hparams,
                     split_validation, swap_samples)
+from ..runs import hp_text as _hp_text
 
 __all__ = ["NOTEBOOK", "SPECS", "MAIN", "VARIANTS", "HARMONIZATION", "LABELS", "TABLE5", "TABLE6",
            "settings", "load_sets", "gaze_maps", "eval_images", "explain", "pretrained", "fit_method", "select",
@@ -81,10 +83,6 @@ SHOWN_PARAMS = ("profile", "dataset", "model", "model_kw", "size", "n_train", "n
 PAPER_DATA = {"dataset": "imagenette", "harmonization_dataset": "cub_gha"}
 RAND_SSIM = "SSIM with the true model's maps"
 TWIN_SEED = 1000  # the stability twin of seed s is initialised from seed s + TWIN_SEED
-
-
-def _hp_text(hp):
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in hp.items()) or "–"
 
 
 def settings(profile, **notebook_params):
@@ -329,20 +327,9 @@ def evaluate(params, model, test, seed):
                        lambda: _evaluate(params, model, test, *eval_images(params, test), seed))
 
 
-def records(evals):
-    """Long DataFrame ``{method, seed, measure, value}`` of ``{(name, seed): evaluate(...)}``."""
-    return pd.DataFrame([{"method": n, "seed": s, "measure": k, "value": v}
-                         for (n, s), o in evals.items() for k, v in o["rows"].items()])
-
-
 def main_table(df, measures, names, digits=3):
     """``mean ± std`` over seeds of ``measures`` (columns) per model (rows, P3's labels)."""
-    sub = df[df.measure.isin(measures) & df.method.isin(names)]
-    out = sub.groupby(["method", "measure"], sort=False)["value"].agg(
-        lambda v: claims.fmt_ms(v, f"{{:.{digits}f}}")).unstack("measure")
-    out = out.loc[[n for n in names if n in out.index], [m for m in measures if m in out.columns]]
-    out.index = [LABELS[n] for n in out.index]
-    return out
+    return claims.seed_table(df, measures, names, LABELS, digits)
 
 
 def stability(params, trained, twin, common):

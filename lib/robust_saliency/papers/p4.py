@@ -26,7 +26,9 @@ from ..data import load as load_dataset
 from ..metrics.density import riemann_integrated_gradients
 from ..profiles import profile_params, train_config, validate
 from ..results import benchmark_record
+from ..claims import records
 from ..runs import batch, cached_eval, fit, load_data, select_hparams, split_validation
+from ..runs import hp_text as _hp_text
 
 __all__ = ["NOTEBOOK", "TABLE1", "TABLE2", "TABLE3", "TABLE4", "TABLE5", "TABLE6", "SPECS", "LABELS",
            "TABLE1_NAMES", "SPURIOUS_NAMES", "SHAPES_NAMES", "settings", "section", "block_sets",
@@ -114,10 +116,6 @@ LEAKAGE_NOTE = ("P4 Eq. 9: the Frobenius norm of the Integrated-Gradients map (z
                 "the same leakage without the map's overall scale, which any gradient penalty also shrinks.")
 PGD_NOTE = ("P4 A.8: 'steps of α = 0.2 and α = 0.01 within the perturbation budgets of ε = 0.3 and ε = 1.0' "
             "for its L∞ and L2 threats, read in order: L∞ ε 0.3 (76.5/255) with α 0.2, L2 ε 1.0 with α 0.01.")
-
-
-def _hp_text(hp):
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (hp or {}).items()) or "–"
 
 
 def section(params, part):
@@ -381,12 +379,6 @@ def evaluate_shapes(params, model, test, ood, seed=0):
                        lambda: _shapes_rows(params, sp, model, test, ood, seed))
 
 
-def records(evals, **extra):
-    """Long DataFrame ``{method, seed, measure, value, **extra}`` of ``{(name, seed): evaluation}``."""
-    return pd.DataFrame([{"method": n, "seed": s, **extra, "measure": k, "value": v}
-                         for (n, s), o in evals.items() for k, v in o["rows"].items()])
-
-
 def curves(df, prefix):
     """The rows of ``df`` whose measure is ``"<prefix> <x>"`` (e.g. "relative density change σ 0.01"
     or "pixel perturbation difference 0.1") with ``x`` as a number and the measure as ``prefix``:
@@ -400,14 +392,8 @@ def curves(df, prefix):
 
 
 def mean_table(df, measures, names, digits=3, labels=None):
-    """``mean ± std`` over seeds of ``measures`` (columns) per model (rows, labelled)."""
-    labels = LABELS if labels is None else labels
-    sub = df[df.measure.isin(measures) & df.method.isin(names)]
-    out = sub.groupby(["method", "measure"], sort=False)["value"].agg(
-        lambda v: claims.fmt_ms(v, f"{{:.{digits}f}}")).unstack("measure")
-    out = out.loc[[n for n in names if n in out.index], [m for m in measures if m in out.columns]]
-    out.index = [labels.get(n, n) for n in out.index]
-    return out
+    """``mean ± std`` over seeds of ``measures`` (columns) per model (rows, P4's labels or ``labels``)."""
+    return claims.seed_table(df, measures, names, LABELS if labels is None else labels, digits)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -523,15 +509,11 @@ def activation_images(params, models, in_shape, classes=None):
     sp = section(params, "shapes")
     out = {}
     for name, model in models.items():
-        k = list(range(model_classes(model))) if classes is None else list(classes)
+        with torch.no_grad():
+            k = list(range(model(torch.zeros(1, *in_shape)).shape[1])) if classes is None else list(classes)
         out[name] = evaluation.activation_maximization(model, k, tuple(in_shape), steps=sp["actmax_steps"],
                                                        lr=sp["actmax_lr"], seed=0)
     return out
-
-
-def model_classes(model):
-    last = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
-    return last.out_features
 
 
 # ----------------------------------------------------------------------------------------------
