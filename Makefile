@@ -3,7 +3,8 @@
 #                    regenerating figures/ and results/
 #   make test        set up .venv, run the unit tests and nbval over notebooks/ (smoke profile)
 # Also: make lab (JupyterLab on notebooks/), make smoke (papermill at the smoke profile into out/),
-#       make bench (benchmark scripts).
+#       make bench (benchmark scripts), make report (results/REPORT.md), make check-outputs
+#       (are the committed notebooks' outputs current?).
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
@@ -12,7 +13,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PYTHONHASHSEED := 0
 
-.PHONY: setup reproduce smoke test unit nbval lab bench clean-cache
+.PHONY: setup reproduce report check-outputs smoke test unit nbval lab bench clean-cache
 
 setup: $(STAMP)
 
@@ -23,7 +24,8 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
-# Execute each notebook in place at the cpu profile: the committed notebooks carry these outputs.
+# Execute each notebook in place at the cpu profile: the committed notebooks carry these outputs;
+# then write results/REPORT.md, every claim of every paper, from their results.
 # The profile comes from the environment, not from papermill's -p: an injected-parameters cell
 # would pin profile="cpu" in the committed notebook and make nbval (make test) run the cpu profile.
 # Progress bars are off (ROBUST_SALIENCY_PROGRESS=0): the committed outputs hold results only.
@@ -33,6 +35,17 @@ reproduce: $(STAMP)
 	  ROBUST_SALIENCY_PROFILE=cpu ROBUST_SALIENCY_PROGRESS=0 $(VENV)/bin/papermill "$$nb" "$$nb" --cwd notebooks -k python3 --log-level WARNING || exit 1; \
 	done
 	@ls results/*_cpu.json
+	$(PY) -m robust_saliency.report
+
+# results/REPORT.md from the results JSON files (make reproduce ends with it).
+report: $(STAMP)
+	$(PY) -m robust_saliency.report
+
+# Fails when a committed notebook's results record a commit older than the last change to the
+# library code or settings file it uses (or come from uncommitted code): re-execute it then.
+# Not part of make test, so that work in progress can land.
+check-outputs: $(STAMP)
+	$(PY) -m robust_saliency.report --check
 
 # Quick run at the smoke profile into out/ (sources untouched).
 smoke: $(STAMP)

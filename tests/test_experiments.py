@@ -382,18 +382,19 @@ def test_cached_eval(tmp_path):
     net = E.fit(params, train, seed=0, cache_dir=str(tmp_path))
     calls = []
 
-    def fn():
+    def fn(p):
         calls.append(1)
-        return {"acc": torch.tensor([0.5, 0.25])}
+        return {"acc": torch.tensor([0.5, 0.25]) * p["n"]}
 
-    a = E.cached_eval("acc", net, {"n": 2}, fn, cache_dir=tmp_path)
-    b = E.cached_eval("acc", net, {"n": 2}, fn, cache_dir=tmp_path)
+    code = ("robust_saliency.metrics",)
+    a = E.cached_eval("acc", net, {"n": 2}, fn, code=code, cache_dir=tmp_path)
+    b = E.cached_eval("acc", net, {"n": 2}, fn, code=code, cache_dir=tmp_path)
     assert len(calls) == 1 and torch.equal(a["acc"], b["acc"])
-    E.cached_eval("acc", net, {"n": 3}, fn, cache_dir=tmp_path)  # another config: computed
+    E.cached_eval("acc", net, {"n": 3}, fn, code=code, cache_dir=tmp_path)  # another config: computed
     assert len(calls) == 2
     bare = torch.nn.Linear(2, 2)  # no training key: never cached
-    E.cached_eval("acc", bare, {"n": 2}, fn, cache_dir=tmp_path)
-    E.cached_eval("acc", bare, {"n": 2}, fn, cache_dir=tmp_path)
+    E.cached_eval("acc", bare, {"n": 2}, fn, code=code, cache_dir=tmp_path)
+    E.cached_eval("acc", bare, {"n": 2}, fn, code=code, cache_dir=tmp_path)
     assert len(calls) == 4
 
 

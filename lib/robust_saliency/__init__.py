@@ -2,7 +2,7 @@
 
 Modules (one concept each): common, units, cache, registry, data, models, attributions,
 regularizers, adversarial_training, methods, attacks, metrics, evaluation, training, cost, claims, results, profiles,
-runs, papers, experiments, plotting.
+runs, papers, experiments, plotting, report.
 ``data``, ``attributions``, ``regularizers``, ``metrics`` and ``papers`` are subpackages:
 data.datasets (dataset classes), data.synthetic (embedded generators), data.real (real-dataset
 readers); attributions.gradient / lrp / captum_methods / fitted / postprocess; regularizers.terms / base /

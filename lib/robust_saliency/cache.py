@@ -10,13 +10,20 @@
 * ``atomic_write_json(obj, path)``: the same for plain, human-readable JSON (results files).
 * ``cached(key, fn, cache_dir)``: memoize an arbitrary computation on disk under
   ``config_hash(key)``.
+* ``module_closure(name)`` / ``source_hash(*names)``: the package modules a module imports,
+  transitively (read from their source, lazy imports inside functions included), and a hash of
+  their source: the code part of a cache key, so that a change to the code a cached result
+  depends on is a miss, with no version number kept by hand.
 
 File format of ``atomic_save``: ``MAGIC`` (8 bytes), the 32-byte sha256 digest of the payload,
 then the payload (a ``torch.save`` archive).  Load such files with ``load_verified``.
 """
+import ast
 import dataclasses
 import enum
+import functools
 import hashlib
+import importlib.util
 import io
 import json
 import math
@@ -29,7 +36,7 @@ import numpy as np
 import torch
 
 __all__ = ["config_hash", "canonical", "to_jsonable", "atomic_write_bytes", "atomic_save",
-           "load_verified", "atomic_write_json", "cached", "MAGIC"]
+           "load_verified", "atomic_write_json", "cached", "module_closure", "source_hash", "MAGIC"]
 
 MAGIC = b"RSCACHE1"
 _DIGEST = 32
@@ -270,3 +277,83 @@ def cached(key, fn, cache_dir, fmt="torch", name="result"):
     atomic_write_json({"key": key_hash, "sha256": hashlib.sha256(blob.encode()).hexdigest(),
                        "value": value}, path)
     return value
+
+
+# ----------------------------------------------------------------------------------------------
+# The code in a cache key
+# ----------------------------------------------------------------------------------------------
+
+_PACKAGE = __name__.rpartition(".")[0]  # "robust_saliency"
+
+
+def _module_file(name):
+    """The source file of package module ``name`` (None if it is not one of the package's)."""
+    if name != _PACKAGE and not name.startswith(_PACKAGE + "."):
+        return None
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    origin = getattr(spec, "origin", None)
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _imports(name, path):
+    """The package modules that module ``name`` (at ``path``) imports anywhere in its source,
+    with the packages their import runs (every parent's ``__init__``)."""
+    is_pkg = path.name == "__init__.py"
+    here = name if is_pkg else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            found.add(mod)
+            found.update(f"{mod}.{a.name}" for a in node.names)  # "from . import x": x may be a module
+    out = set()
+    for mod in found:
+        parts = mod.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a, a.b and a.b.c
+            sub = ".".join(parts[:i])
+            if _module_file(sub) is not None:
+                out.add(sub)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def module_closure(name):
+    """The sorted names of the package modules that importing ``name`` (a module of this package)
+    runs or may run: ``name``, every package module it imports anywhere in its source (imports
+    inside functions included), and theirs, transitively; parent packages' ``__init__`` too."""
+    if _module_file(name) is None:
+        raise ValueError(f"module_closure: {name!r} is not a module of the {_PACKAGE} package")
+    seen, todo = set(), [name]
+    while todo:
+        mod = todo.pop()
+        if mod in seen:
+            continue
+        seen.add(mod)
+        parts = mod.split(".")
+        todo += [".".join(parts[:i]) for i in range(1, len(parts))]
+        todo += sorted(_imports(mod, _module_file(mod)) - seen)
+    return tuple(sorted(seen))
+
+
+def source_hash(*names):
+    """sha256 of the source of every module in the closure (``module_closure``) of ``names``
+    (modules of this package, or objects whose ``__module__`` is one): the same code gives the
+    same hash in any checkout (line endings normalised), any change to one of those files another."""
+    mods = set()
+    for n in names:
+        mods.update(module_closure(n if isinstance(n, str) else n.__module__))
+    h = hashlib.sha256()
+    for mod in sorted(mods):
+        text = _module_file(mod).read_text(encoding="utf-8").replace("\r\n", "\n")
+        h.update(f"{mod}\0{hashlib.sha256(text.encode()).hexdigest()}\n".encode())
+    return h.hexdigest()

@@ -23,13 +23,8 @@ from .metrics import accuracy, adv_insertion_curve, insertion_curve, rps
 from .metrics.accuracy import _predict
 from .metrics.robustness import _similarity_fns
 
-__all__ = ["REPORT_VERSION", "attribution_maps", "activation_maximization", "saliency_report",
+__all__ = ["attribution_maps", "activation_maximization", "saliency_report",
            "attribution_scores", "sanity_checks", "cascading_randomization", "roar_sets"]
-
-# Part of the cache key of stored reports (experiments.evaluate_saliency): bump it when
-# saliency_report's numbers change for the same arguments.  2: seeded global RNG per method.
-REPORT_VERSION = 2
-
 
 def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cosine",), rps_n=10,
                     postprocess="abs_max", attack=None, attack_kw=None, baseline="zero",

@@ -1,6 +1,8 @@
 """Runs: what a notebook calls instead of writing a training loop.  Load the profile's data,
 build a model from a seed, load-or-train it through the cached loop (``training.train``),
 validate a hyperparameter grid, and cache evaluations of trained models on disk."""
+import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -12,7 +14,8 @@ from .profiles import accepted_names, train_config
 from .results import default_cache_dir
 
 __all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "swap_samples",
-           "permuted_labels", "diff_roar", "select_hparams", "hp_text", "check_grid", "cached_eval"]
+           "permuted_labels", "diff_roar", "select_hparams", "hp_text", "check_grid", "cached_eval",
+           "ReadRecorder"]
 
 
 def load_data(params, dataset=None, split="train", **kw):
@@ -222,17 +225,98 @@ def check_grid(grid, methods=None):
     return grid
 
 
-def cached_eval(name, model, config, fn, cache_dir=None):
-    """``fn()`` memoized on disk under the trained ``model``'s cache key and ``config``.
+class ReadRecorder(Mapping):
+    """A read-only view of a parameters dict that records which keys are read: ``[k]``, ``get``,
+    ``in`` (a missing key read is recorded too: its absence is part of the result), and every key
+    on iteration (``keys``, ``items``, ``values``, ``dict(...)``, ``{**...}``): ``read_all``."""
 
-    For evaluations of cached models (``fit``): the key is ``model.train_info["key"]`` (which
-    identifies data, method, training settings and initial weights) plus ``config`` (the
-    evaluation's settings); written atomically under ``<cache_dir>/eval``.  A model without a
-    training key is evaluated without caching.
+    def __init__(self, params):
+        self._params, self.read, self.read_all = params, set(), False
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return self._params[key]
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return key in self._params
+
+    def __iter__(self):
+        self.read_all = True
+        return iter(self._params)
+
+    def __len__(self):
+        self.read_all = True
+        return len(self._params)
+
+    def copy(self):
+        return dict(self)
+
+    def keys_read(self):
+        """The keys read: every key of the parameters if they were iterated, else those read."""
+        return sorted(map(str, self._params)) if self.read_all else sorted(map(str, self.read))
+
+
+_ABSENT = "<absent>"
+
+
+def _param_values(params, keys):
+    return {k: params.get(k, _ABSENT) for k in keys}
+
+
+def cached_eval(name, model, params, fn, inputs=None, code=None, cache_dir=None):
+    """``fn(params)`` memoized on disk, keyed by everything that determines it.
+
+    For evaluations of trained models (``fit``).  The key holds the trained ``model``'s cache key
+    (data, method, training settings, initial weights, training code), ``name``, ``inputs``
+    (whatever else ``fn`` closes over: datasets by fingerprint, tensors by content -- anything
+    ``cache.config_hash`` takes), the source of the code (``cache.source_hash`` of ``code``,
+    default: the module that defines ``fn``, with everything it imports) and the values of the
+    parameters ``fn`` reads.  Those keys are not listed by hand: ``fn`` gets a ``ReadRecorder``
+    of ``params``, and the keys it read are kept beside the results (one list per ``name`` and
+    code, growing when another call reads more), so a change to any parameter the evaluation
+    reads -- or to its code -- is a miss.  Written atomically under ``<cache_dir>/eval``; a model
+    without a training key is evaluated without caching.
     """
     info = getattr(model, "train_info", None) or {}
     if "key" not in info:
-        return fn()
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return _cache.cached({"model": info["key"], "eval": name, "config": config}, fn,
-                         folder / "eval", name=name)
+        return fn(ReadRecorder(params))
+    folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "eval"
+    code = tuple(code or (getattr(fn, "__module__", None),))
+    try:
+        code_hash = _cache.source_hash(*code)
+    except ValueError:
+        raise ValueError(f"cached_eval: code={code!r} is not valid; accepted: modules of the library "
+                         f"(pass code= for a function defined outside it)") from None
+    reads_path = folder / f"{name}-reads-{code_hash[:16]}.json"
+
+    def known_reads():
+        try:
+            return json.loads(reads_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def key_of(reads):
+        keys = sorted(map(str, params)) if reads["all"] else reads["keys"]
+        return {"model": info["key"], "eval": name, "code": code_hash, "inputs": inputs,
+                "params": _param_values(params, keys)}
+
+    reads = known_reads()
+    if reads is not None:
+        key_hash = _cache.config_hash(key_of(reads))
+        entry = _cache.load_verified(folder / f"{name}-{key_hash[:32]}.pt", weights_only=False)
+        if isinstance(entry, dict) and entry.get("key") == key_hash:
+            return entry["value"]
+    rec = ReadRecorder(params)
+    value = fn(rec)
+    now = {"all": rec.read_all, "keys": rec.keys_read()}
+    if reads is not None:  # union with what other calls read
+        now = {"all": now["all"] or reads["all"], "keys": sorted(set(now["keys"]) | set(reads["keys"]))}
+    if now != reads:
+        _cache.atomic_write_json(now, reads_path)
+    key = key_of(now)
+    key_hash = _cache.config_hash(key)
+    _cache.atomic_save({"key": key_hash, "reads": now, "params": key["params"], "code": code_hash,
+                        "inputs": _cache.canonical(inputs), "value": value},
+                       folder / f"{name}-{key_hash[:32]}.pt")
+    return value

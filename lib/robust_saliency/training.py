@@ -66,8 +66,9 @@ from . import cache as _cache
 __all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "dataset_identity", "crop_flip",
            "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
 
-# Bump when the loop changes in a way that changes trained weights (invalidates caches).
-_LOOP_VERSION = 1
+# The code a trained model depends on: the loop, every method (its regularizers, attacks and
+# attributions) and the model zoo, each with what it imports (``cache.source_hash``).
+_TRAINING_CODE = ("robust_saliency.training", "robust_saliency.methods", "robust_saliency.models")
 
 
 class Method:
@@ -279,7 +280,7 @@ def _method_of(method):
 def _key_material(model, method, loader, cfg):
     cfg_fields = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_IN_KEY}
     return {
-        "loop_version": _LOOP_VERSION,
+        "code": _cache.source_hash(*_TRAINING_CODE),
         "cfg": cfg_fields,
         "model": {"repr": repr(model), "init": _cache.config_hash(model.state_dict())},
         "method": {"name": method.name, "hparams": method.hparams,
@@ -295,7 +296,8 @@ def train_key(model, method, loader, cfg=None, **overrides):
 
     It covers the cfg fields (but ``progress``, ``cache_dir``, ``device``, ``checkpoint``),
     ``repr(model)`` and a hash of its current (initial) state_dict, the method's name and
-    hparams, the data identity, the batch size and drop_last.
+    hparams, the data identity, the batch size and drop_last, and the source of the code that
+    trains (``cache.source_hash`` of the loop, the methods and the models, with their imports).
     """
     cfg = TrainConfig.make(cfg, **overrides)
     _check_loader(loader)
