@@ -167,7 +167,13 @@ def test_seeds_needed_is_the_first_n_whose_resolvable_difference_is_below_the_ef
     assert Cl.fmt_seeds(Cl.SEEDS_CAP + 1) == f"> {Cl.SEEDS_CAP}" and Cl.fmt_seeds(None) == ""
     # non-inferiority: the effect is measured from the margin
     assert Cl.paired_test([0.0, 0.1, 0.2], 0.0, margin=-0.05, effect=0.0)["seeds_needed"] == 13
-    assert _row([0.0, 0.1, 0.2], 0.05)["seeds needed"] == 13
+    assert _row([0.0, 0.1, 0.2], 0.05)["seeds needed"] == 13  # a family of one: at alpha
+    # in a family of three rows, at the Bonferroni level alpha / 3 (what Holm needs at most)
+    fam = Cl.family([_row([0.0, 0.1, 0.2], 0.05), _row([0.3, 0.31, 0.29]), _row([0.0, 0.01, 0.02])])
+    n = np.arange(2, 100)
+    assert fam[0]["seeds needed"] == n[stats.t.ppf(1 - Cl.ALPHA / 3, n - 1) * 0.1 / np.sqrt(n) < 0.05][0]
+    assert fam[0]["seeds needed"] > 13 and fam[0]["seeds needed for"] == "paper effect"
+    assert fam[2]["seeds needed for"] == "our difference"
 
 
 def test_the_binding_comparison_is_the_one_that_decides():
@@ -249,6 +255,7 @@ def test_a_paper_effect_per_competitor_is_read_against_the_binding_one():
     # the paper's 0.2 over B is far above our interval against B: smaller than reported
     row = Cl.claim("best", "T", "o", test=t, paper_effect={"B": 0.2, "C": 0.3})
     assert row["paper effect"] == 0.2 and row["verdict"] == "smaller than reported"
-    assert row["seeds needed"] == Cl.paired_test(a, a - np.array([0.01, -0.02, 0.0]), effect=0.2)["seeds_needed"]
+    # seeds at the Bonferroni level of the two compared effects
+    assert row["seeds needed"] == Cl._seeds_needed(near, 0.2, alpha=Cl.ALPHA / 2) and row["seeds needed for"] == "paper effect"
     # a paper gap to B of 0.005 lies inside our interval: undecided
     assert Cl.claim("best", "T", "o", test=t, paper_effect={"B": 0.005, "C": 0.3})["verdict"] == "inconclusive"

@@ -31,7 +31,8 @@ The verdicts (``VERDICTS``), in the order they are decided:
   test of "smaller than the paper's effect" rejects, family-wise: the interval excludes it).
 * ``inconclusive``: neither; the interval holds both 0 and the paper's effect (or the paper
   gives no size).  ``seeds needed`` says how many seeds would resolve the paper's effect (or,
-  without one, our difference) at the observed spread.
+  without one, our difference) at the observed spread, at the Bonferroni level of the family
+  (alpha / (tested rows x compared effects)): enough whatever the other rows give.
 
 A measurement without seeds (a deterministic count, a benchmark ratio) gives ``holds`` or
 ``contradicted`` from an explicit ``holds=``.  A claim the paper does not make is marked
@@ -84,11 +85,12 @@ def _p_below(test, value):
     return float(stats.t.cdf(excess / (sd / math.sqrt(n)), n - 1))
 
 
-def _seeds_needed(test, effect):
-    """The smallest number of seeds whose resolvable difference (t_{1-alpha, n-1} sd / sqrt(n))
-    is below ``effect``'s distance from the margin in the claimed direction, at the test's
-    spread; None if ``effect`` does not lie beyond the margin in that direction (nothing to
-    resolve) or the test has no spread estimate; ``SEEDS_CAP + 1`` for more than ``SEEDS_CAP``."""
+def _seeds_needed(test, effect, alpha=None):
+    """The smallest number of seeds whose resolvable difference (t_{1-alpha, n-1} sd / sqrt(n),
+    ``alpha`` default the test's) is below ``effect``'s distance from the margin in the claimed
+    direction, at the test's spread; None if ``effect`` does not lie beyond the margin in that
+    direction (nothing to resolve) or the test has no spread estimate; ``SEEDS_CAP + 1`` for more
+    than ``SEEDS_CAP``."""
     if effect is None or test.get("sd") is None:
         return None
     gap = _sign(test["alternative"]) * (float(effect) - test["margin"])
@@ -97,7 +99,7 @@ def _seeds_needed(test, effect):
     if test["sd"] == 0.0:
         return 2
     n = np.arange(2, SEEDS_CAP + 1)
-    ok = stats.t.ppf(1 - test["alpha"], n - 1) * test["sd"] / np.sqrt(n) < gap
+    ok = stats.t.ppf(1 - (test["alpha"] if alpha is None else alpha), n - 1) * test["sd"] / np.sqrt(n) < gap
     return int(n[ok.argmax()]) if ok.any() else SEEDS_CAP + 1
 
 
@@ -189,22 +191,23 @@ def _is_num(v):
 
 
 def _effect_tests(test, effect):
-    """(p_vs_effect, seeds_needed) of ``test`` (a ``paired_test`` or ``all_pass`` result) for the
-    paper's ``effect``: a number, or for "A beats each" a dict of the paper's difference against
-    each competitor (keyed as the tests).  An effect as large as the paper's is ruled out when
-    some comparison falls short of its paper effect (Bonferroni over the compared ones); seeds
-    from the binding comparison's spread and paper effect."""
+    """(p_vs_effect, the binding comparison's paper effect, k) of ``test`` (a ``paired_test`` or
+    ``all_pass`` result) for the paper's ``effect``: a number, or for "A beats each" a dict of the
+    paper's difference against each competitor (keyed as the tests).  An effect as large as the
+    paper's is ruled out when some comparison falls short of its paper effect (Bonferroni over
+    the k compared ones)."""
     if test.get("sd") is None:
-        return None, None
+        return None, None, 1
     parts = test.get("tests") or {test.get("against"): test}
     effects = effect if isinstance(effect, dict) else dict.fromkeys(parts, effect)
     pairs = [(t, effects.get(k)) for k, t in parts.items() if _is_num(effects.get(k))]
     pairs = [(t, float(e)) for t, e in pairs if _seeds_needed(t, e) is not None]
     if not pairs:
-        return None, None
+        return None, None, 1
     p = min(1.0, len(pairs) * min(_p_below(t, e) for t, e in pairs))
     own = effects.get(test.get("against"))
-    return p, _seeds_needed(test, own) if _is_num(own) else None
+    own = float(own) if _is_num(own) and _seeds_needed(test, own) is not None else None
+    return p, own, len(pairs)
 
 
 def holm(pvalues):
@@ -254,18 +257,21 @@ def claim(claim, paper, ours, test=None, holds=None, note="", paper_effect=None,
     if not_testable is not None and (not isinstance(not_testable, str) or not not_testable.strip()):
         raise ValueError(f"not_testable={not_testable!r} is not valid; accepted: a sentence saying why")
     t = test or {}
-    p_eff, needed = _effect_tests(t, paper_effect) if test is not None else (None, None)
+    p_eff, target, k = _effect_tests(t, paper_effect) if test is not None else (None, None, 1)
     if isinstance(paper_effect, dict):
         paper_effect = paper_effect.get(t.get("against"))
-    if test is not None and needed is None and t.get("sd") is not None:  # no paper size: resolve ours
-        needed = _seeds_needed(t, t["diff"])
+    target_for = "paper effect"
+    if target is None and t.get("sd") is not None:  # no paper size: resolve ours
+        target, target_for, k = t["diff"], "our difference", 1
+    spread = None if t.get("sd") is None else {k_: t[k_] for k_ in ("sd", "alternative", "margin", "alpha")}
     row = {"claim": claim, "paper": paper, "status": STATUSES[1] if beyond_paper else STATUSES[0],
            "paper effect": paper_effect, "ours (mean ± std over seeds)": ours,
            "difference": _num(t.get("diff")), "90% CI": t.get("ci"), "binding": t.get("against"),
            "p (one-sided)": _num(t.get("p")), "p opposite": _num(t.get("p_opposite")),
            "p vs paper effect": p_eff, "adjusted p": None, "seeds": t.get("n"),
-           "resolvable difference": _num(t.get("resolvable")), "seeds needed": needed,
-           "seeds needed for": None if needed is None else "paper effect" if p_eff is not None else "our difference",
+           "resolvable difference": _num(t.get("resolvable")), "seeds needed": None,
+           "seeds needed for": None, "spread": spread, "target": _num(target),
+           "target for": None if target is None else target_for, "comparisons": k,
            "measured": None if test is not None else holds, "not testable": not_testable,
            "alpha": float(t.get("alpha", ALPHA)), "family size": None, "verdict": None, "note": note}
     return family([row])[0]
@@ -304,9 +310,13 @@ def family(rows):
     for r, p, o, e in zip(tested, adj_p, adj_o, adj_e):
         r["adjusted p"], r["family size"] = p, len(tested)
         r["verdict"] = _verdict(r, {"p": p, "opposite": o, "effect": e})
+        level = r["alpha"] / (len(tested) * r.get("comparisons", 1))  # Bonferroni: enough whatever the other rows do
+        needed = None if r.get("spread") is None else _seeds_needed(r["spread"], r.get("target"), alpha=level)
+        r["seeds needed"] = needed
+        r["seeds needed for"] = None if needed is None else r.get("target for")
     for r in rows:
         if not _tested(r):
-            r["adjusted p"], r["family size"] = None, None
+            r["adjusted p"], r["family size"], r["seeds needed"], r["seeds needed for"] = None, None, None, None
             r["verdict"] = _verdict(r, {})
     return rows
 
