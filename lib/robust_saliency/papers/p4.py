@@ -298,8 +298,9 @@ def evaluate_block(params, model, ds, norms=("l2", "linf"), p4_budgets=False, se
     of |IG|, PGD-20 accuracy for each of ``norms`` at the profile's budgets and, with
     ``p4_budgets``, at P4's (``PGD_NOTE``).  ``{"rows", "ig", "x", "y"}`` (IG maps of the first 4
     images)."""
-    return cached_eval("p4_block", model, params,
-                       lambda p: _block_rows(section(p, "block"), model, ds, tuple(norms), p4_budgets, seed),
+    # keyed by the part's own settings that the evaluation reads (section: a function of params)
+    return cached_eval("p4_block", model, section(params, "block"),
+                       lambda sp: _block_rows(sp, model, ds, tuple(norms), p4_budgets, seed),
                        inputs={"data": ds.fingerprint, "norms": list(norms), "p4_budgets": p4_budgets, "seed": seed})
 
 
@@ -355,8 +356,8 @@ def evaluate_shapes(params, model, test, ood, seed=0):
     AUROC against each of ``ood`` by each of ``ood_scores`` (Table 6).  The pixel-perturbation
     numbers are medians over the images (a label logit near 0 makes one image's fractional change
     explode); "(mean)" is the median of each image's mean over the fractions."""
-    return cached_eval("p4_shapes", model, params,
-                       lambda p: _shapes_rows(p, section(p, "shapes"), model, test, ood, seed),
+    return cached_eval("p4_shapes", model, section(params, "shapes"),
+                       lambda sp: _shapes_rows(sp, sp, model, test, ood, seed),
                        inputs={"data": test.fingerprint, "ood": ood, "seed": seed})  # OOD images by content
 
 
