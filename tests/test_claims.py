@@ -259,3 +259,19 @@ def test_a_paper_effect_per_competitor_is_read_against_the_binding_one():
     assert row["seeds needed"] == Cl._seeds_needed(near, 0.2, alpha=Cl.ALPHA / 2) and row["seeds needed for"] == "paper effect"
     # a paper gap to B of 0.005 lies inside our interval: undecided
     assert Cl.claim("best", "T", "o", test=t, paper_effect={"B": 0.005, "C": 0.3})["verdict"] == "inconclusive"
+
+
+def test_a_paper_effect_ruled_out_against_one_competitor_makes_it_the_binding_one():
+    """P1's Insertion case: against ℓ2 (the largest p) the paper's gap of 0.022 lies inside our
+    interval, against ce its gap of 0.078 is ruled out: ce decides "smaller than reported", so ce
+    is the binding comparison and its paper effect is the one shown."""
+    a = np.array([0.40, 0.42, 0.38])
+    vs_l2 = Cl.paired_test(a, a - np.array([-0.03, 0.02, 0.0]))
+    vs_ce = Cl.paired_test(a, a - np.array([0.004, 0.002, 0.0]))
+    gaps = {"l2": 0.022, "ce": 0.078}
+    assert Cl.all_pass({"l2": vs_l2, "ce": vs_ce})["against"] == "l2"  # without the paper's gaps
+    t = Cl.all_pass({"l2": vs_l2, "ce": vs_ce}, gaps)
+    assert t["against"] == "ce" and t["effects"] == gaps
+    row = Cl.claim("best", "T", "o", test=t)  # the gaps come with the test
+    assert row["verdict"] == "smaller than reported" and row["paper effect"] == 0.078 and row["binding"] == "ce"
+    assert row["90% CI"][1] < 0.078

@@ -157,33 +157,42 @@ def paired_test(a, b, alternative="greater", margin=0.0, alpha=ALPHA, effect=Non
     return out
 
 
-def all_pass(tests):
+def all_pass(tests, effect=None):
     """Intersection-union combination of pairwise tests ("A beats each of the others").
 
     Holds only if every test holds (level alpha without correction); ``p`` is the largest p.
     ``p_opposite`` is the Bonferroni p of "some competitor beats A" (k times the smallest
-    opposite p).  The *binding* comparison (``against``, its key; ``diff``, ``ci``, ``sd``,
-    ``resolvable`` are its own) is the one that decides the verdict: the competitor that beats
-    A most significantly when one does (``p_opposite`` < alpha), else the comparison with the
-    largest p (the weakest win, or the comparison furthest from a win).  ``tests``: a
-    non-empty dict of ``paired_test`` results keyed by the competitor (or a list, keyed by
-    position); ``holds`` None if any of them is untested.
+    opposite p).  ``effect``: the paper's difference against each competitor (a dict keyed as
+    ``tests``, or one number for all), kept as ``effects`` for ``claim``.  The *binding*
+    comparison (``against``, its key; ``diff``, ``ci``, ``sd``, ``resolvable`` are its own) is the
+    one that decides the verdict: the competitor that beats A most significantly when one does
+    (``p_opposite`` < alpha); else, if every test holds, the weakest win (the largest p); else,
+    if some comparison falls significantly short of the paper's effect against that competitor
+    (Bonferroni over the compared effects), the one that falls shortest; else the comparison
+    furthest from a win (the largest p).  ``tests``: a non-empty dict of ``paired_test`` results
+    keyed by the competitor (or a list, keyed by position); ``holds`` None if any is untested.
     """
     items = dict(tests) if isinstance(tests, dict) else dict(enumerate(tests))
     if not items:
         raise ValueError("all_pass needs at least one test")
     k = len(items)
+    effects = None if effect is None else effect if isinstance(effect, dict) else dict.fromkeys(items, effect)
     if any(t["holds"] is None for t in items.values()):
         key = next(iter(items))
         return {**items[key], "holds": None, "p": None, "p_opposite": None, "ci": None, "resolvable": None,
-                "combined": k, "against": key, "tests": items}
+                "combined": k, "against": key, "tests": items, "effects": effects}
+    alpha = min(t["alpha"] for t in items.values())
     p_opp = min(1.0, k * min(t["p_opposite"] for t in items.values()))
-    if p_opp < min(t["alpha"] for t in items.values()):
+    short = {c: _p_below(t, float(effects[c])) for c, t in items.items()
+             if effects and _is_num(effects.get(c)) and _seeds_needed(t, effects[c]) is not None}
+    if p_opp < alpha:
         key = min(items, key=lambda c: (items[c]["p_opposite"], -abs(items[c]["diff"])))
+    elif not all(t["holds"] for t in items.values()) and short and len(short) * min(short.values()) < alpha:
+        key = min(short, key=lambda c: (short[c], -abs(items[c]["diff"])))
     else:
         key = max(items, key=lambda c: (items[c]["p"], -abs(items[c]["diff"])))
     return {**items[key], "holds": all(t["holds"] for t in items.values()), "p": max(t["p"] for t in items.values()),
-            "p_opposite": p_opp, "combined": k, "against": key, "tests": items}
+            "p_opposite": p_opp, "combined": k, "against": key, "tests": items, "effects": effects}
 
 
 def _is_num(v):
@@ -244,7 +253,7 @@ def claim(claim, paper, ours, test=None, holds=None, note="", paper_effect=None,
     ``paper_effect``: the paper's own difference for the same comparison, in the units and sign
     of the test's difference (text for a comparison that has no single number); for "A beats
     each" (``all_pass``) a dict of the paper's difference against each competitor, of which the
-    row shows the binding one's.
+    row shows the binding one's (default: the ``effect`` given to ``all_pass``).
     ``not_testable``: why the claim cannot be tested here (decided by construction, or a
     protocol that cannot move the metric): the row keeps its numbers, its verdict is "not
     testable here" and it leaves the family.  ``beyond_paper``: the claim is ours, not the
@@ -257,6 +266,8 @@ def claim(claim, paper, ours, test=None, holds=None, note="", paper_effect=None,
     if not_testable is not None and (not isinstance(not_testable, str) or not not_testable.strip()):
         raise ValueError(f"not_testable={not_testable!r} is not valid; accepted: a sentence saying why")
     t = test or {}
+    if paper_effect is None and t.get("effects") is not None:
+        paper_effect = t["effects"]
     p_eff, target, k = _effect_tests(t, paper_effect) if test is not None else (None, None, 1)
     if isinstance(paper_effect, dict):
         paper_effect = paper_effect.get(t.get("against"))

@@ -598,7 +598,7 @@ def claim_rows(params, block, spurious, shapes, sweep, psweep, t3, identity, ben
               **kw):
         tests = {b: claims.paired_test(_vals(df, a, measure), _vals(df, b, measure), alternative=alternative)
                  for b in others}
-        t = claims.all_pass(tests) if len(tests) > 1 else next(iter(tests.values()))
+        t = claims.all_pass(tests, paper_effect) if len(tests) > 1 else next(iter(tests.values()))
         b = t.get("against", others[0])
         rows.append(claims.claim(text, paper, f"{LABELS[a]} {ms(_vals(df, a, measure), digits)} vs "
                                  f"{'binding: ' if len(others) > 1 else ''}{LABELS[b]} {ms(_vals(df, b, measure), digits)}",
