@@ -46,14 +46,14 @@ def setup(notebook, profile="cpu", root=None):
     return figure_dir()
 
 
+def _figure_root():
+    return Path(_STATE["root"]) if _STATE["root"] is not None else repo_root()
+
+
 def figure_dir():
     if _STATE["notebook"] is None:
         raise RuntimeError("call plotting.setup(notebook, profile) before savefig")
-    if _STATE["root"] is not None:
-        root = Path(_STATE["root"])
-    else:
-        root = repo_root()
-    d = root / "figures" / _STATE["notebook"]
+    d = _figure_root() / "figures" / _STATE["notebook"]
     if _STATE["profile"] != "cpu":
         d = d / _STATE["profile"]
     return d
@@ -63,7 +63,8 @@ def savefig(name, fig=None, formats=("png", "pdf")):
     """Write ``fig`` (default: current figure) as ``figures/<notebook>/<name>.{png,pdf}``.
 
     ``name`` carries the paper's figure number, e.g. ``"fig1_toy2d"``. Written atomically.
-    Returns the list of written paths.
+    Returns the list of written paths, relative to the repository (``figures/...``: a notebook
+    that shows them shows no path of the machine it ran on).
     """
     fig = plt.gcf() if fig is None else fig
     d = figure_dir()
@@ -76,7 +77,7 @@ def savefig(name, fig=None, formats=("png", "pdf")):
         meta = {"Software": None} if ext == "png" else {"CreationDate": None, "Creator": None, "Producer": None}
         fig.savefig(tmp, format=ext, metadata=meta)
         os.replace(tmp, path)
-        paths.append(path)
+        paths.append(path.relative_to(_figure_root()))
     return paths
 
 
