@@ -2,6 +2,7 @@
 a module that imports it back, directly or through others."""
 import ast
 import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -51,15 +52,15 @@ def _graph():
 
 
 def _cycle(graph):
+    """The first import cycle of ``graph`` (module -> modules it imports), or None.  A package
+    importing its own submodules is the only edge that cannot close a cycle by itself; a
+    submodule importing its package (whose ``__init__`` imports it) is an edge like any other."""
     state, stack = {}, []
 
     def visit(n):
         state[n] = "open"
         stack.append(n)
         for m in sorted(graph[n]):
-            # a package's __init__ re-exporting its own submodules is not a cycle of concerns
-            if m.startswith(n + ".") or n.startswith(m + "."):
-                continue
             if state.get(m) == "open":
                 return stack[stack.index(m):] + [m]
             if m not in state:
@@ -83,6 +84,82 @@ def test_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
+ARCHITECTURE = PKG.parents[1] / "docs" / "ARCHITECTURE.md"
+
+
+def documented_rows(text=None):
+    """The rows of the stack drawn in docs/ARCHITECTURE.md, bottom row first: each a set of the
+    package's top-level modules or subpackages (``papers``, ``regularizers``, ...).  A row is a
+    line of names joined by " · " before the description; a trailing " ·" continues it."""
+    text = ARCHITECTURE.read_text() if text is None else text
+    block = text.split("```", 2)[1]
+    rows, pending = [], []
+    for line in block.splitlines():
+        left = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+        if not left or left.startswith(("│", "notebooks/")):
+            continue
+        names = [n.strip() for n in left.split("·")]
+        pending += [n for n in names if n]
+        if not left.rstrip().endswith("·"):
+            rows.append(set(pending))
+            pending = []
+    return rows[::-1]
+
+
+def _group(module):
+    """The top-level name under the package: robust_saliency.regularizers.density -> regularizers."""
+    return module.split(".")[1] if module.count(".") else module
+
+
+def row_violations(graph, rows):
+    """Imports that do not go strictly down the documented rows: to the same row (another group
+    of it), to a row above, or from a submodule to its own package's ``__init__`` (which imports
+    it); and modules no row names."""
+    level = {name: i for i, row in enumerate(rows) for name in row}
+    out = []
+    for mod, targets in sorted(graph.items()):
+        if mod == "robust_saliency":
+            continue
+        g = _group(mod)
+        if g not in level:
+            out.append(f"{mod}: its group {g!r} is in no row of docs/ARCHITECTURE.md")
+            continue
+        for t in sorted(targets):
+            if t == "robust_saliency":
+                continue
+            h = _group(t)
+            if h == g:
+                if mod.startswith(t + "."):
+                    out.append(f"{mod} imports its own package {t} (whose __init__ imports it)")
+                continue
+            if h in level and level[h] >= level[g]:
+                where = "the same row" if level[h] == level[g] else "a row above"
+                out.append(f"{mod} imports {t}, in {where}")
+    return out
+
+
+def test_imports_follow_the_documented_rows():
+    bad = row_violations(_graph(), documented_rows())
+    assert not bad, "imports against docs/ARCHITECTURE.md's stack:\n" + "\n".join(bad)
+
+
+def test_the_row_check_catches_same_row_upward_and_parent_imports():
+    rows = [{"common"}, {"models", "data"}, {"regularizers"}, {"methods"}]
+    graph = {"robust_saliency.models": {"robust_saliency.data"},                     # same row
+             "robust_saliency.common": {"robust_saliency.methods"},                  # upward
+             "robust_saliency.regularizers": {"robust_saliency.regularizers.density"},
+             "robust_saliency.regularizers.density": {"robust_saliency.regularizers"},  # parent
+             "robust_saliency.methods": {"robust_saliency.regularizers", "robust_saliency.common"}}
+    bad = row_violations(graph, rows)
+    assert any("models imports robust_saliency.data, in the same row" in b for b in bad)
+    assert any("common imports robust_saliency.methods, in a row above" in b for b in bad)
+    assert any("density imports its own package" in b for b in bad)
+    assert not any(b.startswith("robust_saliency.methods") for b in bad)
+    assert _cycle(graph) is not None  # density -> regularizers -> density
+    text = "```\n top        x\n    │\n a · b ·    y\n c          z\n```"
+    assert documented_rows(text) == [{"a", "b", "c"}, {"top"}]
+
+
 def test_the_checker_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
@@ -104,8 +181,8 @@ def test_architecture_page_names_every_module():
     assert not missing, f"docs/ARCHITECTURE.md does not name {missing}"
 
 
-def test_spec_section_10_public_names_keep_working():
-    """The names other code relies on (SPEC section 10) exist with their documented call shapes."""
+def test_public_names_keep_working():
+    """The names notebooks and other code rely on exist with their documented call shapes."""
     import torch
 
     from robust_saliency import attacks, attributions, data, experiments, metrics, models, regularizers, training

@@ -354,7 +354,7 @@ def per_group_ce():
 
 def test_group_dro_online_steps_are_the_exp_weights():
     ce, lg = per_group_ce()
-    m = R.get("group_dro", eta=0.5)
+    m = methods.get("group_dro", eta=0.5)
     assert torch.equal(m.q, torch.full((4,), 0.25, dtype=DT))
     q = np.full(4, 0.25)
     for step in range(2):
@@ -371,13 +371,13 @@ def test_group_dro_online_steps_are_the_exp_weights():
     before = m.q
     m.penalty(nn.Identity(), LOGITS, LABELS, groups=GROUPS)  # the penalty alone is not a step
     assert torch.equal(m.q, before)
-    assert torch.equal(R.get("group_dro", eta=0.0)(nn.Identity(), LOGITS, LABELS, groups=GROUPS)[0],
+    assert torch.equal(methods.get("group_dro", eta=0.0)(nn.Identity(), LOGITS, LABELS, groups=GROUPS)[0],
                        (torch.tensor(lg) * 0.25).sum())
 
 
 def test_group_dro_balanced_is_the_mean_over_present_groups():
     ce, lg = per_group_ce()
-    m = R.get("group_dro", mode="balanced")
+    m = methods.get("group_dro", mode="balanced")
     loss, logs = m(nn.Identity(), LOGITS, LABELS, groups=GROUPS)
     assert float(loss) == pytest.approx(lg[:3].mean(), rel=1e-12)
     assert float(loss) != pytest.approx(ce.mean(), rel=1e-3)  # differs from the plain mean
@@ -389,8 +389,8 @@ def test_group_dro_with_marginal_density_adds_its_penalty():
     net, (x, y) = mlp(), batch((6, 4))
     cls = torch.tensor([0, 1, 2, 0, 1, 2])
     kw = {"lam": 0.4, "variant": "efficient"}
-    m = R.get("group_dro", regularizer="marginal_density", reg_kw=kw, eta=0.3)
-    plain = R.get("group_dro", eta=0.3)
+    m = methods.get("group_dro", regularizer="marginal_density", reg_kw=kw, eta=0.3)
+    plain = methods.get("group_dro", eta=0.3)
     loss, logs = m(net, x, y, groups=GROUPS, classes=cls)
     dro, _ = plain(net, x, y, groups=GROUPS)
     pen = R.get("marginal_density", **kw).penalty(net, x, y, classes=cls)
@@ -404,13 +404,13 @@ def test_group_dro_with_marginal_density_adds_its_penalty():
 
 
 def test_group_dro_state_round_trip():
-    m = R.get("group_dro", eta=1.0)
+    m = methods.get("group_dro", eta=1.0)
     m(nn.Identity(), LOGITS, LABELS, groups=GROUPS)
     state = m.state_dict()
     state["q"][0] = 7.0  # a copy: does not touch the method
     assert m.q[0] != 7.0
     state = m.state_dict()
-    fresh = R.get("group_dro", eta=1.0)
+    fresh = methods.get("group_dro", eta=1.0)
     assert not torch.equal(fresh.q, m.q)
     fresh.load_state_dict(state)
     assert torch.equal(fresh.q, m.q)
@@ -421,16 +421,16 @@ def test_group_dro_state_round_trip():
 
 
 def test_group_dro_hparams_are_canonical_and_hash():
-    a = R.get("group_dro", regularizer="marginal_density", reg_kw={"lam": 0.5})
-    b = R.get("group_dro", regularizer="marginal_density", reg_kw={"variant": "stable", "lam": 0.5, "p": 2})
-    c = R.get("group_dro", regularizer="marginal_density", reg_kw={"lam": 0.2})
-    d = R.get("group_dro", regularizer="input_grad", reg_kw={"lam": 0.5})
+    a = methods.get("group_dro", regularizer="marginal_density", reg_kw={"lam": 0.5})
+    b = methods.get("group_dro", regularizer="marginal_density", reg_kw={"variant": "stable", "lam": 0.5, "p": 2})
+    c = methods.get("group_dro", regularizer="marginal_density", reg_kw={"lam": 0.2})
+    d = methods.get("group_dro", regularizer="input_grad", reg_kw={"lam": 0.5})
     assert a.hparams == b.hparams and a.hparams["reg_kw"] == {"lam": 0.5, "p": 2.0, "variant": "stable"}
-    hashes = {cache.config_hash(m.hparams) for m in (a, c, d, R.get("group_dro"))}
+    hashes = {cache.config_hash(m.hparams) for m in (a, c, d, methods.get("group_dro"))}
     assert cache.config_hash(a.hparams) == cache.config_hash(b.hparams) and len(hashes) == 4
-    assert R.get("group_dro").hparams == {"n_groups": 4, "eta": 0.01, "mode": "online",
-                                          "regularizer": None, "reg_kw": None}
-    assert type(R.GroupDRO(**a.hparams).inner) is R.MarginalDensity  # hparams rebuild the method
+    assert methods.get("group_dro").hparams == {"n_groups": 4, "eta": 0.01, "mode": "online",
+                                                "regularizer": None, "reg_kw": None}
+    assert type(methods.GroupDRO(**a.hparams).inner) is R.MarginalDensity  # hparams rebuild the method
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -447,15 +447,37 @@ def test_group_dro_hparams_are_canonical_and_hash():
 ])
 def test_group_dro_bad_settings(kw, match):
     with pytest.raises(ValueError, match=match):
-        R.get("group_dro", **kw)
+        methods.get("group_dro", **kw)
 
 
 def test_group_dro_bad_groups():
-    m = R.get("group_dro")
+    m = methods.get("group_dro")
     for bad in (torch.tensor([0, 0, 1, 2, 4, 2]), torch.tensor([0, 0, 1, 2, -1, 2]),
                 torch.tensor([0, 1, 2]), GROUPS.double(), None):
         with pytest.raises(ValueError, match="groups"):
             m(nn.Identity(), LOGITS, LABELS, groups=bad)
+
+
+def test_group_dro_composes_with_adversarial_training():
+    """group DRO over at_pgd: the per-sample CE at the inner method's PGD input (same draw)."""
+    net, (x, y) = mlp(), batch((6, 4))
+    x = x.clamp(0, 1)
+    m = methods.get("group_dro", regularizer="at_pgd", reg_kw={"eps": 8, "steps": 2}, mode="balanced")
+    assert m.hparams["reg_kw"] == {"alpha": 2.0, "eps": 8.0, "steps": 2}
+    torch.manual_seed(3)
+    loss, logs = m(net, x, y, groups=GROUPS)
+    torch.manual_seed(3)
+    x_adv = methods.get("at_pgd", eps=8, steps=2).attack(net, x, y)
+    ce = nn.functional.cross_entropy(net(x_adv), y, reduction="none").detach().numpy()
+    g = GROUPS.numpy()
+    want = np.mean([ce[g == k].mean() for k in range(3)])
+    assert loss.item() == pytest.approx(want, rel=1e-10)
+    clean = methods.get("group_dro", mode="balanced")(net, x, y, groups=GROUPS)[0]
+    assert loss.item() > clean.item()  # the attacked batch, not the clean one
+    with pytest.raises(ValueError, match="free"):
+        methods.get("group_dro", regularizer="norm_regularized_at", reg_kw={"training": "free"})
+    with pytest.raises(ValueError, match="inner"):
+        R.GroupDRO(inner=methods.get("group_dro"))
 
 
 def _group_set(n=24):
@@ -510,9 +532,12 @@ def test_group_dro_trains_end_to_end_and_resumes_with_its_q(tmp_path):
 # ------------------------------------------------------------------------------------------
 def test_registry_and_defaults():
     for name, cls in [("marginal_density", R.MarginalDensity), ("score_matching", R.ScoreMatching),
-                      ("cure", R.Cure), ("group_dro", R.GroupDRO)]:
+                      ("cure", R.Cure)]:
         assert R.REGISTRY[name] is cls and methods.METHODS[name] is cls and cls.name == name
         assert cls.__doc__.splitlines()[0].strip()
+    # group_dro wraps other methods: methods builds it, the regularizers' registry does not list it
+    assert "group_dro" not in R.REGISTRY and issubclass(methods.METHODS["group_dro"], R.GroupDRO)
+    assert methods.METHODS["group_dro"].name == "group_dro"
     assert R.get("marginal_density").hparams == {"lam": 0.1, "p": 2.0, "variant": "stable"}
     assert R.get("score_matching").hparams == {"lam": 1e-5, "sigma": 0.01, "tau": 1e-3}
     assert R.get("marginal_density").draws == ("classes",) and R.get("score_matching").draws == ("v",)

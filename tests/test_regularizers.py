@@ -536,7 +536,7 @@ def test_atex_teacher_is_identified_by_key_not_kept_in_hparams():
 # ------------------------------------------------------------------------------------------
 def test_registry():
     assert set(R.NAMES) == {"l2", "cosd", "l2_cosd", "hessian", "maxent", "input_grad", "iga", "atex",
-                            "marginal_density", "score_matching", "cure", "group_dro"}
+                            "marginal_density", "score_matching", "cure"}
     for name in R.NAMES:
         assert methods.METHODS[name] is R.REGISTRY[name]
         assert methods.METHODS[name].name == name
@@ -588,7 +588,7 @@ def test_alignment_terms_differentiable_wrt_delta():
 @pytest.mark.parametrize("name,key", [("l2", "eps"), ("cosd", "eps"), ("l2_cosd", "eps"),
                                       ("iga", "eps"), ("iga", "step"), ("atex", "smooth_sigma")])
 def test_budgets_are_in_0_255_units(name, key):
-    """SPEC section 7: eps=4 means 4/255; a value above 255 is rejected with its unit named."""
+    """Units (``units``): eps=4 means 4/255; a value above 255 is rejected with its unit named."""
     extra = {"teacher": nn.Linear(2, 2)} if name == "atex" else {}
     assert R.get(name, **{key: 255}, **extra).hparams[key] == 255.0
     for bad in (255.5, 1e4, -1, float("nan")):

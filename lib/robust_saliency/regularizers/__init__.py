@@ -15,12 +15,12 @@ marginal density and its baselines), ``_checks`` (hyperparameter checks).  Two l
   ``l2``, ``cosd``, ``l2_cosd`` (P1 Eq. 5), ``hessian`` (Dombrowski 2022), ``maxent``,
   ``input_grad`` (Ross and Doshi-Velez 2018), ``iga`` (Singh 2020), ``atex`` (Tang 2022);
   ``marginal_density`` (P4 Eq. 4), ``score_matching`` (Srinivas and Fleuret 2021), ``cure``
-  (Moosavi-Dezfooli 2019), ``group_dro`` (Sagawa 2020; group-weighted CE plus any other
-  method's penalty, ``regularizer=`` and ``reg_kw=``; reads the training set's ``groups``).
+  (Moosavi-Dezfooli 2019).  ``GroupDRO`` (Sagawa 2020; group-weighted CE composed with an inner
+  method, reads the training set's ``groups``) is exported but not in ``REGISTRY``: it wraps
+  other methods, so ``methods`` (above this package and adversarial training) builds it by name.
 
 ``get(name, **hparams)`` (``REGISTRY.get``, the same lookup as ``methods.get``) returns the
-method instance (SPEC section 10 calls it "the
-regularizer"): ``method(model, x, y) -> (loss, logs)`` with ``loss = base + penalty`` and
+method instance: ``method(model, x, y) -> (loss, logs)`` with ``loss = base + penalty`` and
 ``logs`` a dict of floats, and ``method.penalty(model, x, y) -> scalar Tensor`` is the weighted
 regularization term alone.  ``base`` is the cross-entropy on the clean batch except for
 ``iga`` (cross-entropy at the adversarial input) and ``atex`` (zero: the loss is all
@@ -52,7 +52,7 @@ __all__ = ["REGISTRY", "NAMES", "get", "Regularized", "L2", "CosD", "L2CosD", "H
 
 REGISTRY = Registry("regularizer", {cls.name: cls for cls in
                                     (L2, CosD, L2CosD, Hessian, MaxEnt, InputGrad, IGA, ATEX,
-                                     MarginalDensity, ScoreMatching, Cure, GroupDRO)})
+                                     MarginalDensity, ScoreMatching, Cure)})
 NAMES = REGISTRY.names
 
 
@@ -60,6 +60,6 @@ def get(name, **hparams):
     """Training method ``name`` with its hyperparameters: ``fn(model, x, y) -> (loss, logs)``.
 
     The returned ``Method`` also has ``.penalty(model, x, y) -> scalar Tensor``, the
-    regularization term alone (SPEC section 10's "regularizer"), and ``.terms``.
+    regularization term alone, and ``.terms``.
     """
     return REGISTRY.get(name, **hparams)

@@ -1,6 +1,6 @@
 """P4's marginal-density regularizer and its baselines: ``marginal_density`` (P4 Eq. 4-6),
 ``score_matching`` (Srinivas and Fleuret 2021), ``cure`` (Moosavi-Dezfooli 2019) and
-``group_dro`` (Sagawa 2020), with the functional terms ``marginal_density_grad`` and
+``GroupDRO`` (Sagawa 2020; composed with another method by ``methods``), with the functional terms ``marginal_density_grad`` and
 ``hessian_trace_estimate``.  Per-sample input gradients are taken as the gradient of the sum
 over the batch (exact when samples do not interact: eval mode, or no BatchNorm)."""
 import torch
@@ -169,7 +169,8 @@ class Cure(Regularized):
 
 
 class GroupDRO(Regularized):
-    """Sagawa 2020 (group DRO, Algorithm 1; P4 Table 2): sum_g q_g CE_g + an optional regularizer's penalty.
+    """Sagawa 2020 (group DRO, Algorithm 1; P4 Table 2): sum_g q_g L_g, L_g the mean per-sample CE
+    of group g, composed with an ``inner`` training method.
 
     CE_g is the mean CE of group g in the batch (``groups``, a training-set extra of group ids
     in [0, n_groups), passed by the training loop).  ``mode="online"`` (Algorithm 1): each call
@@ -178,42 +179,39 @@ class GroupDRO(Regularized):
     contribution), as Sagawa's code.  q (float64, CPU) is state across steps
     (``state_dict`` / ``load_state_dict``), uniform at construction.  ``mode="balanced"``
     (P4 A.8: "each batch re-weighted to have the same number of samples in each group"): the
-    mean over the present groups of CE_g; q is not used.  ``regularizer``: None or a name of
-    ``regularizers.REGISTRY`` (not ``group_dro``) built with ``reg_kw``; its ``penalty`` (its
-    own CE is not added) joins the loss, and its draws can be fixed through this method.
-    ``hparams["reg_kw"]`` is the inner method's full hparams (defaults included, keys sorted),
-    so equal settings share a cache key; None without a regularizer.
+    mean over the present groups of CE_g; q is not used.
+
+    ``inner``: None or a built ``Method`` (``methods.get("group_dro", regularizer=name,
+    reg_kw=...)`` builds it by name from every training method, adversarial training included).
+    The per-sample CE is taken at the inner method's training input: its ``attack`` where it has
+    one (adversarial training, IGA), else the clean batch; the inner ``penalty`` (zero for
+    adversarial training; its own CE is not added) joins the loss, and its draws can be fixed
+    through this method.  ``hparams["regularizer"]`` is the inner method's name and
+    ``hparams["reg_kw"]`` its full hparams (defaults included, keys sorted), so equal settings
+    share a cache key; both None without one.
     """
 
     name = "group_dro"
     params = {"n_groups": (4, _pos_int), "eta": (0.01, _nonneg),
               "mode": ("online", _choice("online", "balanced"))}
 
-    def __init__(self, regularizer=None, reg_kw=None, **hparams):
+    def __init__(self, inner=None, **hparams):
         unknown = sorted(set(hparams) - set(self.params))
         if unknown:
             raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}; accepted: "
-                             f"{sorted([*self.params, 'regularizer', 'reg_kw'])}")
+                             f"{sorted([*self.params, 'inner'])}")
         super().__init__(**hparams)
-        from . import REGISTRY  # the package's registry (this module is one of its entries)
-
-        names = [n for n in REGISTRY.names if n != self.name]
-        if regularizer is not None and regularizer not in names:
-            raise ValueError(f"group_dro: regularizer={regularizer!r} is not accepted; expected None "
-                             f"or one of {names}")
-        if reg_kw is not None and not isinstance(reg_kw, dict):
-            raise ValueError(f"group_dro: reg_kw={reg_kw!r} is not accepted; expected None or a dict "
-                             f"of the regularizer's hyperparameters")
-        if regularizer is None and reg_kw:
-            raise ValueError(f"group_dro: reg_kw={reg_kw!r} is not accepted without a regularizer; "
-                             f"expected None or {{}}")
-        try:
-            self.inner = None if regularizer is None else REGISTRY.get(regularizer, **(reg_kw or {}))
-        except ValueError as err:
-            raise ValueError(f"group_dro: reg_kw={reg_kw!r} is not accepted by {regularizer!r}: "
-                             f"{err}") from None
-        self.hparams["regularizer"] = regularizer
-        self.hparams["reg_kw"] = None if self.inner is None else dict(sorted(self.inner.hparams.items()))
+        if inner is not None and (not callable(getattr(inner, "terms", None))
+                                  or getattr(inner, "name", None) in (None, self.name)):
+            raise ValueError(f"group_dro: inner={inner!r} is not accepted; expected None or a "
+                             f"training method other than group_dro (methods.get(name, ...))")
+        if inner is not None and inner.hparams.get("training") == "free":
+            raise ValueError("group_dro: inner norm_regularized_at with training='free' is not "
+                             "accepted (its replays carry state across steps); expected 'fast', "
+                             "'iterative' or 'mifgsm'")
+        self.inner = inner
+        self.hparams["regularizer"] = None if inner is None else inner.name
+        self.hparams["reg_kw"] = None if inner is None else dict(sorted(inner.hparams.items()))
         k = self.hparams["n_groups"]
         self._q = torch.full((k,), 1.0 / k, dtype=torch.float64)
 
@@ -271,9 +269,16 @@ class GroupDRO(Regularized):
         extra = {k: draws.pop(k) for k in self.extras[1:] if k in draws}
         return self._inner_penalty(model, x, y, extra, draws)
 
+    def _inputs(self, model, x, y, extra):
+        """The batch the per-sample CE is taken at: the inner method's ``attack`` if it has one."""
+        attack = getattr(self.inner, "attack", None)
+        if attack is None:
+            return x
+        return attack(model, x, y, *(extra[k] for k in self.inner.extras))
+
     def terms(self, model, x, y, groups=None, **draws):
         extra = {k: draws.pop(k) for k in self.extras[1:] if k in draws}
-        logits = model(x)
+        logits = model(self._inputs(model, x, y, extra))
         loss = F.cross_entropy(logits, y, reduction="none")
         loss_g, present = self.group_losses(loss, groups)
         if self.hparams["mode"] == "online":
