@@ -6,7 +6,11 @@
 #       make bench (benchmark scripts), make report (results/REPORT.md), make check-outputs
 #       (are the committed notebooks' outputs current?).
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.11, as pyproject.toml's requires-python says; setup stops if PYTHON is another version.
+PYTHON ?= $(shell command -v python3.11 || command -v python3 || echo python3.11)
+PYTHON_CHECK := import sys; v = sys.version_info[:2]; sys.exit(None if v == (3, 11) else \
+  "robust_saliency needs Python 3.11 (requires-python in pyproject.toml); %s is %d.%d: run \
+  make PYTHON=/path/to/python3.11 (remove .venv first if that Python made it)." % ((sys.executable,) + v))
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -18,7 +22,8 @@ export PYTHONHASHSEED := 0
 setup: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	test -d $(VENV) || { $(PYTHON) -c '$(PYTHON_CHECK)' && $(PYTHON) -m venv $(VENV); }
+	@$(PY) -c '$(PYTHON_CHECK)'
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .

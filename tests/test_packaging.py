@@ -1,10 +1,14 @@
-"""The pins agree across requirements.txt / pyproject.toml / environment.yml; the notebooks are
-papermill- and nbval-ready; the README and CI give the two commands."""
+"""requirements.txt's exact pins equal environment.yml's and lie inside pyproject.toml's ranges;
+the notebooks are papermill- and nbval-ready; the README and CI give the two commands."""
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement  # packaging: a dependency of pytest
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,11 +38,80 @@ def test_requirements_and_environment_agree():
     assert req["captum"] == "0.9.0" and req["zennit"] == "0.5.1"
 
 
-def test_pyproject_reads_requirements():
-    text = (ROOT / "pyproject.toml").read_text()
-    assert 'dependencies = { file = ["requirements.txt"] }' in text
-    assert 'name = "robust_saliency"' in text
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _pyproject_requirements(project):
+    """Every requirement of ``project`` (dependencies and all extras) except references to the
+    project's own extras, by normalized name."""
+    reqs = [Requirement(r) for r in project.get("dependencies", [])]
+    for extra in project.get("optional-dependencies", {}).values():
+        reqs += [Requirement(r) for r in extra]
+    own = canonicalize_name(project["name"])
+    return {canonicalize_name(r.name): r for r in reqs if canonicalize_name(r.name) != own}
+
+
+def _lock_problems(project, pins):
+    """What is wrong between pyproject's ranges and requirements.txt's exact pins: a pyproject
+    requirement that the lock does not pin, or pins outside its range; an extra named in a
+    self-reference (``robust_saliency[notebooks]``) that does not exist."""
+    pins = {canonicalize_name(k): v for k, v in pins.items()}
+    problems = []
+    for name, req in _pyproject_requirements(project).items():
+        if name not in pins:
+            problems.append(f"{name} ({req.specifier}) is not pinned in requirements.txt")
+        elif not req.specifier:
+            problems.append(f"{name} has no range in pyproject.toml")
+        elif not req.specifier.contains(pins[name], prereleases=True):
+            problems.append(f"{name}=={pins[name]} is outside {req.specifier}")
+    own = canonicalize_name(project["name"])
+    for extra in project.get("optional-dependencies", {}).values():
+        for r in map(Requirement, extra):
+            if canonicalize_name(r.name) == own:
+                problems += [f"unknown extra {e!r}" for e in r.extras
+                             if e not in project["optional-dependencies"]]
+    return problems
+
+
+def test_pyproject_ranges_hold_the_lock():
+    """pyproject.toml declares ranges; requirements.txt is the exact lock inside them."""
+    project = _pyproject()["project"]
+    assert project["name"] == "robust_saliency"
+    assert "dependencies" not in project.get("dynamic", []), "pyproject declares its own ranges"
+    assert {"notebooks", "test"} <= set(project["optional-dependencies"])
+    runtime = {canonicalize_name(Requirement(r).name) for r in project["dependencies"]}
+    assert {"torch", "torchvision", "numpy", "captum", "pyyaml"} <= runtime
+    assert not runtime & {"pytest", "nbval", "papermill", "jupyterlab"}, "tools are extras"
+    pins = _pins((ROOT / "requirements.txt").read_text().splitlines())
+    assert _lock_problems(project, pins) == []
     assert (ROOT / "lib" / "robust_saliency" / "__init__.py").exists()
+
+
+def test_lock_check_catches_a_bad_lock():
+    """The same check fails on a lock that is out of range, incomplete, or on a missing extra."""
+    project = {"name": "robust_saliency", "dependencies": ["numpy>=2.2,<3", "scipy>=1.15,<2"],
+               "optional-dependencies": {"test": ["robust_saliency[notebookz]", "pytest>=9,<10"]}}
+    problems = _lock_problems(project, {"numpy": "3.0.0", "pytest": "9.2.0"})
+    assert len(problems) == 3, problems
+    assert problems[0].startswith("numpy==3.0.0 is outside")
+    assert problems[1].startswith("scipy") and problems[1].endswith("not pinned in requirements.txt")
+    assert problems[2] == "unknown extra 'notebookz'"
+    assert _lock_problems(project | {"optional-dependencies": {}},
+                          {"numpy": "2.4.6", "scipy": "1.17.1"}) == []
+
+
+def test_makefile_python_agrees_with_requires_python():
+    """make setup creates .venv with python3.11 and stops on another version; requires-python
+    admits exactly 3.11."""
+    spec = SpecifierSet(_pyproject()["project"]["requires-python"])
+    assert "3.11.0" in spec and "3.11.9" in spec and "3.10.9" not in spec and "3.12.0" not in spec
+    mk = (ROOT / "Makefile").read_text()
+    assert "PYTHON ?= $(shell command -v python3.11 ||" in mk
+    assert "v == (3, 11)" in mk
+    recipe = mk.split("\n$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert "$(PYTHON) -c '$(PYTHON_CHECK)' && $(PYTHON) -m venv" in recipe
+    assert "--no-deps -e ." in recipe
 
 
 def test_installed_versions_match_pins():
