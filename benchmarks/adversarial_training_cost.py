@@ -1,5 +1,5 @@
 """Training cost per step of P3's norm-regularized adversarial training and of the other
-adversarial-training methods, relative to ``ce`` (issue 11; SPEC section 8 "Cost").
+adversarial-training methods, relative to ``ce``.
 
 Run ``python -m benchmarks.adversarial_training_cost [--repeats 5] [--batch-size 64]``.  Every
 method (``METHODS``: ce, norm_regularized_at one-step l1 / group / elastic, iterative l1, MI-FGSM

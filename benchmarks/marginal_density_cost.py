@@ -1,5 +1,5 @@
 """Training cost per step of P4's marginal-density regularizer (each implementation) and of its
-baselines, relative to ``ce`` (issue 12; P4 Fig. 2b; SPEC section 8 "Cost").
+baselines, relative to ``ce`` (P4 Fig. 2b).
 
 Run ``python -m benchmarks.marginal_density_cost [--repeats 15] [--batch-size 64]``.  Every
 method (``METHODS``: ce, marginal_density basic / stable / efficient, input_grad, hessian,

@@ -1,4 +1,4 @@
-"""Training cost of P1's regularizers per step, relative to ``ce`` (P1 Table 2; SPEC section 8 "Cost").
+"""Training cost of P1's regularizers per step, relative to ``ce`` (P1 Table 2).
 
 Run ``python -m benchmarks.regularizer_cost [--repeats 5] [--batch-size 64]``.  Every method
 (``ce``, ``l2``, ``l2_cosd``, ``hessian``, ``iga``, ``atex`` with P1's reference

@@ -1,5 +1,5 @@
 """Cost of P2's RelEx per explained image: batched against one image at a time, and against the
-baseline explainers (issue 10; P2 S2.1 reports ~17 s per ImageNet image on an RTX 2080 Ti).
+baseline explainers (P2 S2.1 reports ~17 s per ImageNet image on an RTX 2080 Ti).
 
 Run ``python -m benchmarks.relex_cost [--batch-sizes 1,8,32] [--repeats 2]``.  One model
 (``small_cnn`` width 16, ReLU, ImageNet-like ``Normalize`` first, random weights: the cost does

@@ -9,13 +9,7 @@ from robust_saliency import attacks
 TOL = 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on shared CPUs."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one torch thread (conftest.py)
 
 
 def _linear_two_class(d=12):
@@ -194,7 +188,7 @@ def test_registry_and_bad_parameters():
 
 @pytest.mark.parametrize("name", attacks.NAMES)
 def test_linf_budgets_are_in_0_255_units(trained, name):
-    """SPEC section 7: eps=8 means 8/255 for every linf attack; above 255 is rejected by unit."""
+    """Units (``units``): eps=8 means 8/255 for every linf attack; above 255 is rejected by unit."""
     model, x, y = trained
     kw = {} if name == "fgsm" else {"steps": 3}
     call = {"target_x": x.flip(0), "alpha": 8} if name == "structured" else {}  # Adam steps of 8/255

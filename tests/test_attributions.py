@@ -51,7 +51,10 @@ def test_explainer_binds_hyperparameters_and_checks_their_names():
     assert ig.hparams == {"steps": 4}
     assert torch.equal(ig(model, x, t), A.integrated_gradients(model, x, t, steps=4))
     assert not torch.equal(ig(model, x, t), A.integrated_gradients(model, x, t))
-    assert torch.equal(ig.attribute(model, x, t), ig(model, x, t))
+    # captum's call shape: the bound hyperparameters apply, and create_graph reaches the method
+    assert torch.equal(ig.attribute(model, x, t), A.integrated_gradients(model, x, t, steps=4))
+    g = A.get("grad")
+    assert g.attribute(model, x, t, create_graph=True).requires_grad and not g.attribute(model, x, t).requires_grad
     assert torch.equal(ig(model, x, t, steps=8), A.integrated_gradients(model, x, t, steps=8))
     with pytest.raises(ValueError, match=r"unknown hyperparameters \['step'\]; accepted: .*'steps'"):
         A.get("integrated_gradients", step=4)
@@ -187,7 +190,7 @@ def zennit_lrp(model, x, t, low=0.0, high=1.0, zero_bias=False, canonizers=None,
 
     def attr_output(out):
         oh = nn.functional.one_hot(t, out.shape[1]).to(out)
-        # zennit's LRP has a correct graph only if this output requires grad (SPEC section 5)
+        # zennit's LRP has a correct graph only if this output requires grad
         return out * oh if init == "logit" else oh.requires_grad_(create_graph)
 
     with Gradient(model, composite, create_graph=create_graph) as attributor:

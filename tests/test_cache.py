@@ -1,5 +1,6 @@
 """Tests of robust_saliency.cache: stable hashes, atomic checksummed files, memoization."""
 import dataclasses
+import hashlib
 import json
 import os
 import subprocess
@@ -30,8 +31,10 @@ def test_config_hash_is_canonical():
     assert C.config_hash({"lr": 1}) == C.config_hash({"lr": 1.0})
     assert C.config_hash({"lr": np.float32(0.5)}) == C.config_hash({"lr": 0.5})
     assert C.config_hash({1, 2, 3}) == C.config_hash({3, 2, 1})
-    h = C.config_hash(a)
-    assert len(h) == 64 and int(h, 16) >= 0
+    # the sha256 of the canonical JSON written out by hand (sorted keys, no spaces, tuples as lists)
+    blob = b'{"a":{"y":true,"z":null},"b":[1,2.5,[3,"x"]]}'
+    assert C.config_hash(a) == hashlib.sha256(blob).hexdigest()
+    assert C.config_hash(a) == "d0e5880941ea136b63dacff447ddd0c5ef760afc09f0be167b19e7d480809cf9"
 
 
 def test_config_hash_distinguishes_values():
@@ -78,7 +81,12 @@ def test_config_hash_rejects_unstable_objects():
     class WithFingerprint:
         fingerprint = "abc"
 
-    assert C.config_hash(WithFingerprint()) == C.config_hash(WithFingerprint())
+    class OtherFingerprint:
+        fingerprint = "abd"
+
+    assert C.config_hash(WithFingerprint()) == C.config_hash(WithFingerprint())  # not by id
+    assert C.config_hash(WithFingerprint()) == hashlib.sha256(b'{"__fingerprint__":"abc"}').hexdigest()
+    assert C.config_hash(WithFingerprint()) != C.config_hash(OtherFingerprint())
 
 
 def test_config_hash_same_in_another_process():

@@ -36,7 +36,7 @@ def test_paired_test_matches_the_textbook_and_scipy_ttest_rel():
 
 
 def test_a_t_of_2_06_on_three_seeds_does_not_hold():
-    """The issue's case: 'clearly greater' (2 standard errors) called t = 2.06 with 2 df a win (p ~ 0.09)."""
+    """An older rule, 'clearly greater' (2 standard errors), called t = 2.06 with 2 df a win (p ~ 0.09)."""
     d = np.array([-1.0, 0.0, 1.0]) + 2.06 / math.sqrt(3)  # std 1, se 1/sqrt(3): t = 2.06
     b = np.array([0.5, 0.6, 0.7])
     r = Cl.paired_test(b + d, b)
@@ -275,3 +275,29 @@ def test_a_paper_effect_ruled_out_against_one_competitor_makes_it_the_binding_on
     row = Cl.claim("best", "T", "o", test=t)  # the gaps come with the test
     assert row["verdict"] == "smaller than reported" and row["paper effect"] == 0.078 and row["binding"] == "ce"
     assert row["90% CI"][1] < 0.078
+
+
+def test_compare_is_the_paired_test_or_the_intersection_union_test_it_names():
+    vals = {"a": [0.9, 0.8, 0.85, 0.95], "b": [0.5, 0.6, 0.55, 0.5], "c": [0.8, 0.7, 0.9, 0.9]}
+    values = vals.__getitem__
+    one = Cl.compare(values, "a", "b", "a beats b", "Fig. 1", paper_effect=0.3)
+    direct = Cl.claim("a beats b", "Fig. 1", "x", test=Cl.paired_test(vals["a"], vals["b"]), paper_effect=0.3)
+    assert {k: v for k, v in one.items() if k != "ours (mean ± std over seeds)"} == \
+        {k: v for k, v in direct.items() if k != "ours (mean ± std over seeds)"}
+    assert one["ours (mean ± std over seeds)"] == "a 0.875 ± 0.065 vs b 0.538 ± 0.048"
+    many = Cl.compare(values, "a", ["b", "c"], "a beats each", "Fig. 1", label=str.upper,
+                          paper_effect={"b": 0.3, "c": 0.1})
+    t = Cl.all_pass({m: Cl.paired_test(vals["a"], vals[m]) for m in ("b", "c")}, {"b": 0.3, "c": 0.1})
+    assert many["binding"] == t["against"] == "c" and many["p (one-sided)"] == t["p"]
+    assert many["ours (mean ± std over seeds)"].startswith("A 0.875 ± 0.065 vs binding: C ")
+    assert many["paper effect"] == 0.1  # the binding competitor's
+    each = Cl.compare(values, ["a", "c"], "b", "each beats b", "Fig. 1", alternative="greater")
+    assert each["ours (mean ± std over seeds)"].startswith("binding: ")
+    lone = Cl.compare(values, "a", ["b"], "a beats b", "Fig. 1", paper_effect={"b": 0.3})
+    assert lone["paper effect"] == 0.3 and lone["binding"] is None and lone["p (one-sided)"] == one["p (one-sided)"]
+    low = Cl.compare(values, "b", "a", "b lower", "Fig. 1", alternative="less")
+    assert low["verdict"] == "holds" and low["difference"] < 0
+    with pytest.raises(ValueError, match="both lists"):
+        Cl.compare(values, ["a"], ["b"], "x", "y")
+    with pytest.raises(ValueError, match="empty"):
+        Cl.compare(values, "a", [], "x", "y")

@@ -244,13 +244,15 @@ def test_toy2d():
 
     d = data.load("toy2d", "train", n=200, noise=0.0)
     assert d.x.shape == (200, 2) and d.in_shape == (2,)
-    ref, _ = make_moons(200, noise=0.0)
     # noise-free moons lie on the two half circles of make_moons
     r0 = (d.x[d.y == 0]).norm(dim=1)
     r1 = (d.x[d.y == 1] - torch.tensor([1.0, 0.5])).norm(dim=1)
     assert torch.allclose(r0, torch.ones_like(r0), atol=1e-5)
     assert torch.allclose(r1, torch.ones_like(r1), atol=1e-5)
-    assert ref.shape == (200, 2)
+    # and they are make_moons' points with its labels, as a multiset of (point, label) pairs
+    ref, ref_y = make_moons(200, noise=0.0, shuffle=False)
+    pairs = lambda x, y: sorted((r.tobytes(), int(c)) for r, c in zip(x, y))  # noqa: E731
+    assert pairs(d.x.numpy(), d.y.numpy()) == pairs(ref.astype(np.float32), ref_y)
 
 
 def test_subset_is_seeded_and_slices_extras():

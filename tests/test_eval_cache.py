@@ -68,13 +68,15 @@ def test_source_hash_covers_the_imports_and_changes_with_any_file_of_them(tmp_pa
         cache.module_closure("numpy")
     before = cache.source_hash("robust_saliency.papers.p2")
     assert before == cache.source_hash(p2.evaluate)  # an object stands for its module
+    units = cache.source_hash("robust_saliency.units")
+    assert "robust_saliency.metrics.games" not in cache.module_closure("robust_saliency.units")
     real = cache._module_file
     copy = tmp_path / "games.py"
     copy.write_text(real("robust_saliency.metrics.games").read_text() + "\n# a change\n")
     monkeypatch.setattr(cache, "_module_file",
                         lambda name: copy if name == "robust_saliency.metrics.games" else real(name))
     assert cache.source_hash("robust_saliency.papers.p2") != before
-    assert cache.source_hash("robust_saliency.units") == cache.source_hash("robust_saliency.units")
+    assert cache.source_hash("robust_saliency.units") == units  # a file outside its closure: no change
 
 
 def _check_reads_hashed(tmp_path, call, params, data=None, monkeypatch=None):
@@ -102,14 +104,13 @@ def _check_reads_hashed(tmp_path, call, params, data=None, monkeypatch=None):
     return first
 
 
-def test_p1_evaluation_keys_every_parameter_it_reads(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+def test_p1_evaluation_keys_every_parameter_it_reads(cache_dir):
     torch.manual_seed(0)
     model = _keyed(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 12 * 12, 4)))
     x, y = torch.rand(4, 3, 12, 12), torch.tensor([0, 1, 2, 3])
     params = {"attributions": ["grad"], "rps_eps": 16, "rps_n": 1, "insertion": "paper", "attack_eps": 4,
               "attack_steps": 1, "unrelated": 1}
-    _check_reads_hashed(tmp_path, lambda p: p1.evaluate_saliency(
+    _check_reads_hashed(cache_dir, lambda p: p1.evaluate_saliency(
         p, model, torch.utils.data.TensorDataset(x, y), x, y, attack=None), params)
 
 
@@ -117,26 +118,24 @@ def _tiny(settings, **kw):
     return settings("smoke", **kw)
 
 
-def test_p2_evaluation_keys_every_parameter_it_reads(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+@pytest.mark.slow  # ~25-50 s: P2's whole evaluation (RelEx included), twice
+def test_p2_evaluation_keys_every_parameter_it_reads(cache_dir, monkeypatch):
     params = _tiny(p2.settings, n_test=8, eval_subset=2)
     _, test = p2.load_sets(params)
     model = _keyed(runs.build_model(params, test, seed=0))
-    _check_reads_hashed(tmp_path, lambda p: p2.evaluate(p, model, "natural", test, 0), params, test, monkeypatch)
+    _check_reads_hashed(cache_dir, lambda p: p2.evaluate(p, model, "natural", test, 0), params, test, monkeypatch)
 
 
-def test_p3_evaluation_keys_every_parameter_it_reads(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+def test_p3_evaluation_keys_every_parameter_it_reads(cache_dir, monkeypatch):
     params = _tiny(p3.settings, n_test=8, eval_subset=2)
     sets = p3.load_sets(params)
     model = _keyed(runs.build_model(params, sets["train"], seed=0))
-    _check_reads_hashed(tmp_path, lambda p: p3.evaluate(p, model, sets["test"], 0), params, sets["test"], monkeypatch)
+    _check_reads_hashed(cache_dir, lambda p: p3.evaluate(p, model, sets["test"], 0), params, sets["test"], monkeypatch)
 
 
-def test_p4_evaluations_key_every_parameter_they_read(tmp_path, monkeypatch):
+def test_p4_evaluations_key_every_parameter_they_read(cache_dir, monkeypatch):
     """P4's evaluations read their part's settings (``section``, a function of the parameters):
     every setting of the part they read is hashed, and no other (a progress switch is no miss)."""
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
     params = _tiny(p4.settings)
     sets = p4.block_sets(params)
     model = _keyed(runs.build_model(p4.section(params, "block"), sets["train"], seed=0))
@@ -147,14 +146,14 @@ def test_p4_evaluations_key_every_parameter_they_read(tmp_path, monkeypatch):
         return parts[-1]
 
     monkeypatch.setattr(p4, "section", recorded)
-    _check_reads_hashed(tmp_path, lambda p: p4.evaluate_block(p, model, sets["test"]), params, sets["test"])
-    hashed = set().union(*(e["params"] for e in _entries(tmp_path)))
+    _check_reads_hashed(cache_dir, lambda p: p4.evaluate_block(p, model, sets["test"]), params, sets["test"])
+    hashed = set().union(*(e["params"] for e in _entries(cache_dir)))
     assert set(parts[0].keys_read()) <= hashed and "ig_steps" in hashed and "progress" not in hashed
-    n = len(_entries(tmp_path))
+    n = len(_entries(cache_dir))
     p4.evaluate_block({**params, "progress": not params.get("progress")}, model, sets["test"])
-    assert len(_entries(tmp_path)) == n  # a setting it does not read: a hit
+    assert len(_entries(cache_dir)) == n  # a setting it does not read: a hit
     p4.evaluate_block({**params, "block_ig_steps": params["block_ig_steps"] + 1}, model, sets["test"])
-    assert len(_entries(tmp_path)) == n + 1  # one it reads: a miss
+    assert len(_entries(cache_dir)) == n + 1  # one it reads: a miss
 
 
 def test_the_training_key_covers_the_training_code(monkeypatch):

@@ -6,7 +6,7 @@ import time
 import numpy as np
 import pytest
 
-from robust_saliency import data
+from robust_saliency import data, profiles
 from robust_saliency import experiments as E
 from robust_saliency import training as T
 
@@ -56,33 +56,33 @@ def test_paper_profile_needs_data_root(registries, tmp_path):
     E.validate(**{**params, "data_root": str(tmp_path)})
 
 
-def test_train_config_from_params(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+def test_train_config_from_params(cache_dir):
     cfg = E.train_config(E.profile_params("smoke"), seed=2)
     assert isinstance(cfg, T.TrainConfig)
     assert cfg.num_epochs == E.PROFILES["smoke"]["num_epochs"] and cfg.seed == 2
-    assert cfg.cache_dir == str(tmp_path) and cfg.device == "cpu"
+    assert cfg.cache_dir == str(cache_dir) and cfg.device == "cpu"
 
 
 # ----------------------------------------------------------------------------------------------
 # Validation: each bad parameter is named, with its value and the accepted values
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key,kind", [
-    ("dataset", "dataset"), ("datasets", "dataset"), ("ood_dataset", "dataset"),
-    ("model", "model"), ("models", "model"), ("method", "method"), ("methods", "method"),
-    ("attribution", "attribution"), ("attributions", "attribution"), ("metric", "metric"),
-    ("metrics", "metric"), ("attack", "attack"), ("eval_attacks", "attack"),
+@pytest.mark.parametrize("key,kind,notebook", [
+    ("dataset", "dataset", None), ("datasets", "dataset", "00_tour"),
+    ("ood_datasets", "dataset", "04_marginal_density"), ("model", "model", None),
+    ("methods", "method", "01_local_gradient_alignment"), ("attributions", "attribution", "02_relex"),
+    ("block_model", "model", "04_marginal_density"),
 ])
-def test_unknown_registry_names(registries, key, kind):
+def test_unknown_registry_names(registries, key, kind, notebook):
     good = registries[kind][0]
     value = "nonexistent_xyz" if not key.endswith("s") else [good, "nonexistent_xyz"]
-    with pytest.raises(ValueError) as err:
-        E.validate(**{key: value})
-    msg = str(err.value)
-    assert msg.startswith(f"{key}=") and "'nonexistent_xyz'" in msg
-    assert f"not a known {kind}" in msg and "accepted" in msg and repr(good) in msg
-    E.validate(**{key: [good] if key.endswith("s") else good})  # the valid one passes
+    for nb in (notebook, None):  # the notebook's declaration, and any notebook's
+        with pytest.raises(ValueError) as err:
+            E.validate(notebook=nb, **{key: value})
+        msg = str(err.value)
+        assert msg.startswith(f"{key}=") and "'nonexistent_xyz'" in msg
+        assert f"not a known {kind}" in msg and "accepted" in msg and repr(good) in msg
+    E.validate(notebook=notebook, **{key: [good] if key.endswith("s") else good})  # the valid one passes
 
 
 def test_methods_may_be_a_dict_of_hparams(registries):
@@ -98,34 +98,71 @@ def test_unknown_profile(registries):
         E.validate(profile="fast")
 
 
+def test_a_notebook_rejects_a_parameter_it_does_not_declare():
+    with pytest.raises(ValueError, match=r"pgd_epss=\[4\]: 'pgd_epss' is not a parameter of 02_relex; "
+                                         r"accepted: \[.*'pgd_eps'"):
+        E.validate(notebook="02_relex", pgd_epss=[4])
+    E.validate(pgd_epss=[4], note="x")  # without a notebook, undeclared names are not checked
+    with pytest.raises(ValueError, match="notebook='05_nope' has no declared parameters"):
+        E.validate(notebook="05_nope", seeds=[0])
+
+
+def test_every_settings_file_key_is_declared():
+    import yaml
+
+    from robust_saliency import settings
+
+    for notebook in settings.NOTEBOOKS:
+        path = profiles.notebooks_dir() / f"{notebook}.yaml"
+        if not path.exists():
+            continue
+        doc = yaml.safe_load(path.read_text())
+        undeclared = {k for values in doc.values() for k in values} - set(settings.schema(notebook))
+        assert not undeclared, f"{path.name}: {sorted(undeclared)}"
+
+
+def test_describe_states_type_and_unit():
+    from robust_saliency import settings
+
+    table = settings.describe("04_marginal_density")
+    assert table.loc["shapes_l2_eps", "unit"] == "input units (L2 norm)"
+    assert table.loc["block_pgd_linf_eps", "unit"] == "0-255 pixel units"
+    assert table.loc["block_num_epochs", "type"] == "an int >= 1" and table.loc["block_num_epochs", "unit"] == "epochs"
+    assert set(table.index) == set(settings.schema("04_marginal_density"))
+
+
 @pytest.mark.parametrize("key,value", [
-    ("eps", -1), ("eps", "4"), ("eps", float("nan")), ("eps", True), ("eps_grid", [4, -8]),
-    ("eps_grid", [4, "8"]), ("attack_eps", -0.5), ("eps_grid", [4, None]), ("attack_eps", 300),
-    ("rps_eps_grid", [4, 8, 256]),
+    ("eps_grid", [4, -8]), ("eps_grid", [4, "8"]), ("attack_eps", -0.5), ("eps_grid", [4, None]),
+    ("attack_eps", 300), ("rps_eps_grid", [4, 8, 256]), ("rps_eps", float("nan")), ("rps_eps", True),
+    ("rps_eps", "4"),
 ])
 def test_bad_eps(key, value):
-    with pytest.raises(ValueError, match=rf"^{key}=.*accepted: a number in \[0, 255\] in 0-255 pixel units"):
+    with pytest.raises(ValueError, match=rf"^{key}=.*accepted: a number in \[0, 255\].*\(0-255 pixel units\)"):
         E.validate(**{key: value})
 
 
-def test_l2_budgets_are_checked_in_input_units():
-    E.validate(l2_eps=[0.5, 300.0])
-    with pytest.raises(ValueError, match=r"^l2_eps=-1.*input units"):
-        E.validate(l2_eps=-1)
+def test_budgets_are_checked_in_their_declared_unit_not_by_name():
+    nb = "04_marginal_density"
+    E.validate(notebook=nb, shapes_l2_eps=[0.5, 300.0], block_pgd_l2_eps=2.0)  # L2: input units, no 255 cap
+    with pytest.raises(ValueError, match=r"^shapes_l2_eps=-1.*input units"):
+        E.validate(notebook=nb, shapes_l2_eps=-1)
+    with pytest.raises(ValueError, match=r"^block_pgd_linf_eps=300.*0-255 pixel units"):
+        E.validate(notebook=nb, block_pgd_linf_eps=300)
+    E.validate(l2_eps=-1)  # a name that only looks like a budget is no longer checked as one
 
 
 def test_good_eps():
-    E.validate(eps=0, eps_grid=[2, 4.0, np.float32(8)], attack_eps=16, eps_train=(4,), rps_eps=255)
+    E.validate(eps_grid=[2, 4.0, np.float32(8)], attack_eps=16, rps_eps=255, rps_eps_grid=[0])
 
 
 @pytest.mark.parametrize("key,value,match", [
-    ("num_epochs", 0, r"num_epochs=0 is not valid; accepted: an int >= 1"),
+    ("num_epochs", 0, r"num_epochs=0 is not valid; accepted: an int >= 1 \(epochs\)"),
     ("num_epochs", -3, r"num_epochs=-3"), ("num_epochs", 2.0, r"num_epochs=2.0"),
     ("num_epochs", "10", r"num_epochs='10'"),
     ("seeds", [0, 1.5], r"seeds=\[0, 1.5\] is not valid; accepted: a non-empty list of ints"),
     ("seeds", ["0"], r"seeds=\['0'\]"), ("seeds", [], r"seeds=\[\]"), ("seeds", 0, r"seeds=0"),
-    ("seeds", [-1], r"seeds=\[-1\]"), ("seed", 0.5, r"seed=0.5 is not valid"),
-    ("n_train", 0, r"n_train=0 is not valid; accepted: an int >= 1"),
+    ("seeds", [-1], r"seeds=\[-1\]"),
+    ("n_train", 0, r"n_train=0 is not valid; accepted: an int >= 1 \(images\) or None"),
     ("eval_subset", -2, r"eval_subset=-2"), ("batch_size", 1.5, r"batch_size=1.5"),
     ("lr", 0, r"lr=0 is not valid"), ("device", "gpu0", r"device='gpu0' is not valid"),
 ])
@@ -135,8 +172,7 @@ def test_bad_numbers_and_seeds(key, value, match):
 
 
 def test_good_numbers():
-    E.validate(num_epochs=np.int64(3), seeds=(0, 1, 2), seed=0, n_train=None, n_test=5,
-               lr=1e-3, device="cpu")
+    E.validate(num_epochs=np.int64(3), seeds=(0, 1, 2), n_train=None, n_test=5, lr=1e-3, device="cpu")
 
 
 def test_cuda_device_unavailable(monkeypatch):
@@ -162,8 +198,8 @@ def test_real_dataset_needs_existing_data_root(registries, tmp_path):
 
 def test_validation_happens_before_training(registries):
     """validate raises on the first bad parameter without touching other modules' code paths."""
-    params = E.profile_params("smoke", method="nope")
-    with pytest.raises(ValueError, match="method='nope'"):
+    params = E.profile_params("smoke", model="nope")
+    with pytest.raises(ValueError, match="model='nope'"):
         E.validate(**params)
 
 
@@ -417,8 +453,7 @@ def test_batch_of_tensor_and_item_datasets():
     assert xi.shape == (3, 1, 2, 2) and yi.tolist() == [0, 1, 2] and xi[2].eq(2).all()
 
 
-def test_fit_method_atex_fine_tunes_the_seed_teacher(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+def test_fit_method_atex_fine_tunes_the_seed_teacher(cache_dir):
     params = E.profile_params("smoke", n_train=32, num_epochs=2, batch_size=32, atex_epochs=1)
     train = E.load_data(params, "digits", "train")
     teacher = E.fit_method(params, train, "ce", seed=0)
@@ -433,8 +468,9 @@ def test_fit_method_atex_fine_tunes_the_seed_teacher(tmp_path, monkeypatch):
     assert other_seed.train_info["key"] != student.train_info["key"]
 
 
-def test_evaluate_saliency_is_cached(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+def test_evaluate_saliency_is_cached(cache_dir):
+    import torch
+
     params = E.profile_params("smoke", n_train=32, num_epochs=1, batch_size=32, rps_n=1,
                               attributions=["grad"], rps_eps=16, rps_eps_grid=[4, 16],
                               attack_eps=4, attack_steps=1)
@@ -443,20 +479,21 @@ def test_evaluate_saliency_is_cached(tmp_path, monkeypatch):
     net = E.fit(params, train, seed=0)
     x, y = E.batch(test, 4)
     a = E.evaluate_saliency(params, net, test, x, y)
-    assert 0 <= a["accuracy"] <= 1 and set(a["report"]) == {"grad"}
+    with torch.no_grad():  # the accuracy on the whole test set, not on the evaluated batch
+        acc = (net.eval()(test.x).argmax(1) == test.y).double().mean().item()
+    assert a["accuracy"] == pytest.approx(acc, abs=1e-12) and set(a["report"]) == {"grad"}
     r = a["report"]["grad"]
     assert set(r["rps"]) == {"cosine", "pcc", "ssim", "ssim_p1"} and set(r["rps"]["ssim_p1"]) == {4, 16}
     assert (r["x_adv"] - x).abs().max() <= 4 / 255 + 1e-6
-    files = list((tmp_path / "eval").glob("saliency-*.pt"))
+    files = list((cache_dir / "eval").glob("saliency-*.pt"))
     assert len(files) == 1
     b = E.evaluate_saliency(params, net, test, x, y)
-    assert b["accuracy"] == a["accuracy"] and len(list((tmp_path / "eval").glob("*.pt"))) == 1
+    assert b["accuracy"] == a["accuracy"] and len(list((cache_dir / "eval").glob("*.pt"))) == 1
     E.evaluate_saliency({**params, "attack_steps": 2}, net, test, x, y)
-    assert len(list((tmp_path / "eval").glob("*.pt"))) == 2
+    assert len(list((cache_dir / "eval").glob("*.pt"))) == 2
 
 
-def test_evaluate_saliency_without_attack_is_a_cheap_subset(tmp_path, monkeypatch):
-    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path))
+def test_evaluate_saliency_without_attack_is_a_cheap_subset(cache_dir):
     params = E.profile_params("smoke", n_train=32, num_epochs=1, batch_size=32, rps_n=1,
                               attributions=["grad", "lrp"], rps_eps=16, rps_eps_grid=[4, 16],
                               attack_eps=4, attack_steps=1)

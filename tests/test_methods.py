@@ -11,7 +11,7 @@ from robust_saliency import methods, regularizers, training
 def test_registry_lists_ce_and_every_regularizer():
     assert methods.NAMES[0] == "ce" and methods.METHODS["ce"] is training.CE
     assert set(methods.NAMES) == {"ce", *regularizers.NAMES, "at_pgd", "at_fgsm", "norm_regularized_at",
-                                   "gaussian_noise"}
+                                   "gaussian_noise", "group_dro"}
     for name, cls in methods.METHODS.items():
         assert cls.name == name and issubclass(cls, training.Method)
     m = methods.get("l2", eps=4, lam=0.5)

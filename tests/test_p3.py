@@ -34,7 +34,7 @@ def test_settings_reject_bad_parameters_before_any_work():
         _smoke(pretrain_epochs=-1)
     with pytest.raises(ValueError, match="data_root"):  # P3's datasets are real: they need data_root
         p3.settings("paper")
-    with pytest.raises(ValueError, match="grid of 'l2'"):
+    with pytest.raises(ValueError, match="harmonize_grid="):
         _smoke(harmonize_grid=[])
 
 
@@ -47,7 +47,7 @@ def test_each_model_gets_its_method_and_steps():
     assert methods.get(method, **kw).replays == kw["replays"]
     _, kw, _ = p3._method(params, "weighted_l2", {"eps": 1.0})
     assert methods.get("norm_regularized_at", **kw).extras == ("gaze",)
-    assert p3._hp_of({"l1": {"eps": 0.2}}, "l1_mifgsm") == {"eps": 0.2} and p3._hp_of({}, "l2") == {}
+    assert p3.hp_of(p3.SPECS, {"l1": {"eps": 0.2}}, "l1_mifgsm") == {"eps": 0.2} and p3.hp_of(p3.SPECS, {}, "l2") == {}
     assert set(p3.SPECS) == set(p3.MAIN) | set(p3.VARIANTS) | set(p3.HARMONIZATION) == set(p3.LABELS)
 
 

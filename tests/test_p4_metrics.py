@@ -358,7 +358,9 @@ def test_registry_entries():
     r = metrics.get("relative_gradient_change", sigmas=[0.1], n=2)(net, x, y)
     assert torch.equal(r, metrics.relative_gradient_change(net, x, y, [0.1], n=2))
     d = metrics.get("relative_density_change", sigmas=0.1, form="printed")(net, x)
-    assert d.shape == (3, 1)
+    assert d.shape == (3, 1)  # a scalar sigma: one column
+    assert torch.equal(d, metrics.relative_density_change(net, x, [0.1], form="printed"))
+    assert not torch.allclose(d, metrics.relative_density_change(net, x, [0.1]))  # form was bound
     assert torch.equal(metrics.get("feature_leakage", steps=4)(net, x, y, mask),
                        metrics.feature_leakage(net, x, y, mask, steps=4))
     assert metrics.get("ood_auroc", score="max_logit")(net, x, x + 1) == metrics.ood_auroc(

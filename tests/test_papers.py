@@ -34,7 +34,7 @@ def test_p1_reference_settings_construct_their_methods_and_fill_the_grid():
     assert p1.grid(paper) == {m: [hp] for m, hp in p1.REFERENCE_HPARAMS.items() if m != "ce"}
 
 
-# The cpu settings of notebook 01 (issue 9: validation split, 6 epochs, grids in P1's units rising
+# The cpu settings of notebook 01 (validation split, 6 epochs, grids in P1's units rising
 # until the accuracy rule rejects a point): the committed numbers rest on them.
 NB01_CPU_GRID = {   # P1's units (form="reference_code"), from its reference setting up by 10x
     "l2": [{"eps": 4, "lam": v} for v in (0.01, 0.1, 1.0, 10.0)],
@@ -167,7 +167,7 @@ def test_validation_split_holds_out_disjoint_rows_with_their_own_fingerprint():
 
 
 def test_selection_tolerance_is_the_larger_of_1pct_and_ces_seed_spread():
-    tol, why = p1.selection_tolerance([0.620, 0.681, 0.659])   # issue 9's CE accuracies
+    tol, why = p1.selection_tolerance([0.620, 0.681, 0.659])   # CE accuracies of three seeds, from a cpu run
     assert tol == pytest.approx(0.0309, abs=1e-4) and "spread" in why
     tol, why = p1.selection_tolerance([0.800, 0.802, 0.801])
     assert tol == 0.01 and "P1's 1%" in why
@@ -212,7 +212,8 @@ def test_p1_settings_check_the_validation_rows_and_the_insertion_form():
     assert (params["n_train"], params["n_val"]) == (600, 100)
     for bad, match in (({"n_val": 600}, r"n_val=600 is not valid; accepted: an int in \[1, n_train - 1\] \(n_train=600\)"),
                        ({"n_val": 0}, "n_val=0 is not valid"),
-                       ({"insertion": "black"}, r"insertion='black' is not known; accepted: \['reference_code', 'paper'\]")):
+                       ({"insertion": "black"}, r"insertion='black' is not valid; accepted: one of "
+                                                r"\['reference_code', 'paper'\]")):
         with pytest.raises(ValueError, match=match):
             p1.settings("smoke", methods=["ce"], **bad)
 

@@ -377,6 +377,8 @@ def test_seeded_calls_repeat():
         torch.manual_seed(3)
         b = method.penalty(model, x, y)
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.manual_seed(4)  # the draws do come from the global RNG: another seed, another value
+        assert not torch.equal(method.penalty(model, x, y), a), name
 
 
 def test_maxent_matches_manual_entropy():

@@ -127,6 +127,8 @@ def test_target_none_is_the_prediction_and_registry():
     assert ex.needs_fit and not ex.differentiable
     out = ex(model, x, pred)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert torch.equal(out, rx.relex(model, x, pred, **kw))  # the bound iters and n_noise apply
+    assert not torch.equal(out, rx.relex(model, x, pred, iters=1, n_noise=4))
 
 
 def test_normalized_space_zero_mask_is_the_mean_colour():

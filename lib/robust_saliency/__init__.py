@@ -1,13 +1,13 @@
 """robust_saliency: the shared library of the robust-saliency paper companion.
 
 Modules (one concept each): common, units, cache, registry, data, models, attributions,
-regularizers, adversarial_training, methods, attacks, metrics, evaluation, training, cost, claims, results, profiles,
-runs, papers, experiments, plotting, report.
+regularizers, adversarial_training, methods, attacks, metrics, evaluation, training, cost, claims, results,
+settings, profiles, runs, papers, experiments, plotting, report.
 ``data``, ``attributions``, ``regularizers``, ``metrics`` and ``papers`` are subpackages:
 data.datasets (dataset classes), data.synthetic (embedded generators), data.real (real-dataset
 readers); attributions.gradient / lrp / captum_methods / fitted / postprocess; regularizers.terms / base /
 alignment / baselines; metrics.similarity / concentration / robustness / games / accuracy;
-papers.p1, papers.p2 (one module per paper: its protocol).  ``registry`` gives every family of named
+papers.p1 … p4 (one module per paper: its facts, protocol and claims) and papers.protocol (what they share).  ``registry`` gives every family of named
 things one shape: ``get(name, **hyperparameters)`` -> a configured object with metadata.  ``experiments`` is the notebooks' one import: it re-exports profiles, runs,
 results and ``papers.p1``.  ``docs/ARCHITECTURE.md`` draws the stack.
 Inputs are images in the pixel range [0, 1]; L-infinity budgets and noise levels are in 0-255

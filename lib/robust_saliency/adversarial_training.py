@@ -1,10 +1,10 @@
-"""Adversarial training (SPEC section 6): training methods whose loss is the cross-entropy at an
+"""Adversarial training: training methods whose loss is the cross-entropy at an
 attacked input.  ``at_pgd`` (Madry 2018; P2's robust model) and ``at_fgsm`` (Goodfellow 2015)
 are ``regularizers.Regularized`` methods listed in ``methods.METHODS``.
 
 P3 (norm-regularized adversarial training): ``one_step_perturbation(grad, mode, eps, ...)`` is
 the closed-form maximiser of delta^T g - R*(delta) for the penalty R wanted on the gradient
-map g (SPEC section 6): ``l1`` (R = eps ||g||_1: eps sign g), ``l2`` (R = eps ||g||_2: eps g /
+map g: ``l1`` (R = eps ||g||_1: eps sign g), ``l2`` (R = eps ||g||_2: eps g /
 ||g||_2, the "vanilla l2" baseline of P3 Table 6), ``group`` (R = eps ||g||_{2,1}
 over square patches per channel: eps g_S / ||g_S||), ``elastic`` (R = eps ||g||_1 + eps2
 ||g||_2^2: eps sign g + 2 eps2 g) and ``weighted_l2`` (P3 Prop. 4 / its CUB-GHA code:
@@ -15,7 +15,10 @@ The attack runs on the model as it is during training (train mode), from the glo
 random start (``torch.manual_seed`` makes it repeatable; ``training.train`` seeds it), and
 only input gradients are taken.  ``eps`` and ``alpha`` in 0-255 pixel units.
 """
+from __future__ import annotations
+
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +44,7 @@ def _number(name, v, positive=False):
     return float(v)
 
 
-def group_norms(g, group_size):
+def group_norms(g: torch.Tensor, group_size: int) -> torch.Tensor:
     """Each entry of ``g`` (N, C, H, W) replaced by the L2 norm of its group: the
     ``group_size`` x ``group_size`` patch of its channel that contains it (P3's groups; its code
     uses 14 x 14 on 224 x 224).  H and W must be multiples of ``group_size``."""
@@ -53,7 +56,9 @@ def group_norms(g, group_size):
     return norms[:, :, :, None, :, None].expand(n, c, h // s, s, w // s, s).reshape(n, c, h, w)
 
 
-def one_step_perturbation(grad, mode, eps, eps2=None, group_size=None, attention=None):
+def one_step_perturbation(grad: torch.Tensor, mode: str, eps: float, eps2: float | None = None,
+                          group_size: int | None = None,
+                          attention: torch.Tensor | None = None) -> torch.Tensor:
     """P3's one-step perturbation delta* for the gradient ``grad`` of the loss (per sample, first
     dimension = batch): the maximiser of delta^T grad - R*(delta) (module docstring).
 
@@ -62,6 +67,24 @@ def one_step_perturbation(grad, mode, eps, eps2=None, group_size=None, attention
     each channel; 0 where a group's gradient is 0), ``elastic`` (eps sign g + 2 ``eps2`` g; P3's
     supplement prints the second term twice, its code once), ``weighted_l2`` ((eps max(A) -
     2 eps A) g / ||g||_2, A = ``attention`` broadcast to g, max and norm per sample).
+
+    Parameters
+    ----------
+    grad : torch.Tensor
+        (N, ...) loss gradient; (N, C, H, W) for ``group``.
+    mode : str
+        One of ``MODES``.
+    eps, eps2 : float
+        Budgets in the units of ``grad``'s space (no 0-255 conversion); ``eps2`` for ``elastic``.
+    group_size : int, optional
+        Side of the square groups (``group``); must divide H and W.
+    attention : torch.Tensor, optional
+        Attention map A broadcastable to ``grad`` (``weighted_l2``).
+
+    Returns
+    -------
+    torch.Tensor
+        delta*, detached, same shape as ``grad``.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r} is not known; accepted: {list(MODES)}")
@@ -100,11 +123,12 @@ class ATPGD(Regularized):
     name = "at_pgd"
     params = {"eps": (8.0, _pixels), "alpha": (2.0, _pixels), "steps": (7, _pos_int)}
 
-    def attack(self, model, x, y):
+    def attack(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         hp = self.hparams
         return attacks.pgd(model, x, y, hp["eps"], alpha=hp["alpha"], steps=hp["steps"])
 
-    def terms(self, model, x, y):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         ce = F.cross_entropy(model(self.attack(model, x, y)), y)
         return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
 
@@ -115,7 +139,7 @@ class ATFGSM(ATPGD):
     name = "at_fgsm"
     params = {"eps": (8.0, _pixels)}
 
-    def attack(self, model, x, y):
+    def attack(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return attacks.fgsm(model, x, y, self.hparams["eps"])
 
 
@@ -167,7 +191,7 @@ class NormRegularizedAT(Regularized):
               "init": ("zero", _choice("zero", "one_step")), "mi_steps": (10, _pos_int),
               "decay": (1.0, _real), "replays": (4, _pos_int), "attention_key": ("gaze", _optional_key)}
 
-    def __init__(self, **hparams):
+    def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
         hp = self.hparams
         if hp["mode"] in ("l2", "weighted_l2") and hp["training"] != "fast":
@@ -180,19 +204,19 @@ class NormRegularizedAT(Regularized):
         self._delta = None  # free training: the perturbation carried across steps (normalized space)
 
     @property
-    def extras(self):
+    def extras(self) -> tuple[str, ...]:
         """The training set's per-sample extras the loss needs: the attention map for ``weighted_l2``."""
         return (self.hparams["attention_key"],) if self.hparams["mode"] == "weighted_l2" else ()
 
     @property
-    def replays(self):
+    def replays(self) -> int:
         """Optimizer steps per batch (``training.train``): ``replays`` for free training, else 1."""
         return self.hparams["replays"] if self.hparams["training"] == "free" else 1
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, torch.Tensor | None]:
         return {"delta": None if self._delta is None else self._delta.detach().clone()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
         self._delta = state.get("delta")
 
     def _grad(self, model, x_adv, y, std):
@@ -201,7 +225,8 @@ class NormRegularizedAT(Regularized):
             (g,) = torch.autograd.grad(F.cross_entropy(model(xa), y, reduction="sum"), xa)
         return _scaled(g, std)  # d/dz = sigma * d/dx
 
-    def attack(self, model, x, y, attention=None):
+    def attack(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+               attention: torch.Tensor | None = None) -> torch.Tensor:
         """x + delta* (clipped to [0, 1]); ``attention``: the map A of ``weighted_l2``."""
         hp = self.hparams
         if hp["mode"] == "weighted_l2":
@@ -278,7 +303,8 @@ class NormRegularizedAT(Regularized):
         ce = F.cross_entropy(model(x_adv), y)
         return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
 
-    def terms(self, model, x, y, **extras):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              **extras: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         if self.hparams["training"] == "free":
             return self._free_terms(model, x, y)
         ce = F.cross_entropy(model(self.attack(model, x, y, extras.get(self.hparams["attention_key"]))), y)
@@ -292,7 +318,8 @@ class GaussianNoise(Regularized):
     name = "gaussian_noise"
     params = {"sigma": (8.0, _pixels)}
 
-    def terms(self, model, x, y):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         noisy = (x + torch.randn_like(x) * self.hparams["sigma"] / 255.0).clamp(0.0, 1.0)
         ce = F.cross_entropy(model(noisy), y)
         return ce, ce.new_zeros(()), {"ce_noisy": _f(ce)}

@@ -1,6 +1,6 @@
-"""Adversarial attacks (SPEC section 7): ``get(name, **kw) -> fn(model, x, y) -> x_adv``.
+"""Adversarial attacks: ``get(name, **kw) -> fn(model, x, y) -> x_adv``.
 
-Conventions: ``x`` in [0, 1].  Units (``units``, SPEC section 7): L-infinity budgets ``eps``
+Conventions: ``x`` in [0, 1].  Units (checked by ``units``): L-infinity budgets ``eps``
 and step sizes ``alpha`` in 0-255 pixel units, as the papers write them (``eps=8`` means 8/255;
 values above 255 are rejected); L2 budgets and steps in input units.  For example
 ``get("pgd", norm="linf", eps=8, steps=20)`` or ``get("pgd", norm="l2", eps=0.5)``.  The loss is the cross-entropy of the label
@@ -9,7 +9,10 @@ values above 255 are rejected); L2 budgets and steps in input units.  For exampl
 model's train/eval mode is left as it is (evaluate in eval mode).  Every iterate is projected
 onto the eps-ball around x and onto [0, 1].  The result is detached.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -21,6 +24,9 @@ from .attributions.gradient import times_input
 from .common import generator, resolve_k, target_logit_grad
 from .registry import Configured, Registry
 from .models import softplus_copy
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
 
 def _labels(model, x, y):
     if y is not None:
@@ -81,7 +87,7 @@ def _check(eps, steps=None, norm="linf", alpha=None):
     return eps, alpha
 
 
-def fgsm(model, x, y, eps):
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) -> torch.Tensor:
     """FGSM (Goodfellow 2015): x_adv = clip_[0,1](x + eps/255 * sign(grad_x CE(f(x), y))).
 
     ``eps``: the linf budget in 0-255 pixel units.
@@ -92,7 +98,9 @@ def fgsm(model, x, y, eps):
     return (x + eps * _loss_grad(model, x, y).sign()).clamp(0.0, 1.0).detach()
 
 
-def pgd(model, x, y, eps, alpha=None, steps=20, norm="linf", random_start=True, seed=None):
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, alpha: float | None = None,
+        steps: int = 20, norm: str = "linf", random_start: bool = True,
+        seed: int | None = None) -> torch.Tensor:
     """PGD (Madry 2018) maximising CE over the eps-ball; P1, P2, P4 robust accuracy.
 
     Units: ``norm="linf"``: ``eps`` and ``alpha`` in 0-255 pixel units (8 means 8/255);
@@ -103,6 +111,24 @@ def pgd(model, x, y, eps, alpha=None, steps=20, norm="linf", random_start=True, 
     2.5 * eps / steps.  Random start: x_0 = P(x + delta), delta uniform in the linf cube, or
     uniform in the l2 ball (gaussian direction, radius eps * U^(1/d)); the draw uses its own
     generator when ``seed`` is given (else the global RNG).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier of [0, 1] inputs, returning (N, num_classes) logits.
+    x : torch.Tensor
+        (N, ...) clean inputs in [0, 1].
+    y : torch.Tensor or None
+        (N,) labels whose cross-entropy is maximised; None: the model's predictions on ``x``.
+    eps, alpha : float
+        Budget and step size: 0-255 pixel units for ``norm="linf"``, input units for ``"l2"``.
+    steps : int
+        Number of iterations.
+
+    Returns
+    -------
+    torch.Tensor
+        The detached adversarial inputs, same shape as ``x``.
     """
     eps, alpha = _check(eps, steps, norm, alpha)
     if alpha is None:
@@ -123,7 +149,8 @@ def pgd(model, x, y, eps, alpha=None, steps=20, norm="linf", random_start=True, 
     return x_adv.detach()
 
 
-def mifgsm(model, x, y, eps, alpha=None, steps=10, decay=1.0):
+def mifgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, alpha: float | None = None,
+           steps: int = 10, decay: float = 1.0) -> torch.Tensor:
     """MI-FGSM (Dong 2018): momentum iterative FGSM maximising CE in the linf eps-ball.
 
     Update: g_{t+1} = mu * g_t + grad_x CE(f(x_t), y) / ||grad_x CE(f(x_t), y)||_1 (per sample),
@@ -147,7 +174,9 @@ def mifgsm(model, x, y, eps, alpha=None, steps=10, decay=1.0):
 
 
 # ----------------------------------------------------------------------------- attribution attacks
-def frame_target(height, width, frame_width=5, ref_size=32, dtype=torch.float32, device=None):
+def frame_target(height: int, width: int, frame_width: float = 5, ref_size: float = 32,
+                 dtype: torch.dtype = torch.float32,
+                 device: torch.device | str | None = None) -> torch.Tensor:
     """P1's AAM target map h_t (Fig. 3a): ones on a border, zeros inside, shape (1, 1, H, W).
 
     The border is ``frame_width`` pixels on a ``ref_size`` image (5 on 32x32, as in P1's
@@ -276,9 +305,11 @@ def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate, norm="l
 _UPDATES = ("sign", "adam")
 
 
-def targeted_attribution(model, x, y=None, eps=4, steps=100, target_map=None, frame_width=5,
-                         attribution="grad", w_h=1.0, w_p=0.1, alpha=None, update="sign",
-                         softplus_beta=20.0, random_start=False, seed=None):
+def targeted_attribution(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 4,
+                         steps: int = 100, target_map: torch.Tensor | None = None, frame_width: float = 5,
+                         attribution: str = "grad", w_h: float = 1.0, w_p: float = 0.1,
+                         alpha: float | None = None, update: str = "sign", softplus_beta: float = 20.0,
+                         random_start: bool = False, seed: int | None = None) -> torch.Tensor:
     """Targeted attribution attack (Dombrowski 2019; P1's AAM, Sec. 2 and "Metrics"): the map moves to h_t.
 
     Minimises, per sample, over the linf eps-ball around x (``eps`` and ``alpha`` in 0-255 pixel
@@ -343,8 +374,10 @@ def targeted_attribution(model, x, y=None, eps=4, steps=100, target_map=None, fr
     return _descend(x, eps, steps, alpha, update, random_start, seed, evaluate)
 
 
-def topk(model, x, y=None, eps=8, steps=300, k=0.02, attribution="grad", alpha=None,
-         softplus_beta=20.0, random_start=False, seed=None, norm="linf"):
+def topk(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8, steps: int = 300,
+         k: int | float = 0.02, attribution: str = "grad", alpha: float | None = None,
+         softplus_beta: float = 20.0, random_start: bool = False, seed: int | None = None,
+         norm: str = "linf") -> torch.Tensor:
     """Top-k attack (Ghorbani 2019 "top-k fooling"; P2, P3 B.6): steps that move mass off the clean top-k.
 
     K = the k pixels with the largest clean map m(x) (m = sum of |map| over channels, of class
@@ -395,12 +428,14 @@ P2_PGD_STEP = 0.01 * _IMAGENET_STD * 255.0      # ~0.58 (0-255 units)
 P2_STRUCTURED_LR = 2e-4 * _IMAGENET_STD * 255.0  # ~0.0115 (0-255 units)
 
 
-def p2_eps(eps_normalized):
+def p2_eps(eps_normalized: float) -> float:
     """A budget of P2's code (in ImageNet-normalized units) in 0-255 pixel units (0.07 -> ~4)."""
     return float(eps_normalized) * _IMAGENET_STD * 255.0
 
 
-def untargeted_pgd(model, x, y=None, eps=4, alpha=None, steps=40, random_start=True, seed=None):
+def untargeted_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 4,
+                   alpha: float | None = None, steps: int = 40, random_start: bool = True,
+                   seed: int | None = None) -> torch.Tensor:
     """P2's untargeted attack: linf PGD on the prediction (CleverHans, as the released code calls it).
 
     40 iterations with the fixed step of P2's code (``alpha`` None: 0.01 in ImageNet-normalized
@@ -421,8 +456,10 @@ def _sum_normalized(h):
     return m / m.sum(1, keepdim=True).clamp_min(1e-12)
 
 
-def structured(model, x, y=None, target_x=None, eps=255, steps=1500, alpha=None, w_h=1e11,
-               w_p=1e6, attribution="grad", beta_range=(10.0, 100.0), seed=None):
+def structured(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
+               target_x: torch.Tensor | None = None, eps: float = 255, steps: int = 1500,
+               alpha: float | None = None, w_h: float = 1e11, w_p: float = 1e6, attribution: str = "grad",
+               beta_range: tuple[float, float] = (10.0, 100.0), seed: int | None = None) -> torch.Tensor:
     """P2's structured attack (Dombrowski 2019, as P2's released ``targeted/structured.py``): the
     map of x moves to the map of another image ``target_x``.
 
@@ -488,11 +525,12 @@ class Attack(Configured):
     ``kwargs`` is the same dict as ``hparams``.
     """
 
-    def __init__(self, name, fn, n_args=3, hparams=None, fixed=(), **meta):
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], n_args: int = 3,
+                 hparams: Mapping[str, Any] | None = None, fixed: Sequence[str] = (), **meta: Any) -> None:
         super().__init__(name, fn, n_args, hparams, fixed, **meta)
         self.kwargs = self.hparams
 
-    def configure(self, **hparams):
+    def configure(self, **hparams: Any) -> Attack:
         out = super().configure(**hparams)
         missing = out.missing()
         if missing:
@@ -501,7 +539,8 @@ class Attack(Configured):
         _check(hp.get("eps", 0), hp.get("steps"), hp.get("norm", "linf"), hp.get("alpha"))
         return out
 
-    def __call__(self, model, x, y=None, **kwargs):
+    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
+                 **kwargs: Any) -> torch.Tensor:
         return self.fn(model, x, y, **{**self.hparams, **kwargs})
 
 
@@ -518,6 +557,6 @@ REGISTRY = Registry("attack", {a.name: a for a in (
 NAMES = REGISTRY.names
 
 
-def get(name, **kw):
+def get(name: str, **kw: Any) -> Attack:
     """The ``Attack`` called ``name`` with hyperparameters ``kw`` bound: ``fn(model, x, y) -> x_adv``."""
     return REGISTRY.get(name, **kw)

@@ -18,6 +18,8 @@
 File format of ``atomic_save``: ``MAGIC`` (8 bytes), the 32-byte sha256 digest of the payload,
 then the payload (a ``torch.save`` archive).  Load such files with ``load_verified``.
 """
+from __future__ import annotations
+
 import ast
 import dataclasses
 import enum
@@ -31,9 +33,13 @@ import os
 import tempfile
 import warnings
 from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["config_hash", "canonical", "to_jsonable", "atomic_write_bytes", "atomic_save",
            "load_verified", "atomic_write_json", "cached", "module_closure", "source_hash", "MAGIC"]
@@ -67,7 +73,7 @@ def _number(x):
     return x
 
 
-def canonical(obj):
+def canonical(obj: object) -> Any:
     """A JSON-serialisable canonical form of ``obj`` (the input of ``config_hash``).
 
     dict keys become strings and are sorted at dump time; lists and tuples are the same
@@ -115,13 +121,13 @@ def canonical(obj):
                     f"dataclasses, nn.Module, paths, or objects with a 'fingerprint'")
 
 
-def config_hash(obj):
+def config_hash(obj: object) -> str:
     """sha256 hex digest of the canonical JSON of ``obj`` (stable across runs and processes)."""
     blob = json.dumps(canonical(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def to_jsonable(obj):
+def to_jsonable(obj: object) -> Any:
     """Plain JSON types for a results file: tensors/arrays -> lists, numpy scalars -> Python,
     dataclasses -> dicts, paths -> str, non-finite floats -> None (JSON has no NaN)."""
     if obj is None or isinstance(obj, (str, bool)):
@@ -167,7 +173,7 @@ def _fsync_dir(folder):
         os.close(fd)
 
 
-def atomic_write_bytes(data, path):
+def atomic_write_bytes(data: bytes, path: str | os.PathLike) -> Path:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, os.replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +195,7 @@ def atomic_write_bytes(data, path):
     return path
 
 
-def atomic_save(obj, path):
+def atomic_save(obj: object, path: str | os.PathLike) -> Path:
     """``torch.save(obj)`` to ``path`` atomically, with the payload's sha256 embedded (see module doc)."""
     buf = io.BytesIO()
     torch.save(obj, buf)
@@ -197,7 +203,8 @@ def atomic_save(obj, path):
     return atomic_write_bytes(MAGIC + hashlib.sha256(payload).digest() + payload, path)
 
 
-def load_verified(path, map_location="cpu", weights_only=True):
+def load_verified(path: str | os.PathLike, map_location: str | torch.device = "cpu",
+                  weights_only: bool = True) -> Any:
     """The object saved by ``atomic_save`` at ``path``; ``None`` if missing, ``None`` and a
     ``RuntimeWarning`` if truncated, corrupt (checksum mismatch) or unreadable."""
     path = Path(path)
@@ -225,7 +232,7 @@ def load_verified(path, map_location="cpu", weights_only=True):
     return None
 
 
-def atomic_write_json(obj, path, indent=2):
+def atomic_write_json(obj: object, path: str | os.PathLike, indent: int | None = 2) -> Path:
     """Write ``obj`` (converted by ``to_jsonable``) as JSON to ``path`` atomically."""
     text = json.dumps(to_jsonable(obj), indent=indent, allow_nan=False) + "\n"
     return atomic_write_bytes(text.encode(), path)
@@ -249,7 +256,8 @@ def _load_json_entry(path, key_hash):
     return entry
 
 
-def cached(key, fn, cache_dir, fmt="torch", name="result"):
+def cached(key: object, fn: Callable[[], Any], cache_dir: str | os.PathLike | None, fmt: str = "torch",
+           name: str = "result") -> Any:
     """``fn()``, memoized on disk under ``config_hash(key)`` in ``cache_dir`` (None = no cache).
 
     ``fmt="torch"``: any ``torch.save``-able result (loaded with ``weights_only=False``: keep
@@ -327,7 +335,7 @@ def _imports(name, path):
 
 
 @functools.lru_cache(maxsize=None)
-def module_closure(name):
+def module_closure(name: str) -> tuple[str, ...]:
     """The sorted names of the package modules that importing ``name`` (a module of this package)
     runs or may run: ``name``, every package module it imports anywhere in its source (imports
     inside functions included), and theirs, transitively; parent packages' ``__init__`` too."""
@@ -345,7 +353,7 @@ def module_closure(name):
     return tuple(sorted(seen))
 
 
-def source_hash(*names):
+def source_hash(*names: str | object) -> str:
     """sha256 of the source of every module in the closure (``module_closure``) of ``names``
     (modules of this package, or objects whose ``__module__`` is one): the same code gives the
     same hash in any checkout (line endings normalised), any change to one of those files another."""

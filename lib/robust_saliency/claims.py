@@ -16,6 +16,8 @@ a **paired one-sided t-test over seeds** of the per-seed differences, at level `
   largest pairwise p; no correction needed); it reports the *binding* comparison, the one
   that decides the verdict.
 * ``claim(...)``: one row; the verdict is derived from the test, never typed in.
+  ``compare(values, a, b, ...)``: the row of "A beats B" or "A beats each of B, C, ..." (or "each
+  of A, B beats C") from per-seed values, with the binding comparison named.
   ``family(rows)``: a notebook's rows as one family -- Holm-adjusted p (``holm``) and the
   verdicts at the family-wise level.  ``tally(rows)`` counts the verdicts; ``table(rows)``
   shows the rows.
@@ -38,12 +40,20 @@ A measurement without seeds (a deterministic count, a benchmark ratio) gives ``h
 ``contradicted`` from an explicit ``holds=``.  A claim the paper does not make is marked
 ``beyond_paper=True`` (status "beyond the paper") and kept out of the paper's tally.
 """
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
 
-__all__ = ["ALPHA", "VERDICTS", "STATUSES", "SEEDS_CAP", "paired_test", "all_pass", "holm", "claim",
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+
+    import pandas as pd
+
+__all__ = ["ALPHA", "VERDICTS", "STATUSES", "SEEDS_CAP", "paired_test", "all_pass", "holm", "claim", "compare",
            "family", "tally", "tally_text", "fmt_seeds", "table", "seed_mean_std", "fmt_ms", "fmt_test", "mean_std", "records",
            "seed_table"]
 
@@ -55,13 +65,13 @@ SEEDS_CAP = 10_000  # "seeds needed" beyond this is shown as "> 10000"
 _ALTERNATIVES = ("greater", "less")
 
 
-def seed_mean_std(values):
+def seed_mean_std(values: Iterable[float]) -> tuple[float, float]:
     """(mean, sample std) of per-seed values (std NaN for one value)."""
     v = np.asarray(list(values), dtype=float)
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else float("nan")
 
 
-def fmt_ms(values, fmt="{:.3f}"):
+def fmt_ms(values: Iterable[float], fmt: str = "{:.3f}") -> str:
     """'mean ± std' of per-seed values ('± n/a' for one seed)."""
     m, s = seed_mean_std(values)
     return f"{fmt.format(m)} ± {'n/a' if np.isnan(s) else fmt.format(s)}"
@@ -103,7 +113,8 @@ def _seeds_needed(test, effect, alpha=None):
     return int(n[ok.argmax()]) if ok.any() else SEEDS_CAP + 1
 
 
-def paired_test(a, b, alternative="greater", margin=0.0, alpha=ALPHA, effect=None):
+def paired_test(a: Iterable[float], b: Iterable[float] | float, alternative: str = "greater",
+                margin: float = 0.0, alpha: float = ALPHA, effect: float | None = None) -> dict[str, Any]:
     """Paired one-sided t-test over seeds of H1: mean(a - b) > margin (``"less"``: < margin).
 
     ``a[i]`` and ``b[i]`` come from the same seed; ``b`` may be a number (compared with every
@@ -157,7 +168,8 @@ def paired_test(a, b, alternative="greater", margin=0.0, alpha=ALPHA, effect=Non
     return out
 
 
-def all_pass(tests, effect=None):
+def all_pass(tests: Mapping[Hashable, Mapping[str, Any]] | Sequence[Mapping[str, Any]],
+             effect: float | Mapping[Hashable, float] | None = None) -> dict[str, Any]:
     """Intersection-union combination of pairwise tests ("A beats each of the others").
 
     Holds only if every test holds (level alpha without correction); ``p`` is the largest p.
@@ -219,7 +231,7 @@ def _effect_tests(test, effect):
     return p, own, len(pairs)
 
 
-def holm(pvalues):
+def holm(pvalues: Iterable[float | None]) -> list[float | None]:
     """Holm-Bonferroni adjusted p-values, in the order given (None stays None and is not counted).
 
     With the m p-values sorted, p_(1) <= ... <= p_(m), the adjusted p_(i) is
@@ -242,8 +254,46 @@ def _num(v):
     return None if v is None else float(v)
 
 
-def claim(claim, paper, ours, test=None, holds=None, note="", paper_effect=None, not_testable=None,
-          beyond_paper=False):
+def compare(values: Callable[[Any], Iterable[float]], a: Hashable | Sequence[Hashable],
+            b: Hashable | Sequence[Hashable], claim_text: str, paper: str, *, alternative: str = "greater",
+            label: Callable[[Any], str] | None = None, fmt: str = "{:.3f}",
+            paper_effect: float | str | Mapping[Hashable, float] | None = None, note: str = "",
+            **kw: Any) -> dict[str, Any]:
+    """The claim row "``a`` beats ``b``" from per-seed values (``values(name)``, paired by seed).
+
+    ``a`` and ``b`` are names (any hashable: a method, a setting); either may be a list (not both): "each of ``a`` beats ``b``" or "``a`` beats each of
+    ``b``", an intersection-union test (``all_pass``) whose binding comparison the row shows; a
+    list of one is a plain paired test.  ``alternative``: "greater" (higher is better) or
+    "less".  ``label(name)`` names a method in the row (default: the name); ``fmt`` formats
+    the means and stds.  ``paper_effect``: a number, a text, or (with a list) the paper's
+    difference per competitor, ``{name: gap}`` (then the binding comparison is chosen as
+    ``all_pass`` does with effects).  ``note`` and the other keywords go to ``claim``.
+    """
+    many_a, many_b = isinstance(a, (list, tuple)), isinstance(b, (list, tuple))
+    if many_a and many_b:
+        raise ValueError(f"compare: a={a!r} and b={b!r} are both lists; accepted: at most one list")
+    label = label or str
+    names = list(a if many_a else b if many_b else [b])
+    if not names:
+        raise ValueError(f"compare: the list of {'a' if many_a else 'b'} is empty; accepted: one name or more")
+    pair = (lambda n: (n, b)) if many_a else (lambda n: (a, n))
+    tests = {n: paired_test(values(pair(n)[0]), values(pair(n)[1]), alternative=alternative) for n in names}
+    if len(tests) > 1:
+        test = all_pass(tests, paper_effect if isinstance(paper_effect, dict) else None)
+    else:
+        test = tests[names[0]]
+        if isinstance(paper_effect, dict):  # one competitor: its own effect
+            paper_effect = paper_effect.get(names[0])
+    x, y = pair(test.get("against", names[0]))
+    bind = "binding: " if len(tests) > 1 else ""
+    ours = (f"{bind if many_a else ''}{label(x)} {fmt_ms(values(x), fmt)} vs "
+            f"{bind if many_b else ''}{label(y)} {fmt_ms(values(y), fmt)}")
+    return claim(claim_text, paper, ours, test=test, note=note, paper_effect=paper_effect, **kw)
+
+
+def claim(claim: str, paper: str, ours: str, test: Mapping[str, Any] | None = None, holds: bool | None = None,
+          note: str = "", paper_effect: float | str | Mapping[Hashable, float] | None = None,
+          not_testable: str | None = None, beyond_paper: bool = False) -> dict[str, Any]:
     """One row of a claims table: the claim, the paper's evidence and effect, ours, the test and
     the verdict (as a family of one; ``family`` puts a notebook's rows together).
 
@@ -308,7 +358,7 @@ def _verdict(row, adj):
     return "inconclusive"
 
 
-def family(rows):
+def family(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The rows of one notebook as one family: Holm-adjusted p-values (``holm``) over the tested
     rows (not the untestable, untested or measured ones), one adjustment for each question --
     the claimed direction (``adjusted p``), the opposite direction, and "smaller than the
@@ -332,7 +382,7 @@ def family(rows):
     return rows
 
 
-def tally(rows, status="paper"):
+def tally(rows: Iterable[Mapping[str, Any]], status: str | None = "paper") -> dict[str, int]:
     """``{verdict: count}`` over the rows of ``status`` ("paper", "beyond the paper", or None for
     all), every verdict listed (zeros included), in ``VERDICTS`` order."""
     if status is not None and status not in STATUSES:
@@ -344,7 +394,7 @@ def tally(rows, status="paper"):
     return counts
 
 
-def tally_text(rows):
+def tally_text(rows: Sequence[Mapping[str, Any]]) -> str:
     """One line: the paper's verdicts counted, and ours (beyond the paper) if any."""
     def part(c):
         return ", ".join(f"{n} {v}" for v, n in c.items() if n)
@@ -373,7 +423,7 @@ def _fmt_interval(ci):
     return f"[{_fmt_num(lo)}, {_fmt_num(hi)}]"
 
 
-def fmt_test(test):
+def fmt_test(test: Mapping[str, Any]) -> str:
     """A short text of a test: 'Δ +0.012, 90% CI [+0.003, +0.021], p 0.021, n 3'."""
     if test["holds"] is None:
         return f"Δ {_fmt_num(test['diff'])}, n {test['n']}: not tested (fewer than 2 seeds)"
@@ -381,7 +431,7 @@ def fmt_test(test):
             f"p {test['p']:.3g}, n {test['n']}")
 
 
-def fmt_seeds(n):
+def fmt_seeds(n: int | None) -> str:
     """'seeds needed' as text: blank for None, '> 10000' past the cap."""
     return "" if n is None else f"> {SEEDS_CAP}" if n > SEEDS_CAP else str(int(n))
 
@@ -391,7 +441,7 @@ TABLE_COLUMNS = ("claim", "paper", "status", "paper effect", "ours (mean ± std 
                  "seeds needed", "verdict", "note")
 
 
-def table(rows, digits=3):
+def table(rows: Iterable[Mapping[str, Any]], digits: int = 3) -> pd.DataFrame:
     """The claims ``rows`` as a DataFrame for display (``TABLE_COLUMNS``): numbers to ``digits``
     significant digits, the interval as text, untested fields blank; a "not testable here" row
     carries its reason in the note."""
@@ -420,7 +470,8 @@ def table(rows, digits=3):
     return pd.DataFrame(shown, columns=list(TABLE_COLUMNS))
 
 
-def mean_std(records, index, columns, values, fmt="{:.3f}"):
+def mean_std(records: Iterable[Mapping[str, Any]], index: str, columns: str, values: str,
+             fmt: str = "{:.3f}") -> pd.DataFrame:
     """A table of ``mean ± std`` over seeds from a list of flat dicts (one per seed and cell).
 
     ``index`` / ``columns`` name the keys that label rows and columns, ``values`` the key to
@@ -437,7 +488,7 @@ def mean_std(records, index, columns, values, fmt="{:.3f}"):
     return table
 
 
-def records(evals, **extra):
+def records(evals: Mapping[tuple[str, int], Mapping[str, Any]], **extra: Any) -> pd.DataFrame:
     """Long DataFrame ``{method, seed, **extra, measure, value}`` of ``{(name, seed): evaluation}``,
     each evaluation a dict with ``"rows"`` (``{measure: value}``), as the papers' ``evaluate`` return."""
     import pandas as pd
@@ -446,7 +497,8 @@ def records(evals, **extra):
                          for (n, s), o in evals.items() for k, v in o["rows"].items()])
 
 
-def seed_table(df, measures, names, labels=None, digits=3):
+def seed_table(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str],
+               labels: Mapping[str, str] | None = None, digits: int = 3) -> pd.DataFrame:
     """``mean ± std`` over seeds of ``measures`` (columns, in that order) per model of ``names``
     (rows, in that order, shown by ``labels``) from long ``records``."""
     labels = labels or {}

@@ -1,13 +1,19 @@
 """Small helpers shared by the other modules (a leaf: imports nothing from the package)."""
+from __future__ import annotations
+
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["seeded", "generator", "resolve_k", "check_group_size", "target_logit_grad"]
 
 
 @contextlib.contextmanager
-def seeded(seed):
+def seeded(seed: int | None) -> Iterator[None]:
     """Run the block with torch's global RNG seeded by ``seed`` and restore its state after.
 
     For code that draws from the global RNG (captum's NoiseTunnel in SmoothGrad, regularizers
@@ -24,7 +30,7 @@ def seeded(seed):
         yield
 
 
-def generator(seed, device=None):
+def generator(seed: int | None, device: torch.device | str | None = None) -> torch.Generator | None:
     """A ``torch.Generator`` on ``device`` seeded with ``seed``; None for ``seed=None`` (the
     global RNG then draws)."""
     if seed is None:
@@ -34,7 +40,7 @@ def generator(seed, device=None):
     return g
 
 
-def resolve_k(k, p, name="k"):
+def resolve_k(k: int | float, p: int, name: str = "k") -> int:
     """``k`` as a count of the ``p`` positions: an int in [1, p] as given, a float fraction in
     (0, 1] as ``max(1, round(k * p))``; anything else raises ValueError naming ``name``."""
     if isinstance(k, bool) or not isinstance(k, (int, float)):
@@ -49,7 +55,7 @@ def resolve_k(k, p, name="k"):
     return k
 
 
-def check_group_size(group_size, h, w, what="images"):
+def check_group_size(group_size: int, h: int, w: int, what: str = "images") -> int:
     """``group_size`` as an int that divides both ``h`` and ``w`` (P3's square groups), or a
     ValueError naming it."""
     if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 1 \
@@ -59,7 +65,9 @@ def check_group_size(group_size, h, w, what="images"):
     return group_size
 
 
-def target_logit_grad(model, x, target, create_graph=False, retain_graph=None):
+def target_logit_grad(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor,
+                      create_graph: bool = False,
+                      retain_graph: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(logits, grad)``: one forward pass of ``model`` at ``x`` and the gradient of the target
     logits ``sum_n g_{target_n}(x_n)`` w.r.t. ``x`` (P1's "Grad"; every input-gradient map and
     penalty of the library starts here).

@@ -1,4 +1,4 @@
-"""Training cost per step, measured side by side (P1 Table 2; SPEC section 8 "Cost").
+"""Training cost per step, measured side by side (P1 Table 2).
 
 ``step_costs(model, methods, batches)`` trains one copy of ``model`` per method, interleaving
 the methods round-robin on the same batches (batch ``r`` for every method in round ``r``), so a
@@ -20,13 +20,19 @@ ratios of total memory; ``mem_state_ratio`` adds parameters, gradients and Adam 
 module a method holds, e.g. ATEX's teacher) to both sides as a stand-in for the total that P1
 measured on a GPU.
 """
+from __future__ import annotations
+
 import copy
 import statistics
 import time
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .common import seeded
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = ["SavedTensorPeak", "step_costs"]
 
@@ -39,7 +45,7 @@ class SavedTensorPeak:
     node that saved it is freed (end of backward, or the graph going out of scope).
     """
 
-    def __init__(self, exclude=()):
+    def __init__(self, exclude: Iterable[int] = ()) -> None:
         self.exclude = set(exclude)
         self.refs = {}
         self.live = 0
@@ -85,12 +91,12 @@ class SavedTensorPeak:
             self.live -= entry[1]
             del self.refs[key]
 
-    def __enter__(self):
+    def __enter__(self) -> SavedTensorPeak:
         self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, self._unpack)
         self._ctx.__enter__()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> bool | None:
         return self._ctx.__exit__(*exc)
 
 
@@ -115,8 +121,11 @@ def _held_modules_bytes(method):
     return sum(_param_bytes(v) for v in vars(method).values() if isinstance(v, torch.nn.Module))
 
 
-def step_costs(model, methods, batches, reference="ce", lr=1e-3, grad_clip=0.5, warmup=1,
-               seed=0):
+def step_costs(model: torch.nn.Module,
+               methods: Mapping[str, Callable[..., tuple[torch.Tensor, dict[str, float]]]],
+               batches: Sequence[tuple[torch.Tensor, torch.Tensor]], reference: str = "ce", lr: float = 1e-3,
+               grad_clip: float | None = 0.5, warmup: int = 1,
+               seed: int | None = 0) -> dict[str, dict[str, Any]]:
     """Time and graph memory per training step of each method, relative to ``reference``.
 
     ``methods``: ``{name: Method}`` (``methods.get``), including ``reference``.

@@ -11,7 +11,10 @@ trained models and their scores.  Each method runs with torch's global RNG
 seeded (``common.seeded``), so stochastic methods (smoothgrad) give the same maps whatever ran
 before.
 """
+from __future__ import annotations
+
 import copy
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -23,12 +26,20 @@ from .metrics import accuracy, adv_insertion_curve, insertion_curve, rps
 from .metrics.accuracy import _predict
 from .metrics.robustness import _similarity_fns
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from .data import ArrayDataset, BaseDataset
+
 __all__ = ["attribution_maps", "activation_maximization", "saliency_report",
            "attribution_scores", "sanity_checks", "cascading_randomization", "roar_sets"]
 
-def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cosine",), rps_n=10,
-                    postprocess="abs_max", attack=None, attack_kw=None, baseline="zero",
-                    fractions=None, seed=0, chunk=64, progress=False):
+def saliency_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attributions: Sequence[str],
+                    rps_eps: float | Sequence[float] = (16,), similarities: str | Sequence[str] = ("cosine",),
+                    rps_n: int = 10, postprocess: str | None = "abs_max", attack: str | None = None,
+                    attack_kw: Mapping[str, Any] | None = None, baseline: str | torch.Tensor = "zero",
+                    fractions: Sequence[float] | torch.Tensor | None = None, seed: int | None = 0,
+                    chunk: int = 64, progress: bool = False) -> dict[str, dict[str, Any]]:
     """P1 Table 1 (and its appendix) for each attribution method on one batch, per sample.
 
     For every name in ``attributions`` (``attributions.get``): the clean map; ``rps`` for each
@@ -105,8 +116,11 @@ def saliency_report(model, x, y, attributions, rps_eps=(16,), similarities=("cos
     return out
 
 
-def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="cosine",
-                       baseline="zero", fractions=None, seed=0, chunk=64, progress=False):
+def attribution_scores(model: nn.Module, x: torch.Tensor, y: torch.Tensor, methods: Sequence[str],
+                       rps_eps: float = 8, rps_n: int = 10, similarity: str = "cosine",
+                       baseline: str | torch.Tensor = "zero",
+                       fractions: Sequence[float] | torch.Tensor | None = None, seed: int | None = 0,
+                       chunk: int = 64, progress: bool = False) -> dict[str, dict[str, torch.Tensor]]:
     """Score attribution methods on one batch: P1's RPS (at ``rps_eps``, 0-255 units, raw maps)
     and insertion score and curve, per sample (``saliency_report`` without post-processing).
 
@@ -121,7 +135,8 @@ def attribution_scores(model, x, y, methods, rps_eps=8, rps_n=10, similarity="co
                 "insertion_curve": r["insertion_curve"]} for m, r in rep.items()}
 
 
-def attribution_maps(model, x, y, attributions, seed=0):
+def attribution_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attributions: Sequence[str],
+                     seed: int | None = 0) -> dict[str, torch.Tensor]:
     """``{name: map}`` of each attribution method (``attributions.get``) on ``(x, y)``, detached;
     each method runs with torch's global RNG seeded by ``seed`` (restored after)."""
     out = {}
@@ -135,8 +150,9 @@ def attribution_maps(model, x, y, attributions, seed=0):
 AM_INITS = ("noise", "gray")
 
 
-def activation_maximization(model, classes, in_shape, steps=200, lr=0.05, seed=0, init="noise",
-                            jitter=0):
+def activation_maximization(model: nn.Module, classes: Sequence[int] | torch.Tensor, in_shape: Sequence[int],
+                            steps: int = 200, lr: float = 0.05, seed: int | None = 0, init: str = "noise",
+                            jitter: int = 0) -> torch.Tensor:
     """P4 A.6 (Figs. 9-10): the input each class's logit likes best, by gradient ascent on
     g_k(x) from a random start; one image per class of ``classes``, all optimised in one batch.
 
@@ -195,7 +211,9 @@ def activation_maximization(model, classes, in_shape, steps=200, lr=0.05, seed=0
     return x.detach()
 
 
-def sanity_checks(models, test_sets, scores, x, y, dataset, seed, ig_images=4):
+def sanity_checks(models: Mapping[tuple[str, int], nn.Module], test_sets: Mapping[str, ArrayDataset],
+                  scores: Mapping[int, Mapping[str, Mapping[str, torch.Tensor]]], x: torch.Tensor,
+                  y: torch.Tensor, dataset: str, seed: int, ig_images: int = 4) -> dict[str, list[bool]]:
     """``{check: [bool, ...]}``: properties every trained model and score must have.
 
     ``models``: ``{(dataset, seed): model}``; ``test_sets``: ``{dataset: dataset}``;
@@ -227,7 +245,9 @@ def sanity_checks(models, test_sets, scores, x, y, dataset, seed, ig_images=4):
     return checks
 
 
-def cascading_randomization(model, x, y, attribution="grad", seed=0):
+def cascading_randomization(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                            attribution: str | Callable[..., torch.Tensor] = "grad",
+                            seed: int = 0) -> list[dict[str, Any]]:
     """The model-parameter randomization test (Adebayo 2018; P3 C.2.6, Figs. 11, 15): the layers
     with weights (conv, linear, batch norm) are re-initialised cumulatively from the output back
     (PyTorch's ``reset_parameters``, seeded), and after each the map of class ``y`` is compared
@@ -262,7 +282,9 @@ def cascading_randomization(model, x, y, attribution="grad", seed=0):
     return rows
 
 
-def roar_sets(model, dataset, fraction, attribution="grad", baseline="mean", batch_size=256, seed=0):
+def roar_sets(model: nn.Module, dataset: BaseDataset, fraction: float,
+              attribution: str | Callable[..., torch.Tensor] = "grad", baseline: str | torch.Tensor = "mean",
+              batch_size: int = 256, seed: int = 0) -> dict[str, BaseDataset]:
     """ROAR / DiffROAR (Hooker 2019; P3 Sec. 5.2, B.5): ``{"top": ..., "bottom": ...}``, copies of
     ``dataset`` (an in-memory dataset: ``x``, ``y``, ``take``) with the ``fraction`` most / least
     relevant pixels of every image (by ``model``'s ``attribution`` map of the true label -- a name

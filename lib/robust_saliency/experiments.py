@@ -1,5 +1,5 @@
 """The notebooks' one import: profiles and parameter validation, runs, provenance and results
-files, and P1's protocol, re-exported from the modules that own them (SPEC section 10).
+files, and P1's protocol, re-exported from the modules that own them.
 
     params = experiments.validate(**experiments.profile_params(profile, num_epochs=num_epochs))
     ...

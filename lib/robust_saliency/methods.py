@@ -11,6 +11,8 @@ this import with its own error instead of hiding as an "unknown method".
 """
 from __future__ import annotations
 
+from typing import Any
+
 from . import adversarial_training, regularizers
 from .registry import Registry
 from .training import CE, Method
@@ -24,7 +26,7 @@ class GroupDRO(regularizers.GroupDRO):
     group-weighted CE at that method's training input plus its penalty
     (``regularizers.GroupDRO``).  ``n_groups``, ``eta``, ``mode`` as there."""
 
-    def __init__(self, regularizer: str | None = None, reg_kw: dict | None = None, **hparams):
+    def __init__(self, regularizer: str | None = None, reg_kw: dict | None = None, **hparams: Any) -> None:
         unknown = sorted(set(hparams) - set(self.params))
         if unknown:
             raise ValueError(f"group_dro: unknown hyperparameter(s) {unknown}; accepted: "
@@ -52,6 +54,6 @@ METHODS = Registry("method", {"ce": CE, **dict(regularizers.REGISTRY.items()),
 NAMES = METHODS.names
 
 
-def get(name: str, **hparams) -> Method:
+def get(name: str, **hparams: Any) -> Method:
     """The training method ``name`` (one of ``NAMES``) with hyperparameters ``hparams``."""
     return METHODS.get(name, **hparams)

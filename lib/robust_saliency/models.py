@@ -1,4 +1,4 @@
-"""Models (SPEC section 4): ``build(name, num_classes, in_shape, activation='relu', beta=3.0, **kw)``.
+"""Models: ``build(name, num_classes, in_shape, activation='relu', beta=3.0, **kw)``.
 
 Every model takes inputs in the pixel range [0, 1]; per-channel normalization, when wanted,
 is the model's first module (:class:`Normalize`, from the ``mean``/``std`` keywords).
@@ -14,12 +14,18 @@ local weights (``weights_path``; nothing is downloaded).  ``efficientnet_b0`` is
 EfficientNet-B0 (P3's ImageNette and CUB-GHA network) in the same way; its activations are its
 own ``nn.SiLU`` modules (so it has no ReLU and ``activation="softplus"`` is rejected).
 """
+from __future__ import annotations
+
 import copy
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 NAMES = ("mlp", "lenet", "resnet18", "vgg11", "small_cnn", "two_layer", "tv_resnet18",
          "tv_resnet50", "efficientnet_b0")
@@ -30,9 +36,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Normalize(nn.Module):
-    """Per-channel normalization ``(x - mean) / std`` as the model's first layer (SPEC section 4)."""
+    """Per-channel normalization ``(x - mean) / std`` as the model's first layer."""
 
-    def __init__(self, mean, std):
+    def __init__(self, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> None:
         super().__init__()
         mean = torch.as_tensor(mean, dtype=torch.float32).flatten()
         std = torch.as_tensor(std, dtype=torch.float32).flatten()
@@ -46,10 +52,10 @@ class Normalize(nn.Module):
     def _view(self, t, x):
         return t.to(x.dtype).view(1, -1, *([1] * (x.dim() - 2)))
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self._view(self.mean, x)) / self._view(self.std, x)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"mean={self.mean.tolist()}, std={self.std.tolist()}"
 
 
@@ -60,18 +66,18 @@ class LogitMargin(nn.Module):
     margin; softmax cross-entropy over two classes is BCE on this logit.
     """
 
-    def __init__(self, model):
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.model(x)
         if out.shape[-1] != 2:
             raise ValueError(f"LogitMargin needs a two-class model; got {out.shape[-1]} outputs")
         return out[:, 1:] - out[:, :1]
 
 
-def make_activation(activation="relu", beta=3.0):
+def make_activation(activation: str = "relu", beta: float = 3.0) -> nn.Module:
     """A fresh activation module: ``nn.ReLU()`` or ``nn.Softplus(beta)`` (P1 uses Softplus beta=3)."""
     if activation == "relu":
         return nn.ReLU()
@@ -159,7 +165,7 @@ def _vgg11(in_shape, num_classes, act, width=64, batch_norm=True):
 class BasicBlock(nn.Module):
     """ResNet basic block (He et al. 2016) with its own activation modules (none reused)."""
 
-    def __init__(self, cin, cout, stride, act):
+    def __init__(self, cin: int, cout: int, stride: int, act: Callable[[], nn.Module]) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(cout)
@@ -173,7 +179,7 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
         self.act2 = act()
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.act2(out + self.shortcut(x))
@@ -182,7 +188,8 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """CIFAR-style ResNet18 (3x3 stem, no max-pool; He et al. 2016) with a ``width`` parameter (64 = standard)."""
 
-    def __init__(self, in_channels, num_classes, act, width=64):
+    def __init__(self, in_channels: int, num_classes: int, act: Callable[[], nn.Module],
+                 width: int = 64) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(width)
@@ -198,7 +205,7 @@ class ResNet18(nn.Module):
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(cin, num_classes)
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         return self.fc(self.flatten(self.pool(self.layers(out))))
 
@@ -214,8 +221,9 @@ class TVBasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
-                 dilation=1, norm_layer=None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64, dilation: int = 1,
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         if groups != 1 or base_width != 64 or dilation != 1:
             raise ValueError(f"groups={groups!r}, base_width={base_width!r}, dilation={dilation!r}: "
@@ -230,7 +238,7 @@ class TVBasicBlock(nn.Module):
         self.act2 = nn.ReLU()
         self.stride = stride
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         identity = x if self.downsample is None else self.downsample(x)
@@ -243,8 +251,9 @@ class TVBottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, downsample=None, groups=1, base_width=64,
-                 dilation=1, norm_layer=None):
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None,
+                 groups: int = 1, base_width: int = 64, dilation: int = 1,
+                 norm_layer: Callable[[int], nn.Module] | None = None) -> None:
         super().__init__()
         norm_layer = norm_layer or nn.BatchNorm2d
         width = int(planes * (base_width / 64.0)) * groups
@@ -260,7 +269,7 @@ class TVBottleneck(nn.Module):
         self.act3 = nn.ReLU()
         self.stride = stride
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
         out = self.act2(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
@@ -345,8 +354,9 @@ _BUILDERS = {"mlp": (_mlp, ("hidden",)), "two_layer": (_two_layer, ("hidden",)),
              "efficientnet_b0": (None, ("weights_path",))}
 
 
-def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
-    """Build model ``name`` (SPEC section 4) for inputs of shape ``in_shape`` in [0, 1].
+def build(name: str, num_classes: int, in_shape: Sequence[int], activation: str = "relu", beta: float = 3.0,
+          **kw: object) -> nn.Sequential:
+    """Build model ``name`` for inputs of shape ``in_shape`` in [0, 1].
 
     ``activation``: ``relu`` or ``softplus`` (with ``beta``; P1 uses 3). Optional ``mean`` and
     ``std`` (per channel) put a :class:`Normalize` first. Per-model keywords: mlp ``hidden``
@@ -441,7 +451,7 @@ def build(name, num_classes, in_shape, activation="relu", beta=3.0, **kw):
     return model
 
 
-def replace_activation(model, activation="softplus", beta=3.0):
+def replace_activation(model: nn.Module, activation: str = "softplus", beta: float = 3.0) -> nn.Module:
     """Replace every ``nn.ReLU`` and ``nn.Softplus`` module of ``model`` in place; returns ``model``."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation={activation!r} is not known; accepted: {list(ACTIVATIONS)}")
@@ -462,7 +472,7 @@ def _replace_with(module, types, make):
             _replace_with(child, types, make)
 
 
-def leading_normalize(model):
+def leading_normalize(model: nn.Module | Callable[..., torch.Tensor]) -> Normalize | None:
     """The model's first leaf module if it is a ``Normalize`` (the input transform P1's
     released code applies outside its models), else None (also for a plain function)."""
     if not isinstance(model, nn.Module):
@@ -473,10 +483,10 @@ def leading_normalize(model):
     return None
 
 
-def softplus_copy(model, beta=20.0):
+def softplus_copy(model: nn.Module, beta: float = 20.0) -> nn.Module:
     """A deep copy of ``model`` with every ``nn.ReLU`` replaced by ``nn.Softplus(beta)`` (P1's code, beta 20).
 
-    Used by attribution attacks on ReLU models (SPEC section 7); max-pools are kept and
+    Used by attribution attacks on ReLU models (``attacks``); max-pools are kept and
     existing Softplus modules keep their beta.
     """
     if not (isinstance(beta, (int, float)) and beta > 0):
@@ -486,6 +496,6 @@ def softplus_copy(model, beta=20.0):
     return clone
 
 
-def count_params(model, trainable_only=True):
+def count_params(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

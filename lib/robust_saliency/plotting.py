@@ -4,8 +4,11 @@ Figures go to ``figures/<notebook>/`` (PNG and PDF) for the ``cpu`` profile, who
 the committed reproduction; other profiles write to ``figures/<notebook>/<profile>/`` so that a
 smoke run (CI, nbval) never overwrites the reported figures.
 """
+from __future__ import annotations
+
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
@@ -14,14 +17,23 @@ import torch
 
 from .results import repo_root
 
+if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping, Sequence
+
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from .data import ArrayDataset
+
 _STATE = {"notebook": None, "profile": "cpu", "root": None}
 
-# diverging for signed maps, sequential for magnitudes (STYLE.md)
+# diverging for signed maps, sequential for magnitudes
 SIGNED_CMAP = "RdBu_r"
 MAGNITUDE_CMAP = "inferno"
 
 
-def set_style():
+def set_style() -> None:
     """The companion's matplotlib style: small, readable, no chart junk."""
     mpl.rcParams.update({
         "figure.dpi": 100,
@@ -39,7 +51,7 @@ def set_style():
     })
 
 
-def setup(notebook, profile="cpu", root=None):
+def setup(notebook: str, profile: str = "cpu", root: str | os.PathLike | None = None) -> Path:
     """Set the notebook (folder name under figures/) and profile that ``savefig`` writes for."""
     _STATE.update(notebook=notebook, profile=profile, root=root)
     set_style()
@@ -50,7 +62,7 @@ def _figure_root():
     return Path(_STATE["root"]) if _STATE["root"] is not None else repo_root()
 
 
-def figure_dir():
+def figure_dir() -> Path:
     if _STATE["notebook"] is None:
         raise RuntimeError("call plotting.setup(notebook, profile) before savefig")
     d = _figure_root() / "figures" / _STATE["notebook"]
@@ -59,7 +71,7 @@ def figure_dir():
     return d
 
 
-def savefig(name, fig=None, formats=("png", "pdf")):
+def savefig(name: str, fig: Figure | None = None, formats: Sequence[str] = ("png", "pdf")) -> list[Path]:
     """Write ``fig`` (default: current figure) as ``figures/<notebook>/<name>.{png,pdf}``.
 
     ``name`` carries the paper's figure number, e.g. ``"fig1_toy2d"``. Written atomically.
@@ -81,7 +93,7 @@ def savefig(name, fig=None, formats=("png", "pdf")):
     return paths
 
 
-def to_image(x):
+def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
     """(C,H,W) or (H,W) tensor/array in [0,1] -> array for imshow (H,W,C) or (H,W)."""
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().float().numpy()
@@ -91,7 +103,7 @@ def to_image(x):
     return np.clip(x, 0, 1)
 
 
-def show_map(ax, m, signed=False, title=None):
+def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title: str | None = None) -> Axes:
     """Show a saliency map: (C,H,W) maps are reduced with sum over channels.
 
     signed=True uses a diverging map centred at 0; otherwise |map| with a sequential map.
@@ -114,7 +126,9 @@ def show_map(ax, m, signed=False, title=None):
     return ax
 
 
-def map_grid(images, maps, row_labels, col_labels=None, signed=False, scale=1.2, title=None):
+def map_grid(images: torch.Tensor | Sequence[torch.Tensor], maps: Mapping[str, torch.Tensor],
+             row_labels: Sequence[str], col_labels: Sequence[str] | None = None, signed: bool = False,
+             scale: float = 1.2, title: str | None = None) -> Figure:
     """Grid: first column the images, then one column per method (maps: dict name -> (N,C,H,W));
     ``title`` above the column titles."""
     names = list(maps)
@@ -138,13 +152,23 @@ def map_grid(images, maps, row_labels, col_labels=None, signed=False, scale=1.2,
     return fig
 
 
-def toy_gradient_panels(models, x, y, pair, resolution=150, margin=0.5):
+def toy_gradient_panels(models: Mapping[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
+                        pair: torch.Tensor, resolution: int = 150, margin: float = 0.5) -> Figure:
     """P1 Fig. 1: one panel per 2-D model (name -> single-output model, e.g. ``LogitMargin``).
 
     Filled level curves of the output, the decision boundary (output 0), the data ``x``
     coloured by ``y``, and the gradients at the two points of ``pair`` (2, 2) as arrows on one
     common scale for all panels (so small gradients look small); each title gives their l2
     distance and cosine similarity.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        The (N, 2) data points and their (N,) labels (colours only).
+    pair : torch.Tensor
+        The (2, 2) points whose gradients are drawn.
+    resolution, margin : int, float
+        Grid points per axis of the level curves; space around the data, in input units.
     """
     if pair.shape != (2, 2):
         raise ValueError(f"pair must be two 2-D points, shape (2, 2); got {tuple(pair.shape)}")
@@ -181,12 +205,15 @@ def toy_gradient_panels(models, x, y, pair, resolution=150, margin=0.5):
     return fig
 
 
-def insertion_strip(reports, x, index=0, gammas=(0.05, 0.2, 0.4, 0.6), baseline="zero", scale=1.4):
+def insertion_strip(reports: Mapping[str, Mapping[str, Any]], x: torch.Tensor, index: int = 0,
+                    gammas: Sequence[float] = (0.05, 0.2, 0.4, 0.6), baseline: str | torch.Tensor = "zero",
+                    scale: float = 1.4) -> Figure:
     """P1 Fig. 2b: per model (row), the attacked map and the Adv-Insertion inputs at ``gammas``.
 
     ``reports``: name -> one attribution's entry of ``evaluation.saliency_report`` (with an
     attack); ``x`` the clean images it scored.  Column 0 the clean image, 1 the map of x_adv,
-    then x with only its top-gamma pixels by that map kept.
+    then x with only its top-gamma pixels by that map kept, the other pixels set to ``baseline``
+    (``metrics.insertion_images``).  ``index``: the image of ``x`` shown; ``scale``: inches per panel.
     """
     from .metrics import insertion_images
 
@@ -210,7 +237,7 @@ def insertion_strip(reports, x, index=0, gammas=(0.05, 0.2, 0.4, 0.6), baseline=
     return fig
 
 
-def attack_grid(x, reports, scale=1.3):
+def attack_grid(x: torch.Tensor, reports: Mapping[str, Mapping[str, Any]], scale: float = 1.3) -> Figure:
     """P1 Fig. 3a: per image two rows (clean map, attacked map), one column per model.
 
     ``reports``: name -> one attribution's entry of ``evaluation.saliency_report`` with an attack,
@@ -238,7 +265,10 @@ def attack_grid(x, reports, scale=1.3):
     return fig
 
 
-def insertion_curves(evals, methods, seeds, attribution="grad", fractions=None, title=None):
+def insertion_curves(evals: Mapping[tuple[str, int], Mapping[str, Any]], methods: Sequence[str],
+                     seeds: Sequence[int], attribution: str = "grad",
+                     fractions: torch.Tensor | Sequence[float] | None = None,
+                     title: str | None = None) -> Figure:
     """P1 Fig. 2a: mean Insertion (solid) and Adv-Insertion (dotted) curve per method, averaged
     over images and ``seeds``.  ``evals``: ``{(method, seed): {"report": saliency_report}}``;
     ``fractions``: the gammas the curves were scored at (default 0, 0.05, ..., 1,
@@ -254,7 +284,7 @@ def insertion_curves(evals, methods, seeds, attribution="grad", fractions=None, 
     return fig
 
 
-def bound_curves(bounds, seed, title=None):
+def bound_curves(bounds: pd.DataFrame, seed: int, title: str | None = None) -> Figure:
     """P1 Fig. 3b: mean bound (solid) and Gamma_cos (dotted) against the noise level, per
     method, for one ``seed`` (log-log).  ``bounds``: the DataFrame of
     ``papers.p1.bound_experiment``."""
@@ -271,7 +301,7 @@ def bound_curves(bounds, seed, title=None):
     return fig
 
 
-def class_examples(ds, title=None, n_classes=10):
+def class_examples(ds: ArrayDataset, title: str | None = None, n_classes: int = 10) -> Figure:
     """One test image per class (first of each) and, if the dataset has them, its object mask."""
     fig, axes = plt.subplots(2, n_classes, figsize=(1.2 * n_classes, 2.7), squeeze=False)
     for c in range(n_classes):
@@ -287,8 +317,9 @@ def class_examples(ds, title=None, n_classes=10):
     return fig
 
 
-def selection_grid(table, score, accuracy="accuracy", reference_accuracy=None, tol=None,
-                   chosen="chosen", title=None):
+def selection_grid(table: pd.DataFrame, score: str, accuracy: str = "accuracy",
+                   reference_accuracy: float | None = None, tol: float | None = None,
+                   chosen: str = "chosen", title: str | None = None) -> Figure:
     """P1's selection rule as a figure: one point per grid setting (score against accuracy),
     one colour per method, the admissible region's edge (``reference_accuracy - tol``) as a
     dashed line, the chosen setting of each method ringed.  ``table``: a DataFrame with
@@ -306,7 +337,8 @@ def selection_grid(table, score, accuracy="accuracy", reference_accuracy=None, t
     return fig
 
 
-def game_curves(curves, fractions, labels=None, title=None):
+def game_curves(curves: Mapping[str, tuple[Any, Any]], fractions: Sequence[float] | torch.Tensor | np.ndarray,
+                labels: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
     """P2 Figs. S3-S4: mean deletion and preservation curves per method.
 
     ``curves``: {method: (deletion curve, preservation curve)} (each a (F,) mean over images,
@@ -329,7 +361,8 @@ def game_curves(curves, fractions, labels=None, title=None):
     return fig
 
 
-def similarity_vs_eps(table, measures=("spearman", "top-k intersection"), ceilings=None, title=None):
+def similarity_vs_eps(table: pd.DataFrame, measures: Sequence[str] = ("spearman", "top-k intersection"),
+                      ceilings: Mapping[str, float] | None = None, title: str | None = None) -> Figure:
     """P2 Fig. 3 / S1: mean ± std over seeds of the clean-vs-attacked map similarity per PGD
     budget, one line per method.  ``table``: rows with measure, label, eps, seed, value.
     ``ceilings``: {label: value} drawn dotted on the Spearman panels (a method's similarity to
@@ -352,7 +385,9 @@ def similarity_vs_eps(table, measures=("spearman", "top-k intersection"), ceilin
     return fig
 
 
-def class_evidence(probs, classes, class_names=None, labels=None, title=None):
+def class_evidence(probs: Mapping[str, torch.Tensor], classes: Sequence[int],
+                   class_names: Sequence[str] | None = None, labels: Mapping[str, str] | None = None,
+                   title: str | None = None) -> Figure:
     """P2 Fig. S5: for each explained class (rows) the softmax over all classes (bars) of the
     explanation, one panel per method.  ``probs``: {method: (len(classes), K)}."""
     labels = labels or {}
@@ -378,7 +413,8 @@ def class_evidence(probs, classes, class_names=None, labels=None, title=None):
     return fig
 
 
-def randomization_curves(table, references=None, labels=None, title=None):
+def randomization_curves(table: pd.DataFrame, references: Mapping[str, float] | None = None,
+                         labels: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
     """P3 Fig. 11: SSIM between the trained maps and the maps after cascading randomization
     (output layer first), mean ± std over seeds, one line per method; ``references``
     ({method: value}, dotted) e.g. the SSIM with a retrained twin's maps.  ``table``: rows with
@@ -399,8 +435,10 @@ def randomization_curves(table, references=None, labels=None, title=None):
     return fig
 
 
-def sweep_curves(df, x, measures, hue="method", labels=None, logx=False, ylabels=None, title=None, scale=3.2,
-                 xlabels=None):
+def sweep_curves(df: pd.DataFrame, x: str, measures: Sequence[str], hue: str = "method",
+                 labels: Mapping[Any, str] | None = None, logx: bool | Collection[str] = False,
+                 ylabels: Mapping[str, str] | None = None, title: str | None = None, scale: float = 3.2,
+                 xlabels: Mapping[str, str] | None = None) -> Figure:
     """One panel per measure: mean ± std over seeds of ``value`` against ``x``, one line per value
     of ``hue`` (P4 Figs. 4, 6-8).  ``df``: long rows with ``hue``, ``x``, ``seed``, ``measure``,
     ``value``; ``labels`` maps hue values to legend names, ``ylabels`` / ``xlabels`` measures to
@@ -423,7 +461,8 @@ def sweep_curves(df, x, measures, hue="method", labels=None, logx=False, ylabels
     return fig
 
 
-def image_grid(images, col_labels=None, title=None, scale=1.1):
+def image_grid(images: Mapping[str, torch.Tensor], col_labels: Sequence[str] | None = None,
+               title: str | None = None, scale: float = 1.1) -> Figure:
     """Rows of images: ``images`` maps a row name to a (K, C, H, W) batch in [0, 1] (P4 Figs. 9-10:
     one activation-maximization image per class)."""
     names = list(images)
@@ -443,4 +482,40 @@ def image_grid(images, col_labels=None, title=None, scale=1.1):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def mean_curves(curves: Mapping[str, Sequence[torch.Tensor]],
+                fractions: torch.Tensor | Sequence[float] | None = None,
+                xlabel: str = "fraction of pixels inserted (by attribution rank)",
+                ylabel: str = "p(true class)", title: str | None = None,
+                figsize: tuple[float, float] = (5, 3.5)) -> Figure:
+    """One line per key of ``curves`` (``{label: [per-seed (N, F) curves]}``): the mean over the
+    images of each seed, then over the seeds (the tour's insertion curves).  ``fractions``: the
+    F abscissae (default 0, 0.05, ..., 1, ``metrics.insertion_curve``'s)."""
+    first = next(iter(curves.values()))[0]
+    fractions = torch.linspace(0, 1, first.shape[-1]) if fractions is None else fractions
+    fig, ax = plt.subplots(figsize=figsize)
+    for label, per_seed in curves.items():
+        ax.plot(fractions, torch.stack([c.mean(0) for c in per_seed]).mean(0), label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def images_with_masks(x: torch.Tensor, masks: torch.Tensor, titles: Sequence[str] | None = None,
+                      title: str | None = None, height: float = 2.4) -> Figure:
+    """A row of grey images ``x`` (N, 1, H, W) in [0, 1] with the outline of a boolean mask each
+    (``masks`` (N, 1, H, W); P4 Fig. 3a: the BlockMNIST null block)."""
+    fig, axes = plt.subplots(1, len(x), figsize=(len(x), height), squeeze=False)
+    for i, (ax, img, m) in enumerate(zip(axes[0], x, masks)):
+        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
+        ax.contour(m[0].float(), levels=[0.5], colors="C1", linewidths=0.8)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+        ax.set_xticks([]), ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
     return fig

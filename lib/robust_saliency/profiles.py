@@ -1,4 +1,4 @@
-"""Profiles and parameter validation for the notebooks (SPEC section 2).
+"""Profiles and parameter validation for the notebooks.
 
 A notebook's parameters cell holds plain values and a ``profile``; the rest follows::
 
@@ -13,18 +13,21 @@ per notebook on 2 cores), ``paper`` (a GPU machine with the real datasets under
 The registries of the other modules are imported at the top: a broken module fails this
 import with its own error rather than hiding as an "unknown name".
 """
+from __future__ import annotations
+
 import copy
 import dataclasses
-import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
-from . import attacks, attributions, data, metrics, models, training, units
-from . import methods as _methods
+from . import data, settings, training
 from .results import default_cache_dir, repo_root
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["PROFILES", "notebook_settings", "notebooks_dir", "profile_params", "validate", "accepted_names",
            "train_config", "resolve_device"]
@@ -32,7 +35,7 @@ __all__ = ["PROFILES", "notebook_settings", "notebooks_dir", "profile_params", "
 _EPS_GRID = [2, 4, 8, 16]  # 0-255 units, P1 Table 1 / appendix
 
 # ``normalize``: the model's first layer standardizes each channel with the training set's
-# mean and std (SPEC section 4).  Measured on ``shapes`` 32x32 with P1's softplus(beta=3)
+# mean and std.  Measured on ``shapes`` 32x32 with P1's softplus(beta=3)
 # lenet: without it (batch 128, lr 1e-3) training sat at chance for the first 3 of 10 epochs
 # and one seed of the tour never left it (0.28 test accuracy); with it (batch 64, lr 1e-3) two
 # seeds left chance in the first epoch (0.74 / 0.63 after 4 epochs of 4000 images).  Adam's
@@ -67,12 +70,12 @@ PROFILES = {
 }
 
 
-def notebooks_dir():
+def notebooks_dir() -> Path:
     """The folder of the notebooks and their settings files: ``<repo_root()>/notebooks``."""
     return repo_root() / "notebooks"
 
 
-def notebook_settings(notebook):
+def notebook_settings(notebook: str) -> dict[str, dict[str, Any]]:
     """The per-profile settings of ``notebook``: ``notebooks/<notebook>.yaml`` beside it, a
     mapping ``{profile: {parameter: value}}`` layered between ``PROFILES`` and the notebook's
     parameters cell.  A missing file, a YAML error, an unknown profile, a section that is not
@@ -93,21 +96,22 @@ def notebook_settings(notebook):
     if not isinstance(doc, dict):
         raise ValueError(f"{path}: the top level must map profile names to settings; accepted "
                          f"profiles: {tuple(PROFILES)}")
-    for profile, settings in doc.items():
+    for profile, values in doc.items():
         if profile not in PROFILES:
             raise ValueError(f"{path}: key {profile!r} is not a profile; accepted: "
                              f"{tuple(PROFILES)}")
-        if not isinstance(settings, dict):
+        if not isinstance(values, dict):
             raise ValueError(f"{path}: {profile!r} must map parameter names to values; got "
-                             f"{settings!r}")
+                             f"{values!r}")
         try:
-            validate(**settings)
+            # a notebook without declared parameters (one being written) is checked leniently
+            validate(notebook=notebook if notebook in settings.NOTEBOOKS else None, **values)
         except ValueError as err:
             raise ValueError(f"{path}: profile {profile!r}: {err}") from None
     return doc
 
 
-def profile_params(profile, notebook=None, **overrides):
+def profile_params(profile: str, notebook: str | None = None, **overrides: Any) -> dict[str, Any]:
     """The parameters of ``profile`` (a fresh dict, with ``"profile"``) updated by ``overrides``.
 
     ``notebook`` (a name such as ``"01_local_gradient_alignment"``) layers that notebook's
@@ -142,93 +146,20 @@ def _env_flag(name):
 # Validation
 # ----------------------------------------------------------------------------------------------
 
-_KINDS = {  # kind -> the registry's names
-    "dataset": data.NAMES,
-    "model": models.NAMES,
-    "method": _methods.NAMES,
-    "attribution": attributions.NAMES,
-    "metric": metrics.NAMES,
-    "attack": attacks.NAMES,
-}
-_POSITIVE_INTS = ("batch_size", "eval_subset", "attack_steps", "size")
-
-
-def accepted_names(kind):
+def accepted_names(kind: str) -> tuple[str, ...]:
     """The names accepted for ``kind`` (dataset, model, method, attribution, metric, attack)."""
-    return tuple(_KINDS[kind])
+    return settings.accepted_names(kind)
 
 
-def _kind_of(key):
-    for kind in _KINDS:
-        if key in (kind, kind + "s") or key.endswith(("_" + kind, "_" + kind + "s")):
-            return kind
-    return None
-
-
-def _is_eps_key(key):
-    return key == "eps" or key.startswith("eps") or key.endswith("_eps") or "_eps_" in key
-
-
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_number(v):
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def _names_in(key, value, kind):
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        items = list(value)
-    elif isinstance(value, (list, tuple)):
-        items = list(value)
-    else:
-        items = None
-    if items is None or not all(isinstance(v, str) for v in items):
-        raise ValueError(f"{key}={value!r} is not valid; accepted: a {kind} name, a list of "
-                         f"names, or a dict keyed by names")
-    return items
-
-
-def _check_names(key, value, kind):
-    names = _names_in(key, value, kind)
-    accepted = accepted_names(kind)
-    for name in names:
-        if name not in accepted:
-            shown = repr(value) if isinstance(value, str) else f"{value!r} (item {name!r})"
-            raise ValueError(f"{key}={shown}: {name!r} is not a known {kind}; "
-                             f"accepted: {accepted}")
-    return names
-
-
-def _check_eps(key, value):
-    """Each budget of ``key`` in its unit (``units``): L2 keys (``*l2*``) in input units, the
-    others L-infinity budgets and noise levels in 0-255 pixel units."""
-    items = list(value) if isinstance(value, (list, tuple)) else [value]
-    check = units.l2 if "l2" in key else units.linf
-    for v in items:
-        try:
-            check(v, key)
-        except ValueError as err:
-            shown = "" if len(items) == 1 and not isinstance(value, (list, tuple)) else \
-                f" (item {v!r} of {value!r}; a number or a list of them)"
-            raise ValueError(f"{err}{shown}") from None
-
-
-def validate(**params):
+def validate(notebook: str | None = None, **params: Any) -> dict[str, Any]:
     """Check the notebook parameters ``params`` before anything runs; return them (a dict).
 
-    Raises ValueError naming the parameter, its value and the accepted values for: an unknown
-    profile; an unknown dataset, model, method, attribution, metric or attack name (keys
-    ``dataset``/``datasets``/``*_dataset``/``*_datasets`` and likewise for the other kinds,
-    each a name, a list of names or a dict keyed by names; None = unused); a negative,
-    non-finite or non-numeric eps (keys ``eps``, ``eps*``, ``*_eps``, a number or a list);
-    ``num_epochs`` not an int >= 1; ``seed`` / ``seeds`` not ints >= 0; ``n_*``,
-    ``batch_size``, ``eval_subset``, ``attack_steps``, ``size`` not ints >= 1 (``n_*`` may be
-    None = all); ``lr`` not > 0; an unknown or unavailable ``device``; a real dataset without
-    ``data_root``, or a ``data_root`` that is not a folder.  Other keys are not checked.
+    Each value is checked against its declaration in ``settings`` (type, unit, range, the
+    registry its names come from): ``notebook`` (e.g. ``"04_marginal_density"``) checks against
+    that notebook's declared parameters and rejects a name it does not declare; None checks the
+    names any notebook declares and leaves other names unchecked.  Also: a list or dict passed
+    as a string (papermill's ``-p``), an unavailable ``device``, a real dataset without
+    ``data_root``.  Raises ValueError naming the parameter, its value and what is accepted.
     """
     if "profile" in params and params["profile"] not in PROFILES:
         raise ValueError(f"profile={params['profile']!r} is not known; accepted: {tuple(PROFILES)}")
@@ -236,39 +167,16 @@ def validate(**params):
         if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
             raise ValueError(f"{key}={value!r} is a string, not a list or dict; accepted: a list or "
                              f"dict (from papermill pass it as YAML: -y \"{key}: {value.strip()}\")")
-    datasets = []
-    for key, value in params.items():
-        kind = _kind_of(key)
-        if kind is not None and value is not None:
-            names = _check_names(key, value, kind)
-            if kind == "dataset":
-                datasets += [(key, n) for n in names]
-    for key, value in params.items():
-        if _is_eps_key(key) and value is not None:
-            _check_eps(key, value)
-    if "num_epochs" in params:
-        v = params["num_epochs"]
-        if not _is_int(v) or v < 1:
-            raise ValueError(f"num_epochs={v!r} is not valid; accepted: an int >= 1")
-    if "seed" in params:
-        v = params["seed"]
-        if not _is_int(v) or v < 0:
-            raise ValueError(f"seed={v!r} is not valid; accepted: an int >= 0")
-    if "seeds" in params:
-        v = params["seeds"]
-        if not (isinstance(v, (list, tuple)) and v and all(_is_int(s) and s >= 0 for s in v)):
-            raise ValueError(f"seeds={v!r} is not valid; accepted: a non-empty list of ints >= 0")
-    for key, v in params.items():
-        if (key.startswith("n_") and v is not None) or key in _POSITIVE_INTS:
-            if not _is_int(v) or v < 1:
-                extra = " (or None = all)" if key.startswith("n_") else ""
-                raise ValueError(f"{key}={v!r} is not valid; accepted: an int >= 1{extra}")
-    if "lr" in params:
-        v = params["lr"]
-        if not _is_number(v) or not math.isfinite(float(v)) or v <= 0:
-            raise ValueError(f"lr={v!r} is not valid; accepted: a finite number > 0")
     if params.get("device") is not None:
         _check_device(params["device"])
+    declared = settings.schema(notebook)
+    settings.check({k: v for k, v in params.items() if k not in ("device", "data_root")}, notebook,
+                   strict=notebook is not None)
+    datasets = []
+    for key, value in params.items():
+        p = declared.get(key)
+        if p is not None and p.names_of == "dataset" and value is not None:
+            datasets += [(key, n) for n in ([value] if isinstance(value, str) else list(value))]
     _check_data_root(params, datasets)
     return params
 
@@ -301,14 +209,14 @@ def _check_data_root(params, datasets):
                          f"holding {name!r} (see data/README.md)")
 
 
-def resolve_device(device=None):
+def resolve_device(device: str | torch.device | None = None) -> str:
     """``device``, or for None: 'cuda' if available, else 'cpu'."""
     if device is not None:
         return str(device)
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def train_config(params, **overrides):
+def train_config(params: Mapping[str, Any], **overrides: Any) -> training.TrainConfig:
     """A ``training.TrainConfig`` from the notebook parameters that are its fields.
 
     ``cache_dir`` defaults to ``default_cache_dir()``, ``device`` to ``resolve_device``.

@@ -11,16 +11,23 @@
 
 ``python -m robust_saliency.report`` writes the report; ``--check`` runs the check.
 """
+from __future__ import annotations
+
 import argparse
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import cache as _cache
 from . import claims as _claims
 from .results import repo_root
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
 
 __all__ = ["PAPERS", "report", "write_report", "notebook_modules", "notebook_inputs", "stale_outputs"]
 
@@ -95,7 +102,7 @@ def _environment(prov):
     return pkgs, machine
 
 
-def report(results_dir=None, profile="cpu"):
+def report(results_dir: str | os.PathLike | None = None, profile: str = "cpu") -> str:
     """The claims report (markdown) of every ``<notebook>_<profile>.json`` in ``results_dir``
     (default ``<repo>/results``) that holds a claims table, in notebook order."""
     folder = Path(results_dir) if results_dir is not None else repo_root() / "results"
@@ -135,7 +142,8 @@ def report(results_dir=None, profile="cpu"):
     return "\n".join(out) + "\n"
 
 
-def write_report(results_dir=None, out=None, profile="cpu"):
+def write_report(results_dir: str | os.PathLike | None = None, out: str | os.PathLike | None = None,
+                 profile: str = "cpu") -> Path:
     """Write ``report(results_dir, profile)`` atomically to ``out`` (default
     ``<results_dir>/REPORT.md``); return the path."""
     folder = Path(results_dir) if results_dir is not None else repo_root() / "results"
@@ -150,7 +158,7 @@ _IMPORT = re.compile(rf"^[ \t]*(?:from[ \t]+({_PACKAGE}(?:\.[\w.]+)?)[ \t]+impor
                      rf"|import[ \t]+({_PACKAGE}[\w.]*))", re.MULTILINE)
 
 
-def notebook_modules(notebook):
+def notebook_modules(notebook: str | os.PathLike) -> list[str]:
     """The package modules a notebook's code cells import (``from robust_saliency import a, b``,
     ``from robust_saliency.papers import p1``, ``import robust_saliency.x``), with everything
     they import (``cache.module_closure``)."""
@@ -171,7 +179,7 @@ def notebook_modules(notebook):
     return sorted(out)
 
 
-def notebook_inputs(root, notebook):
+def notebook_inputs(root: str | os.PathLike, notebook: str | os.PathLike) -> list[str]:
     """Repository paths of what a committed notebook's outputs depend on: the source files of
     ``notebook_modules`` and the settings file beside the notebook (``<notebook>.yaml``)."""
     root, notebook = Path(root).resolve(), Path(notebook).resolve()
@@ -190,7 +198,7 @@ def _git(root, *args):
     return out.returncode, out.stdout.strip()
 
 
-def stale_outputs(root=None, profile="cpu"):
+def stale_outputs(root: str | os.PathLike | None = None, profile: str = "cpu") -> list[str]:
     """Messages, one per committed notebook whose outputs are not current: no results JSON, a run
     on uncommitted code, a recorded commit unknown to this history, or a recorded commit older than
     the last commit changing its inputs (``notebook_inputs``).  Empty when every one is current."""
@@ -228,7 +236,7 @@ def stale_outputs(root=None, profile="cpu"):
     return problems
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m robust_saliency.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="check that the committed outputs are current")
     parser.add_argument("--profile", default="cpu")

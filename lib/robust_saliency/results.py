@@ -2,6 +2,8 @@
 commit and the code changes outside the run's outputs, package versions, platform) and the
 results JSON files (``results/<notebook>_<profile>.json``, written atomically), and the
 benchmark records that ``make bench`` writes beside them (``benchmark_record``)."""
+from __future__ import annotations
+
 import json
 import os
 import platform
@@ -11,17 +13,23 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from . import cache as _cache
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    import pandas as pd
 
 __all__ = ["repo_root", "default_cache_dir", "code_changes", "provenance", "write_results", "benchmark_record"]
 
 
 # ----------------------------------------------------------------------------------------------
 
-def repo_root():
+def repo_root() -> Path:
     """The repository folder: $ROBUST_SALIENCY_ROOT, else the checkout holding this package
     (editable install), else the nearest parent of the working directory with ``notebooks/``."""
     env = os.environ.get("ROBUST_SALIENCY_ROOT")
@@ -37,7 +45,7 @@ def repo_root():
     return cwd
 
 
-def default_cache_dir():
+def default_cache_dir() -> Path:
     """$ROBUST_SALIENCY_CACHE, else ``<repo>/cache`` (git-ignored)."""
     env = os.environ.get("ROBUST_SALIENCY_CACHE")
     return Path(env).expanduser() if env else repo_root() / "cache"
@@ -78,7 +86,7 @@ def _is_run_output(path):
                                              and path.endswith(".ipynb"))
 
 
-def code_changes():
+def code_changes() -> list[str] | None:
     """Paths (relative to the repository) that differ from the checked-out commit, leaving out
     what executing the notebooks rewrites (``notebooks/*.ipynb``, ``figures/``, ``results/``):
     modified, added, deleted or untracked (not ignored) files.  None outside a git checkout."""
@@ -100,7 +108,8 @@ def code_changes():
     return sorted({p for p in paths if not _is_run_output(p)})
 
 
-def provenance(params, seeds, t_start):
+def provenance(params: Mapping[str, Any] | None, seeds: Iterable[int] | None,
+               t_start: float | None) -> dict[str, Any]:
     """What pins the code (git commit and the changes outside the run's outputs), package
     versions, platform, profile, seeds and wall time.
 
@@ -129,7 +138,9 @@ def provenance(params, seeds, t_start):
     return info
 
 
-def write_results(notebook, profile, results, params, *, t_start=None, results_dir=None):
+def write_results(notebook: str | os.PathLike, profile: str, results: object,
+                  params: Mapping[str, Any] | None, *, t_start: float | None = None,
+                  results_dir: str | os.PathLike | None = None) -> Path:
     """Write ``results/<notebook>_<profile>.json`` atomically; return its path.
 
     The file holds notebook, profile, params, seeds, provenance and ``results`` (converted by
@@ -154,7 +165,8 @@ def write_results(notebook, profile, results, params, *, t_start=None, results_d
     return _cache.atomic_write_json(doc, folder / f"{notebook}_{profile}.json")
 
 
-def benchmark_record(filename, path=None):
+def benchmark_record(filename: str, path: str | os.PathLike | None = None
+                     ) -> tuple[pd.DataFrame | None, dict[str, Any] | None]:
     """A ``make bench`` record of one training step per method relative to ``ce`` (the
     ``benchmarks/*_cost.py`` scripts, interleaved side by side): ``(table, doc)`` with ``table`` a
     DataFrame of median seconds, time and autograd-graph memory ratios per method and ``doc`` the

@@ -1,9 +1,12 @@
 """Runs: what a notebook calls instead of writing a training loop.  Load the profile's data,
 build a model from a seed, load-or-train it through the cached loop (``training.train``),
 validate a hyperparameter grid, and cache evaluations of trained models on disk."""
+from __future__ import annotations
+
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -13,12 +16,17 @@ from . import methods as _methods
 from .profiles import accepted_names, train_config
 from .results import default_cache_dir
 
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Callable, Collection, Iterator, Sequence
+
 __all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "swap_samples",
            "permuted_labels", "diff_roar", "select_hparams", "hp_text", "check_grid", "cached_eval",
            "ReadRecorder"]
 
 
-def load_data(params, dataset=None, split="train", **kw):
+def load_data(params: Mapping[str, Any], dataset: str | None = None, split: str = "train",
+              **kw: Any) -> data.BaseDataset:
     """``data.load`` for the notebook parameters: ``dataset`` (default ``params["dataset"]``),
     ``data_root`` and the subset size ``n_train`` / ``n_test`` of the profile (capped at the
     split's size for the small embedded sets)."""
@@ -32,13 +40,14 @@ def load_data(params, dataset=None, split="train", **kw):
     return data.load(name, split, data_root=params.get("data_root"), **kw)
 
 
-def build_model(params, train_set, model=None, seed=0, **kw):
+def build_model(params: Mapping[str, Any], train_set: data.BaseDataset, model: str | None = None,
+                seed: int = 0, **kw: Any) -> torch.nn.Module:
     """``models.build`` for ``train_set`` with the profile's activation/beta, initialised from
     ``seed`` (the same seed gives the same initial weights).
 
     Keywords come from ``kw``, then ``params["model_kw"]`` when ``model`` is the profile's
     model.  ``params["normalize"]`` puts a ``Normalize`` first with ``train_set``'s per-channel
-    mean and std (image datasets; SPEC section 4: normalization is the model's first layer).
+    mean and std (image datasets; normalization is the model's first layer).
     """
     name = model or params["model"]
     if name == params.get("model"):
@@ -55,8 +64,10 @@ def build_model(params, train_set, model=None, seed=0, **kw):
         return models.build(name, train_set.num_classes, tuple(train_set.in_shape), **kw)
 
 
-def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, method_kw=None,
-        init_from=None, **cfg_overrides):
+def fit(params: Mapping[str, Any], train_set: torch.utils.data.Dataset, method: str | training.Method = "ce",
+        seed: int = 0, model: str | None = None, model_kw: Mapping[str, Any] | None = None,
+        method_kw: Mapping[str, Any] | None = None, init_from: torch.nn.Module | None = None,
+        **cfg_overrides: Any) -> torch.nn.Module:
     """Load-or-train one model: build ``model`` (default ``params["model"]``) from ``seed``,
     train it on ``train_set`` with ``method`` through the cached training loop
     (``training.train``), and return it in eval mode. A second call with the same
@@ -80,7 +91,7 @@ def fit(params, train_set, method="ce", seed=0, model=None, model_kw=None, metho
     return training.train(net, meth, loader, cfg)
 
 
-def batch(dataset, n=None):
+def batch(dataset: torch.utils.data.Dataset, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` samples of ``dataset`` (all for None) as stacked tensors ``(x, y)``."""
     n = len(dataset) if n is None else min(int(n), len(dataset))
     if hasattr(dataset, "x") and torch.is_tensor(dataset.x):
@@ -89,7 +100,8 @@ def batch(dataset, n=None):
     return torch.stack([t[0] for t in items]), torch.as_tensor([int(t[1]) for t in items])
 
 
-def split_validation(dataset, n_val, seed=0):
+def split_validation(dataset: torch.utils.data.Dataset, n_val: int, seed: int = 0
+                     ) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """``(train, validation)``: ``n_val`` rows of ``dataset`` drawn with ``seed`` held out for
     model selection, the rest for training, each in the original order.  Datasets of the
     library split with ``take`` (their fingerprints, hence the training cache keys, differ from
@@ -114,7 +126,8 @@ def _library_dataset(dataset, name):
     return hasattr(dataset, "x") and torch.is_tensor(dataset.x)
 
 
-def swap_samples(train_set, test_set, n, seed=0):
+def swap_samples(train_set: data.BaseDataset, test_set: data.BaseDataset, n: int,
+                 seed: int = 0) -> tuple[data.BaseDataset, data.BaseDataset]:
     """P3's stability protocol (B.7): ``(train, common_test)`` -- ``n`` training rows drawn with
     ``seed`` replaced by ``n`` test rows drawn with ``seed``, and the test set without those
     rows (the test images both runs never trained on).  Extras (masks, ...) follow their rows.
@@ -144,7 +157,7 @@ def swap_samples(train_set, test_set, n, seed=0):
     return swapped, test_set.take(rest.nonzero().flatten())
 
 
-def permuted_labels(dataset, seed=0):
+def permuted_labels(dataset: data.BaseDataset, seed: int = 0) -> data.BaseDataset:
     """P3's data-randomization test (Adebayo 2018; C.2.6): the same images with their labels
     permuted by ``seed`` (a model trained on it can only memorise)."""
     _library_dataset(dataset, "dataset")
@@ -155,8 +168,10 @@ def permuted_labels(dataset, seed=0):
     return out
 
 
-def diff_roar(params, model, train_set, test_set, fraction, attribution="grad", seed=0,
-              baseline="mean", **fit_kw):
+def diff_roar(params: Mapping[str, Any], model: torch.nn.Module, train_set: data.BaseDataset,
+              test_set: data.BaseDataset, fraction: float,
+              attribution: str | Callable[..., torch.Tensor] = "grad", seed: int = 0,
+              baseline: str | torch.Tensor = "mean", **fit_kw: Any) -> dict[str, float]:
     """DiffROAR (Hooker 2019's ROAR; P3 Sec. 5.2, B.5) of ``model``'s maps: ``{"top", "bottom",
     "diff_roar"}``.  The ``fraction`` most (``top``) and least (``bottom``) relevant pixels of
     every train and test image are removed (``evaluation.roar_sets``: by ``model``'s
@@ -176,7 +191,8 @@ def diff_roar(params, model, train_set, test_set, fraction, attribution="grad", 
     return out
 
 
-def select_hparams(rows, reference_accuracy, tol=0.01, score="score", accuracy="accuracy"):
+def select_hparams(rows: Sequence[Mapping[str, Any]], reference_accuracy: float, tol: float = 0.01,
+                   score: str = "score", accuracy: str = "accuracy") -> tuple[int, str]:
     """Model selection (P1's rule, also notebook 03's): the row with the highest ``score`` among
     those whose ``accuracy`` is at least ``reference_accuracy - tol`` (P1: Grad RPS within 1%
     accuracy of CE).
@@ -195,12 +211,13 @@ def select_hparams(rows, reference_accuracy, tol=0.01, score="score", accuracy="
         "none within tolerance: most accurate"
 
 
-def hp_text(hp):
+def hp_text(hp: Mapping[str, Any] | None) -> str:
     """A grid point for a selection table: "lam=0.1, p=2" (floats by ``:g``; "–" for none)."""
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in (hp or {}).items()) or "–"
 
 
-def check_grid(grid, methods=None):
+def check_grid(grid: dict[str, list[dict[str, Any]]],
+               methods: Collection[str] | None = None) -> dict[str, list[dict[str, Any]]]:
     """Validate a hyperparameter grid ``{method: [hparams, ...]}`` before any training.
 
     Every method name must be known (and in ``methods`` when given) and every hparams dict
@@ -230,29 +247,29 @@ class ReadRecorder(Mapping):
     ``in`` (a missing key read is recorded too: its absence is part of the result), and every key
     on iteration (``keys``, ``items``, ``values``, ``dict(...)``, ``{**...}``): ``read_all``."""
 
-    def __init__(self, params):
+    def __init__(self, params: Mapping[str, Any]) -> None:
         self._params, self.read, self.read_all = params, set(), False
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: str) -> Any:
         self.read.add(key)
         return self._params[key]
 
-    def __contains__(self, key):
+    def __contains__(self, key: object) -> bool:
         self.read.add(key)
         return key in self._params
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[str]:
         self.read_all = True
         return iter(self._params)
 
-    def __len__(self):
+    def __len__(self) -> int:
         self.read_all = True
         return len(self._params)
 
-    def copy(self):
+    def copy(self) -> dict[str, Any]:
         return dict(self)
 
-    def keys_read(self):
+    def keys_read(self) -> list[str]:
         """The keys read: every key of the parameters if they were iterated, else those read."""
         return sorted(map(str, self._params)) if self.read_all else sorted(map(str, self.read))
 
@@ -264,7 +281,9 @@ def _param_values(params, keys):
     return {k: params.get(k, _ABSENT) for k in keys}
 
 
-def cached_eval(name, model, params, fn, inputs=None, code=None, cache_dir=None):
+def cached_eval(name: str, model: torch.nn.Module, params: Mapping[str, Any],
+                fn: Callable[[ReadRecorder], Any], inputs: object = None, code: Sequence[str] | None = None,
+                cache_dir: str | os.PathLike | None = None) -> Any:
     """``fn(params)`` memoized on disk, keyed by everything that determines it.
 
     For evaluations of trained models (``fit``).  The key holds the trained ``model``'s cache key
@@ -277,6 +296,28 @@ def cached_eval(name, model, params, fn, inputs=None, code=None, cache_dir=None)
     code, growing when another call reads more), so a change to any parameter the evaluation
     reads -- or to its code -- is a miss.  Written atomically under ``<cache_dir>/eval``; a model
     without a training key is evaluated without caching.
+
+    Parameters
+    ----------
+    name : str
+        Name of the evaluation (part of the key and of the file names).
+    model : torch.nn.Module
+        A model returned by ``fit`` (its ``train_info["key"]`` enters the key).
+    params : Mapping
+        The notebook parameters; ``fn`` receives them as a ``ReadRecorder``.
+    fn : callable
+        ``fn(params) -> value``, any ``torch.save``-able value.
+    inputs : object, optional
+        What else ``fn`` depends on, in a form ``cache.config_hash`` takes.
+    code : sequence of str, optional
+        Module names whose source (with their imports) enters the key; default ``fn``'s module.
+    cache_dir : str or os.PathLike, optional
+        Cache folder; default ``default_cache_dir()``.
+
+    Returns
+    -------
+    object
+        ``fn``'s value, computed or loaded.
     """
     info = getattr(model, "train_info", None) or {}
     if "key" not in info:

@@ -1,4 +1,4 @@
-"""One training loop for every method (SPEC section 6), with a checksummed, resumable cache.
+"""One training loop for every method, with a checksummed, resumable cache.
 
 A training method is a ``Method``: ``method(model, x, y) -> (loss, logs)``, ``logs`` a dict of
 floats.  ``train(model, method, loader, cfg)`` runs the shared loop (optimizer, learning-rate
@@ -47,6 +47,8 @@ per-sample extras of the training set (e.g. ``"gaze"``, an attention map) that t
 with each batch and passes as keyword arguments, ``method(model, x, y, gaze=...)`` (P3's
 harmonization reads its attention map so).
 """
+from __future__ import annotations
+
 import dataclasses
 import json
 import math
@@ -54,6 +56,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -62,6 +65,9 @@ from torch.utils.data import (ConcatDataset, DataLoader, RandomSampler, Sequenti
                               TensorDataset)
 
 from . import cache as _cache
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "dataset_identity", "crop_flip",
            "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
@@ -80,13 +86,14 @@ class Method:
     name = "method"
     extras = ()  # names of per-sample training-set extras passed to the call (module docstring)
 
-    def __init__(self, **hparams):
+    def __init__(self, **hparams: Any) -> None:
         self.hparams = dict(hparams)
 
-    def __call__(self, model, x, y):
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor,
+                 y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in sorted(self.hparams.items()))
         return f"{self.name}({args})"
 
@@ -96,7 +103,8 @@ class CE(Method):
 
     name = "ce"
 
-    def __call__(self, model, x, y):
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor,
+                 y: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         loss = F.cross_entropy(model(x), y)
         return loss, {"ce": float(loss.detach())}
 
@@ -143,21 +151,21 @@ class TrainConfig:
     weight_decay: float = 0.0
     momentum: float = 0.9
     schedule: str = "none"
-    milestones: tuple = ()
+    milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     step_size: int = 30
     augment: str = "none"
     crop_padding: int = 4
-    grad_clip: float = None
+    grad_clip: float | None = None
     seed: int = 0
     deterministic: bool = True
     shuffle: bool = True
-    cache_dir: str = None
+    cache_dir: str | None = None
     progress: bool = True
-    device: str = None
+    device: str | None = None
     checkpoint: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         def bad(param, accepted):
             raise ValueError(f"{param}={getattr(self, param)!r} is not valid; accepted: {accepted}")
 
@@ -204,7 +212,7 @@ class TrainConfig:
         self.crop_padding = int(self.crop_padding)
 
     @classmethod
-    def make(cls, cfg=None, **overrides):
+    def make(cls, cfg: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> TrainConfig:
         """A ``TrainConfig`` from None, a dict or a TrainConfig, with ``overrides`` applied."""
         if cfg is None:
             base = {}
@@ -240,7 +248,7 @@ def _data_identity(loader):
     return dataset_identity(loader.dataset)
 
 
-def dataset_identity(dataset, chunk=256):
+def dataset_identity(dataset: torch.utils.data.Dataset, chunk: int = 256) -> dict[str, Any]:
     """What identifies ``dataset`` in cache keys: everything it yields, hashed with
     ``cache.config_hash``.
 
@@ -291,7 +299,8 @@ def _key_material(model, method, loader, cfg):
     }
 
 
-def train_key(model, method, loader, cfg=None, **overrides):
+def train_key(model: torch.nn.Module, method: Method, loader: DataLoader,
+              cfg: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> str:
     """The cache key of ``train(model, method, loader, cfg)``: a sha256 hex string.
 
     It covers the cfg fields (but ``progress``, ``cache_dir``, ``device``, ``checkpoint``),
@@ -374,7 +383,7 @@ def _augment_generator(seed, epoch):
     return g
 
 
-def crop_flip(x, padding, generator=None):
+def crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Per sample: a random ``H x W`` crop of ``x`` zero-padded by ``padding`` on each side, and
     a horizontal flip with probability 1/2 (``x``: (N, C, H, W)).  Offsets and flips are drawn
     on the CPU from ``generator``."""
@@ -527,7 +536,10 @@ def _finish(model, history, info):
     return model
 
 
-def train(model, method, loader, cfg=None, *, callback=None, **overrides):
+def train(model: torch.nn.Module, method: Method, loader: DataLoader,
+          cfg: TrainConfig | dict[str, Any] | None = None, *,
+          callback: Callable[[int, dict[str, Any]], object] | None = None,
+          **overrides: Any) -> torch.nn.Module:
     """Train ``model`` in place with ``method`` on ``loader``; return it (cached, resumable).
 
     ``method``: a ``Method`` (``methods.get(name, **hparams)``); ``cfg``: a ``TrainConfig``, a dict or

@@ -1,4 +1,4 @@
-"""Units of perturbation budgets, step sizes and noise levels (SPEC section 7), checked in one place.
+"""Units of perturbation budgets, step sizes and noise levels, checked in one place.
 
 Every public function of the library takes them in the papers' units:
 
@@ -12,6 +12,8 @@ Every public function of the library takes them in the papers' units:
 ``linf(value)`` and ``l2(value)`` check a value and return it in input units; ``budget(value,
 norm)`` picks one by the norm's name.  A leaf module: it imports nothing of the library.
 """
+from __future__ import annotations
+
 import math
 import numbers
 
@@ -26,7 +28,7 @@ def _number(value):
             and math.isfinite(float(value)))
 
 
-def linf(value, name="eps"):
+def linf(value: float, name: str = "eps") -> float:
     """``value`` in 0-255 pixel units, checked to lie in [0, 255], as input units (``value / 255``)."""
     if not _number(value) or not 0 <= float(value) <= PIXEL_MAX:
         raise ValueError(f"{name}={value!r} is not valid; accepted: a number in [0, 255] in 0-255 "
@@ -35,7 +37,7 @@ def linf(value, name="eps"):
     return float(value) / PIXEL_MAX
 
 
-def l2(value, name="eps"):
+def l2(value: float, name: str = "eps") -> float:
     """``value`` in input units (an L2 norm of a [0, 1] image's perturbation), checked to be >= 0."""
     if not _number(value) or float(value) < 0:
         raise ValueError(f"{name}={value!r} is not valid; accepted: a finite number >= 0 in input "
@@ -44,7 +46,7 @@ def l2(value, name="eps"):
     return float(value)
 
 
-def budget(value, norm, name="eps"):
+def budget(value: float, norm: str, name: str = "eps") -> float:
     """``linf(value)`` for ``norm="linf"``, ``l2(value)`` for ``norm="l2"``."""
     if norm == "linf":
         return linf(value, name)

@@ -1,4 +1,4 @@
-"""Attribution maps (SPEC section 5): ``get(name, **hp)`` -> an ``Explainer``, called as
+"""Attribution maps: ``get(name, **hp)`` -> an ``Explainer``, called as
 ``explainer(model, x, target, create_graph=False) -> map`` (or ``.attribute(...)``, captum's
 name).  The map has the shape of ``x``.
 
@@ -18,12 +18,21 @@ No function changes the user's model permanently: hooks are removed in ``finally
 the train/eval mode is restored (``lrp`` runs the model in eval mode, see its docstring).
 ``target`` is a LongTensor of shape (N,) or an int (the same class for every sample).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ..registry import Configured, Registry
 from .captum_methods import deeplift, gradcam, integrated_gradients, last_conv, smoothgrad
 from .gradient import grad, guided_backprop, input_x_grad
 from .lrp import lrp
 from .fitted import relex
 from .postprocess import postprocess, sparsify
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    import torch
 
 __all__ = ["Explainer", "REGISTRY", "NAMES", "DIFFERENTIABLE", "get", "grad", "input_x_grad",
            "guided_backprop", "lrp", "integrated_gradients", "smoothgrad", "deeplift", "gradcam",
@@ -34,10 +43,13 @@ class Explainer(Configured):
     """An attribution method with its hyperparameters bound: ``(model, x, target,
     create_graph=False) -> map``."""
 
-    def __init__(self, name, fn, n_args=3, hparams=None, fixed=("create_graph",), **meta):
+    def __init__(self, name: str, fn: Callable[..., torch.Tensor], n_args: int = 3,
+                 hparams: Mapping[str, Any] | None = None, fixed: Sequence[str] = ("create_graph",),
+                 **meta: Any) -> None:
         super().__init__(name, fn, n_args, hparams, fixed, **meta)
 
-    def attribute(self, model, x, target, create_graph=False):
+    def attribute(self, model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor | int,
+                  create_graph: bool = False) -> torch.Tensor:
         return self(model, x, target, create_graph=create_graph)
 
 
@@ -63,6 +75,6 @@ NAMES = REGISTRY.names
 DIFFERENTIABLE = REGISTRY.where(differentiable=True)
 
 
-def get(name, **hparams):
+def get(name: str, **hparams: Any) -> Explainer:
     """The ``Explainer`` called ``name`` (one of ``NAMES``) with ``hparams`` bound."""
     return REGISTRY.get(name, **hparams)

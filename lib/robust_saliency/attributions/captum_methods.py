@@ -1,5 +1,7 @@
 """Evaluation-only attributions through captum 0.9.0 (``create_graph=True`` raises):
 integrated_gradients, smoothgrad, deeplift, gradcam."""
+from __future__ import annotations
+
 import warnings
 
 import torch
@@ -18,7 +20,9 @@ def _import_captum():
         import captum.attr  # noqa: F401  (pyflakes: used for its side effect)
 
 
-def integrated_gradients(model, x, target, create_graph=False, steps=32, baseline=0.0, internal_batch_size=None):
+def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int,
+                         create_graph: bool = False, steps: int = 32, baseline: float = 0.0,
+                         internal_batch_size: int | None = None) -> torch.Tensor:
     """Integrated Gradients (Sundararajan et al. 2017) from a constant baseline (zero = black), captum."""
     _import_captum()
     from captum.attr import IntegratedGradients
@@ -30,7 +34,8 @@ def integrated_gradients(model, x, target, create_graph=False, steps=32, baselin
                                                 internal_batch_size=internal_batch_size).detach()
 
 
-def smoothgrad(model, x, target, create_graph=False, n=16, sigma=0.15):
+def smoothgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, create_graph: bool = False,
+               n: int = 16, sigma: float = 0.15) -> torch.Tensor:
     """SmoothGrad (Smilkov et al. 2017): mean signed gradient over ``n`` noisy copies, captum NoiseTunnel.
 
     The noise std is ``sigma * (x.max() - x.min())`` with the range taken over the whole batch
@@ -46,7 +51,8 @@ def smoothgrad(model, x, target, create_graph=False, n=16, sigma=0.15):
                                                   target=_target(target, x), abs=False).detach()
 
 
-def deeplift(model, x, target, create_graph=False, baseline=0.0):
+def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, create_graph: bool = False,
+             baseline: float = 0.0) -> torch.Tensor:
     """DeepLift rescale rule (Shrikumar et al. 2017) from a constant baseline, captum (ReLU/Softplus/MaxPool)."""
     _import_captum()
     from captum.attr import DeepLift
@@ -59,7 +65,7 @@ def deeplift(model, x, target, create_graph=False, baseline=0.0):
                                          target=_target(target, x)).detach()
 
 
-def last_conv(model, x):
+def last_conv(model: nn.Module, x: torch.Tensor) -> nn.Conv2d:
     """The last ``nn.Conv2d`` executed in a forward pass of ``model`` on ``x`` (GradCAM's default layer)."""
     seen = []
     handles = [m.register_forward_hook(lambda m, a, o: seen.append(m)) for m in model.modules()
@@ -75,7 +81,8 @@ def last_conv(model, x):
     return seen[-1]
 
 
-def gradcam(model, x, target, create_graph=False, layer=None):
+def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, create_graph: bool = False,
+            layer: nn.Module | None = None) -> torch.Tensor:
     """GradCAM (Selvaraju et al. 2017) at ``layer`` (default: the last conv), captum.
 
     ReLU of the channel-weighted activation map, bilinearly upsampled to the input size,

@@ -5,7 +5,7 @@ For an image x, a class c and B noisy copies x_b = x + N(0, s^2), s = ``noise_le
 
     L(m) = (1/B) sum_b [ -log p_c(m * x_b) + lambda1 ||m||_1 - lambda2 log(1 - p_c((1 - m) * x_b) + 1e-7) ]
 
-(SPEC section 9, transcribed from the released ``models/saliency/optim_methods/relex.py``):
+(transcribed from P2's released ``models/saliency/optim_methods/relex.py``):
 each step divides the gradient by its L2 norm (per image), takes an SGD step with momentum and
 clamps m to [0, 1].  Presets (``PRESETS``): ``reference_code`` (the default; the released
 code: B 50, lr 0.1, momentum 0.99, 50 iterations) and ``supplement`` (the supplement's text:
@@ -22,12 +22,18 @@ in chunks of ``chunk`` copies).  Every image draws its initial mask and its nois
 own generator, seeded from ``seed``, the image's bytes and its class, so an image's mask does
 not depend on the batch it comes in (tests check batch == one image at a time).
 """
+from __future__ import annotations
+
 import hashlib
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from ._common import _target
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PRESETS = {
     "reference_code": {"n_noise": 50, "lr": 0.1, "momentum": 0.99, "iters": 50},
@@ -55,7 +61,8 @@ def _fast(x):
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-def relex_loss(model, z_noisy, m, target, lambda1=1e-4, lambda2=1.0, space="normalized"):
+def relex_loss(model: nn.Module, z_noisy: torch.Tensor, m: torch.Tensor, target: torch.Tensor,
+               lambda1: float = 1e-4, lambda2: float = 1.0, space: str = "normalized") -> torch.Tensor:
     """Per-copy RelEx loss, (N, B): ``z_noisy`` (N, B, *shape) are noisy copies in the mask's
     space, ``m`` (N, *shape) the masks, ``target`` (N,) the classes."""
     _, from_z = _normalizer(model, space)
@@ -70,7 +77,7 @@ def relex_loss(model, z_noisy, m, target, lambda1=1e-4, lambda2=1.0, space="norm
     return -log_p_fg + lambda1 * l1 - lambda2 * torch.log(1 - p_bg + LOG_EPS)
 
 
-def image_seed(seed, x, target):
+def image_seed(seed: int, x: torch.Tensor, target: int | torch.Tensor) -> int:
     """The seed of one image's draws: a hash of ``seed``, the image's float32 bytes and its class."""
     h = hashlib.sha256()
     h.update(str(int(seed)).encode())
@@ -94,14 +101,14 @@ def _draw_masks(gens, x):
                         for g in gens])
 
 
-def initial_masks(x, target, seed=0):
+def initial_masks(x: torch.Tensor, target: torch.Tensor | int, seed: int = 0) -> torch.Tensor:
     """The U[0, 0.01] masks ``relex`` starts from for images ``x``, classes ``target`` (N,) and
     ``seed``: its first draws."""
     target = _target(target, x)
     return _draw_masks(_generators(x.detach(), target, seed), x.detach())
 
 
-def check_settings(preset="reference_code", space="normalized"):
+def check_settings(preset: str = "reference_code", space: str = "normalized") -> None:
     """Raise ValueError for an unknown ``preset`` or ``space`` (before any work)."""
     _settings(preset, {})
     if space not in SPACES:
@@ -123,9 +130,12 @@ def _settings(preset, overrides):
     return s
 
 
-def relex(model, x, target=None, create_graph=False, preset="reference_code", n_noise=None,
-          lr=None, momentum=None, iters=None, lambda1=1e-4, lambda2=1.0, noise_level=0.1,
-          space="normalized", seed=0, chunk=4096, progress=False):
+def relex(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None = None,
+          create_graph: bool = False, preset: str = "reference_code", n_noise: int | None = None,
+          lr: float | None = None, momentum: float | None = None, iters: int | None = None,
+          lambda1: float = 1e-4, lambda2: float = 1.0, noise_level: float = 0.1,
+          space: str = "normalized", seed: int = 0, chunk: int = 4096,
+          progress: bool = False) -> torch.Tensor:
     """RelEx masks (N, *x.shape[1:]) in [0, 1] for classes ``target`` (None: the prediction; an
     int or (N,) tensor: any class, not only the predicted one).  See the module docstring.
 

@@ -2,6 +2,8 @@
 ``create_graph=True``: grad (P1 "Grad", P3's simple gradient), input_x_grad (P1 "xGrad"),
 guided_backprop.  ``grad`` and ``input_x_grad`` take ``space`` (``SPACES``): the pixel input or
 the model's normalized input (after its leading ``Normalize``)."""
+from __future__ import annotations
+
 import torch
 import torch.nn as nn
 
@@ -20,7 +22,8 @@ def _check_space(space):
 
 
 # ----------------------------------------------------------------------------- gradient-based
-def grad(model, x, target, create_graph=False, space="pixel"):
+def grad(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, create_graph: bool = False,
+         space: str = "pixel") -> torch.Tensor:
     """Gradient of the target logit w.r.t. the input (P1 "Grad", P3 "simple gradient"; Simonyan 2014).
 
     ``space="pixel"`` (default): grad_x g_y(x), x in [0, 1].  ``space="normalized"``: the
@@ -28,11 +31,25 @@ def grad(model, x, target, create_graph=False, space="pixel"):
     sigma_c * grad_x g_y per channel c, for a model whose first module is ``Normalize`` (the
     pixel gradient without one), as P3's released ``utils.simplegrad`` (and P1's code)
     differentiate w.r.t. the normalized input.  Differentiable with ``create_graph=True``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning (N, num_classes) logits.
+    x : torch.Tensor
+        (N, ...) inputs in [0, 1].
+    target : torch.Tensor or int
+        (N,) class indices, or one class for every sample.
+
+    Returns
+    -------
+    torch.Tensor
+        The gradient map, same shape as ``x``.
     """
     return in_space(model, target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1], space)
 
 
-def in_space(model, g, space="normalized"):
+def in_space(model: nn.Module, g: torch.Tensor, space: str = "normalized") -> torch.Tensor:
     """A pixel-space input gradient ``g`` in the input ``space`` of ``grad``: sigma_c * g for
     ``"normalized"`` and a model whose first module is ``Normalize`` (d/dx_n = sigma d/dx), else g."""
     _check_space(space)
@@ -40,7 +57,8 @@ def in_space(model, g, space="normalized"):
     return g if norm is None else g * norm._view(norm.std, g)
 
 
-def input_x_grad(model, x, target, create_graph=False, space="normalized"):
+def input_x_grad(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, create_graph: bool = False,
+                 space: str = "normalized") -> torch.Tensor:
     """Input times gradient (P1 "xGrad", Shrikumar et al. 2017).
 
     ``space="normalized"`` (default, P1's released code, whose models take x_n = (x - mu)/sigma):
@@ -52,7 +70,8 @@ def input_x_grad(model, x, target, create_graph=False, space="normalized"):
         return times_input(model, x, grad(model, x, target, create_graph=create_graph), space)
 
 
-def times_input(model, x, g, space="normalized"):
+def times_input(model: nn.Module, x: torch.Tensor, g: torch.Tensor,
+                space: str = "normalized") -> torch.Tensor:
     """``x * g`` in the input ``space`` of ``input_x_grad`` (``g``: the pixel-space gradient)."""
     _check_space(space)
     norm = leading_normalize(model) if space == "normalized" else None
@@ -80,7 +99,8 @@ def _slope(module, z):
     return torch.sigmoid(module.beta * z)
 
 
-def guided_backprop(model, x, target, create_graph=False):
+def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int,
+                    create_graph: bool = False) -> torch.Tensor:
     """Guided backprop (Springenberg et al. 2015; P1 Sec. "Attribution methods").
 
     Backward through each ``nn.ReLU`` / ``nn.Softplus`` module keeps only positive upstream

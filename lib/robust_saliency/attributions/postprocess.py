@@ -16,6 +16,8 @@
 after MoreauGrad, Zhang et al. 2023) is a separate post-processing of the raw map: soft
 thresholding at the per-sample q-quantile of ``|h|``; it keeps the shape and the sign of ``h``.
 """
+from __future__ import annotations
+
 import numbers
 
 import torch
@@ -23,7 +25,7 @@ import torch
 MODES = ("max", "abs_max", "p99", "minmax", "mean")
 
 
-def postprocess(h, mode="max", q=0.99):
+def postprocess(h: torch.Tensor, mode: str = "max", q: float = 0.99) -> torch.Tensor:
     """Per-pixel map of ``h`` (see the module docstring for ``mode``).
 
     (N, C, H, W) -> (N, 1, H, W) (``abs_max``: (N, H, W)); a (N, D) map is scaled per row.
@@ -52,7 +54,7 @@ def postprocess(h, mode="max", q=0.99):
     return a / scale if mode == "max" else torch.clamp(a / scale, max=1.0)
 
 
-def sparsify(h, q=0.8):
+def sparsify(h: torch.Tensor, q: float = 0.8) -> torch.Tensor:
     """P3's sparsification (C.2.4, Table 5; after MoreauGrad): soft thresholding at a quantile of |h|.
 
     The proximal operator of tau * ||.||_1: sign(h) * max(|h| - tau, 0), tau the ``q``-quantile

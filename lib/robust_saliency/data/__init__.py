@@ -1,4 +1,4 @@
-"""Datasets (SPEC section 3): embedded datasets generated with a seed, and real-dataset loaders.
+"""Datasets: embedded datasets generated with a seed, and real-dataset loaders.
 
 ``load(name, split, data_root=None, **kw)`` is the one entry point.
 
@@ -40,13 +40,19 @@ Layout: ``data.datasets`` (the dataset classes), ``data.synthetic`` (the embedde
 ``data.real`` (the real-dataset readers), ``data._checks`` (parameter checks); this module holds
 ``load`` and re-exports the public names.
 """
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import synthetic
 from ._checks import SPLITS, _check_int, _check_kw
 from .datasets import ArrayDataset, BaseDataset, ImageFileDataset, JoinedDataset, UInt8ImageDataset
 from .real import _REAL_LOADERS
 from .synthetic import SHAPES_CLASSES, _cached_generate, null_block
+
+if TYPE_CHECKING:
+    import os
 
 __all__ = ["load", "get", "NAMES", "EMBEDDED", "REAL", "SPLITS", "BaseDataset", "ArrayDataset",
            "UInt8ImageDataset", "ImageFileDataset", "JoinedDataset", "null_block", "SHAPES_CLASSES"]
@@ -74,8 +80,8 @@ _DEFAULT_N = {  # (train, test) sizes of the generated datasets
 }
 
 
-def load(name, split, data_root=None, **kw):
-    """Load dataset ``name`` (one of ``NAMES``) for ``split`` in {"train", "test"} (SPEC section 3).
+def load(name: str, split: str, data_root: str | os.PathLike | None = None, **kw: object) -> BaseDataset:
+    """Load dataset ``name`` (one of ``NAMES``) for ``split`` in {"train", "test"}.
 
     Embedded keywords: ``n`` (size; for digits/block_digits a seeded subset), ``seed``,
     ``size`` (image side), ``cache_dir`` (on-disk cache of generated tensors), ``noise``

@@ -2,12 +2,20 @@
 ``take``/``subset`` and the ``fingerprint``, ``cache.config_hash`` of what the dataset holds),
 :class:`ArrayDataset` (tensors in memory), :class:`UInt8ImageDataset` (real images held as uint8)
 and :class:`ImageFileDataset` (real images read from files)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from .. import cache as _cache
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping, Sequence
 
 
 def _subset_indices(num, n, seed):
@@ -28,8 +36,10 @@ class BaseDataset(Dataset):
     the held tensors is replaced or edited in place (tracked through ``Tensor._version``).
     """
 
-    def __init__(self, y, *, classes, name="", split="", in_shape, mean=None, std=None,
-                 extras=None):
+    def __init__(self, y: torch.Tensor | Sequence[int], *, classes: Sequence[str], name: str = "",
+                 split: str = "", in_shape: Sequence[int], mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None,
+                 extras: Mapping[str, torch.Tensor] | None = None) -> None:
         self.y = torch.as_tensor(y, dtype=torch.long)
         self.classes = tuple(classes)
         self.num_classes = len(self.classes)
@@ -44,26 +54,26 @@ class BaseDataset(Dataset):
             setattr(self, key, value)
 
     @property
-    def targets(self):
+    def targets(self) -> torch.Tensor:
         """The labels (torchvision's name for ``y``)."""
         return self.y
 
     @targets.setter
-    def targets(self, value):
+    def targets(self, value: torch.Tensor) -> None:
         self.y = value
 
     @property
-    def extras(self):
+    def extras(self) -> tuple[str, ...]:
         """Names of the per-sample extras (e.g. ``masks``, ``null_mask``, ``groups``)."""
         return self._extra_names
 
     def _extra_tensors(self):
         return {k: getattr(self, k) for k in self._extra_names}
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.y)
 
-    def identity(self):
+    def identity(self) -> dict[str, Any]:
         """Everything that determines the items (and the extras): the input of ``fingerprint``."""
         return {"type": type(self).__name__, "name": self.name, "split": self.split,
                 "classes": self.classes, "in_shape": self.in_shape, "mean": self.mean,
@@ -74,7 +84,7 @@ class BaseDataset(Dataset):
         raise NotImplementedError
 
     @property
-    def fingerprint(self):
+    def fingerprint(self) -> str:
         """``cache.config_hash(self.identity())``, memoized until an attribute it reads is
         replaced or a tensor it reads is edited in place."""
         ident = self.identity()
@@ -86,7 +96,7 @@ class BaseDataset(Dataset):
             self._fp_memo = memo = (state, _cache.config_hash(ident))
         return memo[1]
 
-    def take(self, idx):
+    def take(self, idx: torch.Tensor | Sequence[int]) -> BaseDataset:
         """Dataset of the rows ``idx`` (a 1-D index tensor), extras included."""
         idx = torch.as_tensor(idx, dtype=torch.long)
         extras = {k: v[idx] for k, v in self._extra_tensors().items()}
@@ -95,14 +105,14 @@ class BaseDataset(Dataset):
     def _take(self, idx, extras):
         raise NotImplementedError
 
-    def subset(self, n, seed=0):
+    def subset(self, n: int, seed: int = 0) -> BaseDataset:
         """Seeded random subset of ``n`` rows (kept in their original order)."""
         return self.take(_subset_indices(len(self), n, seed))
 
     def _describe(self):
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         extras = "".join(f", {k}={tuple(v.shape)}" for k, v in self._extra_tensors().items())
         return (f"{type(self).__name__}({self.name!r}, {self.split!r}, n={len(self)}"
                 f"{self._describe()}, num_classes={self.num_classes}{extras}, "
@@ -112,7 +122,8 @@ class BaseDataset(Dataset):
 class ArrayDataset(BaseDataset):
     """In-memory dataset of tensors: ``x``, ``y`` and optional per-sample extras (masks, groups, ...)."""
 
-    def __init__(self, x, y, *, num_classes, classes, name="", split="", extras=None):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, num_classes: int, classes: Sequence[str],
+                 name: str = "", split: str = "", extras: Mapping[str, torch.Tensor] | None = None) -> None:
         dims = (0,) if x.dim() == 2 else (0, 2, 3)
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} rows, y has {len(y)}")
@@ -123,7 +134,7 @@ class ArrayDataset(BaseDataset):
             raise ValueError(f"num_classes={num_classes!r} but {len(self.classes)} class names")
         self.x = x
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x[i], self.y[i]
 
     def _content(self):
@@ -149,8 +160,10 @@ def _resize(x, size):
 class UInt8ImageDataset(BaseDataset):
     """Real images held as uint8 ``data`` (N, C, H, W); items are float32 in [0, 1], resized to ``size``."""
 
-    def __init__(self, data, targets, *, classes, name, split, size=None, mean=None, std=None,
-                 extras=None):
+    def __init__(self, data: torch.Tensor, targets: torch.Tensor | Sequence[int], *,
+                 classes: Sequence[str], name: str, split: str, size: int | None = None,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 extras: Mapping[str, torch.Tensor] | None = None) -> None:
         if len(data) != len(targets):
             raise ValueError(f"data has {len(data)} rows, targets has {len(targets)}")
         side = tuple(data.shape[-2:]) if size is None else (size, size)
@@ -159,7 +172,7 @@ class UInt8ImageDataset(BaseDataset):
                          extras=extras)
         self.data, self.size = data, size
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.data[i].float().div_(255)
         if self.size is not None:
             x = _resize(x[None], self.size)[0]
@@ -184,8 +197,10 @@ class ImageFileDataset(BaseDataset):
     minutes), the labels and the extras.
     """
 
-    def __init__(self, paths, targets, *, classes, name, split, size=224, mean=None, std=None,
-                 extras=None):
+    def __init__(self, paths: Sequence[str | os.PathLike], targets: torch.Tensor | Sequence[int], *,
+                 classes: Sequence[str], name: str, split: str, size: int = 224,
+                 mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                 extras: Mapping[str, torch.Tensor] | None = None) -> None:
         paths = tuple(str(p) for p in paths)
         if len(paths) != len(targets):
             raise ValueError(f"{len(paths)} paths but {len(targets)} targets")
@@ -193,7 +208,7 @@ class ImageFileDataset(BaseDataset):
                          in_shape=(3, size, size), mean=mean, std=std, extras=extras)
         self.paths, self.size = paths, size
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         from PIL import Image
         from torchvision.transforms import functional as TF
 
@@ -222,7 +237,7 @@ class JoinedDataset(BaseDataset):
     Its identity holds both parts' fingerprints; extras present in both are concatenated;
     ``mean`` / ``std`` are ``first``'s.  ``take`` keeps the order of its (sorted) indices."""
 
-    def __init__(self, first, second, *, split=""):
+    def __init__(self, first: BaseDataset, second: BaseDataset, *, split: str = "") -> None:
         if first.classes != second.classes or tuple(first.in_shape) != tuple(second.in_shape):
             raise ValueError("JoinedDataset needs parts with the same classes and item shape; got "
                              f"{first.classes}/{tuple(first.in_shape)} and {second.classes}/{tuple(second.in_shape)}")
@@ -232,7 +247,7 @@ class JoinedDataset(BaseDataset):
                          in_shape=first.in_shape, mean=first.mean, std=first.std, extras=extras)
         self.parts = (first, second)
 
-    def __getitem__(self, i):
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(self.parts[0])
         x = self.parts[0][i][0] if i < n else self.parts[1][i - n][0]
         return x, self.y[i]

@@ -2,6 +2,8 @@
 ``toy2d``, ``digits``, ``block_digits`` (with :func:`null_block`), ``shapes`` and
 ``spurious_shapes``; the generation cache (in memory and, with ``cache_dir``, on disk) and the
 per-(dataset, split, seed) random streams."""
+from __future__ import annotations
+
 import functools
 import hashlib
 from pathlib import Path
@@ -98,7 +100,7 @@ def _gen_digits(split, size, n, seed):
     return {"x": x, "y": y}, {"num_classes": 10, "classes": tuple(str(i) for i in range(10))}
 
 
-def null_block(size):
+def null_block(size: int) -> torch.Tensor:
     """The fixed BlockMNIST null block (Shah et al. 2021): a square outline with both diagonals, (size, size) in {0, 1}."""
     c = torch.arange(size, dtype=torch.float32)
     i, j = torch.meshgrid(c, c, indexing="ij")
@@ -349,7 +351,7 @@ def _composite(img, cover, col):
 
 
 def _gen_shapes(split, size, n, seed):
-    """10-class procedural objects after P3's synthesized dataset (SPEC 3): RGB images and object masks."""
+    """10-class procedural objects after P3's synthesized dataset: RGB images and object masks."""
     rng = _rng("shapes", split, seed)
     y = rng.integers(0, 10, n)
     background = rng.integers(0, 3, n)

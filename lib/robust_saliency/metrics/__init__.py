@@ -1,4 +1,4 @@
-"""Metrics (SPEC section 8): ``get(name, **hp)`` -> a ``Metric`` with its metadata.
+"""Metrics: ``get(name, **hp)`` -> a ``Metric`` with its metadata.
 
 Every metric has a ``kind``, which fixes its call shape (the data arguments; everything else
 is a hyperparameter that ``get`` can bind):
@@ -30,6 +30,10 @@ as a dict); ``Metric.units`` what the value is.  Modules: ``similarity``, ``conc
 ``attribution_scores``) lives a layer above, in ``evaluation``; this package only scores maps
 and models it is given.
 """
+from __future__ import annotations
+
+from typing import Any
+
 from ..registry import Configured, Registry
 from .accuracy import accuracy, adversarial_accuracy, worst_group_accuracy
 from .concentration import gini, group_gini, object_share, top_mass
@@ -107,6 +111,6 @@ NAMES = REGISTRY.names
 HIGHER_IS_BETTER = {name: REGISTRY.entry(name).higher_is_better for name in NAMES}
 
 
-def get(name, **hparams):
+def get(name: str, **hparams: Any) -> Metric:
     """The ``Metric`` called ``name`` (one of ``NAMES``) with ``hparams`` bound."""
     return REGISTRY.get(name, **hparams)

@@ -1,5 +1,12 @@
 """Accuracies of a model: clean, under an attack, worst group."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 
 def _predict(model, x, batch_size=512):
@@ -7,7 +14,9 @@ def _predict(model, x, batch_size=512):
         return torch.cat([model(x[i:i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
 
 
-def accuracy(model, data, device=None, batch_size=512):
+def accuracy(model: torch.nn.Module,
+             data: tuple[torch.Tensor, torch.Tensor] | Iterable[tuple[torch.Tensor, torch.Tensor]],
+             device: torch.device | str | None = None, batch_size: int = 512) -> float:
     """Top-1 accuracy (float) of model on a loader of (x, y) batches or on a tuple (x, y)."""
     if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
         batches = [data]
@@ -25,13 +34,15 @@ def accuracy(model, data, device=None, batch_size=512):
     return correct / total
 
 
-def adversarial_accuracy(model, x, y, attack):
+def adversarial_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                         attack: Callable[..., torch.Tensor]) -> float:
     """Accuracy (float) on attack(model, x, y) (P2, P4 robust accuracy); attack from attacks.get."""
     x_adv = attack(model, x, y).detach()
     return (_predict(model, x_adv) == y).float().mean().item()
 
 
-def worst_group_accuracy(preds, y, groups, per_group=False):
+def worst_group_accuracy(preds: torch.Tensor, y: torch.Tensor, groups: torch.Tensor,
+                         per_group: bool = False) -> float | tuple[float, dict[Any, float]]:
     """Minimum accuracy over groups (P4, Sagawa 2020); preds are labels (N,) or logits (N, K).
 
     ``per_group=True`` returns ``(worst, {group: accuracy})``.

@@ -1,13 +1,15 @@
 """How concentrated a map is: ``gini`` and ``top_mass`` (P3 sparsity) of one batch of maps,
 ``group_gini`` (P3 group sparsity: the Gini index of per-patch L2 norms), ``object_share``
 (mass inside a ground-truth mask).  Each returns one value per map, 0 for a zero map."""
+from __future__ import annotations
+
 import torch
 
 from ..common import check_group_size, resolve_k
 from ._common import _flat, _safe_div, _work_dtype
 
 
-def gini(a):
+def gini(a: torch.Tensor) -> torch.Tensor:
     """Gini index of |a| per sample (Hurley & Rickard 2009; P3 sparsity), 0 for a zero map.
 
     With c_(1) <= ... <= c_(n) the sorted |a|: G = 1 - 2 sum_k c_(k)/||c||_1 (n - k + 1/2)/n.
@@ -20,7 +22,7 @@ def gini(a):
     return torch.where(total > 0, 1 - 2 * _safe_div((c * w).sum(1), total), torch.zeros_like(total))
 
 
-def group_gini(a, group_size):
+def group_gini(a: torch.Tensor, group_size: int) -> torch.Tensor:
     """Gini index of the per-patch L2 norms of a map (P3 group sparsity, the L_{2,1} group norm's groups).
 
     A group S is a ``group_size`` x ``group_size`` patch of the image with all channels together:
@@ -42,15 +44,15 @@ def group_gini(a, group_size):
     return gini(norms)
 
 
-def top_mass(a, frac=0.05):
+def top_mass(a: torch.Tensor, frac: float = 0.05) -> torch.Tensor:
     """Share of the |a| mass in the top-frac positions per sample (P3 sparsity), 0 if zero map."""
     c = _flat(a).abs().to(_work_dtype(a))
     k = resolve_k(float(frac), c.shape[1], "frac")
     return _safe_div(c.topk(k, dim=1).values.sum(1), c.sum(1))
 
 
-def object_share(maps, masks):
-    """Share of |attribution| inside the ground-truth object mask per sample (SPEC 8, shapes).
+def object_share(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of |attribution| inside the ground-truth object mask per sample (e.g. ``shapes``).
 
     ``maps`` (N, C, H, W) are reduced to sum_c |maps|, (N, H, W) to |maps|; ``masks`` (N, H, W)
     or (N, 1|C, H, W), nonzero = object (a pixel counts if any channel is set).

@@ -9,11 +9,18 @@ its parameters' ``.grad`` are not touched (gradients are taken w.r.t. the input 
 Random draws come from a local ``torch.Generator`` seeded by ``seed`` (``common.generator``):
 results repeat for a seed and the global RNG is left alone (``seed=None``: the global RNG).
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from ..common import generator, target_logit_grad
 from ._common import _work_dtype
 from .games import _baseline, _ranks
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["feature_leakage", "riemann_integrated_gradients", "ood_auroc", "pixel_perturbation",
            "pixel_perturbation_score", "relative_gradient_change", "relative_density_change",
@@ -73,7 +80,7 @@ def _view(v, x):
     return v.view(-1, *([1] * (x.dim() - 1)))
 
 
-def gaussian_draws(x, n, seed=0):
+def gaussian_draws(x: torch.Tensor, n: int, seed: int | None = 0) -> torch.Tensor:
     """The noise of ``relative_gradient_change`` and ``relative_density_change``: ``eps`` of
     shape (n, *x.shape), ``torch.randn`` from ``common.generator(seed, x.device)`` in x's
     (float) dtype; draw j of sample i at std sigma is ``delta = sigma * eps[j, i]`` (the same
@@ -103,7 +110,8 @@ def _check_mask(null_mask, x):
     return m
 
 
-def riemann_integrated_gradients(model, x, y, steps=32, internal_batch_size=None):
+def riemann_integrated_gradients(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | int,
+                                 steps: int = 32, internal_batch_size: int | None = None) -> torch.Tensor:
     """Integrated Gradients (Sundararajan 2017, Eq. 3) from the zero baseline by the right
     Riemann sum: ``x * (1/steps) sum_{k=1..steps} grad_x g_y(k/steps * x)`` (captum's
     ``method="riemann_right"``).  The ``steps * N`` scaled inputs go through the model in chunks
@@ -125,7 +133,9 @@ def riemann_integrated_gradients(model, x, y, steps=32, internal_batch_size=None
     return (x * grad_sum / steps).detach()
 
 
-def feature_leakage(model, x, y, null_mask, steps=32, internal_batch_size=None, maps=None):
+def feature_leakage(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | int, null_mask: torch.Tensor,
+                    steps: int = 32, internal_batch_size: int | None = None,
+                    maps: torch.Tensor | None = None) -> torch.Tensor:
     """P4 Eq. 9 per sample: ||IG(x)_y restricted to the null block||_F (the caller sums, as P4,
     or averages over samples).
 
@@ -157,7 +167,8 @@ def _ood_score(logits, score):
     return logits.softmax(1).max(1).values
 
 
-def ood_auroc(model, x_in, x_out, score="logsumexp", batch_size=512):
+def ood_auroc(model: torch.nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, score: str = "logsumexp",
+              batch_size: int = 512) -> float:
     """P4 A.4 (Table 6): AUROC of telling in-distribution ``x_in`` (positives) from ``x_out`` by a
     score of the logits, higher = more in-distribution (sklearn's ``roc_auc_score``; 0.5 = chance).
 
@@ -182,7 +193,10 @@ def ood_auroc(model, x_in, x_out, score="logsumexp", batch_size=512):
 # Pixel perturbation (P4 Fig. 6a, Srinivas & Fleuret 2021)
 # ----------------------------------------------------------------------------------------------
 
-def pixel_perturbation(model, x, y, maps, fractions=PIXEL_FRACTIONS, baseline="zero", batch_size=256):
+def pixel_perturbation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | int, maps: torch.Tensor,
+                       fractions: Sequence[float] | torch.Tensor | None = PIXEL_FRACTIONS,
+                       baseline: str | float | torch.Tensor = "zero",
+                       batch_size: int = 256) -> dict[str, torch.Tensor]:
     """P4 Fig. 6a (after Srinivas & Fleuret 2021): fractional change of the target logit,
     |g_y(x) - g_y(x_removed)| / |g_y(x)|, when the top-k or the bottom-k most salient pixels are
     set to ``baseline``.
@@ -217,8 +231,11 @@ def pixel_perturbation(model, x, y, maps, fractions=PIXEL_FRACTIONS, baseline="z
     return {"fractions": fr, "top": top, "bottom": bottom, "difference": top - bottom}
 
 
-def pixel_perturbation_score(model, x, y, maps, fractions=PIXEL_FRACTIONS, baseline="zero",
-                             batch_size=256):
+def pixel_perturbation_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | int,
+                             maps: torch.Tensor,
+                             fractions: Sequence[float] | torch.Tensor | None = PIXEL_FRACTIONS,
+                             baseline: str | float | torch.Tensor = "zero",
+                             batch_size: int = 256) -> torch.Tensor:
     """P4 Fig. 6a per sample: the mean over ``fractions`` of ``pixel_perturbation``'s top-minus-
     bottom fractional logit change (higher is better).  Returns (N,)."""
     return pixel_perturbation(model, x, y, maps, fractions, baseline, batch_size)["difference"].mean(1)
@@ -236,7 +253,9 @@ def _noisy_rows(x, eps, sig, a, b):
     return i, x[i] + _view(sig[s], x) * eps[j, i]
 
 
-def relative_gradient_change(model, x, y, sigmas, n=4, seed=0, batch_size=256):
+def relative_gradient_change(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | int,
+                             sigmas: float | Sequence[float] | torch.Tensor, n: int = 4, seed: int | None = 0,
+                             batch_size: int = 256) -> torch.Tensor:
     """P4 Sec. 7.3 / Fig. 6b, A.5 / Fig. 8a: mean over ``n`` draws delta ~ N(0, sigma^2 I) of
     ||grad_x g_y(x + delta) - grad_x g_y(x)||_2 / ||grad_x g_y(x)||_2, per sample and sigma.
 
@@ -260,7 +279,10 @@ def relative_gradient_change(model, x, y, sigmas, n=4, seed=0, batch_size=256):
     return out.view(ns, nd, m).mean(1).T.contiguous()
 
 
-def relative_density_change(model, x, sigmas, n=4, seed=0, form="ratio", batch_size=256):
+def relative_density_change(model: torch.nn.Module, x: torch.Tensor,
+                            sigmas: float | Sequence[float] | torch.Tensor,
+                            n: int = 4, seed: int | None = 0, form: str = "ratio",
+                            batch_size: int = 256) -> torch.Tensor:
     """P4 Sec. 7.3 / Fig. 6b, A.5 / Fig. 8b: how much the unnormalized marginal density
     Z(x) = sum_i exp g_i(x) moves under delta ~ N(0, sigma^2 I), mean over ``n`` draws.
 

@@ -9,9 +9,16 @@ together.  The masked copies for all (sample, fraction) pairs are stacked into o
 fed to the model in chunks of ``batch_size``.  Probabilities are ``softmax(model(.))[y]``
 under ``torch.no_grad()``; the model's train/eval mode is left as it is.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from ._common import _work_dtype
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _default_fractions(fractions, dtype, device):
@@ -43,7 +50,7 @@ def _position_scores(x, maps, signed):
     return s.reshape(n, -1), tuple(x.shape[1:])
 
 
-def normalized_zero(model):
+def normalized_zero(model: torch.nn.Module) -> torch.Tensor | str:
     """The "off" value of a removed pixel in the model's own units: the zero of its normalized
     input (the dataset mean colour, ``Normalize``'s mean; P2's and P1's codes zero normalized
     inputs), or ``"zero"`` (black) for a model without a leading ``Normalize``."""
@@ -109,7 +116,9 @@ def _game_curve(model, x, y, maps, fractions, baseline, mode, signed, batch_size
     return out.view(n, nf)
 
 
-def insertion_images(x, maps, fractions=None, baseline="zero", signed=False):
+def insertion_images(x: torch.Tensor, maps: torch.Tensor,
+                     fractions: Sequence[float] | torch.Tensor | None = None,
+                     baseline: str | torch.Tensor = "zero", signed: bool = False) -> torch.Tensor:
     """The inputs of P1's Insertion game: x with only its top-gamma pixels by ``maps`` kept.
 
     Returns (N, len(fractions), *x.shape[1:]): ``out[i, f]`` is what ``insertion_curve``
@@ -121,8 +130,10 @@ def insertion_images(x, maps, fractions=None, baseline="zero", signed=False):
     return torch.where(keep, x[:, None], _baseline(x, baseline)[:, None])
 
 
-def insertion_curve(model, x, y, maps, fractions=None, baseline="zero", signed=False,
-                    batch_size=256):
+def insertion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor,
+                    fractions: Sequence[float] | torch.Tensor | None = None,
+                    baseline: str | torch.Tensor = "zero",
+                    signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P1 Insertion curve (Petsiuk 2018): p_y of x with only the top-gamma pixels by maps kept.
 
     x_gamma = x * m_gamma + x_o * (1 - m_gamma), m_gamma = the top round(gamma*P) pixels by
@@ -131,18 +142,42 @@ def insertion_curve(model, x, y, maps, fractions=None, baseline="zero", signed=F
     'mean' (each image's channel means) or a tensor broadcastable to x (e.g. the dataset
     channel mean: P1's code zeroes the *normalized* input, which is the dataset mean in [0, 1]
     pixels).  ``fractions`` default 0, 0.05, ..., 1.  Returns (N, len(fractions)).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier returning (N, K) logits.
+    x : torch.Tensor
+        (N, C, H, W) images in [0, 1] (or (N, D...) inputs, ranked element-wise).
+    y : torch.Tensor
+        (N,) classes whose probability is tracked.
+    maps : torch.Tensor
+        (N, C, H, W), (N, 1, H, W) or (N, H, W) attribution maps that rank the pixels.
+    fractions : sequence of float or torch.Tensor, optional
+        Fractions gamma in [0, 1] of kept pixels; default 0, 0.05, ..., 1.
+    batch_size : int
+        Masked copies per forward pass (memory only).
+
+    Returns
+    -------
+    torch.Tensor
+        (N, len(fractions)) probabilities p_y of the masked copies.
     """
     return _game_curve(model, x, y, maps, fractions, baseline, "keep_top", signed, batch_size)
 
 
-def insertion_score(model, x, y, maps, fractions=None, baseline="zero", signed=False,
-                    batch_size=256):
+def insertion_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor,
+                    fractions: Sequence[float] | torch.Tensor | None = None,
+                    baseline: str | torch.Tensor = "zero",
+                    signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P1 Insertion score per sample: mean of the insertion curve over gamma (higher better)."""
     return insertion_curve(model, x, y, maps, fractions, baseline, signed, batch_size).mean(1)
 
 
-def adv_insertion_curve(model, x, y, maps_adv, fractions=None, baseline="zero", signed=False,
-                        batch_size=256):
+def adv_insertion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps_adv: torch.Tensor,
+                        fractions: Sequence[float] | torch.Tensor | None = None,
+                        baseline: str | torch.Tensor = "zero",
+                        signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P1 Adv-Insertion curve: insert the *clean* x in the order of the map h(x_adv).
 
     ``maps_adv`` is the attribution at x_adv (from the targeted AAM attack), ``x`` the clean
@@ -151,15 +186,19 @@ def adv_insertion_curve(model, x, y, maps_adv, fractions=None, baseline="zero", 
     return _game_curve(model, x, y, maps_adv, fractions, baseline, "keep_top", signed, batch_size)
 
 
-def adv_insertion_score(model, x, y, maps_adv, fractions=None, baseline="zero", signed=False,
-                        batch_size=256):
+def adv_insertion_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps_adv: torch.Tensor,
+                        fractions: Sequence[float] | torch.Tensor | None = None,
+                        baseline: str | torch.Tensor = "zero",
+                        signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P1 Adv-Insertion score per sample: mean over gamma of ``adv_insertion_curve``."""
     return adv_insertion_curve(model, x, y, maps_adv, fractions, baseline, signed,
                                batch_size).mean(1)
 
 
-def deletion_curve(model, x, y, maps, fractions=None, baseline="zero", least_first=False,
-                   signed=False, batch_size=256):
+def deletion_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor,
+                   fractions: Sequence[float] | torch.Tensor | None = None,
+                   baseline: str | torch.Tensor = "zero",
+                   least_first: bool = False, signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P2 deletion (pixel flipping) curve: p_y with the most-relevant fraction set to baseline.
 
     ``least_first=True`` removes the least relevant first (P2 preservation).  Ranking, ``k``,
@@ -169,8 +208,10 @@ def deletion_curve(model, x, y, maps, fractions=None, baseline="zero", least_fir
     return _game_curve(model, x, y, maps, fractions, baseline, mode, signed, batch_size)
 
 
-def preservation_curve(model, x, y, maps, fractions=None, baseline="zero", signed=False,
-                       batch_size=256):
+def preservation_curve(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor,
+                       fractions: Sequence[float] | torch.Tensor | None = None,
+                       baseline: str | torch.Tensor = "zero",
+                       signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P2 preservation curve: p_y with the least-relevant fraction set to baseline."""
     return deletion_curve(model, x, y, maps, fractions, baseline, True, signed, batch_size)
 
@@ -182,21 +223,25 @@ def _auc(curve, fractions):
     return torch.trapezoid(curve, x=fr, dim=1)
 
 
-def deletion_score(model, x, y, maps, fractions=None, baseline="zero", signed=False,
-                   batch_size=256):
+def deletion_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor,
+                   fractions: Sequence[float] | torch.Tensor | None = None,
+                   baseline: str | torch.Tensor = "zero",
+                   signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P2 deletion score per sample: trapezoid AUC of the deletion curve (lower is better)."""
     curve = deletion_curve(model, x, y, maps, fractions, baseline, False, signed, batch_size)
     return _auc(curve, fractions)
 
 
-def preservation_score(model, x, y, maps, fractions=None, baseline="zero", signed=False,
-                       batch_size=256):
+def preservation_score(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor,
+                       fractions: Sequence[float] | torch.Tensor | None = None,
+                       baseline: str | torch.Tensor = "zero",
+                       signed: bool = False, batch_size: int = 256) -> torch.Tensor:
     """P2 preservation score per sample: trapezoid AUC of the preservation curve (higher better)."""
     curve = deletion_curve(model, x, y, maps, fractions, baseline, True, signed, batch_size)
     return _auc(curve, fractions)
 
 
-def explanation(x, maps, baseline="zero"):
+def explanation(x: torch.Tensor, maps: torch.Tensor, baseline: str | torch.Tensor = "zero") -> torch.Tensor:
     """P2's explanation of x by a map in [0, 1]: ``baseline + maps * (x - baseline)``.
 
     ``maps`` of x's shape (RelEx's per-channel mask) or (N, 1, H, W) / (N, H, W) (a per-pixel
@@ -217,7 +262,9 @@ def explanation(x, maps, baseline="zero"):
     return base + maps * (x - base)
 
 
-def explanation_probs(model, x, maps, baseline="zero", batch_size=256):
+def explanation_probs(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tensor,
+                      baseline: str | torch.Tensor = "zero",
+                      batch_size: int = 256) -> torch.Tensor:
     """Softmax over all classes of the model at ``explanation(x, maps, baseline)``, (N, K) (P2 Fig. S5)."""
     e = explanation(x, maps, baseline)
     with torch.no_grad():
@@ -225,7 +272,8 @@ def explanation_probs(model, x, maps, baseline="zero", batch_size=256):
                           for i in range(0, e.shape[0], int(batch_size))])
 
 
-def retrieval_rate(model, x, y, maps, baseline="zero", batch_size=256):
+def retrieval_rate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | int, maps: torch.Tensor,
+                   baseline: str | torch.Tensor = "zero", batch_size: int = 256) -> torch.Tensor:
     """P2's target-class retrieval per sample: 1.0 where argmax f(explanation(x, maps)) == y, else 0.0.
 
     The mean over samples is the rate (P2 Fig. S2: y = the clean prediction of an attacked
@@ -235,7 +283,8 @@ def retrieval_rate(model, x, y, maps, baseline="zero", batch_size=256):
     return (probs.argmax(1) == torch.as_tensor(y, device=probs.device).view(-1)).to(_work_dtype(x))
 
 
-def removed_images(x, maps, fraction, most_relevant=True, baseline="zero", signed=False):
+def removed_images(x: torch.Tensor, maps: torch.Tensor, fraction: float, most_relevant: bool = True,
+                   baseline: str | torch.Tensor = "zero", signed: bool = False) -> torch.Tensor:
     """x with a ``fraction`` of its pixels set to ``baseline``: the most relevant by ``maps``
     (``most_relevant=True``) or the least relevant.  The training and test sets of ROAR /
     DiffROAR (Hooker 2019; P3 Sec. 5.2) are made of these.  Ranking as ``insertion_curve``."""
@@ -249,8 +298,9 @@ def removed_images(x, maps, fraction, most_relevant=True, baseline="zero", signe
     return torch.where(removed.view(-1, *mask_shape), _baseline(x, baseline), x)
 
 
-def aopc_mofr(model, x, y, maps, steps=20, step_fraction=0.01, baseline="zero", signed=False,
-              batch_size=256):
+def aopc_mofr(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor, steps: int = 20,
+              step_fraction: float = 0.01, baseline: str | torch.Tensor = "zero", signed: bool = False,
+              batch_size: int = 256) -> torch.Tensor:
     """AOPC, most relevant first (Samek 2017; P3 Table 5), per sample:
     (1 / (L + 1)) sum_{k=0..L} [p_y(x) - p_y(x_k)], x_k = x with the k * ``step_fraction`` most
     relevant pixels set to ``baseline``, L = ``steps`` (P3: 20, 50, 100).  Higher is more faithful."""

@@ -1,5 +1,9 @@
 """Random perturbation similarity (P1 "RPS"): how much a map changes under small uniform
 input noise."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import torch
 
 from .. import attributions as _attributions
@@ -7,6 +11,9 @@ from .. import units
 from ..common import generator
 from ._common import _work_dtype
 from .similarity import cosine, pcc, spearman, ssim, ssim_p1
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 def _abs_max(h):
     """P1's h (its released code): sum of |map| over channels / (per-image max + 1e-8)."""
@@ -49,7 +56,11 @@ def _postprocess_fn(postprocess):
     return postprocess
 
 
-def rps(model, x, y, attribution, eps, n=10, similarity="cosine", postprocess=None, seed=0):
+def rps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+        attribution: str | Callable[..., torch.Tensor], eps: float, n: int = 10,
+        similarity: str | Callable[..., torch.Tensor] | Sequence[str | Callable[..., torch.Tensor]] = "cosine",
+        postprocess: str | Callable[[torch.Tensor], torch.Tensor] | None = None,
+        seed: int | None = 0) -> torch.Tensor | dict[str, torch.Tensor]:
     """Random perturbation similarity per sample (P1 "RPS", after Dombrowski 2022).
 
     rps_i = 1/n sum_j S(h(x_i + delta_ij), h(x_i)), delta_ij ~ U[-eps/255, eps/255]^d (``eps``

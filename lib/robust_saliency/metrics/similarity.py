@@ -1,9 +1,11 @@
-"""Similarities between two batches of maps: ``fn(a, b) -> (N,)`` (SPEC section 10).
+"""Similarities between two batches of maps: ``fn(a, b) -> (N,)``.
 
 ``cosine``, ``pcc``, ``spearman`` and ``topk_intersection`` work on each map flattened *as
 given*: pass channel-reduced maps when the paper's quantity is per pixel.  Degenerate inputs
 (zero or constant maps) give 0 instead of NaN.
 """
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 
@@ -11,14 +13,14 @@ from ..common import resolve_k
 from ._common import _check_pair, _flat, _safe_div, _work_dtype
 
 
-def cosine(a, b):
+def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cosine similarity per pair of flattened maps (P1 RPS with S = cosine; 0 for a zero map)."""
     _check_pair(a, b)
     a, b = _flat(a).to(_work_dtype(a)), _flat(b).to(_work_dtype(a))
     return _safe_div((a * b).sum(1), a.norm(dim=1) * b.norm(dim=1))
 
 
-def pcc(a, b):
+def pcc(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pearson correlation per pair of flattened maps (P1 RPS, Dombrowski 2022; 0 if constant)."""
     _check_pair(a, b)
     a, b = _flat(a).to(_work_dtype(a)), _flat(b).to(_work_dtype(a))
@@ -37,7 +39,9 @@ def _gaussian_kernel1d(sigma, truncate, dtype, device, radius=None):
 SSIM_PADDINGS = ("valid", "zero")
 
 
-def ssim(a, b, data_range=None, sigma=1.5, K1=0.01, K2=0.03, window=None, padding="valid"):
+def ssim(a: torch.Tensor, b: torch.Tensor, data_range: float | torch.Tensor | None = None, sigma: float = 1.5,
+         K1: float = 0.01, K2: float = 0.03, window: int | None = None,
+         padding: str = "valid") -> torch.Tensor:
     """SSIM per pair (Wang 2004; P1 RPS): gaussian window sigma 1.5, population covariance.
 
     Default (``window=None``: 11 taps, ``padding="valid"``): matches
@@ -93,7 +97,7 @@ def ssim(a, b, data_range=None, sigma=1.5, K1=0.01, K2=0.03, window=None, paddin
     return s.mean(dim=(2, 3)).mean(1)
 
 
-def ssim_p1(a, b, data_range=None):
+def ssim_p1(a: torch.Tensor, b: torch.Tensor, data_range: float | torch.Tensor | None = None) -> torch.Tensor:
     """SSIM in P1's released configuration (7-tap gaussian window, sigma 1.5, zero padding)."""
     return ssim(a, b, data_range=data_range, window=7, padding="zero")
 
@@ -107,13 +111,13 @@ def _average_ranks(a):
     return (lo + hi + 1).to(_work_dtype(a)) / 2
 
 
-def spearman(a, b):
+def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation per pair, ties by average rank (Spearman 1904; P2, P3)."""
     _check_pair(a, b)
     return pcc(_average_ranks(_flat(a)), _average_ranks(_flat(b)))
 
 
-def topk_intersection(a, b, k, among="all"):
+def topk_intersection(a: torch.Tensor, b: torch.Tensor, k: int | float, among: str = "all") -> torch.Tensor:
     """Share of the top-k positions of a that are among the top-k of b (Ghorbani 2019; P2, P3).
 
     ``k``: an int count of positions or a float fraction of them (``round(k * P)``, >= 1).

@@ -14,7 +14,10 @@ Experiments of notebook 01, one function per section, each returning what the no
 ``appendix``, ``table2``, ``bound_experiment`` (Fig. 3b), ``claim_rows`` (the claims table with
 its tests) and ``checks``.
 """
+from __future__ import annotations
+
 import copy
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,6 +26,11 @@ import torch
 from .. import claims, cost, evaluation, methods, metrics, models, regularizers, training
 from ..profiles import profile_params, train_config, validate
 from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data, select_hparams, split_validation
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from torch.utils.data import Dataset
 
 __all__ = ["TABLE1_CIFAR10_LENET", "TABLE2", "TABLE2_CIFAR10_LENET", "REFERENCE_HPARAMS",
            "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams",
@@ -95,7 +103,7 @@ TABLE2 = {
 TABLE2_CIFAR10_LENET = TABLE2["CIFAR10 LeNet"]
 
 
-def grid(params, methods=None):
+def grid(params: Mapping[str, Any], methods: Sequence[str] | None = None) -> dict[str, list[dict]]:
     """The hyperparameter grid ``{method: [hparams, ...]}`` for ``methods`` (default
     ``params["methods"]``, ``ce`` left out): the profile's ``params["grid"]`` where it names
     the method, else P1's reference setting alone (``REFERENCE_HPARAMS``; method defaults for a
@@ -106,7 +114,8 @@ def grid(params, methods=None):
             for m in names if m != "ce"}
 
 
-def fit_method(params, train_set, method, seed, hparams=None):
+def fit_method(params: Mapping[str, Any], train_set: Dataset, method: str, seed: int,
+               hparams: Mapping[str, Any] | None = None) -> torch.nn.Module:
     """Load-or-train ``method`` with ``hparams`` for ``seed`` (``fit``), the way P1 trains it.
 
     ``atex`` (Tang 2022) distils a trained teacher: the ``ce`` model of the same seed, which the
@@ -125,7 +134,7 @@ def fit_method(params, train_set, method, seed, hparams=None):
 INSERTION_FORMS = ("reference_code", "paper")
 
 
-def insertion_kw(params, model=None):
+def insertion_kw(params: Mapping[str, Any], model: torch.nn.Module | None = None) -> dict[str, Any]:
     """The ``insertion_*`` / ``saliency_report`` arguments of ``params["insertion"]`` (default
     ``"reference_code"``): ``insertion_settings(model)`` for P1's released protocol, ``{}``
     (gamma 0..1 into a black image) for ``"paper"``.  Raises ValueError on an unknown form
@@ -136,8 +145,10 @@ def insertion_kw(params, model=None):
     return insertion_settings(model) if form == "reference_code" and model is not None else {}
 
 
-def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=None,
-                      attack="targeted_attribution"):
+def evaluate_saliency(params: Mapping[str, Any], model: torch.nn.Module, test_set: Dataset, x: torch.Tensor,
+                      y: torch.Tensor, attributions: Sequence[str] | None = None,
+                      rps_eps: Sequence[float] | None = None,
+                      attack: str | None = "targeted_attribution") -> dict[str, Any]:
     """Accuracy on ``test_set`` and ``evaluation.saliency_report`` on ``(x, y)`` (P1 Table 1),
     cached under the model's training key and the evaluation settings (``cached_eval``).
 
@@ -148,7 +159,22 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
     ``"reference_code"``): P1's released Insertion protocol (``insertion_settings``: gamma
     0..0.95, dataset-mean baseline) or ``"paper"`` (gamma 0..1 into a black image).  ``attributions``
     and ``rps_eps`` (a list) override the params; ``attack=None`` skips the attack (a cheap
-    evaluation, e.g. for a hyperparameter grid).  Returns ``{"accuracy": float, "report"}``.
+    evaluation, e.g. for a hyperparameter grid).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A trained model (``fit``); its training key keys the cache.
+    test_set : Dataset
+        The split the accuracy is taken on.
+    x, y : torch.Tensor
+        The (N, C, H, W) images in [0, 1] and (N,) labels the saliency report is made on.
+
+    Returns
+    -------
+    dict
+        ``{"accuracy": float, "report": {attribution: {"rps": {similarity: {eps: (N,)}},
+        "insertion", "adv_insertion", "x_adv", ...}}}`` (``evaluation.saliency_report``).
     """
     insertion_kw(params)  # checks the form before any work
 
@@ -167,7 +193,7 @@ def evaluate_saliency(params, model, test_set, x, y, attributions=None, rps_eps=
     return cached_eval("saliency", model, params, compute, inputs=inputs)
 
 
-def insertion_settings(model, n_fractions=20):
+def insertion_settings(model: torch.nn.Module, n_fractions: int = 20) -> dict[str, Any]:
     """P1's released Insertion protocol as arguments of ``metrics.insertion_*``: fractions
     gamma in {0, 1/20, ..., 19/20} (no gamma = 1) and the pixels not inserted set to the
     dataset-mean image (zero in the normalized space P1's models see: the mean of the model's
@@ -182,7 +208,7 @@ def insertion_settings(model, n_fractions=20):
     return {"fractions": fractions, "baseline": baseline}
 
 
-def selection_tolerance(ce_accuracies, floor=0.01):
+def selection_tolerance(ce_accuracies: Iterable[float], floor: float = 0.01) -> tuple[float, str]:
     """``(tol, reason)``: P1's 1% accuracy tolerance, widened to the seed-to-seed spread of
     ``ce`` (sample std of its per-seed accuracies) when that is larger -- below the spread the
     rule would reject or admit settings by seed noise."""
@@ -196,7 +222,7 @@ def selection_tolerance(ce_accuracies, floor=0.01):
 # --------------------------------------------------------------------------------------------
 # Notebook 01's experiments, one function per section
 # --------------------------------------------------------------------------------------------
-def settings(profile, **notebook_params):
+def settings(profile: str, **notebook_params: Any) -> tuple[dict, dict[str, list[dict]]]:
     """``(params, grid)``: the notebook's parameters over the profile and the notebook's YAML,
     validated before any work starts; ``methods`` must start with ``ce`` (the reference of
     the selection rule and of Table 2); the grid (``grid``) checked (``check_grid``).
@@ -209,7 +235,7 @@ def settings(profile, **notebook_params):
     if profile == "paper":
         recipe = TRAINING_RECIPES.get((params.get("dataset"), params.get("model")), {})
         params.update({k: v for k, v in recipe.items() if notebook_params.get(k) is None})
-    params = validate(**params)
+    params = validate(notebook=NOTEBOOK, **params)
     train_config(params, cache_dir=None)
     n_val, n_train = params.get("n_val"), params.get("n_train")
     if isinstance(n_val, bool) or not isinstance(n_val, int) or n_val < 1 or \
@@ -233,7 +259,8 @@ TOY_MODELS = {"ReLU + BCE": ("relu", "ce", {}),
                                            {"eps": 25, "lam_l2": 0.1, "lam_cos": 1.0})}
 
 
-def toy_experiment(profile, seeds, epochs, n_points=200, radius=0.1):
+def toy_experiment(profile: str, seeds: Sequence[int], epochs: int, n_points: int = 200,
+                   radius: float = 0.1) -> dict[str, Any]:
     """P1 Fig. 1 on ``toy2d``: each ``TOY_MODELS`` network per seed, and per network the mean
     Gamma_l2 and cosine similarity of the gradients at the ``n_points`` test points nearest
     its decision boundary and at a uniform shift of at most ``radius`` (one fixed draw).
@@ -266,12 +293,13 @@ def toy_experiment(profile, seeds, epochs, n_points=200, radius=0.1):
     return {"models": nets, "table": pd.DataFrame(rows), "test": toy_test}
 
 
-def summarize(table, by, columns):
+def summarize(table: pd.DataFrame, by: str | list[str], columns: list[str]) -> pd.DataFrame:
     """``mean ± std`` over seeds of ``columns`` per value of ``by`` (first-seen order)."""
     return table.groupby(by, sort=False)[columns].agg(claims.fmt_ms)
 
 
-def lemma3_scaling(model, x, y, alphas=(0.5, 2.0, 10.0), eps=4, seed=0):
+def lemma3_scaling(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   alphas: Sequence[float] = (0.5, 2.0, 10.0), eps: float = 4, seed: int = 0) -> list[str]:
     """P1 Lemma 3 and Prop. 5 on a trained ``model`` (float64 copy): scaling the last linear
     layer by alpha scales Gamma_l2 by alpha and leaves Gamma_cos unchanged, for one uniform
     draw of radius ``eps``/255.  Returns one line of text per alpha."""
@@ -299,7 +327,7 @@ def _hp_text(hp):
     return ", ".join(f"{k}={v}" for k, v in hp.items()) or "defaults"
 
 
-def load_splits(params):
+def load_splits(params: Mapping[str, Any]) -> dict[str, Any]:
     """The data of notebook 01: ``params["n_train"]`` training rows of which ``params["n_val"]``
     (drawn with seed 0, ``runs.split_validation``) are held out for model selection, the test
     split, and the images scored per model: the first ``eval_subset`` of the test split
@@ -314,7 +342,8 @@ def load_splits(params):
             "x_eval": x_eval, "y_eval": y_eval, "x_val": x_val, "y_val": y_val}
 
 
-def grid_search(params, splits, hp_grid, ce_models, tol=None):
+def grid_search(params: Mapping[str, Any], splits: Mapping[str, Any], hp_grid: Mapping[str, Sequence[dict]],
+                ce_models: Mapping[int, torch.nn.Module], tol: float | None = None) -> dict[str, Any]:
     """P1's selection on ``hp_grid``, made on the validation split (Table 1 reports on test).
 
     Each grid point is trained on the first seed (``fit_method``) and scored by its
@@ -354,7 +383,8 @@ def grid_search(params, splits, hp_grid, ce_models, tol=None):
             "ce_accuracies": ce_accs, "tol": tol, "tol_reason": reason, "admitted": admitted}
 
 
-def table1(params, train_set, test_set, x, y, chosen):
+def table1(params: Mapping[str, Any], train_set: Dataset, test_set: Dataset, x: torch.Tensor,
+           y: torch.Tensor, chosen: Mapping[str, dict]) -> dict[str, Any]:
     """P1 Table 1: every method of ``params["methods"]`` with its ``chosen`` hyperparameters,
     for every seed, evaluated by ``evaluate_saliency``.  Returns ``{"models", "evals",
     "records" (DataFrame: method, seed, column, value), "table" (mean ± std)}``."""
@@ -374,7 +404,7 @@ def table1(params, train_set, test_set, x, y, chosen):
     return {"models": trained, "evals": evals, "records": records, "table": table}
 
 
-def appendix(evals):
+def appendix(evals: Mapping[tuple[str, int], dict]) -> tuple[list[dict], pd.DataFrame]:
     """P1's appendix: mean RPS per method, attribution, similarity and noise level.  Returns
     ``(records, table)``."""
     app = [{"method": m, "seed": s, "column": f"{a} {sim} ε{e}", "value": float(v.mean())}
@@ -383,7 +413,8 @@ def appendix(evals):
     return app, claims.mean_std(app, index="method", columns="column", values="value")
 
 
-def table2(params, train_set, chosen, teacher):
+def table2(params: Mapping[str, Any], train_set: Dataset, chosen: Mapping[str, dict],
+           teacher: torch.nn.Module) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
     """P1 Table 2: time and memory of one training step of every method (its ``chosen``
     hyperparameters; ATEX with ``teacher``) relative to CE, on batches of the training set
     (``cost.step_costs``, interleaved rounds).  Returns ``(costs, table)``."""
@@ -402,7 +433,9 @@ def table2(params, train_set, chosen, teacher):
     return costs, table
 
 
-def bound_experiment(trained, x, y, method_names, seeds, eps_levels=(1, 2, 4, 8, 16)):
+def bound_experiment(trained: Mapping[tuple[str, int], torch.nn.Module], x: torch.Tensor, y: torch.Tensor,
+                     method_names: Sequence[str], seeds: Sequence[int],
+                     eps_levels: Sequence[int] = (1, 2, 4, 8, 16)) -> pd.DataFrame:
     """P1 Fig. 3b: Theorem 6's first-order bound (``regularizers.cosd_upper_bound``) and
     Gamma_cos per image, for Gaussian delta of std eps/255 per pixel (one draw per eps, seeded
     by eps), for each trained ``(method, seed)``.  Returns a DataFrame (method, seed, eps,
@@ -425,7 +458,14 @@ def _per_seed(df, key, value, column, by="seed"):
     return df[df[key] == value].sort_values(by)[column].tolist()
 
 
-def claim_rows(params, toy_table, records, costs, bounds, chosen, tol, admitted=None):
+def _column(records, col):
+    """``method -> per-seed values of Table 1's column col`` (``claims.compare``'s ``values``)."""
+    return lambda m: _per_seed(records[records.column == col], "method", m, "value")
+
+
+def claim_rows(params: Mapping[str, Any], toy_table: pd.DataFrame, records: pd.DataFrame,
+               costs: Mapping[str, Mapping[str, Any]], bounds: pd.DataFrame, chosen: Mapping[str, dict],
+               tol: float, admitted: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The claims of P1 that notebook 01 tests, each with its paired test over seeds
     (``claims``): Fig. 1c-d (toy), Table 1 (best RPS / Insertion / Adv-Insertion per
     attribution among the admitted methods, accuracy cost, ℓ2 vs Hessian), Table 2 (cost vs
@@ -438,7 +478,7 @@ def claim_rows(params, toy_table, records, costs, bounds, chosen, tol, admitted=
     ms, P1, T2 = claims.fmt_ms, TABLE1_CIFAR10_LENET, TABLE2_CIFAR10_LENET
 
     def vals(col, m):
-        return _per_seed(records[records.column == col], "method", m, "value")
+        return _column(records, col)(m)
 
     def toy(name, col):
         return _per_seed(toy_table, "model", name, col)
@@ -463,24 +503,22 @@ def claim_rows(params, toy_table, records, costs, bounds, chosen, tol, admitted=
         for k, what in (("RPS", f"RPS (cos, ε{params['rps_eps']})"), ("Ins", "Insertion"), ("A-Ins", "Adv-Insertion")):
             col = f"{a} {k}"
             gaps = {m: P1["l2_cosd"][col] - P1[m][col] for m in admitted if m in P1}
-            test = claims.all_pass({m: claims.paired_test(vals(col, "l2_cosd"), vals(col, m)) for m in admitted}, gaps)
             own = min(gaps.values()) > 0 if gaps else True  # P1's own table shows it best among these
             wording = "P1: 'the highest RPS ... for almost all attribution methods'" if k == "RPS" else \
                 "P1: 'the best or comparable' Insertion and Adv-Insertion"
-            rows.append(claims.claim(f"ℓ2+cosd has the best {what} for {a}", "Table 1",
-                                     f"l2_cosd {ms(vals(col, 'l2_cosd'))}; binding: {test['against']} {ms(vals(col, test['against']))}",
-                                     test=test, paper_effect=gaps, beyond_paper=not own,
-                                     note=f"vs each of {', '.join(admitted)}; paper effect: P1's gap to the binding method; {wording}"
-                                          + ("" if own else "; P1's own table does not show it best here")
-                                          + (f"; not admitted by the selection rule: {', '.join(excluded)}" if excluded else "")))
+            rows.append(claims.compare(_column(records, col), "l2_cosd", admitted, f"ℓ2+cosd has the best {what} for {a}",
+                "Table 1", paper_effect=gaps, beyond_paper=not own,
+                note=f"vs each of {', '.join(admitted)}; paper effect: P1's gap to the binding method; {wording}"
+                     + ("" if own else "; P1's own table does not show it best here")
+                     + (f"; not admitted by the selection rule: {', '.join(excluded)}" if excluded else "")))
     acc_gap = np.subtract(vals("Accuracy", "l2_cosd"), vals("Accuracy", "ce"))
     rows.append(claims.claim("ℓ2+cosd costs at most 1% accuracy", "Table 1 (86.1 vs 86.8)", f"accuracy change {ms(acc_gap)}",
                              test=claims.paired_test(acc_gap, 0.0, margin=-0.01), paper_effect=P1["l2_cosd"]["Accuracy"] - P1["ce"]["Accuracy"],
                              note="non-inferiority: H1 mean change > −0.01 (P1 selected on test accuracy; we select on validation)"))
     if "hessian" in meths and "l2" in meths:
         rps_tests = {a: claims.paired_test(vals(f"{a} RPS", "l2"), vals(f"{a} RPS", "hessian")) for a in attrs}
-        rows.append(claims.claim("ℓ2 alone gives more robust Grad maps (RPS) than the Hessian penalty", "Table 1",
-                                 f"l2 {ms(vals('grad RPS', 'l2'))} vs hessian {ms(vals('grad RPS', 'hessian'))}", test=rps_tests["grad"],
+        rows.append(claims.compare(_column(records, "grad RPS"), "l2", "hessian",
+                                 "ℓ2 alone gives more robust Grad maps (RPS) than the Hessian penalty", "Table 1",
                                  paper_effect=P1["l2"]["grad RPS"] - P1["hessian"]["grad RPS"],
                                  note=f"l2 significantly ahead (unadjusted) for {sum(bool(t['holds']) for t in rps_tests.values())} of {len(attrs)} attributions"))
     for other in [m for m in ("hessian", "iga") if m in meths]:
@@ -512,7 +550,9 @@ def claim_rows(params, toy_table, records, costs, bounds, chosen, tol, admitted=
     return claims.family(rows)
 
 
-def checks(params, trained, evals, x, y, seed):
+def checks(params: Mapping[str, Any], trained: Mapping[tuple[str, int], torch.nn.Module],
+           evals: Mapping[tuple[str, int], dict], x: torch.Tensor, y: torch.Tensor,
+           seed: int) -> dict[str, bool]:
     """Sanity checks of the Table 1 evaluation (``{description: bool}``): attacked inputs in
     the eps-ball and [0, 1], predictions kept, RPS in [-1, 1], and the cached RPS of
     (l2_cosd, ``seed``) equal to a fresh ``metrics.rps`` on its first chunk."""

@@ -9,6 +9,11 @@ natural ``ce`` model and the robust one: ``at_pgd`` fine-tuning of it, per seed)
 measures on one model and seed, cached), ``class_evidence`` (Fig. S5), ``tables`` and
 ``claim_rows`` (the claims with their paired tests over seeds).
 """
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import pandas as pd
 import torch
@@ -16,6 +21,11 @@ import torch
 from .. import attacks, attributions, claims, metrics
 from ..profiles import profile_params, train_config, validate
 from ..runs import batch, cached_eval, fit, load_data
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from ..data import BaseDataset
 
 __all__ = ["NOTEBOOK", "METHODS", "POSTPROCESS", "TABLE_S1", "TABLE_S3", "EPS_NORMALIZED",
            "settings", "load_sets", "train_models", "pretrained", "test_images", "explain", "pixel_maps", "game_kw",
@@ -42,9 +52,9 @@ TABLE_S3 = {"grad": (0.1336, 0.2519), "gradcam": (0.1232, 0.5647), "smoothgrad":
             "relex": (0.0567, 0.4093)}  # (deletion, preservation)
 
 
-def settings(profile, **notebook_params):
+def settings(profile: str, **notebook_params: Any) -> dict:
     """The notebook's parameters over the profile and ``02_relex.yaml``, validated before any work."""
-    params = validate(**profile_params(profile, notebook=NOTEBOOK, **notebook_params))
+    params = validate(notebook=NOTEBOOK, **profile_params(profile, notebook=NOTEBOOK, **notebook_params))
     params.setdefault("attributions", list(METHODS))
     params.setdefault("relex_preset", "reference_code")
     params.setdefault("relex_space", "normalized")
@@ -83,7 +93,7 @@ def _weights_file(params, key):
     return path
 
 
-def pretrained(params, test_set):
+def pretrained(params: Mapping[str, Any], test_set: BaseDataset) -> dict[tuple[str, int], torch.nn.Module]:
     """P2's own setting: a trained torchvision model from local weights (``weights``, e.g.
     ``tv_resnet50`` on ``imagenet_val``), nothing trained; ``robust_weights`` adds a robust one
     (a torchvision-format state dict).  ``{("natural" | "robust", seed): model}`` for every seed
@@ -101,7 +111,8 @@ def pretrained(params, test_set):
     return out
 
 
-def train_models(params, train_set, test_set=None):
+def train_models(params: Mapping[str, Any], train_set: BaseDataset | None,
+                 test_set: BaseDataset | None = None) -> dict[tuple[str, int], torch.nn.Module]:
     """``{("natural" | "robust", seed): model}``: ``ce`` per seed, and (``params["robust"]``) its
     ``at_pgd`` fine-tuning (``robust_kw``; P2's robust ResNet-50 is Madry's PGD training).
     With ``params["weights"]`` (P2's pretrained setting): ``pretrained(params, test_set)``."""
@@ -117,13 +128,15 @@ def train_models(params, train_set, test_set=None):
     return out
 
 
-def test_images(params, test_set):
+def test_images(params: Mapping[str, Any],
+                test_set: BaseDataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(x, y, object masks) of the first ``eval_subset`` test images."""
     x, y = batch(test_set, params["eval_subset"])
     return x, y, test_set.masks[:len(x)]
 
 
-def explain(params, model, x, method, target=None, seed=0):
+def explain(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor, method: str,
+            target: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
     """The raw map of ``method`` for classes ``target`` (None: the prediction).  The random
     draws of RelEx and SmoothGrad depend on ``seed`` and the images, so a clean image and its
     attacked copy get different draws (P2's code draws afresh in every call); "spearman
@@ -142,12 +155,12 @@ def explain(params, model, x, method, target=None, seed=0):
         return attributions.get(method, **kw)(model, x, target).detach()
 
 
-def pixel_maps(method, raw):
+def pixel_maps(method: str, raw: torch.Tensor) -> torch.Tensor:
     """P2's post-processing (``POSTPROCESS``): (N, 1, H, W) maps in [0, 1]."""
     return attributions.postprocess(raw, POSTPROCESS.get(method, "p99"))
 
 
-def game_kw(model, x):
+def game_kw(model: torch.nn.Module, x: torch.Tensor) -> dict[str, Any]:
     """P2's deletion / preservation conventions (its ``FieldMetric``, RISE's causal metric): one
     image row of pixels per step (224 of 224x224), into zeros of the *normalized* input (the
     dataset mean colour), scored by the softmax of the clean prediction."""
@@ -204,7 +217,7 @@ def _evaluate(params, model, x, y, masks, seed):
             if e in params["clean_class_eps"]:  # our reading: explain the clean class on x_adv
                 ac = pixel_maps(m, explain(params, model, xa, m, target=pred, seed=seed))
                 rows.append({"measure": "spearman (clean class)", "method": m, "eps": e,
-                             "value": float(metrics.spearman(clean[m], ac).mean())})
+                    "value": float(metrics.spearman(clean[m], ac).mean())})
     targeted = {"topk": attacks.topk(model, x, None, eps=params["topk_eps"], k=params["topk_k"],
                                      steps=params["topk_steps"]),
                 "structured": attacks.structured(model, x, None, target_x=_other_class_targets(x, pred),
@@ -220,19 +233,29 @@ def _evaluate(params, model, x, y, masks, seed):
     for m in meths:  # the method's own noise floor: the same clean image, fresh random draws
         redraw = pixel_maps(m, explain(params, model, x, m, seed=seed + 1000))
         rows.append({"measure": "spearman (redraw)", "method": m, "eps": None,
-                     "value": float(metrics.spearman(clean[m], redraw).mean())})
+            "value": float(metrics.spearman(clean[m], redraw).mean())})
     for m in meths:
         rows.append({"measure": "retrieval (clean)", "method": m, "eps": None,
-                     "value": float(metrics.retrieval_rate(model, x, pred, clean[m], gk["baseline"]).mean())})
+            "value": float(metrics.retrieval_rate(model, x, pred, clean[m], gk["baseline"]).mean())})
     return {"rows": rows, "curves": curves, "clean_maps": {m: v[:4] for m, v in clean.items()},
             "adv_maps": adv_maps, "adv_images": {n: xa[:4] for n, xa in targeted.items()}}
 
 
-def evaluate(params, model, kind, test_set, seed):
+def evaluate(params: Mapping[str, Any], model: torch.nn.Module, kind: str, test_set: BaseDataset,
+             seed: int) -> dict[str, Any]:
     """Everything notebook 02 measures on one model and seed (cached under the model's key and
     the settings that determine it): rows ``{measure, method, eps, value}`` (means over the
     ``eval_subset`` test images), deletion / preservation curves, and maps of the first 4
-    images clean and attacked (for the figures)."""
+    images clean and attacked (for the figures).
+
+    Returns
+    -------
+    dict
+        ``"rows"`` (list of ``{measure, method, eps, value, model: kind, seed}``), ``"curves"``
+        (``{method: (deletion curve, preservation curve)}``), ``"clean_maps"`` (``{method: maps}``),
+        ``"adv_maps"`` (``{(eps or attack name, method): maps}``) and ``"adv_images"``
+        (``{attack name: images}``), maps and images of the first 4 images.
+    """
     out = cached_eval("p2_evaluate", model, params,
                       lambda p: _evaluate(p, model, *test_images(p, test_set), seed),
                       inputs={"test": test_set.fingerprint, "seed": seed})
@@ -241,7 +264,9 @@ def evaluate(params, model, kind, test_set, seed):
     return out
 
 
-def class_evidence(params, model, x, classes, seed=0, methods=("relex", "grad")):
+def class_evidence(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor,
+                   classes: Sequence[int], seed: int = 0,
+                   methods: Sequence[str] = ("relex", "grad")) -> tuple[dict[str, torch.Tensor], list[dict]]:
     """P2 Fig. S5: explain each class of ``classes`` (whatever the prediction) and return the
     softmax over all classes of each explanation: ``{method: (len(classes), K)}`` (mean over
     images) and rows ``{method, class, retrieval}`` (share of images whose explanation of
@@ -256,12 +281,12 @@ def class_evidence(params, model, x, classes, seed=0, methods=("relex", "grad"))
             p = metrics.explanation_probs(model, x, e, base)
             per.append(p.mean(0))
             rows.append({"method": m, "class": int(c), "seed": seed,
-                         "retrieval": float((p.argmax(1) == c).float().mean())})
+                "retrieval": float((p.argmax(1) == c).float().mean())})
         probs[m] = torch.stack(per)
     return probs, rows
 
 
-def tables(records):
+def tables(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """Records (all rows of ``evaluate``) as one long DataFrame with method labels."""
     df = pd.DataFrame(records)
     df["label"] = df["method"].map(LABELS)
@@ -276,79 +301,83 @@ def _vals(df, measure, method, model="natural", eps=None):
     return df[q].sort_values("seed")["value"].to_numpy()
 
 
-def claim_rows(params, df, evidence):
-    """P2's claims (SPEC section 9) with paired one-sided tests over seeds (natural model)."""
+def _by(df, measure, eps=None, model="natural"):
+    """``method -> per-seed values of measure`` (``claims.compare``'s ``values``)."""
+    return lambda method: _vals(df, measure, method, model, eps)
+
+
+_compare = functools.partial(claims.compare, label=LABELS.get)  # "A beats B" rows, methods by label
+
+
+def claim_rows(params: Mapping[str, Any], df: pd.DataFrame,
+               evidence: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """P2's claims with paired one-sided tests over seeds (natural model)."""
     ms, meths = claims.fmt_ms, params["attributions"]
     base = [m for m in meths if m != "relex"]
     rows = []
 
-    def vs_all(measure, eps=None, lower=False, model="natural", among=None):
-        among = base if among is None else among
-        return claims.all_pass({m: claims.paired_test(_vals(df, measure, "relex", model, eps),
-                                                      _vals(df, measure, m, model, eps),
-                                                      alternative="less" if lower else "greater")
-                                for m in among})
-
-    def beats_all(measure, e, text, paper, note="", lower=False, among=None, paper_effect=None, **kw):
-        t = vs_all(measure, e, lower=lower, among=among)
-        rows.append(claims.claim(text, paper, f"RelEx {ms(_vals(df, measure, 'relex', eps=e))}; binding: "
-                                 f"{LABELS[t['against']]} {ms(_vals(df, measure, t['against'], eps=e))}",
-                                 test=t, note=note, paper_effect=paper_effect, **kw))
-
     smallest = min(attacks.p2_eps(k) for k in EPS_NORMALIZED)  # P2's smallest budget in 0-255 units
     for e in params["pgd_eps"]:
         below = e < smallest - 0.5
-        beats_all("spearman", e, f"RelEx maps stay more similar (Spearman) under untargeted PGD ε {e:g}/255 "
-                  "than every baseline", "Fig. 3 (main paper), via S3.1" + (" (a budget below P2's grid)" if below else ""),
-                  f"labels changed: {ms(_vals(df, 'label changed', None, eps=e))}; RelEx's own redraw floor: "
-                  f"{ms(_vals(df, 'spearman (redraw)', 'relex'))}", beyond_paper=below)
+        rows.append(_compare(_by(df, "spearman", eps=e), "relex", base,
+            f"RelEx maps stay more similar (Spearman) under untargeted PGD ε {e:g}/255 "
+            "than every baseline",
+            "Fig. 3 (main paper), via S3.1" + (" (a budget below P2's grid)" if below else ""),
+            note=f"labels changed: {ms(_vals(df, 'label changed', None, eps=e))}; RelEx's own redraw floor: "
+            f"{ms(_vals(df, 'spearman (redraw)', 'relex'))}", beyond_paper=below))
     for e in params["clean_class_eps"]:
-        beats_all("spearman (clean class)", e, "RelEx maps stay more similar than every baseline when all explain "
-                  f"the clean class on the image attacked at ε {e:g}/255", "ours (a variant of Fig. 3's protocol)",
-                  f"RelEx's own redraw floor: {ms(_vals(df, 'spearman (redraw)', 'relex'))}", beyond_paper=True)
+        rows.append(_compare(_by(df, "spearman (clean class)", eps=e), "relex", base,
+            "RelEx maps stay more similar than every baseline when all explain "
+            f"the clean class on the image attacked at ε {e:g}/255", "ours (a variant of Fig. 3's protocol)",
+            note=f"RelEx's own redraw floor: {ms(_vals(df, 'spearman (redraw)', 'relex'))}",
+            beyond_paper=True))
     e0 = next((e for e in params["pgd_eps"] if e >= 4), params["pgd_eps"][0])  # P2's smallest budget
-    beats_all("top-k intersection", e0, f"RelEx keeps more of its top-k under PGD ε {e0:g}/255 than every baseline",
-              "Fig. S1", f"k = {params['similarity_k']} of the pixels; P2's text draws no ranking from Fig. S1",
-              beyond_paper=True)
+    rows.append(_compare(_by(df, "top-k intersection", eps=e0), "relex", base,
+        f"RelEx keeps more of its top-k under PGD ε {e0:g}/255 than every baseline", "Fig. S1",
+        note=f"k = {params['similarity_k']} of the pixels; P2's text draws no ranking from Fig. S1",
+        beyond_paper=True))
     best = min(v[0] for m, v in TABLE_S3.items() if m != "relex")
-    beats_all("deletion", None, "RelEx has the best (lowest) deletion score", "Table S3", lower=True,
-              paper_effect=TABLE_S3["relex"][0] - best,
-              not_testable="deletion removes the map's top pixels into the normalized zero in which RelEx's "
-                           "objective already minimises p_c((1 − m) ⊙ x): the game scores RelEx's own objective")
+    rows.append(_compare(_by(df, "deletion"), "relex", base, "RelEx has the best (lowest) deletion score",
+        "Table S3", alternative="less", paper_effect=TABLE_S3["relex"][0] - best,
+        not_testable="deletion removes the map's top pixels into the normalized zero in which RelEx's "
+        "objective already minimises p_c((1 − m) ⊙ x): the game scores RelEx's own objective"))
     among = [m for m in base if m != "gradcam"]
-    beats_all("preservation", None, "RelEx preserves better than every baseline but GradCAM", "Table S3",
-              among=among, paper_effect=TABLE_S3["relex"][1] - max(TABLE_S3[m][1] for m in among),
-              note="P2's text claims the best preservation; its Table S3 has GradCAM ahead",
-              not_testable="preservation keeps the map's top pixels and scores p_c(m ⊙ x), the first term of "
-                           "RelEx's objective")
+    rows.append(_compare(_by(df, "preservation"), "relex", among,
+        "RelEx preserves better than every baseline but GradCAM", "Table S3",
+        paper_effect=TABLE_S3["relex"][1] - max(TABLE_S3[m][1] for m in among),
+        note="P2's text claims the best preservation; its Table S3 has GradCAM ahead",
+        not_testable="preservation keeps the map's top pixels and scores p_c(m ⊙ x), the first term of "
+        "RelEx's objective"))
     clean = _vals(df, "retrieval (clean)", "relex")
     for name, paper in (("topk", "Fig. S2, S9"), ("structured", "Fig. S8, S3.7.3")):
-        beats_all(f"retrieval ({name})", None, f"RelEx explanations keep the class under the {name} attack "
-                  "better than every baseline", paper,
-                  "attack on SimGrad (the differentiable map); other maps are transfer"
-                  + (f"; RelEx on clean images: {ms(clean)}" if len(clean) else ""),
-                  not_testable="RelEx's explanation is optimised to be classified as the class it explains, which "
-                               "the attack keeps: it scores 1 already on clean images")
+        rows.append(_compare(_by(df, f"retrieval ({name})"), "relex", base,
+            f"RelEx explanations keep the class under the {name} attack " "better than every baseline", paper,
+            note="attack on SimGrad (the differentiable map); other maps are transfer"
+            + (f"; RelEx on clean images: {ms(clean)}" if len(clean) else ""),
+            not_testable="RelEx's explanation is optimised to be classified as the class it explains, which "
+            "the attack keeps: it scores 1 already on clean images"))
     ev = pd.DataFrame(evidence).groupby(["method", "seed"])["retrieval"].mean()
     if {"relex", "grad"} <= set(ev.index.get_level_values(0)):
         r, g = ev["relex"].sort_index().to_numpy(), ev["grad"].sort_index().to_numpy()
-        rows.append(claims.claim("RelEx explanations of a chosen (non-predicted) class carry that class's evidence",
-                                 "Fig. S5", f"classified as the chosen class: RelEx {ms(r)} vs SimGrad {ms(g)}",
-                                 test=claims.paired_test(r, g), note="vs SimGrad's explanation of the same class (ours)",
-                                 not_testable="RelEx optimises p_c(m ⊙ x) for the requested class c, and the test "
-                                              "scores whether m ⊙ x is classified as c"))
+        rows.append(claims.claim(
+            "RelEx explanations of a chosen (non-predicted) class carry that class's evidence", "Fig. S5",
+            f"classified as the chosen class: RelEx {ms(r)} vs SimGrad {ms(g)}",
+            test=claims.paired_test(r, g), note="vs SimGrad's explanation of the same class (ours)",
+            not_testable="RelEx optimises p_c(m ⊙ x) for the requested class c, and the test "
+            "scores whether m ⊙ x is classified as c"))
     if params.get("robust"):
-        t = claims.paired_test(_vals(df, "spearman", "relex", "robust", e0),
-                               _vals(df, "spearman", "relex", "natural", e0))
+        t = claims.paired_test(
+            _vals(df, "spearman", "relex", "robust", e0), _vals(df, "spearman", "relex", "natural", e0)
+        )
         rows.append(claims.claim(f"RelEx maps are more stable on the robust model (Spearman, ε {e0:g}/255)",
-                                 "ours (robust models: Fig. S4, S7)",
-                                 f"robust {ms(_vals(df, 'spearman', 'relex', 'robust', e0))} vs natural "
-                                 f"{ms(_vals(df, 'spearman', 'relex', 'natural', e0))}", test=t, beyond_paper=True,
-                                 note="every method is more stable on the robust model, whose labels PGD changes less"))
+            "ours (robust models: Fig. S4, S7)",
+            f"robust {ms(_vals(df, 'spearman', 'relex', 'robust', e0))} vs natural "
+            f"{ms(_vals(df, 'spearman', 'relex', 'natural', e0))}", test=t, beyond_paper=True,
+            note="every method is more stable on the robust model, whose labels PGD changes less"))
     return claims.family(rows)
 
 
-def load_sets(params):
+def load_sets(params: Mapping[str, Any]) -> tuple[BaseDataset | None, BaseDataset]:
     """(train, test) sets of the profile (``size`` for the embedded image sets); train is None
     for pretrained weights (``params["weights"]``: nothing is trained, e.g. ``imagenet_val``)."""
     size_kw = {"size": params["size"]} if params.get("size") else {}
@@ -356,19 +385,21 @@ def load_sets(params):
     return train, load_data(params, params["dataset"], "test", **size_kw)
 
 
-def model_table(params, trained, test_set, eps=4):
+def model_table(params: Mapping[str, Any], trained: Mapping[tuple[str, int], torch.nn.Module],
+                test_set: BaseDataset, eps: float = 4) -> pd.DataFrame:
     """Clean test accuracy and accuracy under P2's PGD (ε ``eps``) of every model and seed."""
     x, y = batch(test_set)
     xe, ye = x[:params["eval_subset"] * 8], y[:params["eval_subset"] * 8]
     rows = []
     for (kind, s), m in trained.items():
         rows.append({"model": kind, "seed": s, "accuracy": metrics.accuracy(m, (x, y)),
-                     f"PGD ε{eps} accuracy": metrics.adversarial_accuracy(
-                         m, xe, ye, attacks.get("untargeted_pgd", eps=eps, seed=s))})
+            f"PGD ε{eps} accuracy": metrics.adversarial_accuracy(
+                m, xe, ye, attacks.get("untargeted_pgd", eps=eps, seed=s))})
     return pd.DataFrame(rows)
 
 
-def summary(df, measures, index=("model", "measure", "eps"), digits=3):
+def summary(df: pd.DataFrame, measures: Sequence[str], index: Sequence[str] = ("model", "measure", "eps"),
+            digits: int = 3) -> pd.DataFrame:
     """``mean ± std`` over seeds per method label (columns) for ``measures``."""
     sub = df[df.measure.isin(measures)].copy()
     sub["eps"] = sub["eps"].fillna("–")
@@ -377,7 +408,7 @@ def summary(df, measures, index=("model", "measure", "eps"), digits=3):
     return out.unstack("label")[[LABELS[m] for m in METHODS if LABELS[m] in set(sub.label)]]
 
 
-def perturbation_table(df):
+def perturbation_table(df: pd.DataFrame) -> pd.DataFrame:
     """Table S1 at our scale: L2 size of the PGD perturbation (input units, and in P2's normalized
     units with ImageNet's std: / 0.226) and the share of changed labels, per ε, next to P2's."""
     rows = []
@@ -385,13 +416,14 @@ def perturbation_table(df):
         l2 = g[g.measure == "L2 of perturbation"]["value"]
         p2_eps = [k for k in EPS_NORMALIZED if abs(attacks.p2_eps(k) - e) < 1]
         rows.append({"model": kind, "ε (0-255)": e, "L2 (input units)": claims.fmt_ms(l2),
-                     "labels changed": claims.fmt_ms(g[g.measure == "label changed"]["value"]),
-                     "P2 ε (normalized)": p2_eps[0] if p2_eps else None,
-                     "P2 L2 (normalized, 224x224)": TABLE_S1.get(p2_eps[0]) if p2_eps else None})
+            "labels changed": claims.fmt_ms(g[g.measure == "label changed"]["value"]),
+            "P2 ε (normalized)": p2_eps[0] if p2_eps else None,
+            "P2 L2 (normalized, 224x224)": TABLE_S1.get(p2_eps[0]) if p2_eps else None})
     return pd.DataFrame(rows)
 
 
-def explainer_times(params, model, x, seed=0, repeats=3):
+def explainer_times(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor, seed: int = 0,
+                    repeats: int = 3) -> pd.DataFrame:
     """Seconds per explained image of each method on ``x``: the median of ``repeats`` timed calls
     (RelEx: one), after an untimed call on one image that pays imports and first-call set-up
     (this machine; sub-millisecond figures are at the timer's resolution)."""
@@ -411,7 +443,7 @@ def explainer_times(params, model, x, seed=0, repeats=3):
     return out
 
 
-def checks(model, x):
+def checks(model: torch.nn.Module, x: torch.Tensor) -> dict[str, bool]:
     """Profile-independent checks of the RelEx implementation on a trained model: batched ==
     one image at a time, masks in [0, 1], and the explanation of RelEx's class keeps it."""
     kw = {"iters": 5, "n_noise": 8, "seed": 0}
@@ -426,7 +458,8 @@ def checks(model, x):
             and attributions.fitted.PRESETS["supplement"]["n_noise"] == 100}
 
 
-def form_comparison(params, model, x, seed=0):
+def form_comparison(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor,
+                    seed: int = 0) -> pd.DataFrame:
     """RelEx in each form on the same images: the released code's preset and space (what every
     other number uses), the supplement's preset, and masks on [0, 1] pixels (the text's m * x).
     Per form: deletion and preservation (P2's conventions), the mean mask, how far the mask

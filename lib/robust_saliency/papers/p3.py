@@ -16,7 +16,11 @@ P3's released code (peterant330/AdvGrad) trains only; its evaluation (DiffROAR, 
 stability, AOPC, sanity checks) is written here from the supplement's descriptions (B.5-B.7,
 C.2.4, C.2.6), so this module defines it.
 """
+from __future__ import annotations
+
+import functools
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,14 +28,21 @@ import torch
 
 from .. import attacks, attributions, claims, evaluation, metrics
 from .. import methods as _methods
+from . import protocol
+from .protocol import ModelSpec, check_fractions, check_named_grid, hp_of, with_paper_data
 from ..data import ArrayDataset
 from ..models import leading_normalize
 from ..profiles import profile_params, train_config, validate
-from ..results import benchmark_record
 from ..claims import records
 from ..runs import (batch, cached_eval, diff_roar, fit, load_data, permuted_labels, select_hparams,
                     split_validation, swap_samples)
 from ..runs import hp_text as _hp_text
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping, Sequence
+
+    from ..data import BaseDataset
 
 __all__ = ["NOTEBOOK", "SPECS", "MAIN", "VARIANTS", "HARMONIZATION", "LABELS", "TABLE5", "TABLE6",
            "settings", "load_sets", "gaze_maps", "eval_images", "explain", "pretrained", "fit_method", "select",
@@ -40,22 +51,23 @@ __all__ = ["NOTEBOOK", "SPECS", "MAIN", "VARIANTS", "HARMONIZATION", "LABELS", "
 
 NOTEBOOK = "03_norm_regularized_at"
 
-# name -> (training method, its fixed hyperparameters, the method of the grid whose chosen setting
-# it takes: the variants share the one-step setting of their mode, as P3 compares them)
+# Every model of the notebook (``protocol.ModelSpec``: training method, fixed hyperparameters, the
+# grid whose chosen setting it takes: the variants share the one-step setting of their mode, as P3
+# compares them).
 SPECS = {
-    "ce": ("ce", {}, None),
-    "noise": ("gaussian_noise", {}, "noise"),
-    "l1": ("norm_regularized_at", {"mode": "l1"}, "l1"),
-    "group": ("norm_regularized_at", {"mode": "group"}, "group"),
-    "elastic": ("norm_regularized_at", {"mode": "elastic"}, "elastic"),
-    "l1_iterative": ("norm_regularized_at", {"mode": "l1", "training": "iterative"}, "l1"),
-    "group_iterative": ("norm_regularized_at", {"mode": "group", "training": "iterative"}, "group"),
-    "elastic_iterative": ("norm_regularized_at", {"mode": "elastic", "training": "iterative"}, "elastic"),
-    "l1_free": ("norm_regularized_at", {"mode": "l1", "training": "free"}, "l1"),
-    "group_free": ("norm_regularized_at", {"mode": "group", "training": "free"}, "group"),
-    "l1_mifgsm": ("norm_regularized_at", {"mode": "l1", "training": "mifgsm"}, "l1"),
-    "l2": ("norm_regularized_at", {"mode": "l2"}, None),
-    "weighted_l2": ("norm_regularized_at", {"mode": "weighted_l2", "attention_key": "gaze"}, None),
+    "ce": ModelSpec("ce"),
+    "noise": ModelSpec("gaussian_noise", grid="noise"),
+    "l1": ModelSpec("norm_regularized_at", {"mode": "l1"}, "l1"),
+    "group": ModelSpec("norm_regularized_at", {"mode": "group"}, "group"),
+    "elastic": ModelSpec("norm_regularized_at", {"mode": "elastic"}, "elastic"),
+    "l1_iterative": ModelSpec("norm_regularized_at", {"mode": "l1", "training": "iterative"}, "l1"),
+    "group_iterative": ModelSpec("norm_regularized_at", {"mode": "group", "training": "iterative"}, "group"),
+    "elastic_iterative": ModelSpec("norm_regularized_at", {"mode": "elastic", "training": "iterative"}, "elastic"),
+    "l1_free": ModelSpec("norm_regularized_at", {"mode": "l1", "training": "free"}, "l1"),
+    "group_free": ModelSpec("norm_regularized_at", {"mode": "group", "training": "free"}, "group"),
+    "l1_mifgsm": ModelSpec("norm_regularized_at", {"mode": "l1", "training": "mifgsm"}, "l1"),
+    "l2": ModelSpec("norm_regularized_at", {"mode": "l2"}),
+    "weighted_l2": ModelSpec("norm_regularized_at", {"mode": "weighted_l2", "attention_key": "gaze"}),
 }
 MAIN = ("ce", "noise", "l1", "group", "elastic")
 AT = ("l1", "group", "elastic")
@@ -85,18 +97,14 @@ RAND_SSIM = "SSIM with the true model's maps"
 TWIN_SEED = 1000  # the stability twin of seed s is initialised from seed s + TWIN_SEED
 
 
-def settings(profile, **notebook_params):
+def settings(profile: str, **notebook_params: Any) -> dict:
     """The notebook's parameters over the profile and ``03_norm_regularized_at.yaml``, checked
     before any work: every grid point and variant builds its method, the group size divides the
     image, the map space and the fractions are valid."""
-    if profile == "paper":  # P3's datasets, unless the notebook names others
-        notebook_params = {**PAPER_DATA, **{k: v for k, v in notebook_params.items() if v is not None}}
-    params = validate(**profile_params(profile, notebook=NOTEBOOK, **notebook_params))
+    notebook_params = with_paper_data(profile, PAPER_DATA, notebook_params)  # P3's datasets
+    params = validate(notebook=NOTEBOOK, **profile_params(profile, notebook=NOTEBOOK, **notebook_params))
     train_config(params, cache_dir=None)
-    grid = params.get("grid") or {}
-    if not isinstance(grid, dict) or set(grid) != set(SELECT_SCORE):
-        raise ValueError(f"grid={grid!r} is not valid; accepted: a dict with one list of hyperparameter "
-                         f"dicts for each of {sorted(SELECT_SCORE)}")
+    grid = check_named_grid(params.get("grid") or {}, set(SELECT_SCORE), lambda n, hp: _method(params, n, hp))
     unknown = [v for v in params.get("variants", []) if v not in VARIANTS]
     if unknown:
         raise ValueError(f"variants={params['variants']!r} is not valid; accepted: a list drawn from {list(VARIANTS)}")
@@ -104,19 +112,14 @@ def settings(profile, **notebook_params):
     if size and size % params["group_size"]:
         raise ValueError(f"group_size={params['group_size']!r} is not valid for {size}x{size} images; "
                          f"accepted: a divisor of {size}")
-    for name, points in [*grid.items(), ("l2", params["harmonize_grid"]), ("weighted_l2", params["harmonize_grid"])]:
-        if not isinstance(points, (list, tuple)) or not points:
-            raise ValueError(f"the grid of {name!r} must be a non-empty list of hyperparameter dicts; got {points!r}")
-        for hp in points:
-            _method(params, name, hp)
+    for name in ("l2", "weighted_l2"):
+        check_named_grid({name: params["harmonize_grid"]}, {name}, lambda n, hp: _method(params, n, hp),
+                         key="harmonize_grid")
     for name in params.get("variants", []):
-        _method(params, name, grid[SPECS[name][2]][0])
+        _method(params, name, grid[SPECS[name].grid][0])
     if params.get("map_space") not in attributions.gradient.SPACES:
         raise ValueError(f"map_space={params.get('map_space')!r} is not valid; accepted: {list(attributions.gradient.SPACES)}")
-    for key in ("roar_fractions", "topk_k", "swap_fraction", "sparsify_q"):
-        vals = np.atleast_1d(params[key]).tolist()
-        if not all(isinstance(v, (int, float)) and 0 < v < 1 for v in vals):
-            raise ValueError(f"{key}={params[key]!r} is not valid; accepted: fractions in (0, 1)")
+    check_fractions(params, ("roar_fractions", "topk_k", "swap_fraction", "sparsify_q"))
     if not isinstance(params.get("pretrain_epochs"), int) or params["pretrain_epochs"] < 0:
         raise ValueError(f"pretrain_epochs={params.get('pretrain_epochs')!r} is not valid; accepted: an int >= 0 "
                          f"(0: every method trains from scratch)")
@@ -128,7 +131,7 @@ def _method(params, name, hp):
     """(training method name, its hyperparameters, epochs) of the notebook's model ``name``."""
     if name not in SPECS:
         raise ValueError(f"model {name!r} is not known; accepted: {list(SPECS)}")
-    method, fixed, _ = SPECS[name]
+    method, fixed = SPECS[name].method, SPECS[name].fixed
     kw = {**fixed, **(hp or {})}
     epochs = params["num_epochs"]
     if kw.get("mode") == "group":
@@ -140,7 +143,7 @@ def _method(params, name, hp):
     return method, kw, epochs
 
 
-def gaze_maps(masks, sigma):
+def gaze_maps(masks: torch.Tensor, sigma: float) -> torch.Tensor:
     """A gaze-like attention map from object masks (N, 1, H, W): the mask blurred by a Gaussian of
     ``sigma`` pixels, scaled to max 1 per image (P3 uses CUB-GHA's fixation maps, Gaussian-filtered
     fixations; on ``shapes`` the object stands in for where a person looks)."""
@@ -161,7 +164,7 @@ def _with_gaze(ds, sigma):
                         split=ds.split, extras={**extras, "gaze": gaze_maps(ds.masks, sigma)})
 
 
-def load_sets(params):
+def load_sets(params: Mapping[str, Any]) -> dict[str, BaseDataset]:
     """``{"train", "val", "test"}`` of the main dataset (``n_val`` training rows drawn with seed 0
     held out for selection) and ``{"harm_train", "harm_val", "harm_test"}`` for harmonization
     (``harmonization_dataset``, e.g. ``cub_gha`` with its gaze maps; None: the main sets, whose
@@ -182,13 +185,14 @@ def load_sets(params):
     return out
 
 
-def explain(params, model, x, y):
+def explain(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor,
+            y: torch.Tensor) -> torch.Tensor:
     """P3's simple gradient of class ``y`` (its ``utils.simplegrad``: w.r.t. the *normalized* input
     for ``map_space="normalized"``, sigma_c * grad_x; ``"pixel"``: grad_x), detached."""
     return attributions.get("grad", space=params["map_space"])(model, x, y).detach()
 
 
-def pretrained(params, train_set, seed):
+def pretrained(params: Mapping[str, Any], train_set: BaseDataset, seed: int) -> torch.nn.Module | None:
     """The start of every model of ``seed``: ``ce`` for ``pretrain_epochs`` (P3's synthetic
     experiment fine-tunes an ImageNet-pretrained ResNet-34 for 10 epochs; here a ``ce`` model of
     the same data stands in), or None (``pretrain_epochs`` 0: from scratch, as on ImageNette)."""
@@ -197,7 +201,9 @@ def pretrained(params, train_set, seed):
     return fit(params, train_set, "ce", seed=seed, num_epochs=params["pretrain_epochs"])
 
 
-def fit_method(params, train_set, name, seed, hp=None, start=None, num_epochs=None):
+def fit_method(params: Mapping[str, Any], train_set: BaseDataset, name: str, seed: int,
+               hp: Mapping[str, Any] | None = None, start: torch.nn.Module | None = None,
+               num_epochs: int | None = None) -> torch.nn.Module:
     """Load-or-train the notebook's model ``name`` (``SPECS``) with hyperparameters ``hp`` from the
     weights of ``start`` (None: ``seed``'s initialisation); free training takes
     ceil(num_epochs / replays) epochs, so that every method makes as many optimizer steps."""
@@ -212,7 +218,8 @@ def _concentration(params, maps):
             "group gini": metrics.group_gini(maps, params["group_size"])}
 
 
-def select(params, sets, start):
+def select(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
+           start: torch.nn.Module | None) -> dict[str, Any]:
     """Each method's hyperparameters from its grid, on the validation split (first seed): the
     highest validation score (``SELECT_SCORE``: Gini of the maps, group Gini for group) among the
     points whose validation accuracy is within ``selection_tol`` of ``ce``'s
@@ -238,22 +245,20 @@ def select(params, sets, start):
     return {"table": table, "chosen": chosen, "ce_accuracy": ce_acc, "tol": params["selection_tol"]}
 
 
-def _hp_of(chosen, name):
-    base = SPECS[name][2]
-    return chosen.get(base, {}) if base else {}
-
-
-def train_models(params, sets, chosen):
+def train_models(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Mapping[str, dict]
+                 ) -> tuple[dict[tuple[str, int], torch.nn.Module], dict[int, torch.nn.Module | None]]:
     """``{(name, seed): model}`` for ``MAIN`` and ``params["variants"]`` with the ``chosen``
     settings, each from its seed's ``pretrained`` start; and ``{seed: start}``."""
     names = list(MAIN) + list(params.get("variants", []))
     starts = {s: pretrained(params, sets["train"], s) for s in params["seeds"]}
-    trained = {(n, s): fit_method(params, sets["train"], n, s, _hp_of(chosen, n), start=starts[s])
+    trained = {(n, s): fit_method(params, sets["train"], n, s, hp_of(SPECS, chosen, n), start=starts[s])
                for s in params["seeds"] for n in names}
     return trained, starts
 
 
-def twins(params, sets, chosen, names=MAIN):
+def twins(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Mapping[str, dict],
+          names: Sequence[str] = MAIN
+          ) -> tuple[dict[tuple[str, int], torch.nn.Module], dict[int, BaseDataset]]:
     """P3's stability pairs (B.7): for each seed, ``n = swap_fraction x len(train)`` training rows
     are replaced by as many test rows (``runs.swap_samples``, drawn with the seed) and every model
     of ``names`` is trained again from seed + ``TWIN_SEED`` (its own pretrained start).  Returns
@@ -264,7 +269,7 @@ def twins(params, sets, chosen, names=MAIN):
         train_b, common[s] = swap_samples(sets["train"], sets["test"], n, seed=s)
         start = pretrained(params, train_b, s + TWIN_SEED)
         for name in names:
-            out[name, s] = fit_method(params, train_b, name, s + TWIN_SEED, _hp_of(chosen, name), start=start)
+            out[name, s] = fit_method(params, train_b, name, s + TWIN_SEED, hp_of(SPECS, chosen, name), start=start)
     return out, common
 
 
@@ -299,7 +304,8 @@ def _evaluate(params, model, test, x, y, masks, gaze, seed):
     return {"rows": rows, "maps": maps[:4], "adv_maps": adv[:4], "adv_images": x_adv[:4]}
 
 
-def eval_images(params, test):
+def eval_images(params: Mapping[str, Any], test: BaseDataset
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """(x, y, object masks, gaze maps) of the first ``eval_subset`` test images (None where the
     dataset has no such extra: ImageNette has neither)."""
     x, y = batch(test, params["eval_subset"])
@@ -307,7 +313,8 @@ def eval_images(params, test):
     return x, y, masks, None if gaze is None else (gaze.float() / 255 if gaze.dtype == torch.uint8 else gaze)
 
 
-def evaluate(params, model, test, seed):
+def evaluate(params: Mapping[str, Any], model: torch.nn.Module, test: BaseDataset,
+             seed: int) -> dict[str, Any]:
     """Everything measured on one model (its first ``eval_subset`` test images), cached under the
     model's key and these settings: ``{"rows": {measure: value}, "maps", "adv_maps",
     "adv_images"}`` (the first 4 images, for the figures).  Measures: test accuracy, PGD
@@ -319,12 +326,15 @@ def evaluate(params, model, test, seed):
                        inputs={"test": test.fingerprint, "seed": seed})  # samples, labels, masks, gaze
 
 
-def main_table(df, measures, names, digits=3):
+def main_table(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str],
+               digits: int = 3) -> pd.DataFrame:
     """``mean ± std`` over seeds of ``measures`` (columns) per model (rows, P3's labels)."""
     return claims.seed_table(df, measures, names, LABELS, digits)
 
 
-def stability(params, trained, twin, common):
+def stability(params: Mapping[str, Any], trained: Mapping[tuple[str, int], torch.nn.Module],
+              twin: Mapping[tuple[str, int], torch.nn.Module],
+              common: Mapping[int, BaseDataset]) -> list[dict[str, Any]]:
     """P3's stability (B.7): per (name, seed), the top-k intersection (k = ``topk_k`` of the non-zero
     pixels) and the SSIM of the max-normalized maps of a model and its twin on the first
     ``eval_subset`` images of the common test set.  Rows ``{method, seed, measure, value}``."""
@@ -341,7 +351,8 @@ def stability(params, trained, twin, common):
     return rows
 
 
-def roar(params, trained, sets, names=MAIN):
+def roar(params: Mapping[str, Any], trained: Mapping[tuple[str, int], torch.nn.Module],
+         sets: Mapping[str, BaseDataset], names: Sequence[str] = MAIN) -> list[dict[str, Any]]:
     """DiffROAR (P3 Sec. 5.2, B.5) per (name, seed, fraction): ``runs.diff_roar`` with the model's
     P3 maps, a fresh ``ce`` model trained ``roar_epochs`` from the seed on each removed set.  Rows
     ``{method, seed, measure ("DiffROAR k%", "ROAR top k%", "ROAR bottom k%"), value}``."""
@@ -358,7 +369,9 @@ def roar(params, trained, sets, names=MAIN):
     return rows
 
 
-def randomization(params, trained, test, names=MAIN):
+def randomization(params: Mapping[str, Any], trained: Mapping[tuple[str, int], torch.nn.Module],
+                  test: BaseDataset,
+                  names: Sequence[str] = MAIN) -> tuple[pd.DataFrame, dict[str, torch.Tensor]]:
     """The model-parameter randomization test (P3 C.2.6, Figs. 11, 15): cascading randomization of
     each model (``evaluation.cascading_randomization`` with P3's maps), rows ``{method, seed,
     layers, randomized, ssim}`` and the maps of the first image per stage (``{name: (L+1, 1, H, W)}``,
@@ -379,7 +392,9 @@ def randomization(params, trained, test, names=MAIN):
     return pd.DataFrame(rows), maps
 
 
-def random_labels(params, sets, chosen, trained):
+def random_labels(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Mapping[str, dict],
+                  trained: Mapping[tuple[str, int], torch.nn.Module]
+                  ) -> tuple[list[dict[str, Any]], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """The data randomization test (P3 C.2.6, Fig. 9): each model of ``random_labels_for``
     trained from scratch (``pretrain_epochs + num_epochs``) on the training set with permuted
     labels (``runs.permuted_labels``, per seed).  Rows per (name, seed): test accuracy, the share
@@ -390,7 +405,7 @@ def random_labels(params, sets, chosen, trained):
     epochs = params["pretrain_epochs"] + params["num_epochs"]
     for name in params["random_labels_for"]:
         for s in params["seeds"]:
-            net = fit_method(params, permuted_labels(sets["train"], seed=s), name, s, _hp_of(chosen, name),
+            net = fit_method(params, permuted_labels(sets["train"], seed=s), name, s, hp_of(SPECS, chosen, name),
                              num_epochs=epochs)
             with torch.no_grad():
                 pred = net(batch(sets["test"])[0]).argmax(1)
@@ -406,7 +421,10 @@ def random_labels(params, sets, chosen, trained):
     return rows, maps
 
 
-def harmonization(params, sets, starts, ce_models=None):
+def harmonization(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
+                  starts: Mapping[int, torch.nn.Module | None],
+                  ce_models: Mapping[int, torch.nn.Module] | None = None
+                  ) -> tuple[pd.DataFrame, dict[tuple[str, float], torch.Tensor], float, dict[str, Any]]:
     """P3's harmonization (Prop. 4, C.3.1, Table 6): ``weighted_l2`` (the gaze map as attention, as
     P3's ``cub_train.py``) against plain ``l2`` adversarial training at every eps of
     ``harmonize_grid``, per seed, on the harmonization sets; ``ce`` (eps 0) beside them.  Rows
@@ -414,8 +432,15 @@ def harmonization(params, sets, starts, ce_models=None):
     the maps with the gaze map on test images and, for the selection, on validation images; and
     the maps of the first 4 test images (first seed).  The ε of the claims is chosen as the other
     settings are (``select``): the best validation top-5% overlap of ``weighted_l2`` within
-    ``selection_tol`` of ``ce``'s validation accuracy (first seed).  Returns ``(rows, maps, that ε,
-    {"x", "y", "gaze"} of the 4 images)``."""
+    ``selection_tol`` of ``ce``'s validation accuracy (first seed).
+
+    Returns
+    -------
+    tuple
+        ``(rows, maps, eps, images)``: the rows as a DataFrame, ``{(method, eps): maps}`` of the
+        first 4 test images (first seed), the ε chosen for the claims, and ``{"x", "y", "gaze"}``
+        of those 4 images.
+    """
     same = sets["harm_train"] is sets["train"]
     rows, maps = [], {}
     xt, yt, _, gt = eval_images(params, sets["harm_test"])
@@ -435,8 +460,8 @@ def harmonization(params, sets, starts, ce_models=None):
                 pix = explain(params, net, x, y).abs().sum(1)
                 for frac in (0.05, 0.10):
                     rows.append({"method": name, "eps": eps, "seed": s, "split": split,
-                                 "measure": f"top {frac:.0%} overlap",
-                                 "value": float(metrics.topk_intersection(pix.flatten(1), g.flatten(1), frac).mean())})
+                        "measure": f"top {frac:.0%} overlap",
+                        "value": float(metrics.topk_intersection(pix.flatten(1), g.flatten(1), frac).mean())})
             if s == params["seeds"][0]:
                 maps[name, eps] = explain(params, net, xt[:4], yt[:4])
     df = pd.DataFrame(rows)
@@ -448,7 +473,8 @@ def harmonization(params, sets, starts, ce_models=None):
     return df, maps, float(cands[best]["eps"]), {"x": xt[:4], "y": yt[:4], "gaze": gt[:4]}
 
 
-def aopc_table(df, names, steps):
+def aopc_table(df: pd.DataFrame, names: Sequence[str],
+               steps: Sequence[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """P3 Table 5 per model: the relative AOPC_MoFR drop (%) of sparsification against its base map
     (grad, SmoothGrad), mean ± std over seeds, beside P3's; and the per-seed drops (long)."""
     rows = []
@@ -458,7 +484,7 @@ def aopc_table(df, names, steps):
             for k in steps:
                 base = v[f"AOPC {k} ({kind})"]
                 rows.append({"method": name, "seed": s, "post-processing": key, "steps": k,
-                             "drop %": 100 * (base - v[f"AOPC {k} (sparsified {kind})"]) / base if base else float("nan")})
+                    "drop %": 100 * (base - v[f"AOPC {k} (sparsified {kind})"]) / base if base else float("nan")})
     long = pd.DataFrame(rows)
     table = long.groupby(["post-processing", "method", "steps"], sort=False)["drop %"].agg(
         lambda v: claims.fmt_ms(v, "{:.1f}")).unstack("steps")
@@ -467,132 +493,162 @@ def aopc_table(df, names, steps):
     return table, long
 
 
-def benchmark_table(path=None):
+def benchmark_table(path: str | os.PathLike | None = None) -> tuple[pd.DataFrame | None, str | None]:
     """``make bench``'s record of one training step per method relative to ``ce``
     (``benchmarks/adversarial_training_cost.py``, interleaved side by side): median seconds, time
-    and autograd-graph memory ratios, and the machine it ran on; None if it was never run."""
-    table, doc = benchmark_record("benchmark_adversarial_training_cost.json", path)
-    if table is None:
-        return None, None
-    cfg = doc["config"]
-    setting = (f"{cfg['model']} width {cfg['width']}, {cfg['size']}x{cfg['size']}, batch {cfg['batch_size']}, "
-               f"{cfg['threads']} thread(s), median of {cfg['repeats']}; {doc['machine']['platform']}")
-    return table, setting
+    and autograd-graph memory ratios, and the machine it ran on; (None, None) if it was never run."""
+    return protocol.benchmark_table(
+        "benchmark_adversarial_training_cost.json",
+        lambda c: (f"{c['model']} width {c['width']}, {c['size']}x{c['size']}, batch {c['batch_size']}, "
+                   f"{c['threads']} thread(s), median of {c['repeats']}"), path)
 
 
 def _vals(df, name, measure):
     return df[(df.method == name) & (df.measure == measure)].sort_values("seed")["value"].to_numpy()
 
 
-def claim_rows(params, df, aopc_long, sanity, rand_rows, harm, harm_eps):
-    """P3's claims (SPEC section 9, notebook 03) with paired one-sided tests over seeds: seed ``s`` of
+def _by(df, measure):
+    """``name -> per-seed values of measure`` (``claims.compare``'s ``values``)."""
+    return lambda name: _vals(df, name, measure)
+
+
+_compare = functools.partial(claims.compare, label=LABELS.get)  # "A beats B" rows, methods by label
+
+
+def claim_rows(params: Mapping[str, Any], df: pd.DataFrame, aopc_long: pd.DataFrame, sanity: pd.DataFrame,
+               rand_rows: Sequence[Mapping[str, Any]], harm: pd.DataFrame,
+               harm_eps: float) -> list[dict[str, Any]]:
+    """P3's claims (notebook 03) with paired one-sided tests over seeds: seed ``s`` of
     two methods shares its pretrained start and data order."""
     ms, rows = claims.fmt_ms, []
     base = df[df.method.isin(list(MAIN) + list(params.get("variants", [])))]
 
-    def cmp(a, b, measure, text, paper, note="", paper_effect=None, **kw):
-        t = claims.paired_test(_vals(base, a, measure), _vals(base, b, measure))
-        rows.append(claims.claim(text, paper, f"{LABELS[a]} {ms(_vals(base, a, measure))} vs {LABELS[b]} "
-                                 f"{ms(_vals(base, b, measure))}", test=t, note=note, paper_effect=paper_effect, **kw))
-
-    def beats(names, b, measure, text, paper, note=""):
-        t = claims.all_pass({a: claims.paired_test(_vals(base, a, measure), _vals(base, b, measure)) for a in names})
-        bind = t["against"]
-        rows.append(claims.claim(text, paper, f"binding: {LABELS[bind]} {ms(_vals(base, bind, measure))} vs "
-                                 f"{LABELS[b]} {ms(_vals(base, b, measure))}", test=t, note=note))
-
     chosen_on = "ε chosen on validation as the sparsest setting within the accuracy band"
-    cmp("l1", "ce", "gini", "ℓ1-norm AT gives sparser maps than standard training (Gini)", "Fig. 7, C.1.1, Sec. 5",
-        note=f"P3 shows it visually; the Gini is ours; {chosen_on}")
-    cmp("l1", "ce", "top-5% mass", "ℓ1-norm AT concentrates more of the map in its top 5% of pixels",
-        "ours (a second sparsity measure)", beyond_paper=True)
-    cmp("group", "ce", "group gini", f"group-norm AT gives group-sparse maps (Gini of {params['group_size']}×"
+    rows.append(_compare(_by(base, "gini"), "l1", "ce",
+        "ℓ1-norm AT gives sparser maps than standard training (Gini)", "Fig. 7, C.1.1, Sec. 5",
+        note=f"P3 shows it visually; the Gini is ours; {chosen_on}"))
+    rows.append(_compare(_by(base, "top-5% mass"), "l1", "ce",
+        "ℓ1-norm AT concentrates more of the map in its top 5% of pixels", "ours (a second sparsity measure)",
+        beyond_paper=True))
+    rows.append(_compare(_by(base, "group gini"), "group", "ce",
+        f"group-norm AT gives group-sparse maps (Gini of {params['group_size']}×"
         f"{params['group_size']} patch norms) vs standard training", "Fig. 7, Prop. 2",
-        note=f"the group Gini is ours; {chosen_on} (group Gini)")
-    cmp("group", "l1", "group gini", "group-norm AT gives more group-sparse maps than ℓ1-norm AT",
-        "ours (an extension of Prop. 2)", beyond_paper=True,
-        note="P3 C.1.1: 'different norm regularizations do not lead to quantitatively different visualizations'")
-    cmp("elastic", "ce", "gini", "elastic-net AT gives sparser maps than standard training", "main-text figure, Fig. 7 (C.1.1)")
-    cmp("noise", "ce", "gini", "Gaussian-noise training gives (a little) sparser maps than standard training", "C.2.1, Fig. 8")
-    beats(AT, "noise", "gini", "every norm-regularized AT gives sparser maps than Gaussian-noise training", "C.2.1, Fig. 8")
-    beats(AT, "ce", "top-k robustness", "every norm-regularized AT makes the maps more robust to the top-k attack",
-          "Sec. 5.3, C.2.7", f"L2 top-k attack ε {params['topk_l2_eps']:g}, k = {params['topk_k']:.0%} of non-zero pixels")
-    beats(AT, "ce", "stability", "every norm-regularized AT makes the maps more stable across retraining",
-          "Sec. 5.3, B.7", f"{params['swap_fraction']:.1%} of the training rows swapped, other seed")
+        note=f"the group Gini is ours; {chosen_on} (group Gini)"))
+    rows.append(_compare(_by(base, "group gini"), "group", "l1",
+        "group-norm AT gives more group-sparse maps than ℓ1-norm AT", "ours (an extension of Prop. 2)",
+        beyond_paper=True,
+        note="P3 C.1.1: 'different norm regularizations do not lead to quantitatively different visualizations'"))
+    rows.append(_compare(_by(base, "gini"), "elastic", "ce",
+        "elastic-net AT gives sparser maps than standard training", "main-text figure, Fig. 7 (C.1.1)"))
+    rows.append(_compare(_by(base, "gini"), "noise", "ce",
+        "Gaussian-noise training gives (a little) sparser maps than standard training", "C.2.1, Fig. 8"))
+    rows.append(_compare(_by(base, "gini"), AT, "noise",
+        "every norm-regularized AT gives sparser maps than Gaussian-noise training", "C.2.1, Fig. 8"))
+    rows.append(_compare(_by(base, "top-k robustness"), AT, "ce",
+        "every norm-regularized AT makes the maps more robust to the top-k attack", "Sec. 5.3, C.2.7",
+        note=f"L2 top-k attack ε {params['topk_l2_eps']:g}, k = {params['topk_k']:.0%} of non-zero pixels"))
+    rows.append(_compare(_by(base, "stability"), AT, "ce",
+        "every norm-regularized AT makes the maps more stable across retraining", "Sec. 5.3, B.7",
+        note=f"{params['swap_fraction']:.1%} of the training rows swapped, other seed"))
     for frac in params["roar_fractions"]:
-        beats(AT, "ce", f"DiffROAR {frac:.0%}", f"every norm-regularized AT has a higher DiffROAR ({frac:.0%} removed)",
-              "Sec. 5.2, B.5", f"retrained {params['roar_epochs']} epochs")
+        rows.append(_compare(_by(base, f"DiffROAR {frac:.0%}"), AT, "ce",
+            f"every norm-regularized AT has a higher DiffROAR ({frac:.0%} removed)", "Sec. 5.2, B.5",
+            note=f"retrained {params['roar_epochs']} epochs"))
     variants = [v for v in params.get("variants", []) if v != "l1_mifgsm"]
     if variants:
-        beats(variants, "ce", "gini", "the iterative and free variants also give sparser maps than standard training",
-              "C.2.2, Fig. 13")
+        rows.append(_compare(_by(base, "gini"), variants, "ce",
+            "the iterative and free variants also give sparser maps than standard training",
+            "C.2.2, Fig. 13"))
     if "l1_mifgsm" in params.get("variants", []):
         pgd = f"PGD ε{params['pgd_eps']:g} accuracy"
-        cmp("l1_mifgsm", "l1", pgd, "MI-FGSM AT makes the network more robust than FGSM (ℓ1) AT", "C.2.3, Fig. 10",
-            f"P3: momentum 'could improve the adversarial robustness' (Fig. 10 shows maps only); sparsity: MI-FGSM "
-            f"{ms(_vals(base, 'l1_mifgsm', 'gini'))}, FGSM {ms(_vals(base, 'l1', 'gini'))}")
+        rows.append(_compare(_by(base, pgd), "l1_mifgsm", "l1",
+            "MI-FGSM AT makes the network more robust than FGSM (ℓ1) AT", "C.2.3, Fig. 10",
+            note=f"P3: momentum 'could improve the adversarial robustness' (Fig. 10 shows maps only); sparsity: MI-FGSM "
+            f"{ms(_vals(base, 'l1_mifgsm', 'gini'))}, FGSM {ms(_vals(base, 'l1', 'gini'))}"))
     for kind, key in (("grad", "sparsified grad"), ("smoothgrad", "sparsified smoothgrad")):
         for k in params["aopc_steps"]:
-            d = aopc_long[(aopc_long.method == "ce") & (aopc_long["post-processing"] == key) & (aopc_long.steps == k)] \
-                .sort_values("seed")["drop %"].to_numpy()
+            d = (
+                aopc_long[
+                    (aopc_long.method == "ce")
+                    & (aopc_long["post-processing"] == key)
+                    & (aopc_long.steps == k)
+                ]
+                .sort_values("seed")["drop %"]
+                .to_numpy()
+            )
             paper = TABLE5[key].get(k)
             rows.append(claims.claim(f"{key} loses fidelity: AOPC_MoFR ({k} steps) drops against {kind}",
-                                     "Table 5", f"drop {ms(d, '{:.1f}')}% (standard model)",
-                                     test=claims.paired_test(d, 0.0), paper_effect=paper,
-                                     note=f"soft threshold at the {params['sparsify_q']:.0%} quantile of |map|",
-                                     not_testable="AOPC_MoFR reads only the order of the pixels (channels summed), and a "
-                                                  "soft threshold keeps the order of every pixel whose channels all pass "
-                                                  "it; it only swaps near-ties among partly thresholded pixels and "
-                                                  "reorders the zeroed, least relevant tail, so this protocol can move "
-                                                  "AOPC by a few percent, not by P3's drops"))
-    s = sanity.groupby(["method", "seed"]).apply(lambda g: g.sort_values("layers")["ssim"].iloc[-1],
-                                                 include_groups=False)
+                "Table 5", f"drop {ms(d, '{:.1f}')}% (standard model)", test=claims.paired_test(d, 0.0),
+                paper_effect=paper,
+                note=f"soft threshold at the {params['sparsify_q']:.0%} quantile of |map|",
+                not_testable="AOPC_MoFR reads only the order of the pixels (channels summed), and a "
+                "soft threshold keeps the order of every pixel whose channels all pass "
+                "it; it only swaps near-ties among partly thresholded pixels and "
+                "reorders the zeroed, least relevant tail, so this protocol can move "
+                "AOPC by a few percent, not by P3's drops"))
+    s = sanity.groupby(["method", "seed"]).apply(
+        lambda g: g.sort_values("layers")["ssim"].iloc[-1], include_groups=False
+    )
     tw = df[df.measure == "SSIM with twin"]
-    tests = {n: claims.paired_test(_vals(tw, n, "SSIM with twin"), s[n].sort_index().to_numpy()) for n in MAIN}
+    tests = {
+        n: claims.paired_test(_vals(tw, n, "SSIM with twin"), s[n].sort_index().to_numpy()) for n in MAIN
+    }
     t = claims.all_pass(tests)
-    rows.append(claims.claim("maps pass the model-randomization test: fully randomized weights change them more than "
-                             "retraining on other samples does (SSIM)", "C.2.6, Figs. 11, 15",
-                             f"binding: {LABELS[t['against']]} randomized {ms(s[t['against']].to_numpy())} vs twin "
-                             f"{ms(_vals(tw, t['against'], 'SSIM with twin'))}", test=t,
-                             note="the pass criterion (below the retrained twin's SSIM) is ours"))
+    rows.append(claims.claim(
+        "maps pass the model-randomization test: fully randomized weights change them more than "
+        "retraining on other samples does (SSIM)", "C.2.6, Figs. 11, 15",
+        f"binding: {LABELS[t['against']]} randomized {ms(s[t['against']].to_numpy())} vs twin "
+        f"{ms(_vals(tw, t['against'], 'SSIM with twin'))}", test=t,
+        note="the pass criterion (below the retrained twin's SSIM) is ours"))
     rr = pd.DataFrame(rand_rows)
-    tests = {n: claims.paired_test(_vals(tw, n, "SSIM with twin"), _vals(rr, n, RAND_SSIM))
-             for n in params["random_labels_for"]}
+    tests = {
+        n: claims.paired_test(_vals(tw, n, "SSIM with twin"), _vals(rr, n, RAND_SSIM))
+        for n in params["random_labels_for"]
+    }
     t = claims.all_pass(tests)
-    rows.append(claims.claim("maps pass the data-randomization test: a model trained on permuted labels has maps less "
-                             "like the true model's than a retrained twin's (SSIM)", "C.2.6, Fig. 9",
-                             f"binding: {LABELS[t['against']]} "
-                             f"{ms(_vals(rr, t['against'], RAND_SSIM))}"
-                             f" vs twin {ms(_vals(tw, t['against'], 'SSIM with twin'))}", test=t,
-                             note="the pass criterion (below the retrained twin's SSIM) is ours; P3 shows elastic-net AT only"))
+    rows.append(claims.claim(
+        "maps pass the data-randomization test: a model trained on permuted labels has maps less "
+        "like the true model's than a retrained twin's (SSIM)", "C.2.6, Fig. 9",
+        f"binding: {LABELS[t['against']]} "
+        f"{ms(_vals(rr, t['against'], RAND_SSIM))}"
+        f" vs twin {ms(_vals(tw, t['against'], 'SSIM with twin'))}", test=t,
+        note="the pass criterion (below the retrained twin's SSIM) is ours; P3 shows elastic-net AT only"))
     for n in params["random_labels_for"]:
         if n in AT:
             share = _vals(rr, n, "share of the most frequent prediction")
-            rows.append(claims.claim(f"{LABELS[n]} AT on permuted labels predicts one class for (almost) every input "
-                                     "(≥ 95% of the test set)", "C.2.6, Fig. 9", f"share {ms(share)}",
-                                     test=claims.paired_test(share, 0.95),
-                                     note="P3: 'exactly the same prediction'; the 95% threshold is ours"))
+            rows.append(claims.claim(
+                f"{LABELS[n]} AT on permuted labels predicts one class for (almost) every input "
+                "(≥ 95% of the test set)", "C.2.6, Fig. 9", f"share {ms(share)}",
+                test=claims.paired_test(share, 0.95),
+                note="P3: 'exactly the same prediction'; the 95% threshold is ours"))
     h = harm[(harm.split == "test")]
     for frac in ("5%", "10%"):
         m = f"top {frac} overlap"
 
         def hv(name, eps):
-            return h[(h.method == name) & (h.eps == eps) & (h.measure == m)].sort_values("seed")["value"].to_numpy()
+            return (
+                h[(h.method == name) & (h.eps == eps) & (h.measure == m)]
+                .sort_values("seed")["value"]
+                .to_numpy()
+            )
 
         w, l2, ce = hv("weighted_l2", harm_eps), hv("l2", harm_eps), hv("ce", 0.0)
         p6 = TABLE6[0][0 if frac == "5%" else 1]
-        rows.append(claims.claim(f"harmonization (weighted ℓ2 with the gaze map) aligns the top {frac} of the maps with "
-                                 f"the gaze better than plain ℓ2 AT at the same ε ({harm_eps:g})", "Prop. 4, Fig. 12, Table 6",
-                                 f"weighted {ms(w)} vs ℓ2 {ms(l2)}", test=claims.paired_test(w, l2),
-                                 note=f"P3's plain ℓ2 stays at {min(v[0 if frac == '5%' else 1] for v in TABLE6.values()):.1f}–"
-                                      f"{max(v[0 if frac == '5%' else 1] for v in TABLE6.values()):.1f}% (ε 0: {p6}%)"))
-        rows.append(claims.claim(f"harmonization aligns the top {frac} of the maps with the gaze better than standard "
-                                 "training", "C.3.1", f"weighted {ms(w)} vs standard {ms(ce)}",
-                                 test=claims.paired_test(w, ce), note="gaze maps here: blurred object masks"))
+        rows.append(claims.claim(
+            f"harmonization (weighted ℓ2 with the gaze map) aligns the top {frac} of the maps with "
+            f"the gaze better than plain ℓ2 AT at the same ε ({harm_eps:g})", "Prop. 4, Fig. 12, Table 6",
+            f"weighted {ms(w)} vs ℓ2 {ms(l2)}", test=claims.paired_test(w, l2),
+            note=f"P3's plain ℓ2 stays at {min(v[0 if frac == '5%' else 1] for v in TABLE6.values()):.1f}–"
+            f"{max(v[0 if frac == '5%' else 1] for v in TABLE6.values()):.1f}% (ε 0: {p6}%)"))
+        rows.append(claims.claim(
+            f"harmonization aligns the top {frac} of the maps with the gaze better than standard "
+            "training", "C.3.1", f"weighted {ms(w)} vs standard {ms(ce)}", test=claims.paired_test(w, ce),
+            note="gaze maps here: blurred object masks"))
     return claims.family(rows)
 
 
-def checks(params, model, x, y):
+def checks(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor,
+           y: torch.Tensor) -> dict[str, bool]:
     """Profile-independent checks on a trained model (compared by nbval at every profile)."""
     from .. import adversarial_training as at
 

@@ -13,7 +13,11 @@ P4's authors released no code, so the regularizer (``regularizers.marginal_densi
 every measurement here are written from the text; where the text is ambiguous the choice is
 named where it is made (``LEAKAGE_NOTE``, ``PGD_NOTE``, the docstrings).
 """
+from __future__ import annotations
+
+import functools
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,19 +25,26 @@ import torch
 
 from .. import attacks, attributions, claims, evaluation, metrics, regularizers
 from .. import methods as _methods
+from . import protocol
+from .protocol import ModelSpec, check_named_grid, hp_of, with_paper_data
 from ..data import load as load_dataset
 from ..metrics.density import riemann_integrated_gradients
 from ..profiles import profile_params, train_config, validate
-from ..results import benchmark_record
 from ..claims import records
 from ..runs import batch, cached_eval, fit, load_data, select_hparams, split_validation
 from ..runs import hp_text as _hp_text
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Mapping, Sequence
+
+    from ..data import BaseDataset
 
 __all__ = ["NOTEBOOK", "TABLE1", "TABLE2", "TABLE3", "TABLE4", "TABLE5", "TABLE6", "SPECS", "LABELS",
            "TABLE1_NAMES", "SPURIOUS_NAMES", "SHAPES_NAMES", "settings", "section", "block_sets",
            "spurious_sets", "shapes_sets", "ood_sets", "fit_model", "select", "train_table",
            "evaluate_block", "evaluate_spurious", "evaluate_shapes", "records", "curves", "mean_table",
-           "lam_sweep", "p_sweep", "table3", "implementation_identity", "activation_images",
+           "lam_sweep", "p_sweep", "table3", "table3_table", "chosen_text", "implementation_identity", "activation_images",
            "benchmark_table", "claim_rows", "checks"]
 
 NOTEBOOK = "04_marginal_density"
@@ -75,25 +86,25 @@ TABLE6 = {"ce": {"cifar100": (0.218, 0.511), "svhn": (0.163, 0.531)},
           "marginal_density": {"cifar100": (0.372, 0.557), "svhn": (0.339, 0.570)},
           "md_efficient": {"cifar100": (0.378, 0.554), "svhn": (0.470, 0.590)}}
 
-# name -> (training method, fixed hyperparameters, the grid whose chosen setting it takes,
-# model keywords).  ``hessian`` runs on a softplus network: the input Hessian of a ReLU network is
+# Every model of the notebook (``protocol.ModelSpec``: training method, fixed hyperparameters, the
+# grid whose chosen setting it takes, network keywords).  ``hessian`` runs on a softplus network: the input Hessian of a ReLU network is
 # zero almost everywhere (Dombrowski 2022 trains it with softplus).
 SPECS = {
-    "ce": ("ce", {}, None, {}),
-    "ce_softplus": ("ce", {}, None, {"activation": "softplus"}),
-    "at_fgsm": ("at_fgsm", {}, None, {}),
-    "at_pgd": ("at_pgd", {}, None, {}),
-    "hessian": ("hessian", {"form": "paper"}, "hessian", {"activation": "softplus"}),
-    "input_grad": ("input_grad", {}, "input_grad", {}),
-    "marginal_density": ("marginal_density", {"variant": "stable"}, "marginal_density", {}),
-    "basic": ("marginal_density", {"variant": "basic"}, "marginal_density", {}),
-    "stable": ("marginal_density", {"variant": "stable"}, "marginal_density", {}),
-    "efficient": ("marginal_density", {"variant": "efficient"}, "marginal_density", {}),
-    "md_efficient": ("marginal_density", {"variant": "efficient"}, "marginal_density", {}),
-    "score_matching": ("score_matching", {}, "score_matching", {}),
-    "cure": ("cure", {}, "cure", {}),
-    "group_dro": ("group_dro", {}, None, {}),
-    "group_dro_md": ("group_dro", {"regularizer": "marginal_density"}, "marginal_density", {}),
+    "ce": ModelSpec("ce"),
+    "ce_softplus": ModelSpec("ce", model_kw={"activation": "softplus"}),
+    "at_fgsm": ModelSpec("at_fgsm"),
+    "at_pgd": ModelSpec("at_pgd"),
+    "hessian": ModelSpec("hessian", {"form": "paper"}, "hessian", model_kw={"activation": "softplus"}),
+    "input_grad": ModelSpec("input_grad", grid="input_grad"),
+    "marginal_density": ModelSpec("marginal_density", {"variant": "stable"}, "marginal_density"),
+    "basic": ModelSpec("marginal_density", {"variant": "basic"}, "marginal_density"),
+    "stable": ModelSpec("marginal_density", {"variant": "stable"}, "marginal_density"),
+    "efficient": ModelSpec("marginal_density", {"variant": "efficient"}, "marginal_density"),
+    "md_efficient": ModelSpec("marginal_density", {"variant": "efficient"}, "marginal_density"),
+    "score_matching": ModelSpec("score_matching", grid="score_matching"),
+    "cure": ModelSpec("cure", grid="cure"),
+    "group_dro": ModelSpec("group_dro"),
+    "group_dro_md": ModelSpec("group_dro", {"regularizer": "marginal_density"}, "marginal_density"),
 }
 LABELS = {"ce": "standard (ST)", "ce_softplus": "ST + softplus", "at_fgsm": "AT-FGSM", "at_pgd": "AT-PGD",
           "hessian": "ST + Hessian", "input_grad": "ST + InputGrad", "marginal_density": "ST + ours (marginal density)",
@@ -117,7 +128,7 @@ PGD_NOTE = ("P4 A.8: 'steps of α = 0.2 and α = 0.01 within the perturbation bu
             "for its L∞ and L2 threats, read in order: L∞ ε 0.3 (76.5/255) with α 0.2, L2 ε 1.0 with α 0.01.")
 
 
-def section(params, part):
+def section(params: Mapping[str, Any], part: str) -> dict:
     """The parameters of one part (``block``, ``spurious``, ``shapes``): the shared ones with the
     part's own ``<part>_<key>`` settings in place of ``<key>`` (dataset, size, model, model_kw,
     num_epochs, lr, n_train, ...)."""
@@ -129,29 +140,20 @@ def section(params, part):
     return out
 
 
-def settings(profile, **notebook_params):
+def settings(profile: str, **notebook_params: Any) -> dict:
     """The notebook's parameters over the profile and ``04_marginal_density.yaml``, checked before
     any work: every grid point and every model of every part builds its method, the budgets are in
     their units, the sweeps are non-empty."""
-    if profile == "paper":  # P4's datasets, unless the notebook names others
-        notebook_params = {**PAPER_DATA, **{k: v for k, v in notebook_params.items() if v is not None}}
-    params = validate(**profile_params(profile, notebook=NOTEBOOK, **notebook_params))
+    notebook_params = with_paper_data(profile, PAPER_DATA, notebook_params)  # P4's datasets
+    params = validate(notebook=NOTEBOOK, **profile_params(profile, notebook=NOTEBOOK, **notebook_params))
     for part in SECTIONS:
         sp = section(params, part)
         train_config(sp, cache_dir=None)
-        grid = sp.get("grid") or {}
         names = {"block": TABLE1_NAMES, "spurious": SPURIOUS_NAMES, "shapes": SHAPES_NAMES}[part]
-        wanted = {SPECS[n][2] for n in names if SPECS[n][2]}
-        if not isinstance(grid, dict) or set(grid) != wanted:
-            raise ValueError(f"{part}_grid={grid!r} is not valid; accepted: a dict with one list of "
-                             f"hyperparameter dicts for each of {sorted(wanted)}")
-        for name, points in grid.items():
-            if not isinstance(points, (list, tuple)) or not points:
-                raise ValueError(f"{part}_grid[{name!r}] must be a non-empty list of hyperparameter dicts; got {points!r}")
-            for hp in points:
-                _method(sp, name, hp)
+        grid = check_named_grid(sp.get("grid") or {}, {SPECS[n].grid for n in names if SPECS[n].grid},
+                                lambda n, hp: _method(sp, n, hp), key=f"{part}_grid")
         for name in names:
-            _method(sp, name, (grid.get(SPECS[name][2]) or [{}])[0] if SPECS[name][2] else {})
+            _method(sp, name, grid[SPECS[name].grid][0] if SPECS[name].grid else {})
     for key in ("lam_sweep", "p_sweep"):
         vals = params.get(key)
         if not isinstance(vals, (list, tuple)) or not vals or not all(isinstance(v, (int, float)) for v in vals):
@@ -180,6 +182,7 @@ def _method(sp, name, hp):
     if name not in SPECS:
         raise ValueError(f"model {name!r} is not known; accepted: {list(SPECS)}")
     method, fixed, _, model_kw = SPECS[name]
+    fixed, model_kw = dict(fixed), dict(model_kw)
     hp = dict(hp or {})
     if method in ("at_fgsm", "at_pgd"):
         hp = {"eps": sp["at_eps"], **({"alpha": sp["at_alpha"], "steps": sp["at_steps"]} if method == "at_pgd" else {})}
@@ -187,7 +190,7 @@ def _method(sp, name, hp):
         reg = fixed.get("regularizer")
         kw = {"eta": sp["dro_eta"], "n_groups": sp["dro_groups"], "mode": sp["dro_mode"], **fixed}
         if reg:
-            kw["reg_kw"] = {**SPECS[reg][1], **hp}
+            kw["reg_kw"] = {**SPECS[reg].fixed, **hp}
         _methods.get(method, **kw)
         return method, kw, model_kw
     kw = {**fixed, **hp}
@@ -195,7 +198,9 @@ def _method(sp, name, hp):
     return method, kw, model_kw
 
 
-def fit_model(sp, train_set, name, seed, hp=None, model=None, num_epochs=None):
+def fit_model(sp: Mapping[str, Any], train_set: BaseDataset, name: str, seed: int,
+              hp: Mapping[str, Any] | None = None, model: str | None = None,
+              num_epochs: int | None = None) -> torch.nn.Module:
     """Load-or-train model ``name`` (``SPECS``) of a part with hyperparameters ``hp`` (the method's
     own; AT and group DRO take theirs from the part's settings) from ``seed``'s initialisation;
     ``model`` replaces the part's network (Table 3)."""
@@ -215,7 +220,7 @@ def _size_kw(sp):
     return {"size": sp["size"]} if sp.get("size") else {}
 
 
-def block_sets(params):
+def block_sets(params: Mapping[str, Any]) -> dict[str, BaseDataset]:
     """BlockMNIST (``block_digits``; paper: ``block_mnist``): ``{"train", "val", "test"}``, the
     validation rows (``n_val``, seed 0) held out of the training split."""
     sp = section(params, "block")
@@ -224,7 +229,7 @@ def block_sets(params):
     return {"train": train, "val": val, "test": test}
 
 
-def spurious_sets(params, name):
+def spurious_sets(params: Mapping[str, Any], name: str) -> dict[str, BaseDataset]:
     """The group-shift data ``name``: ``{"train", "val", "test"}``.  ``spurious_shapes``: training
     with ``p_major`` of each class on its majority background, a balanced test set and, for the
     selection, a second balanced set drawn with seed 1 (Waterbirds and CelebA ship a validation
@@ -240,7 +245,7 @@ def spurious_sets(params, name):
     return {"train": train, "val": val, "test": load_data(sp, name, "test", **kw)}
 
 
-def shapes_sets(params):
+def shapes_sets(params: Mapping[str, Any]) -> dict[str, BaseDataset]:
     """The CIFAR stand-in (``shapes``; paper: CIFAR-10): ``{"train", "val", "test"}``."""
     sp = section(params, "shapes")
     full, test = load_data(sp, sp["dataset"], "train", **_size_kw(sp)), load_data(sp, sp["dataset"], "test", **_size_kw(sp))
@@ -248,7 +253,7 @@ def shapes_sets(params):
     return {"train": train, "val": val, "test": test}
 
 
-def ood_sets(params, like):
+def ood_sets(params: Mapping[str, Any], like: torch.Tensor) -> dict[str, torch.Tensor]:
     """``{name: images}`` of the OOD datasets (``ood_datasets``, ``ood_n`` test images each), in
     the channels and size of ``like`` (an image batch of the in-distribution set): grey images are
     repeated over channels, sizes resized bilinearly (digits in RGB stand in for SVHN)."""
@@ -292,7 +297,9 @@ def _block_rows(sp, model, ds, norms, p4_budgets, seed):
     return {"rows": rows, "ig": ig[show], "x": x[show], "y": y[show]}
 
 
-def evaluate_block(params, model, ds, norms=("l2", "linf"), p4_budgets=False, seed=0):
+def evaluate_block(params: Mapping[str, Any], model: torch.nn.Module, ds: BaseDataset,
+                   norms: Sequence[str] = ("l2", "linf"), p4_budgets: bool = False,
+                   seed: int = 0) -> dict[str, Any]:
     """One BlockMNIST model on ``ds`` (its first ``eval_subset`` images; accuracy on all):
     accuracy, feature leakage (P4 Eq. 9, mean per image; ``LEAKAGE_NOTE``), the null block's share
     of |IG|, PGD-20 accuracy for each of ``norms`` at the profile's budgets and, with
@@ -304,7 +311,7 @@ def evaluate_block(params, model, ds, norms=("l2", "linf"), p4_budgets=False, se
                        inputs={"data": ds.fingerprint, "norms": list(norms), "p4_budgets": p4_budgets, "seed": seed})
 
 
-def evaluate_spurious(params, model, ds):
+def evaluate_spurious(params: Mapping[str, Any], model: torch.nn.Module, ds: BaseDataset) -> dict[str, Any]:
     """Accuracy, worst-group accuracy and each group's accuracy of ``model`` on ``ds`` (``groups``),
     predicted in batches of 512 on the model's device (CelebA's and Waterbirds' test sets at 224
     px do not fit in memory at once)."""
@@ -348,7 +355,8 @@ def _shapes_rows(params, sp, model, test, ood, seed):
     return {"rows": rows}
 
 
-def evaluate_shapes(params, model, test, ood, seed=0):
+def evaluate_shapes(params: Mapping[str, Any], model: torch.nn.Module, test: BaseDataset,
+                    ood: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, Any]:
     """One model of the CIFAR stand-in, on the first ``eval_subset`` test images (accuracy on all):
     PGD-20 L2 / L∞ accuracy over eps (Tables 4-5), pixel perturbation with SmoothGrad (Fig. 6a:
     fractional change of the label logit when the top / bottom k% of pixels are zeroed, and their
@@ -361,7 +369,7 @@ def evaluate_shapes(params, model, test, ood, seed=0):
                        inputs={"data": test.fingerprint, "ood": ood, "seed": seed})  # OOD images by content
 
 
-def curves(df, prefix):
+def curves(df: pd.DataFrame, prefix: str) -> pd.DataFrame:
     """The rows of ``df`` whose measure is ``"<prefix> <x>"`` (e.g. "relative density change σ 0.01"
     or "pixel perturbation difference 0.1") with ``x`` as a number and the measure as ``prefix``:
     long rows for ``plotting.sweep_curves``."""
@@ -373,7 +381,8 @@ def curves(df, prefix):
     return sub
 
 
-def mean_table(df, measures, names, digits=3, labels=None):
+def mean_table(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str], digits: int = 3,
+               labels: Mapping[str, str] | None = None) -> pd.DataFrame:
     """``mean ± std`` over seeds of ``measures`` (columns) per model (rows, P4's labels or ``labels``)."""
     return claims.seed_table(df, measures, names, LABELS if labels is None else labels, digits)
 
@@ -396,7 +405,7 @@ SELECT_RULE = {"block": ("feature leakage", -1, "the lowest validation feature l
                "shapes": ("lam", 1, "the strongest regularization")}
 
 
-def select(params, part, sets):
+def select(params: Mapping[str, Any], part: str, sets: Mapping[str, BaseDataset]) -> dict[str, Any]:
     """Each grid method's hyperparameters of ``part`` on its validation split, first seed: among the
     points whose validation accuracy is within ``selection_tol`` of ``ce``'s, the one with
     ``SELECT_RULE[part]`` (block: lowest feature leakage; spurious: highest worst-group accuracy;
@@ -423,18 +432,14 @@ def select(params, part, sets):
     return {"table": table, "chosen": chosen, "ce_accuracy": ce_val["accuracy"], "ce": ce_val}
 
 
-def _hp_of(chosen, name):
-    base = SPECS[name][2]
-    return chosen.get(base, {}) if base else {}
-
-
-def train_table(params, part, sets, chosen, names):
+def train_table(params: Mapping[str, Any], part: str, sets: Mapping[str, BaseDataset],
+                chosen: Mapping[str, dict], names: Sequence[str]) -> dict[tuple[str, int], torch.nn.Module]:
     """``{(name, seed): model}`` of a part's ``names`` with the ``chosen`` settings, every seed."""
     sp = section(params, part)
-    return {(n, s): fit_model(sp, sets["train"], n, s, _hp_of(chosen, n)) for s in params["seeds"] for n in names}
+    return {(n, s): fit_model(sp, sets["train"], n, s, hp_of(SPECS, chosen, n)) for s in params["seeds"] for n in names}
 
 
-def lam_sweep(params, sets):
+def lam_sweep(params: Mapping[str, Any], sets: Mapping[str, BaseDataset]) -> pd.DataFrame:
     """P4 Fig. 4: ``input_grad`` and ``marginal_density`` at every lam of ``lam_sweep``, every seed,
     scored on the BlockMNIST test set.  Rows ``{method, lam, seed, measure, value}``."""
     sp = section(params, "block")
@@ -447,7 +452,8 @@ def lam_sweep(params, sets):
     return pd.DataFrame(out)
 
 
-def p_sweep(params, sets, lams):
+def p_sweep(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
+            lams: Sequence[float]) -> pd.DataFrame:
     """P4 Fig. 7: ``marginal_density`` with the norm p of ``p_sweep`` at each lam of ``lams``, every
     seed, on the BlockMNIST test set.  Rows ``{lam, setting ("λ <lam>"), p, seed, measure, value}``."""
     sp = section(params, "block")
@@ -462,7 +468,8 @@ def p_sweep(params, sets, lams):
     return pd.DataFrame(out)
 
 
-def table3(params, sets, chosen):
+def table3(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
+           chosen: Mapping[str, dict]) -> pd.DataFrame:
     """P4 Table 3: for each of ``table3_models`` (the MLP with the block settings, the others with
     ``table3_model_kw`` and ``table3_epochs``), ``ce``, ``input_grad`` and the implementations of
     ours (basic only on the MLP, as P4's table), every seed, on the test set (Table 3 reports PGD-20
@@ -476,7 +483,7 @@ def table3(params, sets, chosen):
         names = ("ce", "input_grad", "basic", "stable", "efficient") if model == sp["model"] else \
             ("ce", "input_grad", "stable", "efficient")  # P4 has no basic row for its CNNs
         for name in names:
-            hp = _hp_of(chosen, name) if model == sp["model"] or name == "ce" else {"lam": params["table3_lam"]}
+            hp = hp_of(SPECS, chosen, name) if model == sp["model"] or name == "ce" else {"lam": params["table3_lam"]}
             for s in params["seeds"]:
                 net = fit_model(sp, sets["train"], name, s, hp, model=model, num_epochs=epochs)
                 ev = evaluate_block(params, net, sets["test"], norms=("l2",), seed=s)
@@ -485,7 +492,27 @@ def table3(params, sets, chosen):
     return pd.DataFrame(out)
 
 
-def activation_images(params, models, in_shape, classes=None):
+def table3_table(t3: pd.DataFrame) -> pd.DataFrame:
+    """Table 3 beside P4's: mean ± std over seeds of feature leakage, null share, PGD-20 L2
+    accuracy and accuracy per (model, implementation) of ``table3``'s rows, and P4's numbers."""
+    rows = []
+    for (model, name), g in t3.groupby(["model", "method"], sort=False):
+        cell = {m: claims.fmt_ms(g[g.measure == m].sort_values("seed")["value"])
+                for m in ("feature leakage", "null share", "PGD-20 l2", "accuracy")}
+        paper = TABLE3.get((model, name))
+        rows.append({"model": model, "method": LABELS.get(name, name), **cell,
+                     "P4: leakage / L2 / acc (%)": " / ".join(f"{v:g}" for v in paper) if paper else "–"})
+    return pd.DataFrame(rows).set_index(["model", "method"])
+
+
+def chosen_text(chosen: Mapping[str, Mapping[str, Any]]) -> str:
+    """A selection's chosen settings in one line: "hessian lam=0.001, input_grad lam=3, ..."."""
+    return ", ".join(f"{name} {_hp_text(hp)}" for name, hp in chosen.items())
+
+
+def activation_images(params: Mapping[str, Any], models: Mapping[str, torch.nn.Module],
+                      in_shape: Sequence[int],
+                      classes: Sequence[int] | None = None) -> dict[str, torch.Tensor]:
     """P4 A.6 (Figs. 9-10): ``evaluation.activation_maximization`` images of each model in ``models``
     (``{name: model}``), one per class, from the same random start."""
     sp = section(params, "shapes")
@@ -519,7 +546,8 @@ def _lse_grad(model, x):
     return g
 
 
-def implementation_identity(model, x, seed=0, big=1e4):
+def implementation_identity(model: torch.nn.Module, x: torch.Tensor, seed: int = 0,
+                            big: float = 1e4) -> pd.DataFrame:
     """P4's three implementations against autograd of logsumexp on ``model`` and ``x`` (as it is)
     and at logits scaled to about ``big``: a table of the largest |difference| (relative to the
     largest |gradient|) and whether each result is finite."""
@@ -534,11 +562,11 @@ def implementation_identity(model, x, seed=0, big=1e4):
             finite = bool(torch.isfinite(g).all())
             err = float(((g - ref).abs().max() / ref.abs().max()).item()) if finite else float("nan")
             rows.append({"logits": label, "variant": variant, "finite": finite,
-                         "max |Δ| / max |∇ logsumexp|": err})
+                "max |Δ| / max |∇ logsumexp|": err})
     return pd.DataFrame(rows)
 
 
-def checks(seed=0):
+def checks(seed: int = 0) -> dict[str, bool]:
     """Profile-independent checks (compared by nbval at every profile) on a fixed random MLP in
     float64: the three implementations equal autograd of logsumexp, stable == efficient for any
     class, and at logits of about ±1e4 basic overflows while stable and efficient stay exact."""
@@ -566,158 +594,171 @@ def checks(seed=0):
 # Benchmark and claims
 # ----------------------------------------------------------------------------------------------
 
-def benchmark_table(path=None):
+def benchmark_table(path: str | os.PathLike | None = None) -> tuple[pd.DataFrame | None, str | None]:
     """``make bench``'s record of one training step per method relative to ``ce``
     (``benchmarks/marginal_density_cost.py``, interleaved side by side): median seconds, time and
     autograd-graph memory ratios, and the setting it ran on; (None, None) if it was never run."""
-    table, doc = benchmark_record("benchmark_marginal_density_cost.json", path)
-    if table is None:
-        return None, None
-    cfg = doc["config"]
-    setting = (f"{cfg['model']}, input {tuple(cfg['in_shape'])}, batch {cfg['batch_size']}, "
-               f"{cfg['threads']} thread(s), median of {cfg['repeats']}; {doc['machine']['platform']}")
-    return table, setting
+    return protocol.benchmark_table(
+        "benchmark_marginal_density_cost.json",
+        lambda c: (f"{c['model']}, input {tuple(c['in_shape'])}, batch {c['batch_size']}, "
+                   f"{c['threads']} thread(s), median of {c['repeats']}"), path)
 
 
-def _vals(df, name, measure, **where):
-    sel = (df.method == name) & (df.measure == measure)
+def _vals(df, name, measure, by="method", **where):
+    """Per-seed values of ``measure`` where column ``by`` is ``name`` (and ``where``), by seed."""
+    sel = (df[by] == name) & (df.measure == measure)
     for k, v in where.items():
         sel &= df[k] == v
     return df[sel].sort_values("seed")["value"].to_numpy()
 
 
-def claim_rows(params, block, spurious, shapes, sweep, psweep, t3, identity, bench, chosen):
-    """P4's claims (SPEC section 9, notebook 04) with paired one-sided tests over seeds (seed ``s`` of
+_compare = functools.partial(claims.compare, label=LABELS.get)  # "A beats B" rows, methods by label
+
+
+def _by(df, measure, by="method", **where):
+    """``name -> per-seed values of measure`` (``claims.compare``'s ``values``)."""
+    return lambda name: _vals(df, name, measure, by=by, **where)
+
+
+def claim_rows(params: Mapping[str, Any], block: pd.DataFrame, spurious: Mapping[str, pd.DataFrame],
+               shapes: pd.DataFrame, sweep: pd.DataFrame, psweep: pd.DataFrame, t3: pd.DataFrame,
+               identity: Mapping[str, bool], bench: pd.DataFrame | None,
+               chosen: Mapping[str, dict]) -> list[dict[str, Any]]:
+    """P4's claims (notebook 04) with paired one-sided tests over seeds (seed ``s`` of
     two methods shares its initial weights and data order).  ``block``, ``shapes``: long records
     of the Table 1 and shapes models; ``spurious``: ``{dataset: records}``; ``sweep`` / ``psweep``:
     Figs. 4 / 7 records; ``t3``: Table 3 records; ``identity``: ``checks()``; ``bench``: the
     benchmark table (or None); ``chosen``: the BlockMNIST selection (``select(...)["chosen"]``)."""
     ms, rows = claims.fmt_ms, []
 
-    def beats(df, a, others, measure, text, paper, alternative="greater", note="", paper_effect=None, digits="{:.3f}",
-              **kw):
-        tests = {b: claims.paired_test(_vals(df, a, measure), _vals(df, b, measure), alternative=alternative)
-                 for b in others}
-        t = claims.all_pass(tests, paper_effect) if len(tests) > 1 else next(iter(tests.values()))
-        b = t.get("against", others[0])
-        rows.append(claims.claim(text, paper, f"{LABELS[a]} {ms(_vals(df, a, measure), digits)} vs "
-                                 f"{'binding: ' if len(others) > 1 else ''}{LABELS[b]} {ms(_vals(df, b, measure), digits)}",
-                                 test=t, note=note, paper_effect=paper_effect, **kw))
-
     bp = section(params, "block")
     others = [n for n in TABLE1_NAMES if n != "marginal_density"]
-    beats(block, "marginal_density", others, "feature leakage",
-          "ours has less feature leakage (Eq. 9) than every baseline of Table 1", "Table 1, Sec. 7.1", "less",
-          note="mean per test image; paper effect: P4's gap to the binding method; the regularizers' λ were chosen "
-               "on validation leakage, the adversarial trainings were not tuned",
-          paper_effect={b: TABLE1["marginal_density"][0] - TABLE1[b][0] for b in others})
-    beats(block, "marginal_density", others, "null share",
-          "ours puts a smaller share of its IG map on the null block than every baseline",
-          "ours: a scale-free variant of Eq. 9", "less", note="|IG| on the null block / |IG| overall", beyond_paper=True)
-    beats(block, "marginal_density", ["input_grad"], "feature leakage",
-          "ours has less feature leakage than InputGrad (Remark 3)", "Table 1, Remark 3", "less",
-          paper_effect=TABLE1["marginal_density"][0] - TABLE1["input_grad"][0])
+    rows.append(_compare(_by(block, "feature leakage"), "marginal_density", others,
+        "ours has less feature leakage (Eq. 9) than every baseline of Table 1", "Table 1, Sec. 7.1",
+        alternative="less",
+        note="mean per test image; paper effect: P4's gap to the binding method; the regularizers' λ were chosen "
+        "on validation leakage, the adversarial trainings were not tuned",
+        paper_effect={b: TABLE1["marginal_density"][0] - TABLE1[b][0] for b in others}))
+    rows.append(_compare(_by(block, "null share"), "marginal_density", others,
+        "ours puts a smaller share of its IG map on the null block than every baseline",
+        "ours: a scale-free variant of Eq. 9", alternative="less",
+        note="|IG| on the null block / |IG| overall", beyond_paper=True))
+    rows.append(_compare(_by(block, "feature leakage"), "marginal_density", ["input_grad"],
+        "ours has less feature leakage than InputGrad (Remark 3)", "Table 1, Remark 3", alternative="less",
+        paper_effect=TABLE1["marginal_density"][0] - TABLE1["input_grad"][0]))
     for norm, k in (("l2", 1), ("linf", 2)):
         eps = bp[f"pgd_{norm}_eps"]
-        beats(block, "marginal_density", ["input_grad"], f"PGD-20 {norm}",
-              f"ours is more robust than InputGrad under PGD-20 {norm.upper().replace('LINF', 'L∞')} (ε {eps:g}"
-              f"{'/255' if norm == 'linf' else ''})", "Table 1",
-              paper_effect=(TABLE1["marginal_density"][k] - TABLE1["input_grad"][k]) / 100)
+        rows.append(_compare(_by(block, f"PGD-20 {norm}"), "marginal_density", ["input_grad"],
+            f"ours is more robust than InputGrad under PGD-20 {norm.upper().replace('LINF', 'L∞')} (ε {eps:g}"
+            f"{'/255' if norm == 'linf' else ''})", "Table 1",
+            paper_effect=(TABLE1["marginal_density"][k] - TABLE1["input_grad"][k]) / 100))
     for name, df in spurious.items():
         tag = f" ({name})"
-        beats(df, "marginal_density", ["ce", "input_grad"], "worst-group accuracy",
-              "ours has a higher worst-group accuracy than vanilla training and InputGrad" + tag, "Table 2, Sec. 7.2",
-              note="paper effect: P4's Waterbirds gap to the binding method (the text claims the gain over vanilla)",
-              paper_effect={b: (TABLE2["marginal_density"]["waterbirds"][0][0] - TABLE2[b]["waterbirds"][0][0]) / 100
-                            for b in ("ce", "input_grad")})
-        beats(df, "group_dro_md", ["group_dro"], "worst-group accuracy",
-              "adding ours to group DRO raises its worst-group accuracy" + tag, "Table 2",
-              paper_effect=(TABLE2["group_dro_md"]["waterbirds"][0][0] - TABLE2["group_dro"]["waterbirds"][0][0]) / 100)
+        rows.append(_compare(_by(df, "worst-group accuracy"), "marginal_density", ["ce", "input_grad"],
+            "ours has a higher worst-group accuracy than vanilla training and InputGrad" + tag,
+            "Table 2, Sec. 7.2",
+            note="paper effect: P4's Waterbirds gap to the binding method (the text claims the gain over vanilla)",
+            paper_effect={
+            b: (TABLE2["marginal_density"]["waterbirds"][0][0] - TABLE2[b]["waterbirds"][0][0]) / 100
+            for b in ("ce", "input_grad")
+            }))
+        rows.append(_compare(_by(df, "worst-group accuracy"), "group_dro_md", ["group_dro"],
+            "adding ours to group DRO raises its worst-group accuracy" + tag, "Table 2",
+            paper_effect=(
+            TABLE2["group_dro_md"]["waterbirds"][0][0] - TABLE2["group_dro"]["waterbirds"][0][0]
+            )
+            / 100))
     sh = section(params, "shapes")
     base = ["ce", "score_matching", "input_grad"]
     l2mid, limid = sh["l2_eps"][len(sh["l2_eps"]) // 2], sh["linf_eps"][len(sh["linf_eps"]) // 2]
-    beats(shapes, "marginal_density", base, f"PGD-20 l2 ε {l2mid:g}",
-          f"ours is the most robust under PGD-20 L2 (ε {l2mid:g}) of ST, score matching, InputGrad", "Table 4, A.3",
-          note="paper effect: P4's gap to the binding method (CIFAR-100, L2 ε 0.3)",
-          paper_effect={b: (TABLE4["marginal_density"][2] - TABLE4[b][2]) / 100 for b in base})
-    beats(shapes, "marginal_density", base, f"PGD-20 linf ε {limid:g}",
-          f"ours is the most robust under PGD-20 L∞ (ε {limid:g}/255) of ST, score matching, InputGrad", "Table 5, A.3",
-          note="paper effect: P4's gap to the binding method (CIFAR-100, L∞ ε 2/255)",
-          paper_effect={b: (TABLE5["marginal_density"][1] - TABLE5[b][1]) / 100 for b in base})
-    beats(shapes, "marginal_density", ["score_matching", "input_grad", "cure"], "pixel perturbation difference (mean)",
-          "ours has the largest top-vs-bottom pixel-perturbation gap (SmoothGrad) of score matching, InputGrad, CURE",
-          "Fig. 6a")
+    rows.append(_compare(_by(shapes, f"PGD-20 l2 ε {l2mid:g}"), "marginal_density", base,
+        f"ours is the most robust under PGD-20 L2 (ε {l2mid:g}) of ST, score matching, InputGrad",
+        "Table 4, A.3", note="paper effect: P4's gap to the binding method (CIFAR-100, L2 ε 0.3)",
+        paper_effect={b: (TABLE4["marginal_density"][2] - TABLE4[b][2]) / 100 for b in base}))
+    rows.append(_compare(_by(shapes, f"PGD-20 linf ε {limid:g}"), "marginal_density", base,
+        f"ours is the most robust under PGD-20 L∞ (ε {limid:g}/255) of ST, score matching, InputGrad",
+        "Table 5, A.3", note="paper effect: P4's gap to the binding method (CIFAR-100, L∞ ε 2/255)",
+        paper_effect={b: (TABLE5["marginal_density"][1] - TABLE5[b][1]) / 100 for b in base}))
+    rows.append(_compare(_by(shapes, "pixel perturbation difference (mean)"), "marginal_density",
+        ["score_matching", "input_grad", "cure"],
+        "ours has the largest top-vs-bottom pixel-perturbation gap (SmoothGrad) of score matching, InputGrad, CURE",
+        "Fig. 6a"))
     sig = sh["noise_sigmas"][-1]
-    beats(shapes, "marginal_density", ["ce", "score_matching", "input_grad"], f"relative density change σ {sig:g}",
-          f"ours keeps the density most stable under Gaussian noise (σ {sig:g})", "Fig. 6b, Fig. 8b", "less",
-          not_testable="|Z(x+δ)/Z(x) − 1| is, to first order, δ · ∇ log Z(x), the gradient our penalty minimises: "
-                       "it scores the method's own objective")
-    beats(shapes, "marginal_density", ["ce", "score_matching", "input_grad"], f"relative gradient change σ {sig:g}",
-          f"ours keeps the input gradient most stable under Gaussian noise (σ {sig:g}), vs all but CURE", "Fig. 6b, Fig. 8a", "less")
+    rows.append(_compare(_by(shapes, f"relative density change σ {sig:g}"), "marginal_density",
+        ["ce", "score_matching", "input_grad"],
+        f"ours keeps the density most stable under Gaussian noise (σ {sig:g})", "Fig. 6b, Fig. 8b",
+        alternative="less",
+        not_testable="|Z(x+δ)/Z(x) − 1| is, to first order, δ · ∇ log Z(x), the gradient our penalty minimises: "
+        "it scores the method's own objective"))
+    rows.append(_compare(_by(shapes, f"relative gradient change σ {sig:g}"), "marginal_density",
+        ["ce", "score_matching", "input_grad"],
+        f"ours keeps the input gradient most stable under Gaussian noise (σ {sig:g}), vs all but CURE",
+        "Fig. 6b, Fig. 8a", alternative="less"))
     for ood in params["ood_datasets"]:
         m = f"OOD AUROC {ood} (logsumexp)"
         if m in set(shapes.measure):
             ref = OOD_STAND_IN.get(ood, "cifar100")
-            beats(shapes, "marginal_density", ["ce"], m, f"ours detects OOD data better than ST (AUROC, logsumexp) "
-                  f"on our stand-in OOD set {ood}", "Table 6, A.4",
-                  paper_effect=TABLE6["marginal_density"][ref][1] - TABLE6["ce"][ref][1],
-                  note=f"P4's effect on {ref}; an AUROC below 0.5 means the stand-in is not out of distribution for the models")
+            rows.append(_compare(_by(shapes, m), "marginal_density", ["ce"],
+                f"ours detects OOD data better than ST (AUROC, logsumexp) "
+                f"on our stand-in OOD set {ood}", "Table 6, A.4",
+                paper_effect=TABLE6["marginal_density"][ref][1] - TABLE6["ce"][ref][1],
+                note=f"P4's effect on {ref}; an AUROC below 0.5 means the stand-in is not out of distribution for the models"))
     lam = sorted(set(psweep.lam))[0]
     lo, hi = min(params["p_sweep"]), max(params["p_sweep"])
 
-    def pv(p, measure):
-        return psweep[(psweep.lam == lam) & (psweep.p == float(p)) & (psweep.measure == measure)].sort_values("seed")["value"].to_numpy()
-
-    rows.append(claims.claim(f"a smaller norm p gives less feature leakage (p {lo:g} vs {hi:g}, λ {lam:g})", "Fig. 7a",
-                             f"p {lo:g}: {ms(pv(lo, 'feature leakage'))} vs p {hi:g}: {ms(pv(hi, 'feature leakage'))}",
-                             test=claims.paired_test(pv(lo, "feature leakage"), pv(hi, "feature leakage"), "less"),
-                             note="at one λ, ‖g‖_p is larger for a smaller p: p 1.2 is also a stronger penalty"))
-    rows.append(claims.claim(f"a larger norm p gives higher PGD-20 L2 accuracy (p {hi:g} vs {lo:g})", "Fig. 7b",
-                             f"p {hi:g}: {ms(pv(hi, 'PGD-20 l2'))} vs p {lo:g}: {ms(pv(lo, 'PGD-20 l2'))}",
-                             test=claims.paired_test(pv(hi, "PGD-20 l2"), pv(lo, "PGD-20 l2"))))
+    by_p = {m: _by(psweep[psweep.lam == lam], m, by="p") for m in ("feature leakage", "PGD-20 l2")}
+    rows.append(claims.compare(by_p["feature leakage"], lo, hi,
+        f"a smaller norm p gives less feature leakage " f"(p {lo:g} vs {hi:g}, λ {lam:g})", "Fig. 7a",
+        alternative="less", label="p {:g}".format,
+        note="at one λ, ‖g‖_p is larger for a smaller p: p 1.2 is also a stronger penalty"))
+    rows.append(claims.compare(by_p["PGD-20 l2"], hi, lo,
+        f"a larger norm p gives higher PGD-20 L2 accuracy " f"(p {hi:g} vs {lo:g})", "Fig. 7b",
+        label="p {:g}".format))
     lam_ig = float(chosen["input_grad"]["lam"])
-
-    def sv(n, m, lam):
-        return sweep[(sweep.method == n) & (sweep.lam == lam) & (sweep.measure == m)].sort_values("seed")["value"].to_numpy()
-
-    for m, what, ours in (("feature leakage", "leaks less than", False),
-                          ("null share", "puts a smaller share of IG on the null block than", True)):
-        rows.append(claims.claim(f"at the same λ (InputGrad's chosen {lam_ig:g}) ours {what} InputGrad",
-                                 "ours: a scale-free variant of Eq. 9" if ours else "Fig. 4a, Remark 3",
-                                 f"ours {ms(sv('marginal_density', m, lam_ig))} vs InputGrad {ms(sv('input_grad', m, lam_ig))}",
-                                 test=claims.paired_test(sv("marginal_density", m, lam_ig), sv("input_grad", m, lam_ig), "less"),
-                                 beyond_paper=ours))
+    for m, what, ours in (
+        ("feature leakage", "leaks less than", False),
+        ("null share", "puts a smaller share of IG on the null block than", True),
+    ):
+        rows.append(_compare(_by(sweep, m, lam=lam_ig), "marginal_density", "input_grad",
+            f"at the same λ (InputGrad's chosen {lam_ig:g}) ours {what} InputGrad",
+            "ours: a scale-free variant of Eq. 9" if ours else "Fig. 4a, Remark 3", alternative="less",
+            beyond_paper=ours))
     top = max(sweep.lam)
-    rows.append(claims.claim(f"at the largest λ ({top:g}) ours keeps more accuracy than InputGrad", "Fig. 4d",
-                             f"ours {ms(sv('marginal_density', 'accuracy', top))} vs InputGrad {ms(sv('input_grad', 'accuracy', top))}",
-                             test=claims.paired_test(sv("marginal_density", "accuracy", top), sv("input_grad", "accuracy", top))))
+    rows.append(_compare(_by(sweep, "accuracy", lam=top), "marginal_density", "input_grad",
+        f"at the largest λ ({top:g}) ours keeps more accuracy than InputGrad", "Fig. 4d"))
     mlp = t3[t3.model == bp["model"]]
     for v in ("stable", "efficient"):
-        t = claims.paired_test(_vals(mlp, v, "feature leakage"), _vals(mlp, "basic", "feature leakage"))
-        rows.append(claims.claim(f"the {v} implementation leaks more than the basic one ({bp['model']}; P4's Table 3 numbers)",
-                                 "Table 3", f"{v} {ms(_vals(mlp, v, 'feature leakage'))} vs basic {ms(_vals(mlp, 'basic', 'feature leakage'))}",
-                                 test=t, paper_effect=TABLE3[("mlp", v)][0] - TABLE3[("mlp", "basic")][0],
-                                 beyond_paper=True, note="P4's text (A.2): both 'achieve outstanding performance compared "
-                                                         "to the original'; the row reads its Table 3 numbers",
-                                 not_testable="the three implementations compute the same gradient exactly (the checks), "
-                                              "so they train the same model up to rounding: any difference is noise"))
+        rows.append(_compare(_by(mlp, "feature leakage"), v, "basic",
+            f"the {v} implementation leaks more than the basic one ({bp['model']}; P4's Table 3 numbers)",
+            "Table 3", paper_effect=TABLE3[("mlp", v)][0] - TABLE3[("mlp", "basic")][0], beyond_paper=True,
+            note="P4's text (A.2): both 'achieve outstanding performance compared "
+            "to the original'; the row reads its Table 3 numbers",
+            not_testable="the three implementations compute the same gradient exactly (the checks), "
+            "so they train the same model up to rounding: any difference is noise"))
     exact = {k: v for k, v in identity.items() if "1e4" not in k}
     finite = {k: v for k, v in identity.items() if "1e4" in k}
-    rows.append(claims.claim("the stable and efficient implementations stay finite where the basic one overflows",
-                             "Sec. 5, Eqs. 5-6", "; ".join(f"{k}: {v}" for k, v in finite.items()),
-                             holds=all(finite.values()), note="deterministic check on a random MLP, float64"))
-    rows.append(claims.claim("the stable and efficient implementations are the exact gradient of logsumexp, whichever "
-                             "class they draw", "ours (P4 calls Eq. 6 a Taylor approximation, A.1)",
-                             "; ".join(f"{k}: {v}" for k, v in exact.items()), holds=all(exact.values()), beyond_paper=True,
-                             note="g_i − log softmax_i = logsumexp(g); deterministic check on a random MLP, float64"))
-    if bench is not None and {"marginal_density (efficient)", "marginal_density (stable)"} <= set(bench.index):
-        e, s = bench.loc["marginal_density (efficient)", "time × ce"], bench.loc["marginal_density (stable)", "time × ce"]
-        rows.append(claims.claim("the efficient implementation trains faster per step than the stable one", "Sec. 5, Fig. 2b",
-                                 f"time × ce: efficient {e:.2f}, stable {s:.2f}", holds=bool(e < s),
-                                 note="make bench, medians of interleaved repeats (no seeds)"))
+    rows.append(claims.claim(
+        "the stable and efficient implementations stay finite where the basic one overflows",
+        "Sec. 5, Eqs. 5-6", "; ".join(f"{k}: {v}" for k, v in finite.items()), holds=all(finite.values()),
+        note="deterministic check on a random MLP, float64"))
+    rows.append(claims.claim(
+        "the stable and efficient implementations are the exact gradient of logsumexp, whichever "
+        "class they draw", "ours (P4 calls Eq. 6 a Taylor approximation, A.1)",
+        "; ".join(f"{k}: {v}" for k, v in exact.items()), holds=all(exact.values()), beyond_paper=True,
+        note="g_i − log softmax_i = logsumexp(g); deterministic check on a random MLP, float64"))
+    if bench is not None and {"marginal_density (efficient)", "marginal_density (stable)"} <= set(
+        bench.index
+    ):
+        e, s = (
+            bench.loc["marginal_density (efficient)", "time × ce"],
+            bench.loc["marginal_density (stable)", "time × ce"],
+        )
+        rows.append(claims.claim("the efficient implementation trains faster per step than the stable one",
+            "Sec. 5, Fig. 2b", f"time × ce: efficient {e:.2f}, stable {s:.2f}", holds=bool(e < s),
+            note="make bench, medians of interleaved repeats (no seeds)"))
         ig = bench.loc["input_grad", "time × ce"] if "input_grad" in bench.index else None
         if ig is not None:
             rows.append(claims.claim("ours costs about as much as InputGrad (one double backprop)", "ours",
-                                     f"time × ce: ours (efficient) {e:.2f}, InputGrad {ig:.2f}", holds=bool(e <= 1.25 * ig),
-                                     beyond_paper=True, note="holds if within 25% of InputGrad's time (our threshold)"))
+                f"time × ce: ours (efficient) {e:.2f}, InputGrad {ig:.2f}", holds=bool(e <= 1.25 * ig),
+                beyond_paper=True, note="holds if within 25% of InputGrad's time (our threshold)"))
     return claims.family(rows)

@@ -36,6 +36,10 @@ The per-sample input gradients are taken as the gradient of the sum over the bat
 exact when samples do not interact (eval mode, or no BatchNorm); in train mode with
 BatchNorm this includes cross-sample terms, as in the P1 reference code.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ..registry import Registry
 from .alignment import L2, CosD, Hessian, L2CosD
 from .base import Regularized
@@ -44,6 +48,9 @@ from .density import VARIANTS as DENSITY_VARIANTS
 from .density import (Cure, GroupDRO, MarginalDensity, ScoreMatching, hessian_trace_estimate,
                       marginal_density_grad)
 from .terms import cosd_upper_bound, gradient_alignment_terms, hessian_vector_product
+
+if TYPE_CHECKING:
+    from ..training import Method
 
 __all__ = ["REGISTRY", "NAMES", "get", "Regularized", "L2", "CosD", "L2CosD", "Hessian", "MaxEnt",
            "InputGrad", "IGA", "ATEX", "gradient_alignment_terms", "hessian_vector_product",
@@ -56,7 +63,7 @@ REGISTRY = Registry("regularizer", {cls.name: cls for cls in
 NAMES = REGISTRY.names
 
 
-def get(name, **hparams):
+def get(name: str, **hparams: Any) -> Method:
     """Training method ``name`` with its hyperparameters: ``fn(model, x, y) -> (loss, logs)``.
 
     The returned ``Method`` also has ``.penalty(model, x, y) -> scalar Tensor``, the

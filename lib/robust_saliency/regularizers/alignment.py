@@ -1,7 +1,7 @@
 """P1's robust criteria ``l2``, ``cosd``, ``l2_cosd`` (Eq. 4-5) and the Hessian penalty it
 compares with (Dombrowski 2022; P1 Eq. 3).
 
-``form`` says what a hyperparameter means (issue 9): P1's released code (RobustAGA) feeds its
+``form`` says what a hyperparameter means: P1's released code (RobustAGA) feeds its
 models the normalized input (x - mu)/sigma and differentiates w.r.t. it, squares the l2 term,
 takes cosine similarities with torch's eps 1e-8 and draws Hutchinson's v in normalized space;
 the paper prints unsquared l2 in pixel space.  ``form="reference_code"`` reproduces the released
@@ -10,6 +10,10 @@ identical to ``"paper"``'s space for a model without one); ``form="paper"`` foll
 formulas.  The same lambda is a much stronger or weaker penalty in the other form (Hessian:
 about sigma^-4).  ``gradient_alignment_terms`` keeps the paper's Gamma definitions (Def. 4).
 """
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +31,7 @@ class _GradientAlignment(Regularized):
 
     draws = ("delta",)
 
-    def __init__(self, **hparams):
+    def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
         if self.hparams.get("squared") == "form":  # resolved here, so equal settings hash equal
             self.hparams["squared"] = self.hparams["form"] == "reference_code"
@@ -35,11 +39,12 @@ class _GradientAlignment(Regularized):
     def _weights(self):
         raise NotImplementedError
 
-    def sample_delta(self, x):
+    def sample_delta(self, x: torch.Tensor) -> torch.Tensor:
         """delta ~ U[-eps, eps]^d (eps/255 in input units), once per sample (P1 Eq. 5)."""
         return _uniform_delta(x, self.hparams["eps"])
 
-    def terms(self, model, x, y, delta=None):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              delta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         hp = self.hparams
         detach = hp["detach_clean"]
         if delta is None:
@@ -114,7 +119,8 @@ class Hessian(Regularized):
     params = {"lam": (1e-3, _nonneg), "form": _FORM}
     draws = ("v",)
 
-    def terms(self, model, x, y, v=None):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         xr = x.detach().requires_grad_(True)
         if v is None:
             v = torch.randn_like(x)

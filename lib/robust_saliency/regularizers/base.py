@@ -1,8 +1,15 @@
 """``Regularized``: the base of the methods here, ``loss = base + penalty`` with validated
 hyperparameters."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from ..training import Method
 from ._checks import _ACCEPTED
 from .terms import _f
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Regularized(Method):
@@ -16,7 +23,7 @@ class Regularized(Method):
     params = {}
     draws = ()  # names of the random draws a caller may fix, e.g. ("delta",)
 
-    def __init__(self, **hparams):
+    def __init__(self, **hparams: Any) -> None:
         unknown = sorted(set(hparams) - set(self.params))
         if unknown:
             raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}; "
@@ -37,17 +44,20 @@ class Regularized(Method):
             raise ValueError(f"{self.name}: cannot fix draw(s) {unknown}; accepted: {list(self.draws)}"
                              + (f" and the extras {list(self.extras)}" if self.extras else ""))
 
-    def terms(self, model, x, y, **draws):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              **draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         """(base, penalty, logs): the two scalar loss terms and a dict of floats."""
         raise NotImplementedError
 
-    def __call__(self, model, x, y, **draws):
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 **draws: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         self._check_draws(draws)
         base, penalty, logs = self.terms(model, x, y, **draws)
         loss = base + penalty
         return loss, {"loss": _f(loss), **logs}
 
-    def penalty(self, model, x, y, **draws):
+    def penalty(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                **draws: torch.Tensor) -> torch.Tensor:
         """The weighted regularization term alone (scalar tensor, differentiable)."""
         self._check_draws(draws)
         return self.terms(model, x, y, **draws)[1]

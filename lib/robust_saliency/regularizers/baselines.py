@@ -1,5 +1,9 @@
 """P1's other baselines: ``maxent`` (Cha 2020), ``input_grad`` (Ross and Doshi-Velez 2018),
 ``iga`` (Singh 2020), ``atex`` (Tang 2022), with their helpers."""
+from __future__ import annotations
+
+from typing import Any
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -110,7 +114,8 @@ class MaxEnt(Regularized):
     name = "maxent"
     params = {"lam": (0.1, _real)}
 
-    def terms(self, model, x, y):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         logits = model(x)
         ce = F.cross_entropy(logits, y)
         logp = F.log_softmax(logits, dim=1)
@@ -125,7 +130,8 @@ class InputGrad(Regularized):
     name = "input_grad"
     params = {"lam": (0.1, _nonneg), "p": (2.0, _p_norm)}
 
-    def terms(self, model, x, y):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         logits, g = _logits_and_input_grad(model, x, y, create_graph=True)
         ce = F.cross_entropy(logits, y)
         norm = torch.linalg.vector_norm(g.flatten(1), ord=self.hparams["p"], dim=1).mean()
@@ -151,14 +157,15 @@ class IGA(Regularized):
               "k_frac": (1000 / 3072, _fraction), "lam": (0.5, _nonneg),
               "pair_mining": (False, _boolean)}
 
-    def attack(self, model, x, y):
+    def attack(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The top-k alignment attack with this method's settings (x_adv, detached)."""
         hp = self.hparams
         k = max(1, int(round(hp["k_frac"] * x[0].numel())))
         return _topk_alignment_attack(model, x, y, units.linf(hp["eps"]), units.linf(hp["step"]),
                                       hp["steps"], k)
 
-    def terms(self, model, x, y):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         x_adv = self.attack(model, x, y)
         n = x.shape[0]
         if self.hparams["pair_mining"]:
@@ -214,7 +221,7 @@ class ATEX(Regularized):
               "explain_with": ("student", _choice("student", "teacher")),
               "teacher_key": (None, _optional_key)}
 
-    def __init__(self, teacher=None, **hparams):
+    def __init__(self, teacher: nn.Module | None = None, **hparams: Any) -> None:
         if not isinstance(teacher, nn.Module):
             raise ValueError(f"atex: teacher={type(teacher).__name__} is not accepted; "
                              "expected a trained torch.nn.Module")
@@ -223,7 +230,8 @@ class ATEX(Regularized):
         super().__init__(**hparams)
         self.teacher = teacher.eval()
 
-    def samples(self, model, x, y):
+    def samples(self, model: torch.nn.Module, x: torch.Tensor,
+                y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_along, x_aug) of one call (see ``_atex_samples``)."""
         hp = self.hparams
         explainer = model if hp["explain_with"] == "student" else self.teacher
@@ -231,7 +239,8 @@ class ATEX(Regularized):
             direction = _smoothgrad(explainer, x, y, hp["smooth_n"], units.linf(hp["smooth_sigma"]))
         return _atex_samples(x.detach(), direction, units.linf(hp["eps"]), hp["n_shifts"], hp["n_orth"])
 
-    def terms(self, model, x, y):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         hp = self.hparams
         t = hp["temperature"]
         x_along, x_aug = self.samples(model, x, y)

@@ -3,12 +3,20 @@
 ``GroupDRO`` (Sagawa 2020; composed with another method by ``methods``), with the functional terms ``marginal_density_grad`` and
 ``hessian_trace_estimate``.  Per-sample input gradients are taken as the gradient of the sum
 over the batch (exact when samples do not interact: eval mode, or no BatchNorm)."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 
 from ._checks import _boolean, _choice, _nonneg, _p_norm, _pos, _pos_int
 from .base import Regularized
 from .terms import _TINY, _f, _logits_and_input_grad, _select
+
+if TYPE_CHECKING:
+    from ..training import Method
 
 VARIANTS = ("basic", "stable", "efficient")
 
@@ -47,7 +55,8 @@ def _density_grad(model, x, variant, create_graph, classes):
         return logits, grad(_select(logits - log_sm, i))  # Eq. 6: one gradient of the difference
 
 
-def marginal_density_grad(model, x, variant="stable", create_graph=False, classes=None):
+def marginal_density_grad(model: torch.nn.Module, x: torch.Tensor, variant: str = "stable",
+                          create_graph: bool = False, classes: torch.Tensor | None = None) -> torch.Tensor:
     """P4 Eq. 4-6: per-sample grad_x log sum_i exp g_i(x) (the log marginal density), shape of x.
 
     ``variant``: ``"basic"`` (Eq. 4 literally, (sum_i grad exp g_i) / sum_i exp g_i: inf/nan
@@ -70,7 +79,8 @@ def _trace_estimate(g0, model, x, y, sigma, v):
     return 2.0 / sigma ** 2 * (g1 - g0)
 
 
-def hessian_trace_estimate(model, x, y, sigma, v=None):
+def hessian_trace_estimate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
+                           v: torch.Tensor | None = None) -> torch.Tensor:
     """Srinivas and Fleuret 2021: tr(H_{g_y}(x)) ~ (2/sigma^2)(g_y(x+v) - g_y(x)), v ~ N(0, sigma^2 I).
 
     Per sample, shape (N,); one draw of ``v`` per sample (global torch RNG) unless ``v`` (the
@@ -95,7 +105,8 @@ class MarginalDensity(Regularized):
     params = {"lam": (0.1, _nonneg), "p": (2.0, _p_norm), "variant": ("stable", _choice(*VARIANTS))}
     draws = ("classes",)
 
-    def terms(self, model, x, y, classes=None):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              classes: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         logits, g = _density_grad(model, x, self.hparams["variant"], True, classes)
         ce = F.cross_entropy(logits, y)
         norm = torch.linalg.vector_norm(g.flatten(1), ord=self.hparams["p"], dim=1).mean()
@@ -114,7 +125,8 @@ class ScoreMatching(Regularized):
     params = {"lam": (1e-5, _nonneg), "sigma": (0.01, _pos), "tau": (1e-3, _nonneg)}
     draws = ("v",)
 
-    def terms(self, model, x, y, v=None):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         hp = self.hparams
         logits, g = _logits_and_input_grad(model, x, y, create_graph=True)
         ce = F.cross_entropy(logits, y)
@@ -151,13 +163,14 @@ class Cure(Regularized):
     name = "cure"
     params = {"lam": (4.0, _nonneg), "h": (3.0, _nonneg), "squared": (False, _boolean)}
 
-    def direction(self, g):
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
         """z = h sign(g) / ||sign(g)||_2 per sample (zero where g is zero)."""
         s = g.detach().sign()
         norm = torch.linalg.vector_norm(s.flatten(1), dim=1).clamp_min(_TINY)
         return self.hparams["h"] * s / norm.view((-1,) + (1,) * (g.dim() - 1))
 
-    def terms(self, model, x, y):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor,
+              y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         logits, loss, g0 = _loss_grad(model, x, y)
         ce = loss.mean()
         _, _, g1 = _loss_grad(model, x.detach() + self.direction(g0), y)
@@ -195,7 +208,7 @@ class GroupDRO(Regularized):
     params = {"n_groups": (4, _pos_int), "eta": (0.01, _nonneg),
               "mode": ("online", _choice("online", "balanced"))}
 
-    def __init__(self, inner=None, **hparams):
+    def __init__(self, inner: Method | None = None, **hparams: Any) -> None:
         unknown = sorted(set(hparams) - set(self.params))
         if unknown:
             raise ValueError(f"{self.name}: unknown hyperparameter(s) {unknown}; accepted: "
@@ -216,31 +229,32 @@ class GroupDRO(Regularized):
         self._q = torch.full((k,), 1.0 / k, dtype=torch.float64)
 
     @property
-    def extras(self):
+    def extras(self) -> tuple[str, ...]:
         """``("groups",)`` and the inner regularizer's extras."""
         return ("groups",) + (tuple(self.inner.extras) if self.inner is not None else ())
 
     @property
-    def draws(self):
+    def draws(self) -> tuple[str, ...]:
         """The inner regularizer's fixable draws."""
         return tuple(self.inner.draws) if self.inner is not None else ()
 
     @property
-    def q(self):
+    def q(self) -> torch.Tensor:
         """The current group weights (a copy)."""
         return self._q.clone()
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, torch.Tensor]:
         return {"q": self._q.clone()}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
         q = torch.as_tensor(state["q"], dtype=torch.float64).detach().cpu().clone()
         if q.shape != self._q.shape:
             raise ValueError(f"group_dro: state q of shape {tuple(q.shape)} is not accepted; expected "
                              f"({self.hparams['n_groups']},)")
         self._q = q
 
-    def group_losses(self, loss, groups):
+    def group_losses(self, loss: torch.Tensor,
+                     groups: torch.Tensor | Sequence[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
         """(per-group mean of ``loss`` (0 where absent), present mask) for (N,) ``groups``."""
         k = self.hparams["n_groups"]
         if groups is None:
@@ -263,7 +277,8 @@ class GroupDRO(Regularized):
             return x.new_zeros(())
         return self.inner.penalty(model, x, y, **{k: extra[k] for k in self.inner.extras}, **draws)
 
-    def penalty(self, model, x, y, groups=None, **draws):
+    def penalty(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                groups: torch.Tensor | None = None, **draws: torch.Tensor) -> torch.Tensor:
         """The inner regularizer's weighted penalty (zero without one); q is not updated."""
         self._check_draws(draws)
         extra = {k: draws.pop(k) for k in self.extras[1:] if k in draws}
@@ -276,7 +291,9 @@ class GroupDRO(Regularized):
             return x
         return attack(model, x, y, *(extra[k] for k in self.inner.extras))
 
-    def terms(self, model, x, y, groups=None, **draws):
+    def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+              groups: torch.Tensor | None = None,
+              **draws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         extra = {k: draws.pop(k) for k in self.extras[1:] if k in draws}
         logits = model(self._inputs(model, x, y, extra))
         loss = F.cross_entropy(logits, y, reduction="none")

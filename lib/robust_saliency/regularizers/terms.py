@@ -1,6 +1,8 @@
 """Functional terms, batched, per sample, differentiable w.r.t. the weights: the input
 gradient of the target logit, P1's Gamma_l2 and Gamma_cos (Def. 4), Hessian-vector products
 and P1's Theorem 6 bound.  ``delta`` here is in input units (not 0-255)."""
+from __future__ import annotations
+
 import torch
 import torch.nn.functional as F
 
@@ -36,7 +38,7 @@ FORMS = ("paper", "reference_code")
 _REFERENCE_COS_EPS = 1e-8  # torch's F.cosine_similarity default, as P1's released code
 
 
-def input_scale(model, x, form):
+def input_scale(model: torch.nn.Module, x: torch.Tensor, form: str) -> torch.Tensor | None:
     """The factor that takes a pixel-space input gradient to the space P1's penalties are
     computed in: None for ``form="paper"`` (pixels) or a model without a leading ``Normalize``;
     for ``form="reference_code"`` the per-channel std of the model's ``Normalize``, shaped to
@@ -57,7 +59,8 @@ def _alignment(g_clean, g_pert, squared=False, cos_eps=_COS_EPS):
     return l2, 0.5 * (1.0 - cos)
 
 
-def gradient_alignment_terms(model, x, y, delta, detach_clean=False):
+def gradient_alignment_terms(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, delta: torch.Tensor,
+                             detach_clean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample P1 Gamma_l2 = ||grad g_y(x+delta) - grad g_y(x)||_2 and Gamma_cos (Def. 4).
 
     ``delta`` is in input units (not 0-255).  Returns two tensors of shape (N,), differentiable
@@ -71,7 +74,8 @@ def gradient_alignment_terms(model, x, y, delta, detach_clean=False):
     return _alignment(g0, g1)
 
 
-def hessian_vector_product(model, x, y, v, create_graph=False):
+def hessian_vector_product(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor,
+                           create_graph: bool = False) -> torch.Tensor:
     """H_{g_y}(x) v per sample by double backprop of v . grad g_y(x) (Dombrowski 2022; P1 Eq. 3).
 
     Same shape as ``x``; ``create_graph=True`` keeps it differentiable w.r.t. the weights.
@@ -83,7 +87,8 @@ def hessian_vector_product(model, x, y, v, create_graph=False):
     return hv
 
 
-def cosd_upper_bound(model, x, y, delta):
+def cosd_upper_bound(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                     delta: torch.Tensor) -> torch.Tensor:
     """P1 Fig. 3b bound eps ||H delta_hat||_2 / ||grad g_y(x + eps delta_hat)||_2 per sample.
 
     With eps = ||delta||_2 and delta_hat = delta / eps this is ||H delta|| / ||grad g_y(x+delta)||,
