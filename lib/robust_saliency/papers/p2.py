@@ -351,7 +351,7 @@ def claim_rows(params: Mapping[str, Any], df: pd.DataFrame,
     clean = _vals(df, "retrieval (clean)", "relex")
     for name, paper in (("topk", "Fig. S2, S9"), ("structured", "Fig. S8, S3.7.3")):
         rows.append(_compare(_by(df, f"retrieval ({name})"), "relex", base,
-            f"RelEx explanations keep the class under the {name} attack " "better than every baseline", paper,
+            f"RelEx explanations keep the class under the {name} attack better than every baseline", paper,
             note="attack on SimGrad (the differentiable map); other maps are transfer"
             + (f"; RelEx on clean images: {ms(clean)}" if len(clean) else ""),
             not_testable="RelEx's explanation is optimised to be classified as the class it explains, which "
@@ -366,9 +366,7 @@ def claim_rows(params: Mapping[str, Any], df: pd.DataFrame,
             not_testable="RelEx optimises p_c(m ⊙ x) for the requested class c, and the test "
             "scores whether m ⊙ x is classified as c"))
     if params.get("robust"):
-        t = claims.paired_test(
-            _vals(df, "spearman", "relex", "robust", e0), _vals(df, "spearman", "relex", "natural", e0)
-        )
+        t = claims.paired_test(_vals(df, "spearman", "relex", "robust", e0), _vals(df, "spearman", "relex", "natural", e0))
         rows.append(claims.claim(f"RelEx maps are more stable on the robust model (Spearman, ε {e0:g}/255)",
             "ours (robust models: Fig. S4, S7)",
             f"robust {ms(_vals(df, 'spearman', 'relex', 'robust', e0))} vs natural "

@@ -567,15 +567,8 @@ def claim_rows(params: Mapping[str, Any], df: pd.DataFrame, aopc_long: pd.DataFr
             f"{ms(_vals(base, 'l1_mifgsm', 'gini'))}, FGSM {ms(_vals(base, 'l1', 'gini'))}"))
     for kind, key in (("grad", "sparsified grad"), ("smoothgrad", "sparsified smoothgrad")):
         for k in params["aopc_steps"]:
-            d = (
-                aopc_long[
-                    (aopc_long.method == "ce")
-                    & (aopc_long["post-processing"] == key)
-                    & (aopc_long.steps == k)
-                ]
-                .sort_values("seed")["drop %"]
-                .to_numpy()
-            )
+            d = aopc_long[(aopc_long.method == "ce") & (aopc_long["post-processing"] == key) & (aopc_long.steps == k)] \
+                .sort_values("seed")["drop %"].to_numpy()
             paper = TABLE5[key].get(k)
             rows.append(claims.claim(f"{key} loses fidelity: AOPC_MoFR ({k} steps) drops against {kind}",
                 "Table 5", f"drop {ms(d, '{:.1f}')}% (standard model)", test=claims.paired_test(d, 0.0),
@@ -586,13 +579,10 @@ def claim_rows(params: Mapping[str, Any], df: pd.DataFrame, aopc_long: pd.DataFr
                 "it; it only swaps near-ties among partly thresholded pixels and "
                 "reorders the zeroed, least relevant tail, so this protocol can move "
                 "AOPC by a few percent, not by P3's drops"))
-    s = sanity.groupby(["method", "seed"]).apply(
-        lambda g: g.sort_values("layers")["ssim"].iloc[-1], include_groups=False
-    )
+    s = sanity.groupby(["method", "seed"]).apply(lambda g: g.sort_values("layers")["ssim"].iloc[-1],
+                                                 include_groups=False)
     tw = df[df.measure == "SSIM with twin"]
-    tests = {
-        n: claims.paired_test(_vals(tw, n, "SSIM with twin"), s[n].sort_index().to_numpy()) for n in MAIN
-    }
+    tests = {n: claims.paired_test(_vals(tw, n, "SSIM with twin"), s[n].sort_index().to_numpy()) for n in MAIN}
     t = claims.all_pass(tests)
     rows.append(claims.claim(
         "maps pass the model-randomization test: fully randomized weights change them more than "
@@ -601,10 +591,8 @@ def claim_rows(params: Mapping[str, Any], df: pd.DataFrame, aopc_long: pd.DataFr
         f"{ms(_vals(tw, t['against'], 'SSIM with twin'))}", test=t,
         note="the pass criterion (below the retrained twin's SSIM) is ours"))
     rr = pd.DataFrame(rand_rows)
-    tests = {
-        n: claims.paired_test(_vals(tw, n, "SSIM with twin"), _vals(rr, n, RAND_SSIM))
-        for n in params["random_labels_for"]
-    }
+    tests = {n: claims.paired_test(_vals(tw, n, "SSIM with twin"), _vals(rr, n, RAND_SSIM))
+             for n in params["random_labels_for"]}
     t = claims.all_pass(tests)
     rows.append(claims.claim(
         "maps pass the data-randomization test: a model trained on permuted labels has maps less "
@@ -624,15 +612,8 @@ def claim_rows(params: Mapping[str, Any], df: pd.DataFrame, aopc_long: pd.DataFr
     h = harm[(harm.split == "test")]
     for frac in ("5%", "10%"):
         m = f"top {frac} overlap"
-
-        def hv(name, eps):
-            return (
-                h[(h.method == name) & (h.eps == eps) & (h.measure == m)]
-                .sort_values("seed")["value"]
-                .to_numpy()
-            )
-
-        w, l2, ce = hv("weighted_l2", harm_eps), hv("l2", harm_eps), hv("ce", 0.0)
+        at_eps, at_0 = h[h.eps == harm_eps], h[h.eps == 0.0]
+        w, l2, ce = _vals(at_eps, "weighted_l2", m), _vals(at_eps, "l2", m), _vals(at_0, "ce", m)
         p6 = TABLE6[0][0 if frac == "5%" else 1]
         rows.append(claims.claim(
             f"harmonization (weighted ℓ2 with the gaze map) aligns the top {frac} of the maps with "

@@ -658,16 +658,11 @@ def claim_rows(params: Mapping[str, Any], block: pd.DataFrame, spurious: Mapping
             "ours has a higher worst-group accuracy than vanilla training and InputGrad" + tag,
             "Table 2, Sec. 7.2",
             note="paper effect: P4's Waterbirds gap to the binding method (the text claims the gain over vanilla)",
-            paper_effect={
-            b: (TABLE2["marginal_density"]["waterbirds"][0][0] - TABLE2[b]["waterbirds"][0][0]) / 100
-            for b in ("ce", "input_grad")
-            }))
+            paper_effect={b: (TABLE2["marginal_density"]["waterbirds"][0][0] - TABLE2[b]["waterbirds"][0][0]) / 100
+                          for b in ("ce", "input_grad")}))
         rows.append(_compare(_by(df, "worst-group accuracy"), "group_dro_md", ["group_dro"],
             "adding ours to group DRO raises its worst-group accuracy" + tag, "Table 2",
-            paper_effect=(
-            TABLE2["group_dro_md"]["waterbirds"][0][0] - TABLE2["group_dro"]["waterbirds"][0][0]
-            )
-            / 100))
+            paper_effect=(TABLE2["group_dro_md"]["waterbirds"][0][0] - TABLE2["group_dro"]["waterbirds"][0][0]) / 100))
     sh = section(params, "shapes")
     base = ["ce", "score_matching", "input_grad"]
     l2mid, limid = sh["l2_eps"][len(sh["l2_eps"]) // 2], sh["linf_eps"][len(sh["linf_eps"]) // 2]
@@ -746,13 +741,8 @@ def claim_rows(params: Mapping[str, Any], block: pd.DataFrame, spurious: Mapping
         "class they draw", "ours (P4 calls Eq. 6 a Taylor approximation, A.1)",
         "; ".join(f"{k}: {v}" for k, v in exact.items()), holds=all(exact.values()), beyond_paper=True,
         note="g_i − log softmax_i = logsumexp(g); deterministic check on a random MLP, float64"))
-    if bench is not None and {"marginal_density (efficient)", "marginal_density (stable)"} <= set(
-        bench.index
-    ):
-        e, s = (
-            bench.loc["marginal_density (efficient)", "time × ce"],
-            bench.loc["marginal_density (stable)", "time × ce"],
-        )
+    if bench is not None and {"marginal_density (efficient)", "marginal_density (stable)"} <= set(bench.index):
+        e, s = bench.loc["marginal_density (efficient)", "time × ce"], bench.loc["marginal_density (stable)", "time × ce"]
         rows.append(claims.claim("the efficient implementation trains faster per step than the stable one",
             "Sec. 5, Fig. 2b", f"time × ce: efficient {e:.2f}, stable {s:.2f}", holds=bool(e < s),
             note="make bench, medians of interleaved repeats (no seeds)"))
