@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+import dataclasses
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["Param", "GENERIC", "TRAINING", "PART", "PARTS", "NOTEBOOKS", "schema", "check", "describe",
-           "accepted_names"]
+           "accepted_names", "Settings", "settings_class", "build"]
 
 _REGISTRIES = {"dataset": data.NAMES, "model": models.NAMES, "method": _methods.NAMES,
                "attribution": attributions.NAMES, "metric": metrics.NAMES, "attack": attacks.NAMES}
@@ -411,3 +414,123 @@ def describe(notebook: str | None) -> pd.DataFrame:
 
     return pd.DataFrame([{"parameter": k, "type": p.kind + (" or None" if p.none else ""), "unit": p.unit,
                           "sets": p.doc} for k, p in schema(notebook).items()]).set_index("parameter")
+
+
+# ----------------------------------------------------------------------------------------------
+# The typed settings object
+# ----------------------------------------------------------------------------------------------
+
+class _Unset:
+    """A parameter the layers did not set (the code then uses its own default)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = _Unset()
+
+
+class Settings(Mapping):
+    """A notebook's validated parameters as a frozen dataclass (``settings_class(notebook)``):
+    one field per declared parameter, its ``Param`` (type, unit, meaning) in the field's
+    metadata; notebook 04's parts are nested (``s.block.lr``, ``s.shapes.l2_eps``).  Two settings
+    are equal when they hold the same parameters (as mappings).
+
+    Read by attribute (``s.seeds``; a parameter the layers did not set raises AttributeError) or,
+    for code that reads parameters by name, as a read-only mapping of the set parameters under
+    their flat names (``s["block_lr"]``, ``dict(s)``: the same keys and values as the validated
+    dict it was built from, so cache keys and results files do not change)."""
+
+    _parts: tuple[str, ...] = ()
+
+    def _flat(self) -> dict[str, Any]:
+        try:
+            return object.__getattribute__(self, "_flat_cache")
+        except AttributeError:
+            pass
+        out = {}
+        for f in dataclasses.fields(self):
+            value = object.__getattribute__(self, f.name)
+            if f.name in self._parts:
+                out.update({f"{f.name}_{k}": v for k, v in value._flat().items()})
+            elif value is not UNSET:
+                out[f.name] = value
+        order = getattr(self, "_order", ())  # the order of the dict it was built from
+        out = {**{k: out[k] for k in order if k in out}, **out}
+        object.__setattr__(self, "_flat_cache", out)
+        return out
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if value is UNSET:
+            raise AttributeError(f"{name!r} is not set at this profile (the code uses its default)")
+        return value
+
+    def __getitem__(self, key: str) -> Any:
+        return self._flat()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._flat())
+
+    def __len__(self) -> int:
+        return len(self._flat())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self._flat().items())})"
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` (flat names), validated like the original."""
+        return build(self._notebook, {**dict(self), **changes})
+
+    def units(self) -> dict[str, str]:
+        """``{flat name: unit}`` of the set parameters that have one."""
+        decl = schema(self._notebook)
+        return {k: decl[k].unit for k in self if k in decl and decl[k].unit}
+
+
+def _class_name(notebook: str) -> str:
+    words = re.sub(r"^\d+_", "", notebook).split("_")
+    return "".join(w.title() for w in words) + "Settings"
+
+
+def _fields(declared: Mapping[str, Param]) -> list:
+    return [(k, Any, dataclasses.field(default=UNSET, metadata={"param": p})) for k, p in declared.items()]
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def settings_class(notebook: str) -> type:
+    """The frozen dataclass of ``notebook``'s parameters (a ``Settings``): one field per
+    declared parameter, notebook 04's parts as nested dataclasses of their own."""
+    if notebook in _CLASSES:
+        return _CLASSES[notebook]
+    declared = schema(notebook)
+    parts = tuple(PARTS) if notebook == "04_marginal_density" else ()
+    flat = {k: p for k, p in declared.items() if not any(k.startswith(f"{q}_") for q in parts)}
+    fields = _fields(flat)
+    for part in parts:
+        own = {k[len(part) + 1:]: p for k, p in declared.items() if k.startswith(f"{part}_")}
+        part_cls = dataclasses.make_dataclass(f"{part.title()}PartSettings", _fields(own), bases=(Settings,),
+                                              frozen=True, eq=False, repr=False, namespace={"_notebook": notebook})
+        fields.append((part, part_cls, dataclasses.field(default_factory=part_cls, metadata={"part": part})))
+    cls = dataclasses.make_dataclass(_class_name(notebook), fields, bases=(Settings,), frozen=True, eq=False,
+                                     repr=False, namespace={"_notebook": notebook, "_parts": parts})
+    _CLASSES[notebook] = cls
+    return cls
+
+
+def build(notebook: str, params: Mapping[str, Any]) -> Settings:
+    """``notebook``'s validated parameters ``params`` (a flat dict: ``profiles.validate``'s) as its
+    typed ``Settings``; each value is checked against its declaration again, and a name the
+    notebook does not declare is an error."""
+    check(params, notebook)
+    cls = settings_class(notebook)
+    parts = cls._parts
+    top = {k: v for k, v in params.items() if not any(k.startswith(f"{q}_") for q in parts)}
+    for part in parts:
+        part_cls = {f.name: f.type for f in dataclasses.fields(cls)}[part]
+        top[part] = part_cls(**{k[len(part) + 1:]: v for k, v in params.items() if k.startswith(f"{part}_")})
+    out = cls(**top)
+    object.__setattr__(out, "_order", tuple(params))
+    return out

@@ -24,6 +24,8 @@ import pandas as pd
 import torch
 
 from .. import claims, cost, evaluation, methods, metrics, models, regularizers, training
+from ..settings import Settings
+from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
 from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data, select_hparams, split_validation
 
@@ -222,7 +224,7 @@ def selection_tolerance(ce_accuracies: Iterable[float], floor: float = 0.01) -> 
 # --------------------------------------------------------------------------------------------
 # Notebook 01's experiments, one function per section
 # --------------------------------------------------------------------------------------------
-def settings(profile: str, **notebook_params: Any) -> tuple[dict, dict[str, list[dict]]]:
+def settings(profile: str, **notebook_params: Any) -> tuple[Settings, dict[str, list[dict]]]:
     """``(params, grid)``: the notebook's parameters over the profile and the notebook's YAML,
     validated before any work starts; ``methods`` must start with ``ce`` (the reference of
     the selection rule and of Table 2); the grid (``grid``) checked (``check_grid``).
@@ -248,7 +250,7 @@ def settings(profile: str, **notebook_params: Any) -> tuple[dict, dict[str, list
                          f"with 'ce' (the reference of the selection rule and of Table 2)")
     hp_grid = grid(params)
     check_grid(hp_grid, params["methods"])
-    return params, hp_grid
+    return build_settings(NOTEBOOK, params), hp_grid
 
 
 # P1 Fig. 1: two-layer networks (64 hidden units) on two moons: (activation, method, hparams).

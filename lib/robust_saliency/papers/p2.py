@@ -19,6 +19,8 @@ import pandas as pd
 import torch
 
 from .. import attacks, attributions, claims, metrics
+from ..settings import Settings
+from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
 from ..runs import batch, cached_eval, fit, load_data
 
@@ -52,7 +54,7 @@ TABLE_S3 = {"grad": (0.1336, 0.2519), "gradcam": (0.1232, 0.5647), "smoothgrad":
             "relex": (0.0567, 0.4093)}  # (deletion, preservation)
 
 
-def settings(profile: str, **notebook_params: Any) -> dict:
+def settings(profile: str, **notebook_params: Any) -> Settings:
     """The notebook's parameters over the profile and ``02_relex.yaml``, validated before any work."""
     params = validate(notebook=NOTEBOOK, **profile_params(profile, notebook=NOTEBOOK, **notebook_params))
     params.setdefault("attributions", list(METHODS))
@@ -72,7 +74,7 @@ def settings(profile: str, **notebook_params: Any) -> dict:
     for key in ("pgd_eps", "topk_eps"):
         for e in np.atleast_1d(params[key]):
             attacks.get("untargeted_pgd", eps=float(e))
-    return params
+    return build_settings(NOTEBOOK, params)
 
 
 def _weights_file(params, key):

@@ -32,6 +32,8 @@ from . import protocol
 from .protocol import ModelSpec, check_fractions, check_named_grid, hp_of, with_paper_data
 from ..data import ArrayDataset
 from ..models import leading_normalize
+from ..settings import Settings
+from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
 from ..claims import records
 from ..runs import (batch, cached_eval, diff_roar, fit, load_data, permuted_labels, select_hparams,
@@ -97,7 +99,7 @@ RAND_SSIM = "SSIM with the true model's maps"
 TWIN_SEED = 1000  # the stability twin of seed s is initialised from seed s + TWIN_SEED
 
 
-def settings(profile: str, **notebook_params: Any) -> dict:
+def settings(profile: str, **notebook_params: Any) -> Settings:
     """The notebook's parameters over the profile and ``03_norm_regularized_at.yaml``, checked
     before any work: every grid point and variant builds its method, the group size divides the
     image, the map space and the fractions are valid."""
@@ -124,7 +126,7 @@ def settings(profile: str, **notebook_params: Any) -> dict:
         raise ValueError(f"pretrain_epochs={params.get('pretrain_epochs')!r} is not valid; accepted: an int >= 0 "
                          f"(0: every method trains from scratch)")
     attacks.get("topk", norm="l2", eps=params["topk_l2_eps"], steps=params["topk_steps"], k=params["topk_k"])
-    return params
+    return build_settings(NOTEBOOK, params)
 
 
 def _method(params, name, hp):

@@ -29,6 +29,8 @@ from . import protocol
 from .protocol import ModelSpec, check_named_grid, hp_of, with_paper_data
 from ..data import load as load_dataset
 from ..metrics.density import riemann_integrated_gradients
+from ..settings import Settings
+from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
 from ..claims import records
 from ..runs import batch, cached_eval, fit, load_data, select_hparams, split_validation
@@ -140,7 +142,7 @@ def section(params: Mapping[str, Any], part: str) -> dict:
     return out
 
 
-def settings(profile: str, **notebook_params: Any) -> dict:
+def settings(profile: str, **notebook_params: Any) -> Settings:
     """The notebook's parameters over the profile and ``04_marginal_density.yaml``, checked before
     any work: every grid point and every model of every part builds its method, the budgets are in
     their units, the sweeps are non-empty."""
@@ -174,7 +176,7 @@ def settings(profile: str, **notebook_params: Any) -> dict:
         if score not in ("logsumexp", "max_logit", "max_softmax"):
             raise ValueError(f"ood_scores={params['ood_scores']!r} is not valid; accepted: items of "
                              f"['logsumexp', 'max_logit', 'max_softmax']")
-    return params
+    return build_settings(NOTEBOOK, params)
 
 
 def _method(sp, name, hp):
