@@ -97,6 +97,13 @@ def _not_yet(name):
     return any(fnmatch.fnmatchcase(name, pattern) for pattern in NOT_YET)
 
 
+def _module_to_check(name):
+    """The imported module ``name``; the test is skipped for a module in ``NOT_YET``."""
+    if _not_yet(name):
+        pytest.skip(f"{name} is in NOT_YET: its public API is annotated separately")
+    return importlib.import_module(name)
+
+
 def _public_callables(mod):
     """``{qualified name: function}``: the module's own public functions, and the constructor and
     public methods (properties' getters and setters included) of its own public classes."""
@@ -157,9 +164,7 @@ def test_every_module_is_checked_or_listed_as_not_yet():
 
 @pytest.mark.parametrize("name", _all_modules())
 def test_public_callables_are_annotated(name):
-    if _not_yet(name):
-        pytest.skip(f"{name} is in NOT_YET: its public API is annotated separately")
-    mod = importlib.import_module(name)
+    mod = _module_to_check(name)
     problems = []
     for qual, fn in _public_callables(mod).items():
         ann = fn.__annotations__
@@ -171,9 +176,7 @@ def test_public_callables_are_annotated(name):
 
 @pytest.mark.parametrize("name", _all_modules())
 def test_annotations_are_deferred_and_name_what_the_module_imports(name):
-    if _not_yet(name):
-        pytest.skip(f"{name} is in NOT_YET: its public API is annotated separately")
-    mod = importlib.import_module(name)
+    mod = _module_to_check(name)
     funcs = _public_callables(mod)
     if not funcs:
         return
