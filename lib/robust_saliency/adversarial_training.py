@@ -214,10 +214,19 @@ class NormRegularizedAT(Regularized):
         return self.hparams["replays"] if self.hparams["training"] == "free" else 1
 
     def state_dict(self) -> dict[str, torch.Tensor | None]:
-        return {"delta": None if self._delta is None else self._delta.detach().clone()}
+        """Free training's carried perturbation and the gradient the last backward pass left on
+        it (the next step moves along that gradient, so a resume needs both)."""
+        d = self._delta
+        return {"delta": None if d is None else d.detach().clone(),
+                "delta_grad": None if d is None or d.grad is None else d.grad.detach().clone()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor | None]) -> None:
-        self._delta = state.get("delta")
+        d = state.get("delta")
+        if d is not None:
+            d = d.detach().clone().requires_grad_(True)
+            if state.get("delta_grad") is not None:
+                d.grad = state["delta_grad"].detach().clone()
+        self._delta = d
 
     def _grad(self, model, x_adv, y, std):
         with torch.enable_grad():
@@ -292,6 +301,9 @@ class NormRegularizedAT(Regularized):
         on it, then return CE at x + delta with delta a leaf, so this step's backward fills both."""
         hp, std = self.hparams, _space(model, self.hparams["space"])
         d = self._delta
+        if d is not None and d.device != x.device:  # restored from a checkpoint (kept on the CPU)
+            grad, d = d.grad, d.detach().to(x.device).requires_grad_(True)
+            d.grad = None if grad is None else grad.to(x.device)
         if d is None or d.shape != x.shape:
             d = torch.zeros_like(x)
         elif d.grad is not None:
