@@ -3,8 +3,10 @@
 #                    regenerating figures/ and results/
 #   make test        set up .venv, run the unit tests and nbval over notebooks/ (smoke profile)
 # Also: make lab (JupyterLab on notebooks/), make smoke (papermill at the smoke profile into out/),
+#       make gpu-check (every notebook at the smoke profile on CUDA into out/gpu/; needs a GPU),
 #       make bench (benchmark scripts), make report (results/REPORT.md), make check-outputs
-#       (are the committed notebooks' outputs current?).
+#       (are the committed notebooks' outputs current?), make compare RERUN=path (a re-run's
+#       results against the committed ones: numbers, verdicts, and the numerics that differ).
 
 # Python 3.11, as pyproject.toml's requires-python says; setup stops if PYTHON is another version.
 PYTHON ?= $(shell command -v python3.11 || command -v python3 || echo python3.11)
@@ -17,7 +19,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PYTHONHASHSEED := 0
 
-.PHONY: setup reproduce report check-outputs smoke test unit nbval lab bench clean-cache
+.PHONY: setup reproduce report check-outputs compare smoke gpu-check test unit nbval lab bench clean-cache
 
 setup: $(STAMP)
 
@@ -34,10 +36,14 @@ $(STAMP): requirements.txt pyproject.toml
 # The profile comes from the environment, not from papermill's -p: an injected-parameters cell
 # would pin profile="cpu" in the committed notebook and make nbval (make test) run the cpu profile.
 # Progress bars are off (ROBUST_SALIENCY_PROGRESS=0): the committed outputs hold results only.
+# Independent fits run on WORKERS Dask worker processes of one torch thread each (2 on a 2-core
+# machine; results are bitwise those of a sequential run at one thread per fit);
+# `make reproduce WORKERS=` runs them in the notebook's process instead.
+WORKERS ?= 2
 reproduce: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
-	  echo "== $$nb (profile cpu)"; \
-	  ROBUST_SALIENCY_PROFILE=cpu ROBUST_SALIENCY_PROGRESS=0 $(VENV)/bin/papermill "$$nb" "$$nb" --cwd notebooks -k python3 --log-level WARNING || exit 1; \
+	  echo "== $$nb (profile cpu, workers: $(or $(WORKERS),none))"; \
+	  ROBUST_SALIENCY_WORKERS=$(WORKERS) ROBUST_SALIENCY_PROFILE=cpu ROBUST_SALIENCY_PROGRESS=0 $(VENV)/bin/papermill "$$nb" "$$nb" --cwd notebooks -k python3 --log-level WARNING || exit 1; \
 	done
 	@ls results/*_cpu.json
 	$(PY) -m robust_saliency.report
@@ -52,12 +58,31 @@ report: $(STAMP)
 check-outputs: $(STAMP)
 	$(PY) -m robust_saliency.report --check
 
+# A re-run against the committed results/: RERUN is its results folder or the root of the clone it
+# ran in. Counts the numbers bitwise equal / equal within tolerance / different, lists every
+# verdict that changed and the numerics (threads, CPU capability, libraries, device) that differ.
+# Fails when a verdict changed; COMPARE_ARGS=--strict also fails unless every number is bitwise equal.
+compare: $(STAMP)
+	@test -n "$(RERUN)" || { echo "usage: make compare RERUN=path/to/rerun [COMPARE_ARGS='--strict --rtol 1e-6']"; exit 2; }
+	$(PY) -m robust_saliency.compare "$(RERUN)" $(COMPARE_ARGS)
+
 # Quick run at the smoke profile into out/ (sources untouched).
 smoke: $(STAMP)
 	@mkdir -p out
 	@for nb in $(NOTEBOOKS); do \
 	  echo "== $$nb (profile smoke)"; \
 	  $(VENV)/bin/papermill "$$nb" "out/$$(basename $$nb)" -p profile smoke --cwd notebooks -k python3 --log-level WARNING || exit 1; \
+	done
+
+# Every notebook at the smoke profile on the GPU (device=cuda) into out/gpu/ (sources untouched):
+# the device path end to end (data on the CPU, models, attacks, maps and caches on CUDA). Stops
+# first, with a message, on a machine where torch sees no CUDA device.
+gpu-check: $(STAMP)
+	@$(PY) -c 'import sys, torch; sys.exit(None if torch.cuda.is_available() else "make gpu-check: torch.cuda.is_available() is False (torch %s, CUDA build %s): run it on a machine with a CUDA GPU and a CUDA build of torch" % (torch.__version__, torch.version.cuda))'
+	@mkdir -p out/gpu
+	@for nb in $(NOTEBOOKS); do \
+	  echo "== $$nb (profile smoke, device cuda)"; \
+	  $(VENV)/bin/papermill "$$nb" "out/gpu/$$(basename $$nb)" -p profile smoke -p device cuda --cwd notebooks -k python3 --log-level WARNING || exit 1; \
 	done
 
 # Unit tests plus nbval (lax: every cell must run; cells marked NBVAL_CHECK_OUTPUT are compared)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root holds benchmarks/
 
 from benchmarks import regularizer_cost as B  # noqa: E402
@@ -96,3 +97,37 @@ def test_marginal_density_cost_tiny(tmp_path):
     with pytest.raises(ValueError, match="methods"):
         B.main({"methods": ["cure"], "output": None})
     assert B._parse(["--methods", "ce,cure", "--output", "none"])["methods"] == ["ce", "cure"]
+
+
+def test_alignment_step_cost_tiny(tmp_path, capsys):
+    """Ours, the released transcription and the fused candidate side by side: the same loss and
+    gradients from the same draw, ratios to the released step, paired-ratio quartiles, CLI."""
+    import torch.nn as nn
+
+    from benchmarks import alignment_step_cost as A
+
+    out = tmp_path / "align.json"
+    res = A.main({"repeats": 3, "warmup": 0, "batch_size": 4, "model": "small_cnn", "size": 16,
+                  "output": str(out), "verbose": True})
+    sides = res["variants"]
+    assert list(sides) == ["released", "ours", "fused"]
+    rel, ours = sides["released"], sides["ours"]
+    assert rel["time_ratio"] == 1.0 and rel["mem_ratio"] == 1.0
+    for v in sides.values():
+        assert v["loss_abs_diff"] < 1e-5 and v["grad_max_rel_diff"] < 1e-4  # float32 rounding
+        q1, q3 = v["time_ratio_quartiles"]
+        assert q1 <= v["time_ratio"] <= q3 and len(v["paired_time_ratios"]) == 3
+        assert v["graph_bytes_left_after_step"] == 0
+    assert ours["mem_ratio"] == pytest.approx(ours["peak_graph_mb"] / rel["peak_graph_mb"])
+    assert ours["mem_ratio"] <= 1.0  # the same graph as the released step, no more
+    assert sides["fused"]["mem_ratio"] > 1.0  # both halves' second-order intermediates
+    assert res["hparams"] == {"eps": 4, "lam_l2": 0.01, "lam_cos": 1.0}
+    assert json.loads(out.read_text())["variants"]["ours"]["mem_ratio"] == ours["mem_ratio"]
+    assert "time x released" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="variants"):
+        A.main({"variants": ["ours"], "output": None})
+    with pytest.raises(ValueError, match="batch-coupled"):
+        A.fused_step(nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.LazyLinear(2)).train(),
+                     torch.rand(2, 3, 5, 5), torch.tensor([0, 1]))
+    cfg = A._parse(["--repeats", "2", "--variants", "released,ours", "--device", "cpu", "--output", "none"])
+    assert cfg["variants"] == ["released", "ours"] and cfg["repeats"] == 2 and cfg["output"] is None

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from robust_saliency import models
+from robust_saliency.common import device_of, to_device_of
 from robust_saliency.papers import p4
 
 
@@ -200,6 +201,7 @@ def test_the_paper_path_runs_on_tiny_files_in_the_real_formats(tmp_path, monkeyp
             "shapes_num_epochs": 1, "shapes_eval_subset": 4, "shapes_pgd_steps": 1, "shapes_smoothgrad_n": 1,
             "shapes_noise_draws": 1, "shapes_actmax_steps": 1, "ood_n": 3, "batch_size": 8}
     params = p4.settings("paper", data_root=str(tmp_path), seeds=[0], **tiny)
+    assert params.device == ("cuda" if torch.cuda.is_available() else "cpu")  # resolved once, in the settings
     bsets = p4.block_sets(params)
     assert bsets["train"].name == "block_mnist" and tuple(bsets["test"].in_shape) == (1, 56, 28)
     bsel = p4.select(params, "block", bsets)
@@ -210,10 +212,11 @@ def test_the_paper_path_runs_on_tiny_files_in_the_real_formats(tmp_path, monkeyp
     ssel = p4.select(params, "spurious", ssets)
     dro = p4.train_table(params, "spurious", ssets, ssel["chosen"], ("group_dro_md",))
     net, test = dro["group_dro_md", 0], ssets["test"]
+    assert device_of(net).type == params.device
     rows = p4.evaluate_spurious(params, net, test)["rows"]
     x, y = p4.batch(test, len(test))
-    with torch.no_grad():
-        pred = net(x).argmax(1)
+    with torch.no_grad():  # the paper profile's device (cuda if available): the data stay on the CPU
+        pred = net(*to_device_of(net, x)).argmax(1).cpu()
     groups = torch.as_tensor(test.groups)
     per = [float((pred[groups == g] == y[groups == g]).float().mean()) for g in groups.unique()]
     assert rows["worst-group accuracy"] == pytest.approx(min(per))  # Waterbirds' groups read from its files

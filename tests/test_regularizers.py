@@ -605,25 +605,30 @@ def test_uniform_delta_is_eps_over_255():
 
 
 # ----------------------------------------------------------------------------- P1's released code
-def _normalized_pair(std=(0.2, 0.25, 0.3), mean=(0.5, 0.4, 0.45)):
-    """(model with a leading Normalize, the same network without it, mean, std), float64."""
+def _normalized_pair(std=(0.2, 0.25, 0.3), mean=(0.5, 0.4, 0.45), batch_norm=False, dropout=False):
+    """(model with a leading Normalize, the same network without it, mean, std), float64;
+    ``batch_norm`` / ``dropout`` add a BatchNorm2d after the conv / a Dropout after the linear."""
     from robust_saliency.models import Normalize
 
     torch.manual_seed(11)
-    inner = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Softplus(beta=3), nn.Flatten(),
-                          nn.Linear(4 * 5 * 5, 6), nn.Softplus(beta=3), nn.Linear(6, 4)).double()
+    inner = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), *([nn.BatchNorm2d(4)] if batch_norm else []),
+                          nn.Softplus(beta=3), nn.Flatten(), nn.Linear(4 * 5 * 5, 6),
+                          *([nn.Dropout(0.3)] if dropout else []), nn.Softplus(beta=3), nn.Linear(6, 4)).double()
     model = nn.Sequential(Normalize(mean, std), *inner).double()
     # the buffers hold float32-rounded values: transcribe with exactly those
     return model, inner, model[0].mean.view(1, 3, 1, 1), model[0].std.view(1, 3, 1, 1)
 
 
-def _reference_l2_cosd_step(inner, x_n, y, z, eps, lamb_l2, lamb_cos):
+def _reference_l2_cosd_step(inner, x_n, y, z, eps, lamb_l2, lamb_cos, std=None):
     """P1's released LitL2PlusCosdClassifier.default_step (perturb uniform, detach_source_grad),
-    transcribed: ``x_n`` normalized input, ``z`` the perturbation in normalized space."""
+    transcribed: ``x_n`` normalized input, ``z`` the perturbation in normalized space, or None:
+    drawn where the released step draws it, eps / (255 std) (2 U[0, 1) - 1)."""
     x_n = x_n.clone().requires_grad_(True)
     y_hat = inner(x_n)
     grad = torch.autograd.grad(y_hat[range(len(y)), y].sum(), x_n, create_graph=True)[0]
     ce = F.cross_entropy(y_hat, y)
+    if z is None:
+        z = eps / (255 * std) * (2 * torch.rand_like(x_n) - 1)
     grad = grad.detach()
     x_r = (x_n + z).clone().detach().requires_grad_()
     grad_r = torch.autograd.grad(inner(x_r)[range(len(y)), y].sum(), x_r, create_graph=True)[0]
@@ -656,6 +661,34 @@ def test_reference_code_form_gives_p1s_released_loss_for_the_same_pixel_delta():
     ours_h, _ = R.get("hessian", lam=1e-3, form="reference_code")(model, x, y, v=v)
     torch.testing.assert_close(ours_h, _reference_hessian_step(inner, (x - mu) / sd, y, v, 1e-3),
                                rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("batch_norm,dropout", [(False, False), (True, False), (True, True)])
+def test_l2_cosd_step_equals_p1s_released_step_under_the_same_rng(batch_norm, dropout):
+    """Drawing its own perturbation from the same RNG state, our step gives the released step's
+    loss, parameter gradients and BatchNorm statistics: without batch-coupled layers, with
+    BatchNorm in training mode (the clean and perturbed batches normalized separately, as the
+    released code does) and with dropout (its masks and delta drawn in the released order)."""
+    model, _, mu, sd = _normalized_pair(batch_norm=batch_norm, dropout=dropout)
+    ref_model = copy.deepcopy(model)
+    model.train(), ref_model.train()
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(6, 3, 5, 5, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    torch.manual_seed(7)
+    ours, _ = R.get("l2_cosd", eps=4, lam_l2=0.01, lam_cos=1.0)(model, x, y)
+    ours.backward()
+    torch.manual_seed(7)
+    ref = _reference_l2_cosd_step(ref_model[1:], (x - mu) / sd, y, None, 4, 0.01, 1.0, std=sd)
+    ref.backward()
+    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-14)
+    for (name, p), q in zip(model.named_parameters(), ref_model.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-12, msg=name)
+    for (name, b), c in zip(model.named_buffers(), ref_model.buffers()):
+        torch.testing.assert_close(b, c, rtol=1e-12, atol=0, msg=name)
+    torch.manual_seed(8)  # another draw gives another loss: the draw is what was matched
+    other, _ = R.get("l2_cosd", eps=4, lam_l2=0.01, lam_cos=1.0)(copy.deepcopy(ref_model), x, y)
+    assert not torch.allclose(other, ref, rtol=1e-9)
 
 
 def test_forms_relate_by_the_normalizations_std():

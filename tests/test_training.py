@@ -318,6 +318,19 @@ def test_cache_hit_returns_identical_weights_without_training(tmp_path):
     assert len(model.train_history) == 2 and not model.training
 
 
+def test_threads_apply_to_the_call_only():
+    seen = []
+
+    class Spy(T.CE):
+        def __call__(self, model, x, y):
+            seen.append(torch.get_num_threads())
+            return super().__call__(model, x, y)
+
+    before = torch.get_num_threads()
+    T.train(make_model(), Spy(), make_loader(), base_cfg(num_epochs=1, threads=before + 1))
+    assert set(seen) == {before + 1} and torch.get_num_threads() == before
+
+
 def test_cache_key_covers_configuration():
     loader = make_loader()
     cfg = T.TrainConfig(**base_cfg())
@@ -326,8 +339,10 @@ def test_cache_key_covers_configuration():
     changed = {"num_epochs": 3, "lr": 0.01, "optimizer": "adam", "weight_decay": 1e-4,
                "momentum": 0.5, "schedule": "cosine", "milestones": (2,), "gamma": 0.5,
                "step_size": 3, "grad_clip": 1.0, "seed": 1, "deterministic": False,
-               "shuffle": False, "augment": "crop_flip", "crop_padding": 2}
-    excluded = {"progress": True, "cache_dir": "/elsewhere", "device": "cpu", "checkpoint": False}
+               "shuffle": False, "augment": "crop_flip", "crop_padding": 2,
+               "threads": torch.get_num_threads() + 1}  # 1 and 2 threads give different weights
+    excluded = {"progress": True, "cache_dir": "/elsewhere", "device": "cpu", "checkpoint": False,
+                "threads": torch.get_num_threads()}  # None means the count in effect
     fields = {f.name for f in dataclasses.fields(T.TrainConfig)}
     assert set(changed) | set(excluded) == fields  # every field is covered by this test
     keys = {key}
@@ -450,7 +465,8 @@ def test_resume_after_hard_kill_of_the_process(tmp_path):
     import subprocess
     import textwrap
 
-    cfg = base_cfg(num_epochs=2, cache_dir=str(tmp_path))
+    # the thread count enters the key: the child must compute with this process's count
+    cfg = base_cfg(num_epochs=2, cache_dir=str(tmp_path), threads=torch.get_num_threads())
     script = textwrap.dedent(f"""
         import os, sys
         sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})

@@ -25,6 +25,7 @@ PKG = Path(__file__).resolve().parents[1] / "lib" / "robust_saliency"
 CHECKED = (
     "robust_saliency",
     "robust_saliency.settings",
+    "robust_saliency.executor",
     "robust_saliency.adversarial_training",
     "robust_saliency.attacks",
     "robust_saliency.attributions",
@@ -37,6 +38,7 @@ CHECKED = (
     "robust_saliency.cache",
     "robust_saliency.claims",
     "robust_saliency.common",
+    "robust_saliency.compare",
     "robust_saliency.cost",
     "robust_saliency.data",
     "robust_saliency.data._checks",

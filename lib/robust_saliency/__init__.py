@@ -1,8 +1,8 @@
 """robust_saliency: the shared library of the robust-saliency paper companion.
 
-Modules (one concept each): common, units, cache, registry, data, models, attributions,
+Modules (one concept each): common, units, cache, registry, executor, data, models, attributions,
 regularizers, adversarial_training, methods, attacks, metrics, evaluation, training, cost, claims, results,
-settings, profiles, runs, papers, experiments, plotting, report.
+settings, profiles, runs, papers, experiments, plotting, report, compare.
 ``data``, ``attributions``, ``regularizers``, ``metrics`` and ``papers`` are subpackages:
 data.datasets (dataset classes), data.synthetic (embedded generators), data.real (real-dataset
 readers); attributions.gradient / lrp / captum_methods / fitted / postprocess; regularizers.terms / base /

@@ -7,7 +7,8 @@ values above 255 are rejected); L2 budgets and steps in input units.  For exampl
 ``y`` (``y=None``: the model's prediction on x), maximised.  Gradients are taken with
 ``torch.autograd.grad`` w.r.t. the input only, so the parameters' ``.grad`` are untouched; the
 model's train/eval mode is left as it is (evaluate in eval mode).  Every iterate is projected
-onto the eps-ball around x and onto [0, 1].  The result is detached.
+onto the eps-ball around x and onto [0, 1].  The result is detached.  ``x`` and ``y`` are moved
+to the model's device first (``common.to_device_of``); random starts are drawn there.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 from . import attributions as _attributions
 from . import units
 from .attributions.gradient import times_input
-from .common import generator, resolve_k, target_logit_grad
+from .common import generator, resolve_k, target_logit_grad, to_device_of
 from .registry import Configured, Registry
 from .models import softplus_copy
 
@@ -93,7 +94,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float) 
     ``eps``: the linf budget in 0-255 pixel units.
     """
     eps, _ = _check(eps)
-    x = x.detach()
+    x, y = to_device_of(model, x.detach(), y)
     y = _labels(model, x, y)
     return (x + eps * _loss_grad(model, x, y).sign()).clamp(0.0, 1.0).detach()
 
@@ -133,7 +134,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float, a
     eps, alpha = _check(eps, steps, norm, alpha)
     if alpha is None:
         alpha = 2.5 * eps / steps
-    x = x.detach()
+    x, y = to_device_of(model, x.detach(), y)
     y = _labels(model, x, y)
     x_adv = x.clone()
     if random_start and eps > 0:
@@ -161,7 +162,7 @@ def mifgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None, eps: float
     eps, alpha = _check(eps, steps, "linf", alpha)
     if alpha is None:
         alpha = eps / steps
-    x = x.detach()
+    x, y = to_device_of(model, x.detach(), y)
     y = _labels(model, x, y)
     x_adv = x.clone()
     momentum = torch.zeros_like(x)
@@ -344,7 +345,7 @@ def targeted_attribution(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
             raise ValueError(f"{name} must be >= 0; got {name}={v}")
     if alpha is None:
         alpha = 4.0 * eps / steps
-    x = x.detach()
+    x, y = to_device_of(model, x.detach(), y)
     pred0 = _labels(model, x, None)
     target = pred0 if y is None else y
     if target_map is None:
@@ -402,7 +403,7 @@ def topk(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: 
     _check_attribution_attack(attribution, softplus_beta)
     if alpha is None:
         alpha = 2.5 * eps / steps
-    x = x.detach()
+    x, y = to_device_of(model, x.detach(), y)
     pred0 = _labels(model, x, None)
     target = pred0 if y is None else y
     with torch.enable_grad():
@@ -483,7 +484,7 @@ def structured(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
     lo, hi = (float(b) for b in beta_range)
     if not 0 < lo <= hi:
         raise ValueError(f"beta_range={beta_range!r} is not valid; accepted: (start, end) with 0 < start <= end")
-    x = x.detach()
+    x, y = to_device_of(model, x.detach(), y)
     pred0 = _labels(model, x, None)
     target = pred0 if y is None else y
     target_x = torch.as_tensor(target_x, dtype=x.dtype, device=x.device).detach()

@@ -9,7 +9,8 @@
   and a reader never sees a half-written file.
 * ``atomic_write_json(obj, path)``: the same for plain, human-readable JSON (results files).
 * ``cached(key, fn, cache_dir)``: memoize an arbitrary computation on disk under
-  ``config_hash(key)``.
+  ``config_hash(key)``.  Cached tensors live on the CPU (``to_cpu``): a hit and a miss return
+  the same thing whatever device computed it.
 * ``module_closure(name)`` / ``source_hash(*names)``: the package modules a module imports,
   transitively (read from their source, lazy imports inside functions included), and a hash of
   their source: the code part of a cache key, so that a change to the code a cached result
@@ -41,7 +42,7 @@ import torch
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["config_hash", "canonical", "to_jsonable", "atomic_write_bytes", "atomic_save",
+__all__ = ["config_hash", "canonical", "to_jsonable", "to_cpu", "atomic_write_bytes", "atomic_save",
            "load_verified", "atomic_write_json", "cached", "module_closure", "source_hash", "MAGIC"]
 
 MAGIC = b"RSCACHE1"
@@ -154,6 +155,23 @@ def to_jsonable(obj: object) -> Any:
     if isinstance(obj, enum.Enum):
         return to_jsonable(obj.value)
     raise TypeError(f"to_jsonable: cannot convert a {type(obj).__name__!r} object to JSON")
+
+
+def to_cpu(obj: Any) -> Any:
+    """``obj`` with every tensor in it (nested in dicts, lists and tuples) detached and on the CPU;
+    anything else unchanged.  What a cache stores and returns: ``load_verified`` maps onto the CPU,
+    so a value computed on a GPU is brought there before it is saved and returned, and a hit and
+    a miss give the same tensors on the same device (on the CPU the numbers are untouched)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [to_cpu(v) for v in obj]
+    if isinstance(obj, tuple):
+        items = [to_cpu(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else type(obj)(items)
+    return obj
 
 
 # ----------------------------------------------------------------------------------------------
@@ -274,7 +292,7 @@ def cached(key: object, fn: Callable[[], Any], cache_dir: str | os.PathLike | No
         entry = load_verified(path, weights_only=False)
         if isinstance(entry, dict) and entry.get("key") == key_hash:
             return entry["value"]
-        value = fn()
+        value = to_cpu(fn())
         atomic_save({"key": key_hash, "value": value}, path)
         return value
     entry = _load_json_entry(path, key_hash)

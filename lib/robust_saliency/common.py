@@ -9,7 +9,8 @@ import torch
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-__all__ = ["seeded", "generator", "resolve_k", "check_group_size", "target_logit_grad"]
+__all__ = ["seeded", "generator", "device_of", "to_device_of", "resolve_k", "check_group_size",
+           "target_logit_grad"]
 
 
 @contextlib.contextmanager
@@ -38,6 +39,40 @@ def generator(seed: int | None, device: torch.device | str | None = None) -> tor
     g = torch.Generator(device=device)
     g.manual_seed(int(seed))
     return g
+
+
+def device_of(model: object, default: torch.device | str | None = None) -> torch.device | None:
+    """The device of ``model``: that of its first parameter, else of its first buffer; ``default``
+    (as a ``torch.device``, or None) for a model without either, or for a callable that is not a
+    module.
+
+    This reads where a model *is*; it never chooses a device.  The one decision of which device
+    to use ("cuda if available") is ``profiles.resolve_device``, applied once when a notebook's
+    parameters are built; ``training.train`` puts the model there and everything after follows
+    the model through this helper.
+    """
+    for get in ("parameters", "buffers"):
+        tensors = getattr(model, get, None)
+        first = next(iter(tensors()), None) if callable(tensors) else None
+        if first is not None:
+            return first.device
+    return None if default is None else torch.device(default)
+
+
+def to_device_of(model: object, *tensors: object) -> tuple:
+    """``tensors`` moved to ``device_of(model)``, as a tuple (``x, y = to_device_of(model, x, y)``).
+
+    Every entry point of the library that takes a model and data (metrics, attacks, attributions,
+    evaluation, cost, the paper modules) calls it first, so that data held on the CPU (datasets,
+    ``runs.batch``) meets a model on a GPU.  A tensor already there is returned as it is (the same
+    object: its graph and ``requires_grad`` are kept); what is not a tensor (None, an int target,
+    a string baseline) passes unchanged, and so does everything for a model without parameters or
+    buffers (nothing tells where it runs).  Moving keeps the dtype and is differentiable.
+    """
+    device = device_of(model)
+    if device is None:
+        return tuple(tensors)
+    return tuple(t.to(device) if torch.is_tensor(t) and t.device != device else t for t in tensors)
 
 
 def resolve_k(k: int | float, p: int, name: str = "k") -> int:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .common import seeded
+from .common import device_of, seeded, to_device_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -129,8 +129,10 @@ def step_costs(model: torch.nn.Module,
     """Time and graph memory per training step of each method, relative to ``reference``.
 
     ``methods``: ``{name: Method}`` (``methods.get``), including ``reference``.
-    ``batches``: a list of ``(x, y)``; the first ``warmup`` rounds are not timed.  Every method
-    trains its own deep copy of ``model`` with Adam (``lr``) and clipping (``grad_clip``), so
+    ``batches``: a list of ``(x, y)``, moved to ``model``'s device before any round (the copies
+    are not timed); the first ``warmup`` rounds are not timed.  Every method
+    trains its own deep copy of ``model`` (on its device; a module a method holds, e.g. ATEX's
+    teacher, must be there too) with Adam (``lr``) and clipping (``grad_clip``), so
     the results do not depend on the order of the methods; the rounds run with torch's global
     RNG seeded by ``seed`` (restored after), so methods that sample perturbations give the same
     losses whatever ran before.  After the timed rounds one more
@@ -148,6 +150,13 @@ def step_costs(model: torch.nn.Module,
     if len(batches) <= warmup:
         raise ValueError(f"len(batches)={len(batches)} must exceed warmup={warmup} "
                          f"(at least one timed round)")
+    device = device_of(model)
+    for name, method in methods.items():
+        for held in vars(method).values():
+            if isinstance(held, torch.nn.Module) and device_of(held) not in (None, device):
+                raise ValueError(f"method {name!r} holds a module on {device_of(held)} and the model is on "
+                                 f"{device}; accepted: both on one device (move the model there)")
+    batches = [to_device_of(model, x, y) for x, y in batches]
     runs = {}
     for name, method in methods.items():
         net = copy.deepcopy(model)

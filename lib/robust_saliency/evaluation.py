@@ -9,7 +9,8 @@ kept.  ``attribution_scores`` is its short form (RPS and Insertion of raw maps) 
 model rates highest per class (P4 A.6, by gradient ascent), ``sanity_checks`` the tour's checks of
 trained models and their scores.  Each method runs with torch's global RNG
 seeded (``common.seeded``), so stochastic methods (smoothgrad) give the same maps whatever ran
-before.
+before.  Inputs are moved to the model's device (``common.to_device_of``); the results are
+tensors on that device, except ``roar_sets``' datasets, which are held on the CPU.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import torch.nn as nn
 
 from . import attacks as _attacks
 from . import attributions as _attr
-from .common import generator, seeded
+from .common import device_of, generator, seeded, to_device_of
 from .metrics import accuracy, adv_insertion_curve, insertion_curve, rps
 from .metrics.accuracy import _predict
 from .metrics.robustness import _similarity_fns
@@ -60,6 +61,7 @@ def saliency_report(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attribut
     and with an attack "x_adv", "map_adv", "adv_insertion", "adv_insertion_curve",
     "label_kept"}}`` (tensors, first dimension N).
     """
+    x, y = to_device_of(model, x, y)
     eps_list = list(rps_eps) if isinstance(rps_eps, (list, tuple)) else [rps_eps]
     sims = list(similarities) if isinstance(similarities, (list, tuple)) else [similarities]
     sim_names = list(_similarity_fns(sims))
@@ -139,6 +141,7 @@ def attribution_maps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attribu
                      seed: int | None = 0) -> dict[str, torch.Tensor]:
     """``{name: map}`` of each attribution method (``attributions.get``) on ``(x, y)``, detached;
     each method runs with torch's global RNG seeded by ``seed`` (restored after)."""
+    x, y = to_device_of(model, x, y)
     out = {}
     for name in attributions:
         fn = _attr.get(name)
@@ -177,7 +180,7 @@ def activation_maximization(model: nn.Module, classes: Sequence[int] | torch.Ten
         raise ValueError(f"jitter={jitter!r} is not valid for in_shape={in_shape}; accepted: a "
                          f"non-negative int (> 0 only for inputs with two spatial axes)")
     param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
+    device = device_of(model, default="cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
     classes = torch.as_tensor(classes, device=device).long().reshape(-1)
     if classes.numel() == 0 or (classes < 0).any():
@@ -230,13 +233,15 @@ def sanity_checks(models: Mapping[tuple[str, int], nn.Module], test_sets: Mappin
     for s, per in scores.items():
         for v in per.values():
             checks.setdefault("RPS within [-1, 1]", []).append(bool((v["rps"].abs() <= 1 + 1e-5).all()))
+        net = models[(dataset, s)]
+        xs, ys = to_device_of(net, x, y)
         with torch.no_grad():
-            p_y = models[(dataset, s)](x).softmax(1).gather(1, y[:, None])[:, 0]
-        ends = torch.stack([v["insertion_curve"][:, -1] for v in per.values()])
+            p_y = net(xs).softmax(1).gather(1, ys[:, None])[:, 0]
+        ends = torch.stack([v["insertion_curve"][:, -1].to(p_y.device) for v in per.values()])
         checks.setdefault("insertion curve ends at p_y(x)", []).append(
             bool(torch.allclose(ends, p_y.expand_as(ends), atol=1e-5)))
-    xs, ys = x[:ig_images].double(), y[:ig_images]
     net64 = copy.deepcopy(models[(dataset, seed)]).double()
+    xs, ys = to_device_of(net64, x[:ig_images].double(), y[:ig_images])
     ig = _attr.get("integrated_gradients", steps=128)(net64, xs, ys)
     with torch.no_grad():
         gap = net64(xs).gather(1, ys[:, None])[:, 0] - net64(torch.zeros_like(xs)).gather(1, ys[:, None])[:, 0]
@@ -306,7 +311,7 @@ def roar_sets(model: nn.Module, dataset: BaseDataset, fraction: float,
         for i in range(0, len(dataset), bs):
             y = dataset.y[i:i + bs]
             x = dataset.x[i:i + bs] if in_memory else torch.stack([dataset[j][0] for j in range(i, i + len(y))])
-            maps = explain(model, x, y).detach()
+            maps = explain(model, x, y).detach().cpu()  # the copies are held on the CPU, as the dataset
             for key, most in (("top", True), ("bottom", False)):
                 r = removed_images(x, maps, fraction, most, baseline)
                 out[key].append(r if in_memory else (r * 255).round().to(torch.uint8))

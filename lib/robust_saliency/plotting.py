@@ -3,6 +3,9 @@
 Figures go to ``figures/<notebook>/`` (PNG and PDF) for the ``cpu`` profile, whose outputs are
 the committed reproduction; other profiles write to ``figures/<notebook>/<profile>/`` so that a
 smoke run (CI, nbval) never overwrites the reported figures.
+
+Tensors may come on any device (a model on a GPU gives maps there): every figure takes them to
+the host with ``.detach().cpu()`` before ``.numpy()`` (``_np``, ``to_image``, ``show_map``).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .common import to_device_of
 from .results import repo_root
 
 if TYPE_CHECKING:
@@ -91,6 +95,11 @@ def savefig(name: str, fig: Figure | None = None, formats: Sequence[str] = ("png
         os.replace(tmp, path)
         paths.append(path.relative_to(_figure_root()))
     return paths
+
+
+def _np(t: Any) -> np.ndarray:
+    """A tensor (any device, with or without grad) or anything array-like as a numpy array."""
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
 def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -180,17 +189,17 @@ def toy_gradient_panels(models: Mapping[str, torch.nn.Module], x: torch.Tensor, 
     from .attributions import grad
 
     first = torch.zeros(len(pair), dtype=torch.long)  # the single output of each model
-    grads = {name: grad(m, pair, first).detach() for name, m in models.items()}
+    grads = {name: grad(m, pair, first).detach().cpu() for name, m in models.items()}
     longest = max(float(g.norm(dim=1).max()) for g in grads.values()) or 1.0
     scale = 0.35 * float((hi - lo).max()) / longest
     fig, axes = plt.subplots(1, len(models), figsize=(3.1 * len(models), 3.1), squeeze=False)
     for ax, (name, m) in zip(axes[0], models.items()):
         with torch.no_grad():
-            z = m(grid)[:, 0].view(resolution, resolution).numpy()
+            z = _np(m(*to_device_of(m, grid))[:, 0].view(resolution, resolution))
         v = float(np.abs(z).max()) or 1.0
-        ax.contourf(gx.numpy(), gy.numpy(), z, levels=np.linspace(-v, v, 21), cmap=SIGNED_CMAP, alpha=0.6)
-        ax.contour(gx.numpy(), gy.numpy(), z, levels=[0.0], colors="k", linewidths=1.2)
-        ax.scatter(x[:, 0], x[:, 1], c=y, cmap="coolwarm", s=3, alpha=0.4, linewidths=0)
+        ax.contourf(_np(gx), _np(gy), z, levels=np.linspace(-v, v, 21), cmap=SIGNED_CMAP, alpha=0.6)
+        ax.contour(_np(gx), _np(gy), z, levels=[0.0], colors="k", linewidths=1.2)
+        ax.scatter(_np(x[:, 0]), _np(x[:, 1]), c=_np(y), cmap="coolwarm", s=3, alpha=0.4, linewidths=0)
         g = grads[name]
         for point, vec in zip(pair, g):
             ax.annotate("", xy=(point + scale * vec).tolist(), xytext=point.tolist(),
@@ -221,8 +230,9 @@ def insertion_strip(reports: Mapping[str, Mapping[str, Any]], x: torch.Tensor, i
     cols = 2 + len(gammas)
     fig, axes = plt.subplots(len(names), cols, figsize=(scale * cols, scale * len(names)), squeeze=False)
     for i, name in enumerate(names):
-        h_adv = reports[name]["map_adv"][index:index + 1]
-        imgs = insertion_images(x[index:index + 1], h_adv, fractions=list(gammas), baseline=baseline)[0]
+        h_adv = reports[name]["map_adv"][index:index + 1].detach().cpu()
+        base = baseline.detach().cpu() if isinstance(baseline, torch.Tensor) else baseline
+        imgs = insertion_images(x[index:index + 1].detach().cpu(), h_adv, fractions=list(gammas), baseline=base)[0]
         axes[i, 0].imshow(to_image(x[index]))
         show_map(axes[i, 1], h_adv[0])
         for j, img in enumerate(imgs):
@@ -277,8 +287,9 @@ def insertion_curves(evals: Mapping[tuple[str, int], Mapping[str, Any]], methods
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for i, m in enumerate(methods):
         for key, style in (("insertion_curve", "-"), ("adv_insertion_curve", ":")):
-            curve = torch.stack([evals[(m, s)]["report"][attribution][key].mean(0) for s in seeds]).mean(0)
-            ax.plot(fractions, curve, style, color=f"C{i}", label=m if style == "-" else None)
+            curve = torch.stack([evals[(m, s)]["report"][attribution][key].detach().cpu().mean(0)
+                                 for s in seeds]).mean(0)
+            ax.plot(_np(fractions), _np(curve), style, color=f"C{i}", label=m if style == "-" else None)
     ax.set(xlabel="fraction γ of pixels inserted", ylabel="p(true class)", title=title)
     ax.legend(fontsize=7)
     return fig
@@ -348,8 +359,8 @@ def game_curves(curves: Mapping[str, tuple[Any, Any]], fractions: Sequence[float
     fig, axes = plt.subplots(1, 2, figsize=(8.5, 3.2), sharey=True)
     for m, (dele, pres) in curves.items():
         for ax, c in zip(axes, (dele, pres)):
-            c = torch.stack(list(c)).mean(0) if isinstance(c, (list, tuple)) else c
-            ax.plot(np.asarray(fractions), np.asarray(c), label=labels.get(m, m),
+            c = torch.stack([torch.as_tensor(v).detach().cpu() for v in c]).mean(0) if isinstance(c, (list, tuple)) else c
+            ax.plot(_np(fractions), _np(c), label=labels.get(m, m),
                     lw=2.2 if m == "relex" else 1.2)
     axes[0].set(title="deletion (most relevant first; lower is better)", xlabel="fraction of pixels removed",
                 ylabel="softmax of the clean prediction")
@@ -497,7 +508,7 @@ def mean_curves(curves: Mapping[str, Sequence[torch.Tensor]],
     fractions = torch.linspace(0, 1, first.shape[-1]) if fractions is None else fractions
     fig, ax = plt.subplots(figsize=figsize)
     for label, per_seed in curves.items():
-        ax.plot(fractions, torch.stack([c.mean(0) for c in per_seed]).mean(0), label=label)
+        ax.plot(_np(fractions), _np(torch.stack([c.detach().cpu().mean(0) for c in per_seed]).mean(0)), label=label)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
@@ -511,8 +522,8 @@ def images_with_masks(x: torch.Tensor, masks: torch.Tensor, titles: Sequence[str
     (``masks`` (N, 1, H, W); P4 Fig. 3a: the BlockMNIST null block)."""
     fig, axes = plt.subplots(1, len(x), figsize=(len(x), height), squeeze=False)
     for i, (ax, img, m) in enumerate(zip(axes[0], x, masks)):
-        ax.imshow(img[0], cmap="gray", vmin=0, vmax=1)
-        ax.contour(m[0].float(), levels=[0.5], colors="C1", linewidths=0.8)
+        ax.imshow(_np(img[0]), cmap="gray", vmin=0, vmax=1)
+        ax.contour(_np(m[0].float()), levels=[0.5], colors="C1", linewidths=0.8)
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
         ax.set_xticks([]), ax.set_yticks([])

@@ -10,6 +10,12 @@ per notebook on 2 cores), ``paper`` (a GPU machine with the real datasets under
 ``data_root``).  They hold generic defaults; a notebook overrides what it needs
 (``notebook_settings``: a YAML file beside the notebook).
 
+The device is decided here and only here: a profile's ``device`` None means "cuda if available,
+else cpu" (``resolve_device``), and ``profile_params`` and ``validate`` store the device it picks
+in the parameters, so the settings object and the results' provenance show the device a run used.
+Everything after follows the model (``training.train`` puts it on ``params["device"]`` through
+``train_config``; the library moves each input to its model's device, ``common.to_device_of``).
+
 The registries of the other modules are imported at the top: a broken module fails this
 import with its own error rather than hiding as an "unknown name".
 """
@@ -46,26 +52,28 @@ PROFILES = {
         "n_train": 2000, "n_test": 200, "num_epochs": 6, "batch_size": 32,
         "optimizer": "adam", "lr": 3e-3, "grad_clip": 0.5, "normalize": True, "seeds": [0],
         "eval_subset": 32, "eps_grid": [4, 16], "attack_steps": 2,
-        "data_root": None, "device": "cpu", "progress": False,
+        "data_root": None, "device": "cpu", "num_workers": 0, "pin_memory": False, "progress": False,
     },
     "cpu": {
         "dataset": "shapes", "model": "lenet", "activation": "softplus", "beta": 3.0,
         "n_train": 10000, "n_test": 2000, "num_epochs": 10, "batch_size": 64,
         "optimizer": "adam", "lr": 1e-3, "grad_clip": 0.5, "normalize": True, "seeds": [0, 1, 2],
         "eval_subset": 200, "eps_grid": list(_EPS_GRID), "attack_steps": 10,
-        "data_root": None, "device": "cpu", "progress": True,
+        "data_root": None, "device": "cpu", "num_workers": 0, "pin_memory": False, "progress": True,
     },
     # Defaults follow P1 (CIFAR-10 LeNet, softplus beta 3, Adam lr 1e-3, grad-clip 0.5);
     # num_epochs is a placeholder that each notebook replaces by its paper's value: P1's text
     # gives none, its released scripts train 300 (LeNet) / 200 (ResNet18) / 90 (ImageNet-100)
     # epochs (papers.p1.TRAINING_RECIPES, applied by notebook 01); P3: 10 synthetic / 200
-    # ImageNette; P4: 80 BlockMNIST, 200 CIFAR.  n_train/n_test None = the full split; device None = cuda if available.
+    # ImageNette; P4: 80 BlockMNIST, 200 CIFAR.  n_train/n_test None = the full split; device None = cuda if
+    # available (resolve_device; profile_params stores its choice); 4 loader workers with pinned memory
+    # feed a GPU (the embedded profiles load in the main process).
     "paper": {
         "dataset": "cifar10", "model": "lenet", "activation": "softplus", "beta": 3.0,
         "n_train": None, "n_test": None, "num_epochs": 100, "batch_size": 128,
         "optimizer": "adam", "lr": 1e-3, "grad_clip": 0.5, "normalize": True, "seeds": [0, 1, 2],
         "eval_subset": 1000, "eps_grid": list(_EPS_GRID), "attack_steps": 100,
-        "data_root": None, "device": None, "progress": True,
+        "data_root": None, "device": None, "num_workers": 4, "pin_memory": True, "progress": True,
     },
 }
 
@@ -117,7 +125,8 @@ def profile_params(profile: str, notebook: str | None = None, **overrides: Any) 
     ``notebook`` (a name such as ``"01_local_gradient_alignment"``) layers that notebook's
     settings for the profile (``notebook_settings``: ``notebooks/<notebook>.yaml``) over the
     generic ones.  Explicit overrides win; an override whose value is None is
-    ignored (a notebook parameter left at None takes the profile's value).  Unknown profile or
+    ignored (a notebook parameter left at None takes the profile's value).  ``device`` None (the
+    paper profile's) is resolved (``resolve_device``) and stored.  Unknown profile or
     notebook -> ValueError.  ``$ROBUST_SALIENCY_PROGRESS`` (0 or 1), when set, turns the
     progress bars off or on unless ``progress`` is passed (``make reproduce`` sets 0, so that
     committed notebooks hold no progress output).
@@ -130,6 +139,8 @@ def profile_params(profile: str, notebook: str | None = None, **overrides: Any) 
     params.update({k: v for k, v in overrides.items() if v is not None})
     if overrides.get("progress") is None and os.environ.get("ROBUST_SALIENCY_PROGRESS"):
         params["progress"] = _env_flag("ROBUST_SALIENCY_PROGRESS")
+    if "device" in params:
+        params["device"] = resolve_device(params["device"])
     params["profile"] = profile
     return params
 
@@ -160,6 +171,7 @@ def validate(notebook: str | None = None, **params: Any) -> dict[str, Any]:
     names any notebook declares and leaves other names unchecked.  Also: a list or dict passed
     as a string (papermill's ``-p``), an unavailable ``device``, a real dataset without
     ``data_root``.  Raises ValueError naming the parameter, its value and what is accepted.
+    A ``device`` given as None is replaced by ``resolve_device``'s choice in the returned dict.
     """
     if "profile" in params and params["profile"] not in PROFILES:
         raise ValueError(f"profile={params['profile']!r} is not known; accepted: {tuple(PROFILES)}")
@@ -169,6 +181,8 @@ def validate(notebook: str | None = None, **params: Any) -> dict[str, Any]:
                              f"dict (from papermill pass it as YAML: -y \"{key}: {value.strip()}\")")
     if params.get("device") is not None:
         _check_device(params["device"])
+    elif "device" in params:
+        params["device"] = resolve_device(None)
     declared = settings.schema(notebook)
     settings.check({k: v for k, v in params.items() if k not in ("device", "data_root")}, notebook,
                    strict=notebook is not None)
@@ -210,7 +224,8 @@ def _check_data_root(params, datasets):
 
 
 def resolve_device(device: str | torch.device | None = None) -> str:
-    """``device``, or for None: 'cuda' if available, else 'cpu'."""
+    """``device`` (as a string), or for None: 'cuda' if available, else 'cpu'.  The library's one
+    device policy (module docstring); nothing else picks a device."""
     if device is not None:
         return str(device)
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -219,7 +234,10 @@ def resolve_device(device: str | torch.device | None = None) -> str:
 def train_config(params: Mapping[str, Any], **overrides: Any) -> training.TrainConfig:
     """A ``training.TrainConfig`` from the notebook parameters that are its fields.
 
-    ``cache_dir`` defaults to ``default_cache_dir()``, ``device`` to ``resolve_device``.
+    ``cache_dir`` defaults to ``default_cache_dir()``; ``device`` is ``resolve_device``'s (the
+    params' own, already resolved for a notebook's; None for a hand-made dict: the same policy).
+    The DataLoader settings ``num_workers`` / ``pin_memory`` are not training settings (``runs.fit``
+    passes them to its loader) and do not enter the training cache key.
     """
     names = {f.name for f in dataclasses.fields(training.TrainConfig)}
     cfg = {k: v for k, v in params.items() if k in names}

@@ -1,7 +1,8 @@
 """Where a run writes and what pins it: the repository and cache folders, provenance (git
-commit and the code changes outside the run's outputs, package versions, platform) and the
-results JSON files (``results/<notebook>_<profile>.json``, written atomically), and the
-benchmark records that ``make bench`` writes beside them (``benchmark_record``)."""
+commit and the code changes outside the run's outputs, package versions, platform, and
+``numerics``: what decides whether two runs can agree bitwise) and the results JSON files
+(``results/<notebook>_<profile>.json``, written atomically), and the benchmark records that
+``make bench`` writes beside them (``benchmark_record``)."""
 from __future__ import annotations
 
 import json
@@ -18,13 +19,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from . import cache as _cache
+from . import executor as _executor
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     import pandas as pd
 
-__all__ = ["repo_root", "default_cache_dir", "code_changes", "provenance", "write_results", "benchmark_record"]
+__all__ = ["repo_root", "default_cache_dir", "code_changes", "numerics", "provenance", "write_results",
+           "benchmark_record"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -108,10 +111,95 @@ def code_changes() -> list[str] | None:
     return sorted({p for p in paths if not _is_run_output(p)})
 
 
+def _safe(get):
+    """``get()``, or None if it raises: provenance never stops a run."""
+    try:
+        return get()
+    except Exception:  # noqa: BLE001 - any failure means "not known here"
+        return None
+
+
+def _match(pattern, text):
+    m = re.search(pattern, text or "")
+    return m.group(1) if m else None
+
+
+def _cpu_model():
+    """The CPU's model name: /proc/cpuinfo (Linux), sysctl (macOS), else ``platform.processor()``."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        text = cpuinfo.read_text(errors="replace")
+        for key in ("model name", "Hardware", "Processor", "cpu model", "uarch"):
+            name = _match(rf"(?m)^{key}\s*:\s*(.+?)\s*$", text)
+            if name:
+                return name
+    if platform.system() == "Darwin":
+        name = _safe(lambda: subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True,
+                                            text=True, timeout=5, check=True).stdout.strip())
+        if name:
+            return name
+    return platform.processor() or None
+
+
+def _numpy_blas():
+    import numpy
+
+    deps = numpy.show_config(mode="dicts").get("Build Dependencies", {})
+    blas = deps.get("blas") or {}
+    return " ".join(str(blas[k]) for k in ("name", "version") if blas.get(k)) or None
+
+
+# Environment variables that change which kernels run (the thread counts are recorded as counts).
+_NUMERICS_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "MKL_DEBUG_CPU_TYPE")
+
+
+def numerics(params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What decides whether two runs of the same code give bitwise-equal numbers: the CPU kernels
+    torch dispatches to (``cpu_capability``: ``torch.backends.cpu.get_cpu_capability()``, the CPU
+    model and machine, the environment variables that override them), the libraries (torch and
+    numpy versions, torch's BLAS / LAPACK and its MKL version, oneDNN (mkldnn), numpy's BLAS),
+    the intra-op and inter-op thread counts and parallel backend, the torch threads of one fit
+    (``fit_threads``: the executor's, else the process's) and where fits ran (``executor``), and
+    the device: ``params["device"]`` (the notebooks' params carry the resolved one; None when not
+    given), with the GPU's name, CUDA and cuDNN versions when CUDA is available.  Every field is read
+    defensively (one that cannot be read is None) and none holds a path."""
+    config = _safe(torch.__config__.show) or ""
+    parallel = _safe(torch.__config__.parallel_info) or ""
+    cuda = bool(_safe(torch.cuda.is_available))
+    mkldnn = _safe(torch.backends.mkldnn.is_available)
+    device = (params or {}).get("device")
+    mkl = _match(r"Math Kernel Library Version ([\w.-]+)", config)
+    return {
+        "cpu_capability": _safe(torch.backends.cpu.get_cpu_capability),
+        "cpu_model": _safe(_cpu_model),
+        "machine": platform.machine() or None,
+        "torch": str(torch.__version__),
+        "numpy": _safe(lambda: metadata.version("numpy")),
+        "blas": _match(r"BLAS_INFO=(\w+)", config),
+        "lapack": _match(r"LAPACK_INFO=(\w+)", config),
+        "mkl": mkl.removesuffix("-Product") if mkl else None,
+        "mkldnn": (_match(r"(?:MKL-DNN|oneDNN) v([\w.]+)", config) or "available") if mkldnn
+        else None if mkldnn is None else "not available",
+        "numpy_blas": _safe(_numpy_blas),
+        "parallel_backend": _match(r"ATen parallel backend: ([^\n]+)", parallel),
+        "threads": _safe(torch.get_num_threads),
+        "interop_threads": _safe(torch.get_num_interop_threads),
+        "env": {k: os.environ[k] for k in _NUMERICS_ENV if os.environ.get(k)},
+        "device": None if device is None else str(device),
+        "fit_threads": _safe(lambda: _executor.current().threads or torch.get_num_threads()),
+        "executor": _safe(lambda: _executor.current().describe()),
+        "cuda_device": _safe(lambda: torch.cuda.get_device_name(0)) if cuda else None,
+        "cuda": torch.version.cuda if cuda else None,
+        "cudnn": _safe(torch.backends.cudnn.version) if cuda else None,
+    }
+
+
 def provenance(params: Mapping[str, Any] | None, seeds: Iterable[int] | None,
                t_start: float | None) -> dict[str, Any]:
     """What pins the code (git commit and the changes outside the run's outputs), package
-    versions, platform, profile, seeds and wall time.
+    versions, platform, profile, seeds, wall time, and ``numerics`` (``numerics(params)``: what
+    decides whether another run can give bitwise-equal numbers; ``python -m robust_saliency.compare``
+    reads it).
 
     ``t_start`` is ``time.time()`` taken at the notebook's start (None: wall time unknown).
     ``commit`` is 'unknown' outside a git checkout.  ``code_changes`` lists the files that
@@ -135,6 +223,7 @@ def provenance(params: Mapping[str, Any] | None, seeds: Iterable[int] | None,
     }
     info["platform"]["torch_threads"] = torch.get_num_threads()
     info["platform"]["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    info["numerics"] = numerics(params)
     return info
 
 

@@ -12,7 +12,9 @@ import torch
 
 from . import cache as _cache
 from . import data, models, training
+from . import executor as _executor
 from . import methods as _methods
+from .common import device_of
 from .profiles import accepted_names, train_config
 from .results import default_cache_dir
 
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Collection, Iterator, Sequence
 
-__all__ = ["load_data", "build_model", "fit", "batch", "split_validation", "swap_samples",
+__all__ = ["load_data", "build_model", "fit", "fit_many", "batch", "split_validation", "swap_samples",
            "permuted_labels", "diff_roar", "select_hparams", "hp_text", "check_grid", "cached_eval",
            "ReadRecorder"]
 
@@ -77,6 +79,25 @@ def fit(params: Mapping[str, Any], train_set: torch.utils.data.Dataset, method: 
     a copy of its teacher); they enter the cache key.  ``cfg_overrides`` (e.g. ``num_epochs``)
     override the training settings of ``params``.
     """
+    net = _build_for_fit(params, train_set, model, seed, model_kw, init_from)
+    return training.train(*_fit_args(params, train_set, net, method, seed, method_kw, cfg_overrides))
+
+
+def _fit_args(params, train_set, net, method, seed, method_kw, cfg_overrides):
+    """``(model, method, loader, cfg)`` of ``training.train`` for a ``fit`` call."""
+    meth = _methods.get(method, **(method_kw or {})) if isinstance(method, str) else method
+    cfg = train_config(params, seed=seed, **cfg_overrides)
+    if cfg.threads is None:
+        cfg.threads = _executor.threads_per_job()
+    loader = torch.utils.data.DataLoader(train_set, batch_size=params.get("batch_size", 128), shuffle=False,
+                                         # the profile's loader settings (not in the training key;
+                                         # page-locked memory only helps copies to an accelerator)
+                                         num_workers=int(params.get("num_workers") or 0),
+                                         pin_memory=bool(params.get("pin_memory")) and torch.device(cfg.device).type != "cpu")
+    return net, meth, loader, cfg
+
+
+def _build_for_fit(params, train_set, model=None, seed=0, model_kw=None, init_from=None):
     net = build_model(params, train_set, model=model, seed=seed, **(model_kw or {}))
     if init_from is not None:
         try:
@@ -84,15 +105,74 @@ def fit(params: Mapping[str, Any], train_set: torch.utils.data.Dataset, method: 
         except (RuntimeError, AttributeError) as err:
             raise ValueError(f"init_from={type(init_from).__name__} does not fit the model "
                              f"{params.get('model') if model is None else model!r}: {err}") from None
-    meth = _methods.get(method, **(method_kw or {})) if isinstance(method, str) else method
-    cfg = train_config(params, seed=seed, **cfg_overrides)
-    loader = torch.utils.data.DataLoader(train_set, batch_size=params.get("batch_size", 128),
-                                         shuffle=False)
-    return training.train(net, meth, loader, cfg)
+    return net
+
+
+_FIT_KW = ("method", "seed", "model", "model_kw", "method_kw", "init_from")
+
+
+def fit_many(params: Mapping[str, Any], train_set: torch.utils.data.Dataset,
+             jobs: Sequence[Mapping[str, Any]], desc: str = "fits") -> list[torch.nn.Module]:
+    """``[fit(params, train_set, **job) for job in jobs]``, the fits that are not cached yet
+    trained through the executor (``executor.current()``: sequential by default, Dask workers
+    with ``ROBUST_SALIENCY_WORKERS`` or ``ROBUST_SALIENCY_SCHEDULER``).
+
+    Each job holds ``fit``'s keywords (``method``, ``seed``, ``model``, ``model_kw``,
+    ``method_kw``, ``init_from`` and training overrides such as ``num_epochs``); a job may also
+    name its own ``train_set``.  The fits must be independent (none starts from another's
+    result: fit those first).  A worker trains a fit without a shared disk and returns its
+    cache file, which this process writes; the weights and cache keys are those of the
+    sequential run at the same threads per fit.  Fits already cached, and repeated jobs, are
+    not submitted; if some fits fail, the others finish (and are cached) and
+    ``executor.JobsFailed`` names each failed fit's configuration and error.
+    """
+    jobs = [dict(job) for job in jobs]
+    sets = [job.pop("train_set", train_set) for job in jobs]
+    ex = _executor.current()
+    if ex.parallel:
+        pending, labels, seen = [], [], set()
+        for job, ds in zip(jobs, sets):
+            kw = {k: job[k] for k in _FIT_KW if k in job}
+            overrides = {k: v for k, v in job.items() if k not in _FIT_KW}
+            net = _build_for_fit(params, ds, kw.get("model"), kw.get("seed", 0), kw.get("model_kw"),
+                                 kw.get("init_from"))
+            args = _fit_args(params, ds, net, kw.get("method", "ce"), kw.get("seed", 0),
+                             kw.get("method_kw"), overrides)
+            key = training.train_key(*args)
+            path = training.cached_path(args[1], args[3], key)
+            if path is None:
+                raise ValueError("fit_many with Dask workers needs a cache folder (cache_dir): the "
+                                 "workers' results are written there")
+            if key in seen or training.is_cached(path, key):
+                continue
+            seen.add(key)
+            pending.append((args, key, path))
+            labels.append(f"{args[1]!r}, seed {kw.get('seed', 0)}"
+                          + "".join(f", {k}={v!r}" for k, v in overrides.items()))
+        _executor.run(_train_elsewhere, [(a, k) for a, k, _ in pending], labels, desc=desc,
+                      progress=bool(params.get("progress", True)), executor=ex,
+                      on_result=lambda i, data: _cache.atomic_write_bytes(data, pending[i][2]))
+    return [fit(params, ds, **job) for job, ds in zip(jobs, sets)]
+
+
+def _train_elsewhere(job):
+    """In a worker: train one fit into a private folder and return its cache file's bytes."""
+    import tempfile
+
+    (net, meth, loader, cfg), key = job
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = training.TrainConfig.make(cfg, cache_dir=folder, checkpoint=False, progress=False)
+        trained = training.train(net, meth, loader, cfg)
+        if trained.train_info["key"] != key:
+            raise RuntimeError(f"the worker's cache key {trained.train_info['key'][:12]} differs from "
+                               f"this process's {key[:12]}: the worker runs other code or library "
+                               f"versions (install the same commit on the workers)")
+        return Path(trained.train_info["path"]).read_bytes()
 
 
 def batch(dataset: torch.utils.data.Dataset, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of ``dataset`` (all for None) as stacked tensors ``(x, y)``."""
+    """The first ``n`` samples of ``dataset`` (all for None) as stacked tensors ``(x, y)``, where the
+    dataset holds them (the CPU): every function that takes a model moves them to its device."""
     n = len(dataset) if n is None else min(int(n), len(dataset))
     if hasattr(dataset, "x") and torch.is_tensor(dataset.x):
         return dataset.x[:n], dataset.y[:n]
@@ -185,8 +265,9 @@ def diff_roar(params: Mapping[str, Any], model: torch.nn.Module, train_set: data
 
     sets = {split: roar_sets(model, ds, fraction, attribution=attribution, baseline=baseline, seed=seed)
             for split, ds in (("train", train_set), ("test", test_set))}
-    out = {k: accuracy(fit(params, sets["train"][k], "ce", seed=seed, **fit_kw), batch(sets["test"][k]))
-           for k in ("top", "bottom")}
+    nets = fit_many(params, None, [{"train_set": sets["train"][k], "method": "ce", "seed": seed, **fit_kw}
+                                   for k in ("top", "bottom")])
+    out = {k: accuracy(net, batch(sets["test"][k])) for k, net in zip(("top", "bottom"), nets)}
     out["diff_roar"] = out["bottom"] - out["top"]
     return out
 
@@ -294,8 +375,12 @@ def cached_eval(name: str, model: torch.nn.Module, params: Mapping[str, Any],
     parameters ``fn`` reads.  Those keys are not listed by hand: ``fn`` gets a ``ReadRecorder``
     of ``params``, and the keys it read are kept beside the results (one list per ``name`` and
     code, growing when another call reads more), so a change to any parameter the evaluation
-    reads -- or to its code -- is a miss.  Written atomically under ``<cache_dir>/eval``; a model
-    without a training key is evaluated without caching.
+    reads -- or to its code -- is a miss.  The key also holds the type of the model's device
+    (``common.device_of``: cpu, cuda, ...): the evaluations move their inputs there and draw their
+    noise and random starts from generators on it, so a GPU run does not reuse a CPU run's numbers.
+    Written atomically under ``<cache_dir>/eval``; a model without a training key is evaluated
+    without caching.  The value is stored and returned with its tensors on the CPU
+    (``cache.to_cpu``), computed or loaded alike, whatever device computed it.
 
     Parameters
     ----------
@@ -317,11 +402,12 @@ def cached_eval(name: str, model: torch.nn.Module, params: Mapping[str, Any],
     Returns
     -------
     object
-        ``fn``'s value, computed or loaded.
+        ``fn``'s value, computed or loaded, its tensors on the CPU.
     """
     info = getattr(model, "train_info", None) or {}
     if "key" not in info:
-        return fn(ReadRecorder(params))
+        return _cache.to_cpu(fn(ReadRecorder(params)))
+    device = device_of(model, default="cpu").type
     folder = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "eval"
     code = tuple(code or (getattr(fn, "__module__", None),))
     try:
@@ -339,7 +425,7 @@ def cached_eval(name: str, model: torch.nn.Module, params: Mapping[str, Any],
 
     def key_of(reads):
         keys = sorted(map(str, params)) if reads["all"] else reads["keys"]
-        return {"model": info["key"], "eval": name, "code": code_hash, "inputs": inputs,
+        return {"model": info["key"], "eval": name, "device": device, "code": code_hash, "inputs": inputs,
                 "params": _param_values(params, keys)}
 
     reads = known_reads()
@@ -349,7 +435,7 @@ def cached_eval(name: str, model: torch.nn.Module, params: Mapping[str, Any],
         if isinstance(entry, dict) and entry.get("key") == key_hash:
             return entry["value"]
     rec = ReadRecorder(params)
-    value = fn(rec)
+    value = _cache.to_cpu(fn(rec))
     now = {"all": rec.read_all, "keys": rec.keys_read()}
     if reads is not None:  # union with what other calls read
         now = {"all": now["all"] or reads["all"], "keys": sorted(set(now["keys"]) | set(reads["keys"]))}

@@ -174,7 +174,8 @@ def seeds(doc: str = "the training seeds: seed i of every method shares its init
                  lambda v: _many(v) is not None and bool(v) and all(_is_int(s) and s >= 0 for s in v))
 
 
-def device(doc: str = "the torch device; None: cuda if available, else cpu") -> Param:
+def device(doc: str = "the torch device; None: cuda if available, else cpu (profiles.resolve_device, "
+                       "whose choice the validated params then hold)") -> Param:
     def ok(v):
         try:
             dev = torch.device(v)
@@ -221,6 +222,10 @@ GENERIC: dict[str, Param] = {
     "attack_steps": integer(1, "steps", doc="attack iterations"),
     "data_root": folder("the folder holding the real datasets (paper profile; see data/README.md)"),
     "device": device(),
+    "num_workers": integer(0, "processes", doc="the training DataLoader's worker processes (0: load in the main "
+                           "process); not in the training cache key: it does not change the weights"),
+    "pin_memory": boolean("the training DataLoader pins its batches in page-locked memory (faster copies to a "
+                          "GPU); not in the training cache key"),
     "progress": boolean("progress bars"),
 }
 

@@ -65,12 +65,13 @@ from torch.utils.data import (ConcatDataset, DataLoader, RandomSampler, Sequenti
                               TensorDataset)
 
 from . import cache as _cache
+from .common import device_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "dataset_identity", "crop_flip",
-           "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
+__all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "cached_path", "is_cached",
+           "dataset_identity", "crop_flip", "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
 
 # The code a trained model depends on: the loop, every method (its regularizers, attacks and
 # attributions) and the model zoo, each with what it imports (``cache.source_hash``).
@@ -117,7 +118,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step", "multistep")
 AUGMENTS = ("none", "crop_flip")
 # Fields that do not change the trained weights: left out of the cache key.
-_NOT_IN_KEY = ("progress", "cache_dir", "device", "checkpoint")
+_NOT_IN_KEY = ("progress", "cache_dir", "device", "checkpoint", "threads")
 
 
 def _is_int(v):
@@ -139,6 +140,8 @@ class TrainConfig:
     per-epoch resume checkpoints when ``cache_dir`` is set.  ``deterministic`` turns on
     ``torch.use_deterministic_algorithms(True, warn_only=True)`` (and cuDNN determinism) for
     the call only; on CUDA also set ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` before starting Python.
+    ``threads`` sets torch's intra-op thread count for the call (None: the process's own); the
+    count in effect enters the cache key, as 1 and 2 threads give different weights.
     ``augment="crop_flip"`` applies, per training sample and step, a random crop of the image
     zero-padded by ``crop_padding`` pixels on each side and a horizontal flip with probability
     1/2 (torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip``, P1's CIFAR
@@ -164,6 +167,7 @@ class TrainConfig:
     progress: bool = True
     device: str | None = None
     checkpoint: bool = True
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         def bad(param, accepted):
@@ -201,6 +205,8 @@ class TrainConfig:
             bad("grad_clip", "None or a float > 0")
         if not _is_int(self.seed) or self.seed < 0:
             bad("seed", "an int >= 0")
+        if self.threads is not None and (not _is_int(self.threads) or self.threads < 1):
+            bad("threads", "None or an int >= 1")
         for flag in ("deterministic", "shuffle", "progress", "checkpoint"):
             if not isinstance(getattr(self, flag), bool):
                 bad(flag, "True or False")
@@ -296,14 +302,21 @@ def _key_material(model, method, loader, cfg):
         "data": _data_identity(loader),
         "batch_size": loader.batch_size,
         "drop_last": bool(loader.drop_last),
+        "threads": _threads(cfg),
     }
+
+
+def _threads(cfg):
+    """The torch threads a run of ``cfg`` computes with."""
+    return torch.get_num_threads() if cfg.threads is None else cfg.threads
 
 
 def train_key(model: torch.nn.Module, method: Method, loader: DataLoader,
               cfg: TrainConfig | dict[str, Any] | None = None, **overrides: Any) -> str:
     """The cache key of ``train(model, method, loader, cfg)``: a sha256 hex string.
 
-    It covers the cfg fields (but ``progress``, ``cache_dir``, ``device``, ``checkpoint``),
+    It covers the cfg fields (but ``progress``, ``cache_dir``, ``device``, ``checkpoint``;
+    ``threads`` enters as the count in effect, ``cfg.threads`` or torch's own),
     ``repr(model)`` and a hash of its current (initial) state_dict, the method's name and
     hparams, the data identity, the batch size and drop_last, and the source of the code that
     trains (``cache.source_hash`` of the loop, the methods and the models, with their imports).
@@ -446,10 +459,13 @@ def _maxrss_mb():
 
 
 def _resolve_device(model, cfg):
+    """Where ``train`` runs: ``cfg.device``, or for None the model's current device (``TrainConfig``
+    documents it; a model without parameters or buffers: the CPU).  Not a device policy: the one
+    decision "cuda if available" is ``profiles.resolve_device``, which ``profiles.train_config``
+    (and so ``runs.fit``) has already applied, so a notebook's runs never get None here."""
     if cfg.device is not None:
         return torch.device(cfg.device)
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+    return device_of(model, default="cpu")
 
 
 class _CleanAccuracy:
@@ -529,6 +545,20 @@ def _paths(cfg, method, key):
     return folder / f"{stem}.pt", folder / f"{stem}.ckpt"
 
 
+def cached_path(method: Method, cfg: TrainConfig | dict[str, Any], key: str) -> Path | None:
+    """Where ``train`` keeps the weights of the run with cache key ``key`` (None without a
+    ``cache_dir``)."""
+    return _paths(TrainConfig.make(cfg), method, key)[0]
+
+
+def is_cached(path: str | Path | None, key: str) -> bool:
+    """Whether ``path`` holds intact weights saved under ``key``."""
+    if path is None:
+        return False
+    saved = _cache.load_verified(path)
+    return saved is not None and saved.get("key") == key
+
+
 def _finish(model, history, info):
     model.eval()
     model.train_history = history
@@ -564,12 +594,14 @@ def train(model: torch.nn.Module, method: Method, loader: DataLoader,
             return _finish(model, saved["history"], {"key": key, "path": str(final_path),
                                                      "from_cache": True, "resumed_from_epoch": 0})
 
-    caller_rng = _get_rng_state()
+    caller_rng, caller_threads = _get_rng_state(), torch.get_num_threads()
     try:
+        torch.set_num_threads(_threads(cfg))
         with _Determinism(cfg.deterministic):
             history, resumed = _run(model, method, loader, cfg, device, key, ckpt_path, callback)
     finally:
         _set_rng_state(caller_rng)
+        torch.set_num_threads(caller_threads)
 
     if final_path is not None:
         _cache.atomic_save({"key": key, "material": json.dumps(_cache.canonical(material)),

@@ -1,6 +1,7 @@
 """Attribution maps: ``get(name, **hp)`` -> an ``Explainer``, called as
 ``explainer(model, x, target, create_graph=False) -> map`` (or ``.attribute(...)``, captum's
-name).  The map has the shape of ``x``.
+name).  The map has the shape of ``x`` and lies on the model's device: every explainer moves
+``x`` and ``target`` there first (``common.to_device_of``).
 
 Modules: ``gradient`` (grad, input_x_grad, guided_backprop), ``lrp`` (LRP, hand-written),
 ``captum_methods`` (integrated_gradients, smoothgrad, deeplift, gradcam), ``relex`` (P2's

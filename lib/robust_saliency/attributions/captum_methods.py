@@ -7,6 +7,7 @@ import warnings
 import torch
 import torch.nn as nn
 
+from ..common import to_device_of
 from ._common import _no_create_graph, _target
 
 
@@ -28,7 +29,7 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, target: torch.Tensor
     from captum.attr import IntegratedGradients
 
     _no_create_graph("integrated_gradients", create_graph)
-    x = x.detach()
+    x, target = to_device_of(model, x.detach(), target)
     return IntegratedGradients(model).attribute(x, baselines=torch.full_like(x, float(baseline)),
                                                 target=_target(target, x), n_steps=steps,
                                                 internal_batch_size=internal_batch_size).detach()
@@ -45,7 +46,7 @@ def smoothgrad(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, cr
     from captum.attr import NoiseTunnel, Saliency
 
     _no_create_graph("smoothgrad", create_graph)
-    x = x.detach()
+    x, target = to_device_of(model, x.detach(), target)
     std = float(sigma * (x.max() - x.min()))
     return NoiseTunnel(Saliency(model)).attribute(x, nt_type="smoothgrad", nt_samples=n, stdevs=std,
                                                   target=_target(target, x), abs=False).detach()
@@ -58,7 +59,7 @@ def deeplift(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, crea
     from captum.attr import DeepLift
 
     _no_create_graph("deeplift", create_graph)
-    x = x.detach()
+    x, target = to_device_of(model, x.detach(), target)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return DeepLift(model).attribute(x, baselines=torch.full_like(x, float(baseline)),
@@ -92,7 +93,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, creat
     from captum.attr import LayerAttribution, LayerGradCam
 
     _no_create_graph("gradcam", create_graph)
-    x = x.detach()
+    x, target = to_device_of(model, x.detach(), target)
     layer = last_conv(model, x) if layer is None else layer
     cam = LayerGradCam(model, layer).attribute(x, target=_target(target, x), relu_attributions=True).detach()
     cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), interpolate_mode="bilinear")

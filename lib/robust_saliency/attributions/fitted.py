@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from ..common import to_device_of
 from ._common import _target
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ def relex(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int | None =
     if isinstance(chunk, bool) or int(chunk) != chunk or chunk < 1:
         raise ValueError(f"chunk={chunk!r} is not valid; accepted: a positive int")
     to_z, _ = _normalizer(model, space)
-    x = x.detach()
+    x, target = to_device_of(model, x.detach(), target)
     n, b = x.shape[0], int(s["n_noise"])
     if target is None:
         with torch.no_grad():

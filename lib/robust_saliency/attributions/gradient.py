@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..common import target_logit_grad
+from ..common import target_logit_grad, to_device_of
 from ..models import leading_normalize
 from ._common import _input, _select, _swap, _target
 
@@ -46,6 +46,7 @@ def grad(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, create_g
     torch.Tensor
         The gradient map, same shape as ``x``.
     """
+    x, target = to_device_of(model, x, target)
     return in_space(model, target_logit_grad(model, x, _target(target, x), create_graph=create_graph)[1], space)
 
 
@@ -65,6 +66,7 @@ def input_x_grad(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, 
     x_n * grad_{x_n} g_y = (x - mu) * grad_x g_y for a model whose first module is ``Normalize``
     (the pixel form without one).  ``space="pixel"``: x * grad_x g_y(x), x in [0, 1].
     """
+    x, target = to_device_of(model, x, target)
     with torch.enable_grad():
         x = _input(x)
         return times_input(model, x, grad(model, x, target, create_graph=create_graph), space)
@@ -110,6 +112,7 @@ def guided_backprop(model: nn.Module, x: torch.Tensor, target: torch.Tensor | in
     backward is the guided rule, so the map is twice differentiable for softplus nets
     (in train mode, BatchNorm statistics are then updated twice).
     """
+    x, target = to_device_of(model, x, target)
     acts = [m for m in model.modules() if isinstance(m, _ACTIVATIONS)]
     records, calls = {}, {}
 

@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..common import to_device_of
 from ..models import Normalize
 from ._common import _stabilize, _swap, _target
 
@@ -186,6 +187,7 @@ def lrp(model: nn.Module, x: torch.Tensor, target: torch.Tensor | int, create_gr
     """
     if init not in ("logit", "onehot"):
         raise ValueError(f"init={init!r} is not known; accepted: ['logit', 'onehot']")
+    x, target = to_device_of(model, x, target)
     ctx = _LRPContext(model, low, high, stabilizer, zplus_bias)
     hooked = [m for m in model.modules()
               if isinstance(m, _LINEAR + _ACTIVATIONS + _BATCHNORM) or isinstance(m, Normalize)]

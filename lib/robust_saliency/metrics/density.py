@@ -8,6 +8,7 @@ one (sample, alpha / fraction / draw) pair); the model's train/eval mode is left
 its parameters' ``.grad`` are not touched (gradients are taken w.r.t. the input only).
 Random draws come from a local ``torch.Generator`` seeded by ``seed`` (``common.generator``):
 results repeat for a seed and the global RNG is left alone (``seed=None``: the global RNG).
+Inputs are moved to the model's device first (``common.to_device_of``), where the draws are made.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..common import generator, target_logit_grad
+from ..common import generator, target_logit_grad, to_device_of
 from ._common import _work_dtype
 from .games import _baseline, _ranks
 
@@ -117,7 +118,7 @@ def riemann_integrated_gradients(model: torch.nn.Module, x: torch.Tensor, y: tor
     ``method="riemann_right"``).  The ``steps * N`` scaled inputs go through the model in chunks
     of ``internal_batch_size`` rows (None: all at once).  Returns a detached map of x's shape."""
     steps = _positive_int(steps, "steps")
-    x = x.detach()
+    x, y = to_device_of(model, x.detach(), y)
     y = _target(y, x)
     n = x.shape[0]
     total = n * steps
@@ -147,6 +148,7 @@ def feature_leakage(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | i
     map already computed (``riemann_integrated_gradients(model, x, y, steps)``, x's shape), to
     score it without a second pass.
     """
+    x, y, null_mask, maps = to_device_of(model, x, y, null_mask, maps)
     mask = _check_mask(null_mask, x)
     if maps is not None and tuple(maps.shape) != tuple(x.shape):
         raise ValueError(f"maps.shape={tuple(maps.shape)} is not valid; accepted: x's shape {tuple(x.shape)}")
@@ -183,6 +185,7 @@ def ood_auroc(model: torch.nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, s
     if len(x_in) == 0 or len(x_out) == 0:
         raise ValueError(f"ood_auroc needs samples on both sides; got len(x_in)={len(x_in)}, "
                          f"len(x_out)={len(x_out)}")
+    x_in, x_out = to_device_of(model, x_in, x_out)
     s_in = _ood_score(_logits(model, x_in, batch_size), score)
     s_out = _ood_score(_logits(model, x_out, batch_size), score)
     labels = torch.cat([torch.ones(len(s_in)), torch.zeros(len(s_out))]).numpy()
@@ -210,7 +213,7 @@ def pixel_perturbation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor 
     """
     if fractions is None:
         fractions = PIXEL_FRACTIONS
-    x, maps = x.detach(), maps.detach()
+    x, y, maps = to_device_of(model, x.detach(), y, maps.detach())
     y = _target(y, x)
     n = x.shape[0]
     rank, ks, mask_shape = _ranks(x, maps, fractions, signed=False)
@@ -264,6 +267,7 @@ def relative_gradient_change(model: torch.nn.Module, x: torch.Tensor, y: torch.T
     ``relative_density_change``'s for the same seed).  0 = the gradient does not move (a linear
     model); a zero gradient at x gives inf / nan.  Returns (N, S), lower is more robust.
     """
+    x, y = to_device_of(model, x, y)
     sig = _check_sigmas(sigmas).to(device=x.device, dtype=_work_dtype(x))
     x = x.detach().to(_work_dtype(x))
     y = _target(y, x)
@@ -294,6 +298,7 @@ def relative_density_change(model: torch.nn.Module, x: torch.Tensor,
     """
     if form not in DENSITY_FORMS:
         raise ValueError(f"form={form!r} is not known; accepted: {list(DENSITY_FORMS)}")
+    (x,) = to_device_of(model, x)
     sig = _check_sigmas(sigmas).to(device=x.device, dtype=_work_dtype(x))
     x = x.detach().to(_work_dtype(x))
     eps = gaussian_draws(x, n, seed)

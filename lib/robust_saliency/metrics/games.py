@@ -7,7 +7,8 @@ the ``P`` positions means ``k = round(gamma * P)`` positions; ties are broken by
 (stable sort), so exactly ``k`` positions are kept / removed.  All channels of a pixel move
 together.  The masked copies for all (sample, fraction) pairs are stacked into one batch and
 fed to the model in chunks of ``batch_size``.  Probabilities are ``softmax(model(.))[y]``
-under ``torch.no_grad()``; the model's train/eval mode is left as it is.
+under ``torch.no_grad()``; the model's train/eval mode is left as it is.  The games that take a
+model move ``x``, ``y`` and the maps to its device first (``common.to_device_of``).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..common import to_device_of
 from ._common import _work_dtype
 
 if TYPE_CHECKING:
@@ -92,7 +94,7 @@ def _game_curve(model, x, y, maps, fractions, baseline, mode, signed, batch_size
     """p_y of the masked copies for every (sample, fraction); mode in keep_top/drop_top/drop_bottom."""
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int; got batch_size={batch_size}")
-    x, maps = x.detach(), maps.detach()
+    x, y, maps = to_device_of(model, x.detach(), y, maps.detach())
     n = x.shape[0]
     rank, ks, mask_shape = _ranks(x, maps, fractions, signed)
     p, nf = rank.shape[1], ks.numel()
@@ -266,6 +268,7 @@ def explanation_probs(model: torch.nn.Module, x: torch.Tensor, maps: torch.Tenso
                       baseline: str | torch.Tensor = "zero",
                       batch_size: int = 256) -> torch.Tensor:
     """Softmax over all classes of the model at ``explanation(x, maps, baseline)``, (N, K) (P2 Fig. S5)."""
+    x, maps = to_device_of(model, x, maps)
     e = explanation(x, maps, baseline)
     with torch.no_grad():
         return torch.cat([model(e[i:i + int(batch_size)]).softmax(1)

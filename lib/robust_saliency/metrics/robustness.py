@@ -8,7 +8,7 @@ import torch
 
 from .. import attributions as _attributions
 from .. import units
-from ..common import generator
+from ..common import generator, to_device_of
 from ._common import _work_dtype
 from .similarity import cosine, pcc, spearman, ssim, ssim_p1
 
@@ -73,8 +73,10 @@ def rps(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     ``postprocess`` maps the raw map to h: None (raw map), 'abs_max' (P1's code: sum_c |map| /
     per-image max; needed for SSIM) or a fn.  ``seed``: the noise draws use their own
     generator (None: the global RNG).  Returns a tensor (N,) (a dict for a list of
-    similarities); P1 reports its mean over the test set.
+    similarities); P1 reports its mean over the test set.  ``x`` and ``y`` are moved to the model's
+    device, where the noise is drawn.
     """
+    x, y = to_device_of(model, x, y)
     radius = units.linf(eps)
     if isinstance(n, bool) or int(n) != n or n < 1:
         raise ValueError(f"n must be a positive int; got n={n}")

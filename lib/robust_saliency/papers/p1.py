@@ -24,10 +24,12 @@ import pandas as pd
 import torch
 
 from .. import claims, cost, evaluation, methods, metrics, models, regularizers, training
+from ..common import device_of, to_device_of
 from ..settings import Settings
 from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
-from ..runs import batch, build_model, cached_eval, check_grid, fit, load_data, select_hparams, split_validation
+from ..runs import (batch, build_model, cached_eval, check_grid, fit_many, load_data, select_hparams,
+                    split_validation)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
 __all__ = ["TABLE1_CIFAR10_LENET", "TABLE2", "TABLE2_CIFAR10_LENET", "REFERENCE_HPARAMS",
-           "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "evaluate_saliency", "select_hparams",
+           "TOY_MODELS", "TRAINING_RECIPES", "grid", "summarize", "fit_method", "fit_methods", "evaluate_saliency", "select_hparams",
            "selection_tolerance", "insertion_settings", "INSERTION_FORMS", "insertion_kw", "settings", "load_splits",
            "toy_experiment", "lemma3_scaling", "grid_search", "table1", "appendix", "table2",
            "bound_experiment", "claim_rows", "checks"]
@@ -124,13 +126,26 @@ def fit_method(params: Mapping[str, Any], train_set: Dataset, method: str, seed:
     student starts from, fine-tuned for ``params["atex_epochs"]`` epochs (default: the
     profile's ``num_epochs``).  Every other method trains from the seed's initial weights.
     """
-    hparams = dict(hparams or {})
-    if method != "atex":
-        return fit(params, train_set, method, seed=seed, method_kw=hparams)
-    teacher = fit(params, train_set, "ce", seed=seed)
-    epochs = params.get("atex_epochs") or params["num_epochs"]
-    return fit(params, train_set, "atex", seed=seed, method_kw={"teacher": teacher, **hparams},
-               init_from=teacher, num_epochs=int(epochs))
+    return fit_methods(params, train_set, [(method, seed, hparams)])[0]
+
+
+def fit_methods(params: Mapping[str, Any], train_set: Dataset,
+                configs: Sequence[tuple[str, int, Mapping[str, Any] | None]]) -> list[torch.nn.Module]:
+    """``fit_method`` for each ``(method, seed, hparams)`` of ``configs``; the fits not yet cached
+    are trained through the executor (``runs.fit_many``: in parallel on Dask workers when asked),
+    ``atex``'s teachers before their students."""
+    configs = [(m, s, dict(hp or {})) for m, s, hp in configs]
+    direct = [i for i, (m, _, _) in enumerate(configs) if m != "atex"]
+    students = [i for i, (m, _, _) in enumerate(configs) if m == "atex"]
+    teacher_seeds = sorted({configs[i][1] for i in students})
+    jobs = [{"method": configs[i][0], "seed": configs[i][1], "method_kw": configs[i][2]} for i in direct]
+    nets = fit_many(params, train_set, jobs + [{"method": "ce", "seed": s} for s in teacher_seeds])
+    out, teachers = dict(zip(direct, nets)), dict(zip(teacher_seeds, nets[len(direct):]))
+    epochs = int(params.get("atex_epochs") or params["num_epochs"])
+    out.update(zip(students, fit_many(params, train_set, [
+        {"method": "atex", "seed": s, "method_kw": {"teacher": teachers[s], **hp}, "init_from": teachers[s],
+         "num_epochs": epochs} for _, s, hp in (configs[i] for i in students)])))
+    return [out[i] for i in range(len(configs))]
 
 
 INSERTION_FORMS = ("reference_code", "paper")
@@ -262,23 +277,25 @@ TOY_MODELS = {"ReLU + BCE": ("relu", "ce", {}),
 
 
 def toy_experiment(profile: str, seeds: Sequence[int], epochs: int, n_points: int = 200,
-                   radius: float = 0.1) -> dict[str, Any]:
+                   radius: float = 0.1, device: str | None = None) -> dict[str, Any]:
     """P1 Fig. 1 on ``toy2d``: each ``TOY_MODELS`` network per seed, and per network the mean
     Gamma_l2 and cosine similarity of the gradients at the ``n_points`` test points nearest
     its decision boundary and at a uniform shift of at most ``radius`` (one fixed draw).
+    ``device``: the notebook's (``params["device"]``); None: the profile's.
 
     Returns ``{"models": {(name, seed): LogitMargin}, "table": DataFrame (one row per network
     and seed), "test": the toy test set}``.
     """
     toy = profile_params(profile, dataset="toy2d", model="two_layer", n_train=None, n_test=None,
-                         num_epochs=epochs, batch_size=250, lr=1e-2, progress=False)
+                         num_epochs=epochs, batch_size=250, lr=1e-2, progress=False, device=device)
     toy_train, toy_test = load_data(toy, "toy2d", "train"), load_data(toy, "toy2d", "test")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny networks: one thread is fastest
     try:
-        nets = {(name, s): models.LogitMargin(fit(toy, toy_train, meth, seed=s,
-                                                  model_kw={"activation": act}, method_kw=hp))
-                for name, (act, meth, hp) in TOY_MODELS.items() for s in seeds}
+        keys = [(name, s) for name in TOY_MODELS for s in seeds]
+        fits = fit_many(toy, toy_train, [{"method": TOY_MODELS[name][1], "seed": s, "method_kw": TOY_MODELS[name][2],
+                                          "model_kw": {"activation": TOY_MODELS[name][0]}} for name, s in keys])
+        nets = {k: models.LogitMargin(net) for k, net in zip(keys, fits)}
     finally:
         torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
@@ -286,9 +303,9 @@ def toy_experiment(profile: str, seeds: Sequence[int], epochs: int, n_points: in
     rows = []
     for (name, s), net in nets.items():
         with torch.no_grad():
-            near = net(toy_test.x)[:, 0].abs().argsort()[:n_points]  # nearest the boundary
+            near = net(*to_device_of(net, toy_test.x))[:, 0].abs().argsort()[:n_points].cpu()  # nearest the boundary
         l2, cosd = regularizers.gradient_alignment_terms(
-            net, toy_test.x[near], torch.zeros(n_points, dtype=torch.long), delta)
+            net, *to_device_of(net, toy_test.x[near], torch.zeros(n_points, dtype=torch.long), delta))
         rows.append({"model": name, "seed": s, "ℓ2 distance": float(l2.detach().mean()),
                      "cosine similarity": float((1 - 2 * cosd.detach()).mean()),
                      "test accuracy": metrics.accuracy(net.model, (toy_test.x, toy_test.y))})
@@ -308,7 +325,8 @@ def lemma3_scaling(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     net = copy.deepcopy(model).double()
     x64 = x.double()
     d64 = (2 * torch.rand(x64.shape, generator=torch.Generator().manual_seed(seed),
-                          dtype=torch.float64) - 1) * eps / 255
+                          dtype=torch.float64) - 1) * eps / 255  # drawn on the CPU: the same on any device
+    x64, y, d64 = to_device_of(net, x64, y, d64)
     l2_1, cos_1 = regularizers.gradient_alignment_terms(net, x64, y, d64)
     last = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
     lines = []
@@ -364,10 +382,11 @@ def grid_search(params: Mapping[str, Any], splits: Mapping[str, Any], hp_grid: M
     tol, reason = selection_tolerance(ce_accs.values()) if tol is None else \
         (float(tol), "set by the notebook")
     rows, chosen = [], {"ce": {}}
+    nets = iter(fit_methods(params, splits["train"], [(m, seed, hp) for m, pts in hp_grid.items() for hp in pts]))
     for method, points in hp_grid.items():
         scored = []
         for hp in points:
-            net = fit_method(params, splits["train"], method, seed, hp)
+            net = next(nets)
             ev = evaluate_saliency(params, net, splits["val"], splits["x_val"], splits["y_val"],
                                    attributions=["grad"], rps_eps=[params["rps_eps"]], attack=None)
             scored.append({"method": method, "hparams": hp, "accuracy": ev["accuracy"],
@@ -390,8 +409,8 @@ def table1(params: Mapping[str, Any], train_set: Dataset, test_set: Dataset, x: 
     """P1 Table 1: every method of ``params["methods"]`` with its ``chosen`` hyperparameters,
     for every seed, evaluated by ``evaluate_saliency``.  Returns ``{"models", "evals",
     "records" (DataFrame: method, seed, column, value), "table" (mean ± std)}``."""
-    trained = {(m, s): fit_method(params, train_set, m, s, chosen[m])
-               for m in params["methods"] for s in params["seeds"]}
+    keys = [(m, s) for m in params["methods"] for s in params["seeds"]]
+    trained = dict(zip(keys, fit_methods(params, train_set, [(m, s, chosen[m]) for m, s in keys])))
     evals = {k: evaluate_saliency(params, net, test_set, x, y) for k, net in trained.items()}
     records = []
     for (m, s), ev in evals.items():
@@ -419,13 +438,14 @@ def table2(params: Mapping[str, Any], train_set: Dataset, chosen: Mapping[str, d
            teacher: torch.nn.Module) -> tuple[dict[str, dict[str, Any]], pd.DataFrame]:
     """P1 Table 2: time and memory of one training step of every method (its ``chosen``
     hyperparameters; ATEX with ``teacher``) relative to CE, on batches of the training set
-    (``cost.step_costs``, interleaved rounds).  Returns ``(costs, table)``."""
+    (``cost.step_costs``, interleaved rounds), on the device of ``teacher`` (the profile's: every
+    method's network and ATEX's teacher side by side).  Returns ``(costs, table)``."""
     bs = min(params["batch_size"], len(train_set) // 2)  # at least one warm-up and one timed round
     bx, by = batch(train_set, bs * (params["bench_repeats"] + 1))
     batches = [(bx[i:i + bs], by[i:i + bs]) for i in range(0, len(bx) - bs + 1, bs)]
     bench = {m: methods.get(m, **chosen[m], **({"teacher": teacher} if m == "atex" else {}))
              for m in params["methods"]}
-    costs = cost.step_costs(build_model(params, train_set, seed=0), bench, batches,
+    costs = cost.step_costs(build_model(params, train_set, seed=0).to(device_of(teacher, default="cpu")), bench, batches,
                             lr=params["lr"], grad_clip=params["grad_clip"], warmup=1)
     table = pd.DataFrame({m: {"ms / step": 1e3 * c["median_time_s"], "time ×": c["time_ratio"],
                               "graph memory ×": c["mem_ratio"], "memory + state ×": c["mem_state_ratio"],
@@ -448,8 +468,9 @@ def bound_experiment(trained: Mapping[tuple[str, int], torch.nn.Module], x: torc
             net = trained[(m, s)]
             for e in eps_levels:
                 d = torch.randn(x.shape, generator=torch.Generator().manual_seed(e)) * e / 255
-                bound = regularizers.cosd_upper_bound(net, x, y, d)
-                cosd = regularizers.gradient_alignment_terms(net, x, y, d)[1].detach()
+                xs, ys, ds = to_device_of(net, x, y, d)
+                bound = regularizers.cosd_upper_bound(net, xs, ys, ds).detach().cpu()
+                cosd = regularizers.gradient_alignment_terms(net, xs, ys, ds)[1].detach().cpu()
                 rows += [{"method": m, "seed": s, "eps": e, "bound": float(b), "cosd": float(c)}
                          for b, c in zip(bound, cosd)]
     return pd.DataFrame(rows)
@@ -560,7 +581,7 @@ def checks(params: Mapping[str, Any], trained: Mapping[tuple[str, int], torch.nn
     (l2_cosd, ``seed``) equal to a fresh ``metrics.rps`` on its first chunk."""
     c = min(64, len(x))  # the first chunk of saliency_report: RPS draws from seed 0
     fresh = metrics.rps(trained[("l2_cosd", seed)], x[:c], y[:c], "grad", params["rps_eps"],
-                        n=params["rps_n"], similarity=["cosine"], postprocess="abs_max", seed=0)["cosine"]
+                        n=params["rps_n"], similarity=["cosine"], postprocess="abs_max", seed=0)["cosine"].cpu()
     reports = [r for ev in evals.values() for r in ev["report"].values()]
     return {
         "every attacked input stays in the eps-ball and [0, 1]": all(

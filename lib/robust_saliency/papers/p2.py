@@ -19,10 +19,11 @@ import pandas as pd
 import torch
 
 from .. import attacks, attributions, claims, metrics
+from ..common import seeded, to_device_of
 from ..settings import Settings
 from ..settings import build as build_settings
-from ..profiles import profile_params, train_config, validate
-from ..runs import batch, cached_eval, fit, load_data
+from ..profiles import profile_params, resolve_device, train_config, validate
+from ..runs import batch, cached_eval, fit_many, load_data
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -99,7 +100,7 @@ def pretrained(params: Mapping[str, Any], test_set: BaseDataset) -> dict[tuple[s
     """P2's own setting: a trained torchvision model from local weights (``weights``, e.g.
     ``tv_resnet50`` on ``imagenet_val``), nothing trained; ``robust_weights`` adds a robust one
     (a torchvision-format state dict).  ``{("natural" | "robust", seed): model}`` for every seed
-    (the same weights: seeds vary RelEx's and the attacks' draws)."""
+    (the same weights: seeds vary RelEx's and the attacks' draws), on the profile's device."""
     from .. import models
 
     out = {}
@@ -108,7 +109,7 @@ def pretrained(params: Mapping[str, Any], test_set: BaseDataset) -> dict[tuple[s
         if path is None:
             continue
         net = models.build(params["model"], test_set.num_classes, tuple(test_set.in_shape),
-                           weights_path=path).eval()
+                           weights_path=path).eval().to(resolve_device(params.get("device")))
         out.update({(kind, s): net for s in params["seeds"]})
     return out
 
@@ -120,13 +121,17 @@ def train_models(params: Mapping[str, Any], train_set: BaseDataset | None,
     With ``params["weights"]`` (P2's pretrained setting): ``pretrained(params, test_set)``."""
     if params.get("weights"):
         return pretrained(params, test_set)
+    seeds = params["seeds"]
+    natural = dict(zip(seeds, fit_many(params, train_set, [{"method": "ce", "seed": s} for s in seeds])))
+    robust = fit_many(params, train_set, [
+        {"method": "at_pgd", "seed": s, "init_from": natural[s], "method_kw": params["robust_kw"],
+         "num_epochs": params["robust_epochs"], "lr": params["robust_lr"]}
+        for s in seeds]) if params.get("robust") else []
     out = {}
-    for s in params["seeds"]:
-        out["natural", s] = fit(params, train_set, "ce", seed=s)
-        if params.get("robust"):
-            out["robust", s] = fit(params, train_set, "at_pgd", seed=s, init_from=out["natural", s],
-                                   method_kw=params["robust_kw"], num_epochs=params["robust_epochs"],
-                                   lr=params["robust_lr"])
+    for i, s in enumerate(seeds):
+        out["natural", s] = natural[s]
+        if robust:
+            out["robust", s] = robust[i]
     return out
 
 
@@ -143,6 +148,7 @@ def explain(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor, 
     draws of RelEx and SmoothGrad depend on ``seed`` and the images, so a clean image and its
     attacked copy get different draws (P2's code draws afresh in every call); "spearman
     (redraw)" in ``evaluate`` measures what fresh draws alone change."""
+    x, target = to_device_of(model, x, target)
     if target is None:
         with torch.no_grad():
             target = model(x).argmax(1)
@@ -150,10 +156,9 @@ def explain(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor, 
         return attributions.relex(model, x, target, preset=params["relex_preset"],
                                   space=params["relex_space"], seed=seed, iters=params.get("relex_iters"))
     kw = {"smoothgrad": {"n": 16, "sigma": 0.15}, "integrated_gradients": {"steps": 32}}.get(method, {})
-    with torch.random.fork_rng(devices=[]):
-        # SmoothGrad's noise, like RelEx's, is seeded from the images: another image (an attacked
-        # copy) gets fresh draws, as every call does in P2's code
-        torch.manual_seed(attributions.fitted.image_seed(seed, x, int(torch.as_tensor(target).sum())))
+    # SmoothGrad's noise, like RelEx's, is seeded from the images: another image (an attacked
+    # copy) gets fresh draws, as every call does in P2's code
+    with seeded(attributions.fitted.image_seed(seed, x, int(torch.as_tensor(target).sum()))):
         return attributions.get(method, **kw)(model, x, target).detach()
 
 
@@ -173,20 +178,21 @@ def _other_class_targets(x, pred):
     """For each image, the first image of the batch predicted as another class (the structured
     attack's target image; P2 uses one fixed "cat" image)."""
     other = pred[None, :] != pred[:, None]  # other[i, j]: image j has another class than image i
-    fallback = (torch.arange(len(x)) + 1) % len(x)
+    fallback = (torch.arange(len(x), device=pred.device) + 1) % len(x)
     return x[torch.where(other.any(1), other.to(torch.uint8).argmax(1), fallback)]
 
 
 def _games(model, x, pred, maps, gk):
     """(deletion curve, preservation curve, deletion AUC, preservation AUC) per image, P2's
     conventions ``gk`` (``game_kw``)."""
-    fr = torch.tensor(gk["fractions"])
     dele = metrics.deletion_curve(model, x, pred, maps, **gk)
     pres = metrics.preservation_curve(model, x, pred, maps, **gk)
+    fr = torch.tensor(gk["fractions"], device=dele.device)
     return dele, pres, torch.trapezoid(dele, x=fr, dim=1), torch.trapezoid(pres, x=fr, dim=1)
 
 
 def _evaluate(params, model, x, y, masks, seed):
+    x, y, masks = to_device_of(model, x, y, masks)
     with torch.no_grad():
         pred = model(x).argmax(1)
     meths, k = params["attributions"], params["similarity_k"]
@@ -273,6 +279,7 @@ def class_evidence(params: Mapping[str, Any], model: torch.nn.Module, x: torch.T
     softmax over all classes of each explanation: ``{method: (len(classes), K)}`` (mean over
     images) and rows ``{method, class, retrieval}`` (share of images whose explanation of
     the class is classified as that class)."""
+    (x,) = to_device_of(model, x)
     base = game_kw(model, x)["baseline"]
     probs, rows = {}, []
     for m in methods:
@@ -429,13 +436,21 @@ def explainer_times(params: Mapping[str, Any], model: torch.nn.Module, x: torch.
     (this machine; sub-millisecond figures are at the timer's resolution)."""
     import statistics
     import time
+    (x,) = to_device_of(model, x)  # the copy to the model's device is not timed
+
+    def done():  # a GPU runs asynchronously: the time ends when its work does
+        if x.device.type == "cuda":
+            torch.cuda.synchronize(x.device)
+
     rows = []
     for m in params["attributions"]:
         explain(params, model, x[:1], m, seed=seed)
         times = []
         for _ in range(1 if m == "relex" else int(repeats)):
+            done()
             t = time.perf_counter()
             explain(params, model, x, m, seed=seed)
+            done()
             times.append(time.perf_counter() - t)
         rows.append({"method": LABELS[m], "seconds per image": statistics.median(times) / len(x)})
     out = pd.DataFrame(rows)
@@ -464,6 +479,7 @@ def form_comparison(params: Mapping[str, Any], model: torch.nn.Module, x: torch.
     other number uses), the supplement's preset, and masks on [0, 1] pixels (the text's m * x).
     Per form: deletion and preservation (P2's conventions), the mean mask, how far the mask
     moved from its U[0, 0.01] start (mean |m - m0|), and Spearman against the reference form."""
+    (x,) = to_device_of(model, x)
     with torch.no_grad():
         pred = model(x).argmax(1)
     gk = game_kw(model, x)

@@ -28,6 +28,7 @@ import torch
 
 from .. import attacks, attributions, claims, evaluation, metrics
 from .. import methods as _methods
+from ..common import seeded, to_device_of
 from . import protocol
 from .protocol import ModelSpec, check_fractions, check_named_grid, hp_of, with_paper_data
 from ..data import ArrayDataset
@@ -36,8 +37,8 @@ from ..settings import Settings
 from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
 from ..claims import records
-from ..runs import (batch, cached_eval, diff_roar, fit, load_data, permuted_labels, select_hparams,
-                    split_validation, swap_samples)
+from ..runs import (batch, cached_eval, diff_roar, fit, fit_many, load_data, permuted_labels,
+                    select_hparams, split_validation, swap_samples)
 from ..runs import hp_text as _hp_text
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from ..data import BaseDataset
 
 __all__ = ["NOTEBOOK", "SPECS", "MAIN", "VARIANTS", "HARMONIZATION", "LABELS", "TABLE5", "TABLE6",
-           "settings", "load_sets", "gaze_maps", "eval_images", "explain", "pretrained", "fit_method", "select",
+           "settings", "load_sets", "gaze_maps", "eval_images", "explain", "pretrained", "fit_method", "fit_methods", "select",
            "train_models", "twins", "evaluate", "records", "main_table", "stability", "roar", "randomization",
            "random_labels", "harmonization", "aopc_table", "benchmark_table", "claim_rows", "checks"]
 
@@ -209,9 +210,22 @@ def fit_method(params: Mapping[str, Any], train_set: BaseDataset, name: str, see
     """Load-or-train the notebook's model ``name`` (``SPECS``) with hyperparameters ``hp`` from the
     weights of ``start`` (None: ``seed``'s initialisation); free training takes
     ceil(num_epochs / replays) epochs, so that every method makes as many optimizer steps."""
+    return fit(params, train_set, **_fit_job(params, name, seed, hp, start, num_epochs))
+
+
+def fit_methods(params: Mapping[str, Any], train_set: BaseDataset,
+                configs: Sequence[tuple[str, int, Mapping[str, Any] | None, torch.nn.Module | None]]
+                ) -> list[torch.nn.Module]:
+    """``fit_method`` for each ``(name, seed, hp, start)`` of ``configs``, the fits not yet cached
+    trained through the executor (``runs.fit_many``: in parallel on Dask workers when asked)."""
+    return fit_many(params, train_set, [_fit_job(params, n, s, hp, start, None) for n, s, hp, start in configs],
+                    desc=f"fits ({len(configs)})")
+
+
+def _fit_job(params, name, seed, hp, start, num_epochs):
     method, kw, epochs = _method(params, name, hp)
-    return fit(params, train_set, method, seed=seed, method_kw=kw, init_from=start,
-               num_epochs=num_epochs or epochs)
+    return {"method": method, "seed": seed, "method_kw": kw, "init_from": start,
+            "num_epochs": num_epochs or epochs}
 
 
 def _concentration(params, maps):
@@ -229,12 +243,15 @@ def select(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
     seed = params["seeds"][0]
     val = sets["val"]
     x, y = batch(val, params["eval_subset"])
-    ce_acc = metrics.accuracy(fit_method(params, sets["train"], "ce", seed, start=start), batch(val))
+    configs = [("ce", seed, None, start)] + [(n, seed, hp, start) for n, points in params["grid"].items()
+                                             for hp in points]
+    nets = iter(fit_methods(params, sets["train"], configs))
+    ce_acc = metrics.accuracy(next(nets), batch(val))
     rows, chosen = [], {"ce": {}}
     for name, points in params["grid"].items():
         scored = []
         for hp in points:
-            net = fit_method(params, sets["train"], name, seed, hp, start=start)
+            net = next(nets)
             score = float(_concentration(params, explain(params, net, x, y))[SELECT_SCORE[name]].mean())
             scored.append({"method": LABELS[name], "hparams": _hp_text(hp), "validation accuracy":
                            metrics.accuracy(net, batch(val)), "validation score": score,
@@ -252,10 +269,14 @@ def train_models(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], cho
     """``{(name, seed): model}`` for ``MAIN`` and ``params["variants"]`` with the ``chosen``
     settings, each from its seed's ``pretrained`` start; and ``{seed: start}``."""
     names = list(MAIN) + list(params.get("variants", []))
-    starts = {s: pretrained(params, sets["train"], s) for s in params["seeds"]}
-    trained = {(n, s): fit_method(params, sets["train"], n, s, hp_of(SPECS, chosen, n), start=starts[s])
-               for s in params["seeds"] for n in names}
-    return trained, starts
+    seeds = params["seeds"]
+    starts = dict.fromkeys(seeds)  # pretrained(): None from scratch, else ce for pretrain_epochs
+    if params["pretrain_epochs"]:
+        jobs = [{"method": "ce", "seed": s, "num_epochs": params["pretrain_epochs"]} for s in seeds]
+        starts = dict(zip(seeds, fit_many(params, sets["train"], jobs)))
+    keys = [(n, s) for s in seeds for n in names]
+    nets = fit_methods(params, sets["train"], [(n, s, hp_of(SPECS, chosen, n), starts[s]) for n, s in keys])
+    return dict(zip(keys, nets)), starts
 
 
 def twins(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Mapping[str, dict],
@@ -276,6 +297,7 @@ def twins(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Ma
 
 
 def _evaluate(params, model, test, x, y, masks, gaze, seed):
+    x, y, masks, gaze = to_device_of(model, x, y, masks, gaze)
     maps = explain(params, model, x, y)
     pix = maps.abs().sum(1)
     rows = {"accuracy": metrics.accuracy(model, batch(test)),
@@ -291,8 +313,7 @@ def _evaluate(params, model, test, x, y, masks, gaze, seed):
     adv = explain(params, model, x_adv, y)
     rows["top-k robustness"] = float(metrics.topk_intersection(pix, adv.abs().sum(1), params["topk_k"],
                                                                among="nonzero").mean())
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         smooth = attributions.gradient.in_space(model, attributions.get(
             "smoothgrad", n=params["smoothgrad_n"], sigma=params["smoothgrad_sigma"])(model, x, y).detach(),
             params["map_space"])
@@ -410,7 +431,7 @@ def random_labels(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], ch
             net = fit_method(params, permuted_labels(sets["train"], seed=s), name, s, hp_of(SPECS, chosen, name),
                              num_epochs=epochs)
             with torch.no_grad():
-                pred = net(batch(sets["test"])[0]).argmax(1)
+                pred = net(*to_device_of(net, batch(sets["test"])[0])).argmax(1)
             mr, mt = explain(params, net, x, y), explain(params, trained[name, s], x, y)
             rows += [{"method": name, "seed": s, "measure": k, "value": v} for k, v in (
                 ("test accuracy", metrics.accuracy(net, batch(sets["test"]))),
@@ -463,7 +484,8 @@ def harmonization(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
                 for frac in (0.05, 0.10):
                     rows.append({"method": name, "eps": eps, "seed": s, "split": split,
                         "measure": f"top {frac:.0%} overlap",
-                        "value": float(metrics.topk_intersection(pix.flatten(1), g.flatten(1), frac).mean())})
+                        "value": float(metrics.topk_intersection(pix.flatten(1), g.flatten(1).to(pix.device),
+                                                                 frac).mean())})
             if s == params["seeds"][0]:
                 maps[name, eps] = explain(params, net, xt[:4], yt[:4])
     df = pd.DataFrame(rows)
@@ -635,13 +657,14 @@ def checks(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor,
     """Profile-independent checks on a trained model (compared by nbval at every profile)."""
     from .. import adversarial_training as at
 
+    x, y = to_device_of(model, x, y)
     with torch.enable_grad():
         xr = x[:4].clone().requires_grad_(True)
         g = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), y[:4], reduction="sum"), xr)[0]
     s = params["group_size"]
     d_group = at.one_step_perturbation(g, "group", 0.3, group_size=s)
     d_l1 = at.one_step_perturbation(g, "l1", 0.1)
-    gaze = torch.rand(4, 1, *x.shape[-2:], generator=torch.Generator().manual_seed(0))
+    gaze = torch.rand(4, 1, *x.shape[-2:], generator=torch.Generator().manual_seed(0)).to(g.device)
     gaze = gaze / gaze.flatten(1).amax(1).view(-1, 1, 1, 1)
     d_w = at.one_step_perturbation(g, "weighted_l2", 0.5, attention=gaze)
     unit = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
@@ -651,7 +674,7 @@ def checks(params: Mapping[str, Any], model: torch.nn.Module, x: torch.Tensor,
     sigma = norm.std.view(1, -1, 1, 1) if norm is not None else 1.0
     return {"ℓ1 one-step = eps sign(g) (FGSM)": bool(torch.equal(d_l1, 0.1 * g.sign())),
             f"group one-step: every {s}x{s} patch of each channel has norm eps": bool(
-                torch.allclose(at.group_norms(d_group, s)[g != 0], torch.tensor(0.3), atol=1e-5)),
+                torch.allclose(at.group_norms(d_group, s)[g != 0], g.new_tensor(0.3), atol=1e-5)),
             "weighted ℓ2 one-step = cub_train.py's 2 eps (0.5 - A) g / ||g|| (max A = 1)": bool(
                 torch.allclose(d_w, 2 * 0.5 * (0.5 - gaze) * unit, atol=1e-6)),
             "the maps are P3's simplegrad: sigma_c x the pixel gradient": bool(

@@ -25,6 +25,7 @@ import torch
 
 from .. import attacks, attributions, claims, evaluation, metrics, regularizers
 from .. import methods as _methods
+from ..common import device_of, seeded, to_device_of
 from . import protocol
 from .protocol import ModelSpec, check_named_grid, hp_of, with_paper_data
 from ..data import load as load_dataset
@@ -33,7 +34,7 @@ from ..settings import Settings
 from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
 from ..claims import records
-from ..runs import batch, cached_eval, fit, load_data, select_hparams, split_validation
+from ..runs import batch, cached_eval, fit, fit_many, load_data, select_hparams, split_validation
 from ..runs import hp_text as _hp_text
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NOTEBOOK", "TABLE1", "TABLE2", "TABLE3", "TABLE4", "TABLE5", "TABLE6", "SPECS", "LABELS",
            "TABLE1_NAMES", "SPURIOUS_NAMES", "SHAPES_NAMES", "settings", "section", "block_sets",
-           "spurious_sets", "shapes_sets", "ood_sets", "fit_model", "select", "train_table",
+           "spurious_sets", "shapes_sets", "ood_sets", "fit_model", "fit_models", "select", "train_table",
            "evaluate_block", "evaluate_spurious", "evaluate_shapes", "records", "curves", "mean_table",
            "lam_sweep", "p_sweep", "table3", "table3_table", "chosen_text", "implementation_identity", "activation_images",
            "benchmark_table", "claim_rows", "checks"]
@@ -206,12 +207,26 @@ def fit_model(sp: Mapping[str, Any], train_set: BaseDataset, name: str, seed: in
     """Load-or-train model ``name`` (``SPECS``) of a part with hyperparameters ``hp`` (the method's
     own; AT and group DRO take theirs from the part's settings) from ``seed``'s initialisation;
     ``model`` replaces the part's network (Table 3)."""
+    return fit(sp, train_set, **_fit_job(sp, name, seed, hp, model, num_epochs))
+
+
+def fit_models(sp: Mapping[str, Any], train_set: BaseDataset,
+               configs: Sequence[tuple[str, int, Mapping[str, Any] | None]], model: str | None = None,
+               num_epochs: int | None = None) -> list[torch.nn.Module]:
+    """``fit_model`` for each ``(name, seed, hp)`` of ``configs``, the fits not yet cached trained
+    through the executor (``runs.fit_many``: in parallel on Dask workers when asked)."""
+    return fit_many(sp, train_set, [_fit_job(sp, n, s, hp, model, num_epochs) for n, s, hp in configs],
+                    desc=f"fits ({len(configs)})")
+
+
+def _fit_job(sp, name, seed, hp, model, num_epochs):
+    """``fit``'s keywords for model ``name`` of a part (``fit_model``)."""
     method, kw, model_kw = _method(sp, name, hp)
     epochs = num_epochs or sp["num_epochs"]
     if model is not None and model != sp["model"]:
-        return fit(sp, train_set, method, seed=seed, method_kw=kw, num_epochs=epochs, model=model,
-                   model_kw={**(sp.get("table3_model_kw") or {}).get(model, {}), **model_kw})
-    return fit(sp, train_set, method, seed=seed, method_kw=kw, num_epochs=epochs, model_kw=model_kw or None)
+        return {"method": method, "seed": seed, "method_kw": kw, "num_epochs": epochs, "model": model,
+                "model_kw": {**(sp.get("table3_model_kw") or {}).get(model, {}), **model_kw}}
+    return {"method": method, "seed": seed, "method_kw": kw, "num_epochs": epochs, "model_kw": model_kw or None}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -283,7 +298,7 @@ def _pgd(norm, eps, alpha, steps, seed):
 
 def _block_rows(sp, model, ds, norms, p4_budgets, seed):
     x, y = batch(ds, sp.get("eval_subset"))
-    mask = ds.null_mask[:len(x)]
+    x, y, mask = to_device_of(model, x, y, ds.null_mask[:len(x)])
     ig = riemann_integrated_gradients(model, x, y, steps=sp["ig_steps"]).detach()  # feature_leakage's IG
     rows = {"accuracy": metrics.accuracy(model, batch(ds)),
             "feature leakage": float(metrics.feature_leakage(model, x, y, mask, maps=ig).mean()),
@@ -318,7 +333,7 @@ def evaluate_spurious(params: Mapping[str, Any], model: torch.nn.Module, ds: Bas
     predicted in batches of 512 on the model's device (CelebA's and Waterbirds' test sets at 224
     px do not fit in memory at once)."""
     def run(_):
-        device = next(model.parameters()).device
+        device = device_of(model)
         pred, y = [], []
         with torch.no_grad():
             for b in torch.utils.data.DataLoader(ds, batch_size=512):
@@ -332,13 +347,12 @@ def evaluate_spurious(params: Mapping[str, Any], model: torch.nn.Module, ds: Bas
 
 
 def _shapes_rows(params, sp, model, test, ood, seed):
-    x, y = batch(test, sp["eval_subset"])
+    x, y = to_device_of(model, *batch(test, sp["eval_subset"]))
     rows = {"accuracy": metrics.accuracy(model, batch(test))}
     for norm in ("l2", "linf"):
         for eps in sp[f"{norm}_eps"]:
             rows[f"PGD-20 {norm} ε {eps:g}"] = metrics.adversarial_accuracy(model, x, y, _pgd(norm, eps, None, sp["pgd_steps"], seed))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         maps = attributions.get("smoothgrad", n=sp["smoothgrad_n"], sigma=sp["smoothgrad_sigma"])(model, x, y).detach()
     pp = metrics.pixel_perturbation(model, x, y, maps, fractions=tuple(sp["fractions"]), baseline="zero")
     for k, f in enumerate(pp["fractions"].tolist()):  # medians: |g_y(x)| near 0 makes the ratio explode
@@ -416,12 +430,14 @@ def select(params: Mapping[str, Any], part: str, sets: Mapping[str, BaseDataset]
     sp = section(params, part)
     seed = params["seeds"][0]
     measure, sign, _ = SELECT_RULE[part]
-    ce_val = _evaluate_val(params, part, fit_model(sp, sets["train"], "ce", seed), sets["val"], seed)
+    configs = [("ce", seed, None)] + [(n, seed, hp) for n, points in sp["grid"].items() for hp in points]
+    nets = iter(fit_models(sp, sets["train"], configs))
+    ce_val = _evaluate_val(params, part, next(nets), sets["val"], seed)
     rows, chosen = [], {}
     for name, points in sp["grid"].items():
         scored = []
         for hp in points:
-            v = _evaluate_val(params, part, fit_model(sp, sets["train"], name, seed, hp), sets["val"], seed)
+            v = _evaluate_val(params, part, next(nets), sets["val"], seed)
             score = hp.get("lam", 0.0) if measure == "lam" else v[measure]
             scored.append({"method": LABELS[name], "hparams": _hp_text(hp), "validation accuracy": v["accuracy"],
                            **({} if measure == "lam" else {f"validation {measure}": v[measure]}),
@@ -438,7 +454,8 @@ def train_table(params: Mapping[str, Any], part: str, sets: Mapping[str, BaseDat
                 chosen: Mapping[str, dict], names: Sequence[str]) -> dict[tuple[str, int], torch.nn.Module]:
     """``{(name, seed): model}`` of a part's ``names`` with the ``chosen`` settings, every seed."""
     sp = section(params, part)
-    return {(n, s): fit_model(sp, sets["train"], n, s, hp_of(SPECS, chosen, n)) for s in params["seeds"] for n in names}
+    keys = [(n, s) for s in params["seeds"] for n in names]
+    return dict(zip(keys, fit_models(sp, sets["train"], [(n, s, hp_of(SPECS, chosen, n)) for n, s in keys])))
 
 
 def lam_sweep(params: Mapping[str, Any], sets: Mapping[str, BaseDataset]) -> pd.DataFrame:
@@ -446,10 +463,13 @@ def lam_sweep(params: Mapping[str, Any], sets: Mapping[str, BaseDataset]) -> pd.
     scored on the BlockMNIST test set.  Rows ``{method, lam, seed, measure, value}``."""
     sp = section(params, "block")
     out = []
+    configs = [(name, s, {"lam": lam}) for name in ("input_grad", "marginal_density")
+               for lam in params["lam_sweep"] for s in params["seeds"]]
+    nets = iter(fit_models(sp, sets["train"], configs))
     for name in ("input_grad", "marginal_density"):
         for lam in params["lam_sweep"]:
             for s in params["seeds"]:
-                ev = evaluate_block(params, fit_model(sp, sets["train"], name, s, {"lam": lam}), sets["test"], seed=s)
+                ev = evaluate_block(params, next(nets), sets["test"], seed=s)
                 out += [{"method": name, "lam": float(lam), "seed": s, "measure": k, "value": v} for k, v in ev["rows"].items()]
     return pd.DataFrame(out)
 
@@ -460,11 +480,12 @@ def p_sweep(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
     seed, on the BlockMNIST test set.  Rows ``{lam, setting ("λ <lam>"), p, seed, measure, value}``."""
     sp = section(params, "block")
     out = []
+    nets = iter(fit_models(sp, sets["train"], [("marginal_density", s, {"lam": lam, "p": p}) for lam in lams
+                                               for p in params["p_sweep"] for s in params["seeds"]]))
     for lam in lams:
         for p in params["p_sweep"]:
             for s in params["seeds"]:
-                ev = evaluate_block(params, fit_model(sp, sets["train"], "marginal_density", s, {"lam": lam, "p": p}),
-                                    sets["test"], seed=s)
+                ev = evaluate_block(params, next(nets), sets["test"], seed=s)
                 out += [{"lam": float(lam), "setting": f"λ {lam:g}", "p": float(p), "seed": s, "measure": k, "value": v}
                         for k, v in ev["rows"].items()]
     return pd.DataFrame(out)
@@ -484,11 +505,13 @@ def table3(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
         epochs = sp["num_epochs"] if model == sp["model"] else params["table3_epochs"]
         names = ("ce", "input_grad", "basic", "stable", "efficient") if model == sp["model"] else \
             ("ce", "input_grad", "stable", "efficient")  # P4 has no basic row for its CNNs
+        hps = {name: hp_of(SPECS, chosen, name) if model == sp["model"] or name == "ce" else
+               {"lam": params["table3_lam"]} for name in names}
+        nets = iter(fit_models(sp, sets["train"], [(n, s, hps[n]) for n in names for s in params["seeds"]],
+                               model=model, num_epochs=epochs))
         for name in names:
-            hp = hp_of(SPECS, chosen, name) if model == sp["model"] or name == "ce" else {"lam": params["table3_lam"]}
             for s in params["seeds"]:
-                net = fit_model(sp, sets["train"], name, s, hp, model=model, num_epochs=epochs)
-                ev = evaluate_block(params, net, sets["test"], norms=("l2",), seed=s)
+                ev = evaluate_block(params, next(nets), sets["test"], norms=("l2",), seed=s)
                 out += [{"model": model, "method": name, "seed": s, "measure": k, "value": v}
                         for k, v in ev["rows"].items()]
     return pd.DataFrame(out)
@@ -521,7 +544,8 @@ def activation_images(params: Mapping[str, Any], models: Mapping[str, torch.nn.M
     out = {}
     for name, model in models.items():
         with torch.no_grad():
-            k = list(range(model(torch.zeros(1, *in_shape)).shape[1])) if classes is None else list(classes)
+            k = list(range(model(*to_device_of(model, torch.zeros(1, *in_shape))).shape[1])) if classes is None \
+                else list(classes)
         out[name] = evaluation.activation_maximization(model, k, tuple(in_shape), steps=sp["actmax_steps"],
                                                        lr=sp["actmax_lr"], seed=0)
     return out
@@ -553,13 +577,13 @@ def implementation_identity(model: torch.nn.Module, x: torch.Tensor, seed: int =
     """P4's three implementations against autograd of logsumexp on ``model`` and ``x`` (as it is)
     and at logits scaled to about ``big``: a table of the largest |difference| (relative to the
     largest |gradient|) and whether each result is finite."""
+    (x,) = to_device_of(model, x)
     rows = []
     scale = big / float(model(x).detach().abs().max())
     for label, net in (("trained model", model), (f"logits × {scale:.3g} (max |logit| = {big:g})", _Scaled(model, scale))):
         ref = _lse_grad(net, x)
         for variant in ("basic", "stable", "efficient"):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+            with seeded(seed):
                 g = regularizers.marginal_density_grad(net, x, variant=variant).detach()
             finite = bool(torch.isfinite(g).all())
             err = float(((g - ref).abs().max() / ref.abs().max()).item()) if finite else float("nan")

@@ -27,7 +27,18 @@ _FORM = ("reference_code", _choice(*FORMS))  # P1's lambdas mean what they mean 
 
 
 class _GradientAlignment(Regularized):
-    """Shared code of ``l2``, ``cosd`` and ``l2_cosd`` (P1 Eq. 4-5)."""
+    """Shared code of ``l2``, ``cosd`` and ``l2_cosd`` (P1 Eq. 4-5).
+
+    The step is P1's released one (RobustAGA ``LitL2PlusCosdClassifier.default_step``): a clean
+    forward and input gradient (without ``create_graph`` when it is detached), delta drawn after
+    them as the released step draws it, a forward and input gradient with ``create_graph`` at
+    x + delta.  For the same RNG state the loss and parameter gradients equal the released
+    step's up to rounding (``benchmarks/alignment_step_cost.py`` checks and times the two side by
+    side: x1.0 time, x1.0 graph memory).  What the graph holds until the caller's backward (both
+    forwards and the perturbed input-gradient graph) is the least a loss differentiated later can
+    hold.  A single forward over ``torch.cat([x, x + delta])`` is not used: the double backward
+    then runs over both halves, x1.3 time and graph memory on P1's LeNet at batch 64 on a CPU.
+    """
 
     draws = ("delta",)
 
@@ -47,12 +58,12 @@ class _GradientAlignment(Regularized):
               delta: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
         hp = self.hparams
         detach = hp["detach_clean"]
-        if delta is None:
-            delta = self.sample_delta(x)
         logits, g0 = _logits_and_input_grad(model, x, y, create_graph=not detach)
         if detach:
             g0 = g0.detach()
         ce = F.cross_entropy(logits, y)
+        if delta is None:  # drawn after the clean pass, as the released step draws it
+            delta = self.sample_delta(x)
         _, g1 = _logits_and_input_grad(model, x + delta, y, create_graph=True)
         scale = input_scale(model, x, hp["form"])
         if scale is not None:

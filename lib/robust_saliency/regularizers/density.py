@@ -189,8 +189,9 @@ class GroupDRO(Regularized):
     in [0, n_groups), passed by the training loop).  ``mode="online"`` (Algorithm 1): each call
     sets q_g <- q_g exp(eta CE_g) (detached), renormalized, then uses sum_g q_g CE_g; groups
     absent from the batch have CE_g = 0 (q_g unchanged before renormalization, no
-    contribution), as Sagawa's code.  q (float64, CPU) is state across steps
-    (``state_dict`` / ``load_state_dict``), uniform at construction.  ``mode="balanced"``
+    contribution), as Sagawa's code.  q (float64) is state across steps, kept on the device of
+    the losses, so a step makes no host round trip (``state_dict`` / ``load_state_dict`` and
+    ``q`` give CPU copies), uniform at construction.  ``mode="balanced"``
     (P4 A.8: "each batch re-weighted to have the same number of samples in each group"): the
     mean over the present groups of CE_g; q is not used.
 
@@ -240,11 +241,11 @@ class GroupDRO(Regularized):
 
     @property
     def q(self) -> torch.Tensor:
-        """The current group weights (a copy)."""
-        return self._q.clone()
+        """The current group weights (a copy, on the CPU)."""
+        return self._q.detach().cpu().clone()
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"q": self._q.clone()}
+        return {"q": self._q.detach().cpu().clone()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         q = torch.as_tensor(state["q"], dtype=torch.float64).detach().cpu().clone()
@@ -255,22 +256,27 @@ class GroupDRO(Regularized):
 
     def group_losses(self, loss: torch.Tensor,
                      groups: torch.Tensor | Sequence[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """(per-group mean of ``loss`` (0 where absent), present mask) for (N,) ``groups``."""
+        """(per-group mean of ``loss`` (0 where absent), present mask) for (N,) ``groups``.
+
+        No host synchronisation on a GPU: the counts are an ``index_add`` (``bincount`` reads its
+        input's range back to the host), and the ids' range is checked on CPU tensors only (on a
+        GPU, an id outside [0, n_groups) fails in ``index_add``'s own bounds check)."""
         k = self.hparams["n_groups"]
         if groups is None:
             raise ValueError("group_dro: groups=None is not accepted; expected the (N,) group ids "
                              "(the training set's extra 'groups', passed by the training loop)")
         groups = torch.as_tensor(groups, device=loss.device)
         if groups.shape != loss.shape or groups.dtype.is_floating_point or groups.dtype == torch.bool \
-                or groups.numel() and not bool(((groups >= 0) & (groups < k)).all()):
+                or groups.numel() and groups.device.type == "cpu" \
+                and not bool(((groups >= 0) & (groups < k)).all()):
             got = f"{groups.dtype} {tuple(groups.shape)}" + (
                 f" in [{groups.min().item()}, {groups.max().item()}]" if groups.numel() else "")
             raise ValueError(f"group_dro: groups ({got}) is not accepted; expected "
                              f"{tuple(loss.shape)} integer group ids in [0, {k})")
         groups = groups.long()
-        counts = torch.bincount(groups, minlength=k)
+        counts = loss.new_zeros(k).index_add(0, groups, torch.ones_like(loss))  # exact integers
         sums = loss.new_zeros(k).index_add(0, groups, loss)
-        return sums / counts.clamp_min(1).to(loss.dtype), counts > 0
+        return sums / counts.clamp_min(1), counts > 0
 
     def _inner_penalty(self, model, x, y, extra, draws):
         if self.inner is None:
@@ -299,13 +305,13 @@ class GroupDRO(Regularized):
         loss = F.cross_entropy(logits, y, reduction="none")
         loss_g, present = self.group_losses(loss, groups)
         if self.hparams["mode"] == "online":
-            step = self.hparams["eta"] * loss_g.detach().double().cpu()
-            self._q = torch.softmax(self._q.log() + step, 0)  # q exp(eta CE_g), renormalized
+            step = self.hparams["eta"] * loss_g.detach().double()
+            self._q = torch.softmax(self._q.to(step.device).log() + step, 0)  # q exp(eta CE_g), renormalized
             weights = self._q
         else:
-            weights = present.double().cpu() / present.sum().item()
-        dro = (weights.to(loss.device, loss.dtype) * loss_g).sum()
+            weights = present.double() / present.sum()
+        dro = (weights.to(loss.dtype) * loss_g).sum()
         penalty = self._inner_penalty(model, x, y, extra, draws)
         logs = {"ce": _f(loss.mean()), "dro_loss": _f(dro), "worst_group_loss": _f(loss_g[present].max()),
-                "penalty": _f(penalty), **{f"q{g}": float(w) for g, w in enumerate(weights)}}
+                "penalty": _f(penalty), **{f"q{g}": w for g, w in enumerate(weights.tolist())}}
         return dro, penalty, logs

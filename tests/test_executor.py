@@ -1,0 +1,120 @@
+"""Tests of robust_saliency.executor and runs.fit_many: independent fits on Dask workers give
+bitwise the weights (and cache keys) of the sequential run at the same threads per fit, a
+failing fit is reported with its configuration while the others finish, cached fits are not
+resubmitted."""
+import pytest
+import torch
+
+from robust_saliency import executor, profiles, runs, training
+from robust_saliency.data import ArrayDataset
+
+N, K = 40, 3
+
+
+def _data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(N, 1, 6, 6, generator=g)
+    return ArrayDataset(x, x.flatten(1)[:, :K].argmax(1), num_classes=K, classes=["a", "b", "c"],
+                        name="toy", split="train")
+
+
+def _params(cache_dir):
+    return {"model": "mlp", "model_kw": {"hidden": 16}, "num_epochs": 2, "lr": 0.05,
+            "optimizer": "sgd", "batch_size": 8, "progress": False, "cache_dir": str(cache_dir),
+            "device": "cpu", "seed": 0}
+
+
+JOBS = [{"method": "ce", "seed": 0}, {"method": "ce", "seed": 1},
+        {"method": "l2", "seed": 0, "method_kw": {"lam": 0.1}},
+        {"method": "at_pgd", "seed": 0, "method_kw": {"steps": 2}, "num_epochs": 1}]
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("env,kind,threads", [
+    ({}, "sequential", None),
+    ({"ROBUST_SALIENCY_WORKERS": "2"}, "local", 1),
+    ({"ROBUST_SALIENCY_WORKERS": "3", "ROBUST_SALIENCY_THREADS": "2"}, "local", 2),
+    ({"ROBUST_SALIENCY_SCHEDULER": "tcp://somewhere:8786"}, "scheduler", 1),
+])
+def test_the_environment_chooses_the_executor(monkeypatch, env, kind, threads):
+    for name in (executor.WORKERS_ENV, executor.SCHEDULER_ENV, executor.THREADS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    ex = executor.current()
+    assert (ex.kind, ex.threads) == (kind, threads) and ex.parallel == (kind != "sequential")
+
+
+@pytest.mark.parametrize("env,match", [
+    ({"ROBUST_SALIENCY_WORKERS": "two"}, "ROBUST_SALIENCY_WORKERS='two' is not valid; accepted: an int >= 1"),
+    ({"ROBUST_SALIENCY_WORKERS": "0"}, "accepted: an int >= 1"),
+    ({"ROBUST_SALIENCY_SCHEDULER": "somewhere"}, "accepted: a scheduler address"),
+    ({"ROBUST_SALIENCY_WORKERS": "2", "ROBUST_SALIENCY_SCHEDULER": "tcp://a:1"}, "both set"),
+])
+def test_bad_environment_names_the_variable(monkeypatch, env, match):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    with pytest.raises(ValueError, match=match):
+        executor.current()
+
+
+def _fails_on_three(x):
+    if x == 3:
+        raise ArithmeticError("three is bad")
+    return x * x
+
+
+def test_sequential_run_reports_every_failure_after_finishing_the_others():
+    done = []
+
+    def fn(x):
+        done.append(x)
+        return _fails_on_three(x)
+
+    with pytest.raises(executor.JobsFailed, match=r"1 of 5 job\(s\) failed.*\n  x=3: ArithmeticError: three is bad"):
+        executor.run(fn, range(5), [f"x={x}" for x in range(5)], progress=False,
+                     executor=executor.Executor("sequential"))
+    assert done == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.slow
+def test_local_cluster_fits_equal_the_sequential_ones_and_failures_are_reported(tmp_path, monkeypatch):
+    """Two Dask workers, one thread each: bitwise the weights of the sequential run at one thread."""
+    pytest.importorskip("dask.distributed")
+    ds = _data()
+    monkeypatch.setenv(executor.THREADS_ENV, "1")
+    monkeypatch.delenv(executor.WORKERS_ENV, raising=False)
+    sequential = [_weights(m) for m in runs.fit_many(_params(tmp_path / "seq"), ds, JOBS)]
+    keys_seq = sorted(p.name for p in (tmp_path / "seq" / "models").iterdir())
+
+    monkeypatch.setenv(executor.WORKERS_ENV, "2")
+    try:
+        params = _params(tmp_path / "dask")
+        parallel = runs.fit_many(params, ds, JOBS)
+        for a, b in zip(sequential, parallel):
+            assert a.keys() == _weights(b).keys()
+            assert all(torch.equal(a[k], b.state_dict()[k]) for k in a)
+        assert sorted(p.name for p in (tmp_path / "dask" / "models").iterdir()) == keys_seq
+        assert all(m.train_info["from_cache"] for m in parallel)  # written by this process
+
+        # cached fits are not resubmitted; a failing fit is named while the others finish
+        submitted = []
+        real_run = executor.run
+
+        def spy(fn, items, labels=None, **kw):
+            submitted.extend(labels)
+            return real_run(fn, items, labels, **kw)
+
+        monkeypatch.setattr(executor, "run", spy)
+        with pytest.raises(executor.JobsFailed) as info:
+            runs.fit_many(params, ds, [*JOBS, {"method": "ce", "seed": 2, "num_epochs": 1},
+                                       {"method": "ce", "seed": 3, "lr": 1e30}])
+        assert len(submitted) == 2 and "seed 2" in submitted[0] and "lr=1e+30" in submitted[1]
+        assert "1 of 2 job(s) failed" in str(info.value) and "seed 3, lr=1e+30" in str(info.value)
+        assert "FloatingPointError" in str(info.value)
+        assert runs.fit(params, ds, "ce", seed=2, num_epochs=1).train_info["from_cache"]
+    finally:
+        executor.shutdown()
