@@ -98,7 +98,9 @@ def test_local_cluster_fits_equal_the_sequential_ones_and_failures_are_reported(
             assert a.keys() == _weights(b).keys()
             assert all(torch.equal(a[k], b.state_dict()[k]) for k in a)
         assert sorted(p.name for p in (tmp_path / "dask" / "models").iterdir()) == keys_seq
-        assert all(m.train_info["from_cache"] for m in parallel)  # written by this process
+        assert not any(m.train_info["from_cache"] for m in parallel)  # trained in this call
+        assert all(m.train_info["trained_by"] == "a Dask worker" for m in parallel)
+        assert all(m.train_info["from_cache"] for m in runs.fit_many(params, ds, JOBS))
 
         # cached fits are not resubmitted; a failing fit is named while the others finish
         submitted = []

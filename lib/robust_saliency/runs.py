@@ -129,8 +129,9 @@ def fit_many(params: Mapping[str, Any], train_set: torch.utils.data.Dataset,
     jobs = [dict(job) for job in jobs]
     sets = [job.pop("train_set", train_set) for job in jobs]
     ex = _executor.current()
+    pending = []
     if ex.parallel:
-        pending, labels, seen = [], [], set()
+        labels, seen = [], set()
         for job, ds in zip(jobs, sets):
             kw = {k: job[k] for k in _FIT_KW if k in job}
             overrides = {k: v for k, v in job.items() if k not in _FIT_KW}
@@ -149,17 +150,33 @@ def fit_many(params: Mapping[str, Any], train_set: torch.utils.data.Dataset,
             pending.append((args, key, path))
             labels.append(f"{args[1]!r}, seed {kw.get('seed', 0)}"
                           + "".join(f", {k}={v!r}" for k, v in overrides.items()))
-        _executor.run(_train_elsewhere, [(a, k) for a, k, _ in pending], labels, desc=desc,
-                      progress=bool(params.get("progress", True)), executor=ex,
+        shared = list({id(a[2].dataset): a[2].dataset for a, _, _ in pending}.values())
+        where = {id(d): i for i, d in enumerate(shared)}
+        items = [((net, meth, _loader_kw(loader), cfg), key, where[id(loader.dataset)])
+                 for (net, meth, loader, cfg), key, _ in pending]
+        _executor.run(_train_elsewhere, items, labels, desc=desc, progress=bool(params.get("progress", True)),
+                      executor=ex, shared=shared,
                       on_result=lambda i, data: _cache.atomic_write_bytes(data, pending[i][2]))
-    return [fit(params, ds, **job) for job, ds in zip(jobs, sets)]
+    out = [fit(params, ds, **job) for job, ds in zip(jobs, sets)]
+    trained = {key for _, key, _ in pending}
+    for net in out:  # trained by a worker in this call, loaded here from the file it returned
+        if net.train_info["key"] in trained:
+            net.train_info = {**net.train_info, "from_cache": False, "trained_by": "a Dask worker"}
+    return out
 
 
-def _train_elsewhere(job):
+def _loader_kw(loader):
+    """What rebuilds ``loader`` around its dataset (``_fit_args``'s DataLoader)."""
+    return {"batch_size": loader.batch_size, "num_workers": loader.num_workers,
+            "pin_memory": loader.pin_memory, "drop_last": loader.drop_last}
+
+
+def _train_elsewhere(job, *datasets):
     """In a worker: train one fit into a private folder and return its cache file's bytes."""
     import tempfile
 
-    (net, meth, loader, cfg), key = job
+    (net, meth, loader_kw, cfg), key, ds = job
+    loader = torch.utils.data.DataLoader(datasets[ds], shuffle=False, **loader_kw)
     with tempfile.TemporaryDirectory() as folder:
         cfg = training.TrainConfig.make(cfg, cache_dir=folder, checkpoint=False, progress=False)
         trained = training.train(net, meth, loader, cfg)
