@@ -185,3 +185,12 @@ def test_numerics_never_fail(monkeypatch):
     num = results.numerics({})
     assert num["cpu_capability"] is None and num["blas"] is None and num["parallel_backend"] is None
     assert num["threads"] == torch.get_num_threads()
+
+
+def test_a_parameter_one_run_lacks_is_shown_as_absent(runs, capsys):
+    committed, rerun, doc = runs
+    other = copy.deepcopy(doc)
+    other["params"]["num_workers"] = 0  # a setting the committed run did not record
+    _rerun(rerun, other)
+    code, out = _run(capsys, rerun, "--against", committed)
+    assert code == 0 and "num_workers (absent) vs 0" in out

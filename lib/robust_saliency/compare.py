@@ -307,8 +307,10 @@ def compare_folders(other: str | os.PathLike, against: str | os.PathLike | None 
 
 
 def _short(v, width=60):
-    text = v if isinstance(v, str) and v == "(absent)" else json.dumps(v, ensure_ascii=False) \
-        if not isinstance(v, float) else repr(v)
+    if v is _ABSENT or isinstance(v, float):
+        text = repr(v)
+    else:
+        text = json.dumps(v, ensure_ascii=False, default=repr)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
