@@ -79,12 +79,20 @@ def fit(params: Mapping[str, Any], train_set: torch.utils.data.Dataset, method: 
     a copy of its teacher); they enter the cache key.  ``cfg_overrides`` (e.g. ``num_epochs``)
     override the training settings of ``params``.
     """
-    net = _build_for_fit(params, train_set, model, seed, model_kw, init_from)
-    return training.train(*_fit_args(params, train_set, net, method, seed, method_kw, cfg_overrides))
+    return training.train(*_train_args(params, train_set, method, seed, model, model_kw, method_kw,
+                                       init_from, **cfg_overrides))
 
 
-def _fit_args(params, train_set, net, method, seed, method_kw, cfg_overrides):
-    """``(model, method, loader, cfg)`` of ``training.train`` for a ``fit`` call."""
+def _train_args(params, train_set, method="ce", seed=0, model=None, model_kw=None, method_kw=None,
+                init_from=None, **cfg_overrides):
+    """``(model, method, loader, cfg)`` of ``training.train`` for ``fit``'s arguments."""
+    net = build_model(params, train_set, model=model, seed=seed, **(model_kw or {}))
+    if init_from is not None:
+        try:
+            net.load_state_dict(init_from.state_dict())
+        except (RuntimeError, AttributeError) as err:
+            raise ValueError(f"init_from={type(init_from).__name__} does not fit the model "
+                             f"{params.get('model') if model is None else model!r}: {err}") from None
     meth = _methods.get(method, **(method_kw or {})) if isinstance(method, str) else method
     cfg = train_config(params, seed=seed, **cfg_overrides)
     if cfg.threads is None:
@@ -95,20 +103,6 @@ def _fit_args(params, train_set, net, method, seed, method_kw, cfg_overrides):
                                          num_workers=int(params.get("num_workers") or 0),
                                          pin_memory=bool(params.get("pin_memory")) and torch.device(cfg.device).type != "cpu")
     return net, meth, loader, cfg
-
-
-def _build_for_fit(params, train_set, model=None, seed=0, model_kw=None, init_from=None):
-    net = build_model(params, train_set, model=model, seed=seed, **(model_kw or {}))
-    if init_from is not None:
-        try:
-            net.load_state_dict(init_from.state_dict())
-        except (RuntimeError, AttributeError) as err:
-            raise ValueError(f"init_from={type(init_from).__name__} does not fit the model "
-                             f"{params.get('model') if model is None else model!r}: {err}") from None
-    return net
-
-
-_FIT_KW = ("method", "seed", "model", "model_kw", "method_kw", "init_from")
 
 
 def fit_many(params: Mapping[str, Any], train_set: torch.utils.data.Dataset,
@@ -133,12 +127,7 @@ def fit_many(params: Mapping[str, Any], train_set: torch.utils.data.Dataset,
     if ex.parallel:
         labels, seen = [], set()
         for job, ds in zip(jobs, sets):
-            kw = {k: job[k] for k in _FIT_KW if k in job}
-            overrides = {k: v for k, v in job.items() if k not in _FIT_KW}
-            net = _build_for_fit(params, ds, kw.get("model"), kw.get("seed", 0), kw.get("model_kw"),
-                                 kw.get("init_from"))
-            args = _fit_args(params, ds, net, kw.get("method", "ce"), kw.get("seed", 0),
-                             kw.get("method_kw"), overrides)
+            args = _train_args(params, ds, **job)
             key = training.train_key(*args)
             path = training.cached_path(args[1], args[3], key)
             if path is None:
@@ -148,8 +137,8 @@ def fit_many(params: Mapping[str, Any], train_set: torch.utils.data.Dataset,
                 continue
             seen.add(key)
             pending.append((args, key, path))
-            labels.append(f"{args[1]!r}, seed {kw.get('seed', 0)}"
-                          + "".join(f", {k}={v!r}" for k, v in overrides.items()))
+            labels.append(f"{args[1]!r}, seed {args[3].seed}" + "".join(
+                f", {k}={v!r}" for k, v in job.items() if k not in ("method", "seed", "method_kw", "init_from")))
         shared = list({id(a[2].dataset): a[2].dataset for a, _, _ in pending}.values())
         where = {id(d): i for i, d in enumerate(shared)}
         items = [((net, meth, _loader_kw(loader), cfg), key, where[id(loader.dataset)])
@@ -166,7 +155,7 @@ def fit_many(params: Mapping[str, Any], train_set: torch.utils.data.Dataset,
 
 
 def _loader_kw(loader):
-    """What rebuilds ``loader`` around its dataset (``_fit_args``'s DataLoader)."""
+    """What rebuilds ``loader`` around its dataset (``_train_args``'s DataLoader)."""
     return {"batch_size": loader.batch_size, "num_workers": loader.num_workers,
             "pin_memory": loader.pin_memory, "drop_last": loader.drop_last}
 
