@@ -417,8 +417,8 @@ def test_attribution_attacks_target_class_and_map(digits_softplus):
 def test_attribution_attacks_bad_parameters(digits_softplus):
     model, x = digits_softplus
     x = x[:2]
-    with pytest.raises(ValueError, match="attribution='integrated_gradients'"):
-        attacks.targeted_attribution(model, x, attribution="integrated_gradients", steps=1)
+    with pytest.raises(ValueError, match="attribution='deeplift'"):
+        attacks.targeted_attribution(model, x, attribution="deeplift", steps=1)
     with pytest.raises(ValueError, match="update='sgd'"):
         attacks.get("targeted_attribution", update="sgd")(model, x)
     with pytest.raises(ValueError, match="target_map"):

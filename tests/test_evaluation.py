@@ -70,8 +70,8 @@ def test_saliency_report_rejects_bad_attack_before_work():
     x, y = torch.rand(2, 2, 12, 12), torch.randint(0, 3, (2,))
     with pytest.raises(ValueError, match="attack='nope'"):
         evaluation.saliency_report(net, x, y, ["grad"], attack="nope")
-    with pytest.raises(ValueError, match="integrated_gradients"):
-        evaluation.saliency_report(net, x, y, ["integrated_gradients"], attack="targeted_attribution")
+    with pytest.raises(ValueError, match="deeplift"):
+        evaluation.saliency_report(net, x, y, ["deeplift"], attack="targeted_attribution")
 
 
 def test_saliency_report_smoothgrad_does_not_depend_on_the_global_rng():

@@ -120,3 +120,59 @@ def test_local_cluster_fits_equal_the_sequential_ones_and_failures_are_reported(
         assert runs.fit(params, ds, "ce", seed=2, num_epochs=1).train_info["from_cache"]
     finally:
         executor.shutdown()
+
+
+def _toy_eval(params, model, item, ds):
+    """An evaluation for ``cached_eval_many``: reads one parameter, uses the shared dataset."""
+    with torch.no_grad():
+        logits = model(ds.x)
+    return {"accuracy": float((logits.argmax(1) == ds.y).float().mean()) + params["offset"] * item,
+            "logits": logits[:item + 2]}
+
+
+def test_cached_eval_many_on_workers_stores_what_the_sequential_run_stores(tmp_path, monkeypatch):
+    """Evaluations run on two Dask workers come back to this process and are stored under the
+    keys of the sequential run (the parameters they read replayed): a later sequential call hits
+    them, and a second parallel call submits nothing."""
+    pytest.importorskip("dask.distributed")
+    import sys
+
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import tests/
+    ds = _data()
+    monkeypatch.setenv(executor.THREADS_ENV, "1")
+    monkeypatch.delenv(executor.WORKERS_ENV, raising=False)
+    params = {**_params(tmp_path / "models"), "offset": 0.5, "unread": 1}
+    nets = runs.fit_many(params, ds, JOBS[:2])
+    jobs = [(net, {"job": i}, i) for i, net in enumerate(nets)]
+    call = dict(shared=(ds,), code=("robust_saliency.runs",))
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path / "seq"))
+    sequential = runs.cached_eval_many("toy", params, jobs, _toy_eval, **call)
+    seq_files = sorted(p.name for p in (tmp_path / "seq" / "eval").iterdir())
+
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path / "dask"))
+    monkeypatch.setenv(executor.WORKERS_ENV, "2")
+    try:
+        parallel = runs.cached_eval_many("toy", params, jobs, _toy_eval, **call)
+        submitted = []
+        real_run = executor.run
+
+        def spy(fn, items, labels=None, **kw):
+            submitted.extend(labels)
+            return real_run(fn, items, labels, **kw)
+
+        monkeypatch.setattr(executor, "run", spy)
+        again = runs.cached_eval_many("toy", params, jobs, _toy_eval, **call)
+        assert submitted == []  # all cached
+    finally:
+        executor.shutdown()
+    assert sorted(p.name for p in (tmp_path / "dask" / "eval").iterdir()) == seq_files  # same keys, same reads
+    for a, b, c in zip(sequential, parallel, again):
+        assert a["accuracy"] == b["accuracy"] == c["accuracy"]
+        assert torch.allclose(a["logits"], b["logits"], atol=1e-6) and torch.equal(b["logits"], c["logits"])
+    assert sequential[1]["accuracy"] - sequential[0]["accuracy"] != 0  # the item reached the job
+    monkeypatch.delenv(executor.WORKERS_ENV)
+    monkeypatch.setattr(executor, "run", real_run)
+    later = runs.cached_eval_many("toy", params, jobs, lambda *a: pytest.fail("recomputed"), **call)
+    assert torch.equal(later[0]["logits"], parallel[0]["logits"])  # a sequential call hits the workers' entries

@@ -296,8 +296,13 @@ def test_p2_settings_validate_before_work():
         p2.settings("smoke", relex_space="rgb")
     with pytest.raises(ValueError, match="eps"):
         p2.settings("smoke", pgd_eps=[300])
-    with pytest.raises(ValueError, match="clean_class_eps"):
-        p2.settings("smoke", clean_class_eps=[2])
+    with pytest.raises(ValueError, match="predicted_class_eps"):
+        p2.settings("smoke", predicted_class_eps=[2])
+    with pytest.raises(ValueError, match="targeted_methods"):
+        p2.settings("smoke", targeted_methods=["deeplift"])
+    with pytest.raises(ValueError, match="explainer_settings"):
+        p2.settings("smoke", explainer_settings="paper")
+    assert params["explainer_settings"] == "p2_code" and params["targeted_methods"] == list(p2.TARGETED)
 
 
 def test_p2_game_kw_is_the_released_convention():
@@ -308,30 +313,45 @@ def test_p2_game_kw_is_the_released_convention():
     assert p2.game_kw(models.build("small_cnn", 3, (3, 8, 8)), torch.rand(1, 3, 8, 8))["baseline"] == "zero"
 
 
-def test_p2_structured_targets_are_images_of_another_class():
-    x = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 1, 2, 2)
-    pred = torch.tensor([0, 0, 1, 2])
-    t = p2._other_class_targets(x, pred)
-    assert [float(v) for v in t[:, 0, 0, 0]] == [2.0, 2.0, 0.0, 0.0]
+def test_p2_structured_target_is_one_image_after_the_explained_ones():
+    params = p2.settings("smoke", n_test=8, eval_subset=2)
+    _, test = p2.load_sets(params)
+    t = p2.structured_target(params, test)
+    assert t.shape == (1,) + tuple(test.in_shape) and torch.equal(t[0], test.x[2])
+
+
+def test_p2_explainer_settings_are_the_released_codes():
+    kw = p2.EXPLAINER_KW["p2_code"]  # options.py: SmoothGrad 50 / 0.1, IntegratedGradient 100; softmax
+    assert kw["smoothgrad"]["n"] == 50 and kw["smoothgrad"]["sigma"] == 0.1 and kw["smoothgrad"]["output"] == "softmax"
+    assert kw["integrated_gradients"]["steps"] == 100 and kw["integrated_gradients"]["method"] == "p2_code"
+    assert kw["gradcam"]["align_corners"] is True
+    assert p2.TOPK_KW["alpha"] == pytest.approx(0.226 * 255) and p2.TOPK_KW["softplus_beta"] == 30
+    assert p2.STRUCTURED_KW == {"keep": "last", "clip": False, "reference_beta": 1000.0, "map_class": "current"}
+    assert p2.explainer_kw({"explainer_settings": "library"}, "smoothgrad") == {"n": 16, "sigma": 0.15}
 
 
 def _p2_records(relex_spearman, base_spearman, seeds=(0, 1, 2)):
     rows = []
+    top = "top-k on SmGrad"
     for s in seeds:
         for m in p2.METHODS:
             sp = relex_spearman[s] if m == "relex" else base_spearman[s]
-            for meas, v in (("spearman", sp), ("top-k intersection", sp), ("spearman (clean class)", sp),
-                            ("spearman (redraw)", 0.9), ("deletion", 0.1 if m == "relex" else 0.2 + 0.01 * s),
-                            ("preservation", 0.5), ("retrieval (topk)", 1.0), ("retrieval (structured)", 1.0)):
-                eps = 4 if meas in ("spearman", "top-k intersection", "spearman (clean class)") else None
-                rows.append({"measure": meas, "method": m, "eps": eps, "value": v, "model": "natural", "seed": s})
-        rows.append({"measure": "label changed", "method": None, "eps": 4, "value": 1.0, "model": "natural", "seed": s})
+            for meas, v, eps, attack in (
+                    ("spearman", sp, 4, "PGD"), ("top-k intersection", sp, 4, "PGD"),
+                    ("spearman (predicted class)", sp, 4, "PGD"), ("spearman (redraw)", 0.9, None, None),
+                    ("deletion", 0.1 if m == "relex" else 0.2 + 0.01 * s, None, None),
+                    ("preservation", 0.5, None, None), ("retrieval (clean)", 1.0, None, None),
+                    ("retrieval x'·m'", 1.0, 8, top), ("retrieval x'·m'", 1.0, None, "structured on SmGrad")):
+                rows.append({"measure": meas, "method": m, "eps": eps, "attack": attack, "value": v,
+                             "model": "natural", "seed": s})
+        rows.append({"measure": "label changed", "method": None, "eps": 4, "attack": "PGD", "value": 1.0,
+                     "model": "natural", "seed": s})
     return p2.tables(rows)
 
 
 def test_p2_claim_rows_follow_the_paired_tests():
-    params = {"attributions": list(p2.METHODS), "pgd_eps": [4], "clean_class_eps": [4], "similarity_k": 0.1,
-              "robust": False}
+    params = {"attributions": list(p2.METHODS), "pgd_eps": [4], "predicted_class_eps": [4], "similarity_k": 0.1,
+              "robust": False, "targeted_methods": ["smoothgrad"], "topk_eps": [8]}
     evidence = [{"method": m, "class": c, "seed": s, "retrieval": 1.0 if m == "relex" else 0.1 * (s + 1)}
                 for m in ("relex", "grad") for c in (1, 5) for s in (0, 1, 2)]
     rows = p2.claim_rows(params, _p2_records([0.9, 0.8, 0.85], [0.3, 0.35, 0.2]), evidence)
@@ -339,12 +359,16 @@ def test_p2_claim_rows_follow_the_paired_tests():
     assert verdict["RelEx maps stay more similar (Spearman) under untargeted PGD ε 4/255 than every baseline"] == "holds"
     # the games and the retrievals score RelEx's own objective: shown, not tested
     for c in ("RelEx has the best (lowest) deletion score", "RelEx preserves better than every baseline but GradCAM",
-              "RelEx explanations of a chosen (non-predicted) class carry that class's evidence",
-              "RelEx explanations keep the class under the topk attack better than every baseline"):
+              "RelEx explanations of a chosen (non-predicted) class carry that class's evidence, more than SimGrad's",
+              "RelEx explanations keep the class under the top-k attack on SmGrad (ε 8/255) better than every baseline",
+              "RelEx explanations keep the class under the structured attack on SmGrad better than every baseline"):
         assert verdict[c] == "not testable here"
     status = {r["claim"]: r["status"] for r in rows}
     assert status["RelEx keeps more of its top-k under PGD ε 4/255 than every baseline"] == "beyond the paper"
     assert status["RelEx maps stay more similar (Spearman) under untargeted PGD ε 4/255 than every baseline"] == "paper"
+    assert status["RelEx explanations of a chosen (non-predicted) class carry that class's evidence, more than "
+                  "SimGrad's"] == "beyond the paper"
+    assert all(r["status"] == "beyond the paper" for r in rows if "own prediction" in r["claim"])
     worse = p2.claim_rows(params, _p2_records([0.1, 0.2, 0.15], [0.3, 0.35, 0.2]), evidence)
     assert worse[0]["difference"] < 0 and worse[0]["verdict"] in ("contradicted", "inconclusive")
 

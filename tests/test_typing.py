@@ -35,6 +35,7 @@ CHECKED = (
     "robust_saliency.attributions.gradient",
     "robust_saliency.attributions.lrp",
     "robust_saliency.attributions.postprocess",
+    "robust_saliency.attributions.smooth",
     "robust_saliency.cache",
     "robust_saliency.claims",
     "robust_saliency.common",

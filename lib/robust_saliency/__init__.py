@@ -5,7 +5,7 @@ regularizers, adversarial_training, methods, attacks, metrics, evaluation, train
 settings, profiles, runs, papers, experiments, plotting, report, compare.
 ``data``, ``attributions``, ``regularizers``, ``metrics`` and ``papers`` are subpackages:
 data.datasets (dataset classes), data.synthetic (embedded generators), data.real (real-dataset
-readers); attributions.gradient / lrp / captum_methods / fitted / postprocess; regularizers.terms / base /
+readers); attributions.gradient / lrp / smooth / captum_methods / fitted / postprocess; regularizers.terms / base /
 alignment / baselines; metrics.similarity / concentration / robustness / games / accuracy;
 papers.p1 … p4 (one module per paper: its facts, protocol and claims) and papers.protocol (what they share).  ``registry`` gives every family of named
 things one shape: ``get(name, **hyperparameters)`` -> a configured object with metadata.  ``experiments`` is the notebooks' one import: it re-exports profiles, runs,

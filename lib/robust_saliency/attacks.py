@@ -206,12 +206,13 @@ def _smooth_model(model, beta):
     return model
 
 
-def _map_and_logits(model, x, target, attribution, create_graph):
-    """(attribution map, logits) at ``x`` (a leaf that requires grad); one forward for grad maps."""
-    if attribution in ("grad", "input_x_grad"):
+def _map_and_logits(model, x, target, attribution, create_graph, attribution_kw=None):
+    """(attribution map, logits) at ``x`` (a leaf that requires grad); one forward for grad maps.
+    ``attribution_kw``: the explainer's hyperparameters (None: its defaults)."""
+    if attribution in ("grad", "input_x_grad") and not attribution_kw:
         logits, g = target_logit_grad(model, x, target, create_graph=create_graph)
         return (times_input(model, x, g) if attribution == "input_x_grad" else g), logits
-    h = _attributions.get(attribution)(model, x, target, create_graph=create_graph)
+    h = _attributions.get(attribution, **dict(attribution_kw or {}))(model, x, target, create_graph=create_graph)
     return h, model(x)
 
 
@@ -223,23 +224,40 @@ def _pixel_mass(h):
     return a.flatten(1)
 
 
-def _evaluator(model, smooth, target, attribution, pred0, loss_of):
+def _evaluator(model, smooth, target, attribution, pred0, loss_of, rank_of=None, attribution_kw=None):
     """``evaluate(x_adv, need_grad)`` for ``_descend``: the per-sample loss
     ``loss_of(h, logits, judged)`` of the map h and logits at x_adv, differentiated through
     ``smooth`` (the softplus copy of a ReLU model, or the model itself) and judged -- ranked
-    and label-checked -- on ``model`` (``judged=True``: computed on ``model``)."""
-    def evaluate(x_adv, need_grad):
+    and label-checked -- on ``model`` (``judged=True``: computed on ``model``).  ``rank_of(h,
+    logits)``: the value that ranks the iterates, on ``model`` (None: ``loss_of`` itself).
+    ``target``: the classes the maps explain, or a function of the iterate giving them on
+    ``smooth`` (on ``model`` the model's own prediction is used then)."""
+    def judged(h, logits):
+        return (loss_of(h, logits, True) if rank_of is None else rank_of(h, logits)).detach()
+
+    def target_at(xa, net):  # ``target`` may be a function of the iterate (a class that moves)
+        if not callable(target):
+            return target
+        if net is smooth:
+            return target(xa)
+        with torch.no_grad():
+            return net(xa).argmax(1)
+
+    def evaluate(x_adv, need_grad, judge=True):
         with torch.enable_grad():
             xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(smooth, xa, target, attribution, create_graph=need_grad)
+            h, logits = _map_and_logits(smooth, xa, target_at(xa, smooth), attribution, need_grad, attribution_kw)
             loss = loss_of(h, logits, smooth is model)
             g = torch.autograd.grad(loss.sum(), xa)[0] if need_grad else None
+        if not judge:  # only the step is needed (keep="last")
+            return g, None, None
         if smooth is model:
-            return g, loss.detach(), logits.detach().argmax(1) == pred0
+            rank = loss.detach() if rank_of is None else judged(h.detach(), logits.detach())
+            return g, rank, logits.detach().argmax(1) == pred0
         with torch.enable_grad():
             xa = x_adv.detach().requires_grad_(True)
-            h, logits = _map_and_logits(model, xa, target, attribution, create_graph=False)
-        return g, loss_of(h.detach(), logits.detach(), True).detach(), logits.detach().argmax(1) == pred0
+            h, logits = _map_and_logits(model, xa, target_at(xa, model), attribution, False, attribution_kw)
+        return g, judged(h.detach(), logits.detach()), logits.detach().argmax(1) == pred0
     return evaluate
 
 
@@ -261,48 +279,66 @@ def _start(x, eps, random_start, seed, norm="linf"):
     return _project(x + _uniform_delta(x, eps, norm, generator(seed, x.device)), x, eps, norm)
 
 
-def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate, norm="linf"):
+def _descend(x, eps, steps, alpha, update, random_start, seed, evaluate, norm="linf", keep="best", clip=True):
     """Shared loop of the attribution attacks: minimise a per-sample loss, keep the best valid iterate.
 
-    ``evaluate(x_t, need_grad) -> (grad of the summed loss or None, loss per sample on the model
-    judged, label kept per sample)``.  The candidates are x itself and every iterate x_0..x_T;
-    per sample the one with the lowest loss among those whose label is kept is returned.
-    ``update="sign"`` takes the steepest-descent step of ``norm``: -alpha * sign(g) (linf) or
-    -alpha * g / ||g||_2 per sample (l2); every iterate is projected onto the ``norm`` eps-ball
-    around x and [0, 1].
+    ``evaluate(x_t, need_grad) -> (grad of the summed loss or None, ranking value per sample on
+    the model judged, label kept per sample)``.  The candidates are x itself and every iterate
+    x_0..x_T.  ``keep``: ``"best"`` -- per sample the one with the lowest value among those whose
+    label is kept (x itself if none improves); ``"best_or_last"`` -- the same, but the last
+    iterate where none improved on x (P2's top-k code); ``"last"`` -- the last iterate, no label
+    check (P2's structured code).  ``update="sign"`` takes the steepest-descent step of
+    ``norm``: -alpha * sign(g) (linf) or -alpha * g / ||g||_2 per sample (l2); every iterate is
+    projected onto the ``norm`` eps-ball around x and [0, 1] (``clip=False``: no projection at
+    all, as P2's structured code, whose clamp is discarded).
     """
+    if keep not in _KEEPS:
+        raise ValueError(f"keep={keep!r} is not known; accepted: {list(_KEEPS)}")
+    project = (lambda v: _project(v, x, eps, norm)) if clip else (lambda v: v)
     x_adv = _start(x, eps, random_start, seed, norm)
     best = x.clone()
     if random_start and eps > 0:
         _, best_loss, _ = evaluate(x, False)
     else:
         best_loss = None
+    improved = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
     if update == "adam":
         var = x_adv.clone().requires_grad_(True)
         opt = torch.optim.Adam([var], lr=alpha)
     view = (-1,) + (1,) * (x.dim() - 1)
     for t in range(int(steps) + 1):
         last = t == int(steps)
-        g, loss, kept = evaluate(x_adv, not last)
-        if best_loss is None:  # x_0 = x: always kept
-            best_loss = loss.clone()
-        ok = kept & (loss < best_loss)
-        best = torch.where(ok.view(view), x_adv, best)
-        best_loss = torch.where(ok, loss, best_loss)
-        if last:
-            break
+        if keep == "last":  # no ranking: only the steps
+            if last:
+                break
+            g, _, _ = evaluate(x_adv, True, False)
+        else:
+            g, loss, kept = evaluate(x_adv, not last)
+            if best_loss is None:  # x_0 = x: always kept
+                best_loss = loss.clone()
+            ok = kept & (loss < best_loss)
+            improved |= ok
+            best = torch.where(ok.view(view), x_adv, best)
+            best_loss = torch.where(ok, loss, best_loss)
+            if last:
+                break
         if update == "sign":
             step = g.sign() if norm == "linf" else g / _per_sample(_l2(g).clamp_min(1e-12), x)
-            x_adv = _project(x_adv - alpha * step, x, eps, norm)
+            x_adv = project(x_adv - alpha * step)
         else:
             var.grad = g
             opt.step()
             with torch.no_grad():
-                var.copy_(_project(var, x, eps, norm))
+                var.copy_(project(var))
             x_adv = var.detach().clone()
+    if keep == "last":
+        return x_adv.detach()
+    if keep == "best_or_last":
+        best = torch.where(improved.view(view), best, x_adv)
     return best.detach()
 
 
+_KEEPS = ("best", "best_or_last", "last")
 _UPDATES = ("sign", "adam")
 
 
@@ -378,29 +414,42 @@ def targeted_attribution(model: nn.Module, x: torch.Tensor, y: torch.Tensor | No
 def topk(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: float = 8, steps: int = 300,
          k: int | float = 0.02, attribution: str = "grad", alpha: float | None = None,
          softplus_beta: float = 20.0, random_start: bool = False, seed: int | None = None,
-         norm: str = "linf") -> torch.Tensor:
+         norm: str = "linf", select: str = "share", keep: str = "best",
+         attribution_kw: Mapping[str, Any] | None = None) -> torch.Tensor:
     """Top-k attack (Ghorbani 2019 "top-k fooling"; P2, P3 B.6): steps that move mass off the clean top-k.
 
     K = the k pixels with the largest clean map m(x) (m = sum of |map| over channels, of class
     ``y``, ``y=None``: the clean prediction; ``k`` an int count or a float fraction of the pixels,
-    default 0.02 ~ Ghorbani's and P2's k = 1000 of 224x224; P2: 300 iterations).  Minimises the
-    share of the map's mass on K, D(x') = sum_{i in K} m_i(x') / sum_i m_i(x'), by
-    ``norm="linf"`` (default; P2): x_{t+1} = P(x_t - alpha * sign(grad_x D(x_t))), P the
-    projection onto the linf eps-ball around x and [0, 1] (``eps`` and ``alpha`` in 0-255 pixel
-    units); ``norm="l2"`` (P3 B.6: "we followed [Ghorbani 2019] to use L2 attack on top-k
-    overlap", k = 40% of all pixels, i.e. ``k=0.4``): x_{t+1} = P(x_t - alpha * g / ||g||_2),
-    g = grad_x D(x_t) per sample, P the projection onto the L2 eps-ball around x and [0, 1]
-    (``eps`` and ``alpha`` in input units: the L2 norm of the perturbation of a [0, 1] image; the
-    default ``eps=8`` is then read as that norm).  ``alpha`` defaults to 2.5 * eps / steps (as
-    ``pgd``); ``x_0 = x`` unless ``random_start`` (uniform in the linf cube or in the L2 ball, as
-    ``pgd`` draws it; own generator when ``seed`` is given).  ReLU models are differentiated
-    through ``models.softplus_copy(model, softplus_beta)``; K, the ranking of iterates by D and
-    the label check use ``model`` itself.  Returned, per sample: the iterate with the lowest D
-    among those whose predicted label equals the clean prediction (x itself if none).  Detached;
-    parameters' ``.grad`` untouched.
+    default 0.02 ~ Ghorbani's and P2's k = 1000 of 224x224; P2: 300 iterations in the text, 100
+    in its code).  Minimises the share of the map's mass on K, D(x') = sum_{i in K} m_i(x') /
+    sum_i m_i(x'), by ``norm="linf"`` (default; P2): x_{t+1} = P(x_t - alpha * sign(grad_x
+    D(x_t))), P the projection onto the linf eps-ball around x and [0, 1] (``eps`` and ``alpha``
+    in 0-255 pixel units; P2's code steps by 1 normalized unit, ``P2_TOPK_STEP``, far beyond its
+    budgets, so that every iterate lies on a corner of the eps-box); ``norm="l2"`` (P3 B.6: "we
+    followed [Ghorbani 2019] to use L2 attack on top-k overlap", k = 40% of all pixels, i.e.
+    ``k=0.4``): x_{t+1} = P(x_t - alpha * g / ||g||_2), g = grad_x D(x_t) per sample, P the
+    projection onto the L2 eps-ball around x and [0, 1] (``eps`` and ``alpha`` in input units: the
+    L2 norm of the perturbation of a [0, 1] image; the default ``eps=8`` is then read as that
+    norm).  ``alpha`` defaults to 2.5 * eps / steps (as ``pgd``); ``x_0 = x`` unless
+    ``random_start`` (uniform in the linf cube or in the L2 ball, as ``pgd`` draws it; own
+    generator when ``seed`` is given).  ReLU models are differentiated through
+    ``models.softplus_copy(model, softplus_beta)`` (P2's code: beta 30); K, the ranking of
+    iterates and the label check use ``model`` itself.  ``attribution_kw``: the attacked
+    explainer's hyperparameters (e.g. SmoothGrad's ``n``).
+
+    Returned, per sample (``select`` ranks the iterates, ``keep`` picks, as ``_descend``):
+    ``select="share"`` -- the lowest D; ``"intersection"`` -- the smallest top-k intersection
+    |top-k(m(x')) & K| / k (P2's code, ``IterativeAttack.check_measure``); among the iterates
+    whose predicted label equals the clean prediction; ``keep="best"``: x itself if none beats
+    it, ``"best_or_last"``: the last iterate then (P2's code returns it whatever its label).
+    Detached; parameters' ``.grad`` untouched.
     """
     eps, alpha = _check(eps, steps, norm, alpha)
     _check_attribution_attack(attribution, softplus_beta)
+    if select not in _SELECTS:
+        raise ValueError(f"select={select!r} is not known; accepted: {list(_SELECTS)}")
+    if keep not in ("best", "best_or_last"):
+        raise ValueError(f"keep={keep!r} is not valid for topk; accepted: ['best', 'best_or_last']")
     if alpha is None:
         alpha = 2.5 * eps / steps
     x, y = to_device_of(model, x.detach(), y)
@@ -408,7 +457,7 @@ def topk(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: 
     target = pred0 if y is None else y
     with torch.enable_grad():
         xa = x.clone().requires_grad_(True)
-        h0, _ = _map_and_logits(model, xa, target, attribution, create_graph=False)
+        h0, _ = _map_and_logits(model, xa, target, attribution, False, attribution_kw)
     m0 = _pixel_mass(h0.detach())
     k = resolve_k(k, m0.shape[1])
     top = torch.zeros_like(m0).scatter_(1, m0.topk(k, dim=1).indices, 1.0)
@@ -418,8 +467,17 @@ def topk(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: 
         m = _pixel_mass(h)
         return (m * top).sum(1) / m.sum(1).clamp_min(1e-12)
 
-    evaluate = _evaluator(model, smooth, target, attribution, pred0, share)
-    return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate, norm)
+    def intersection(h, logits):
+        m = _pixel_mass(h)
+        return (torch.zeros_like(m).scatter_(1, m.topk(k, dim=1).indices, 1.0) * top).sum(1) / k
+
+    evaluate = _evaluator(model, smooth, target, attribution, pred0, share,
+                          rank_of=intersection if select == "intersection" else None,
+                          attribution_kw=attribution_kw)
+    return _descend(x, eps, steps, alpha, "sign", random_start, seed, evaluate, norm, keep=keep)
+
+
+_SELECTS = ("share", "intersection")
 
 
 # P2's code runs on ImageNet-normalized inputs (std ~0.226 per channel): its PGD step 0.01 and
@@ -427,6 +485,7 @@ def topk(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None, eps: 
 _IMAGENET_STD = 0.226
 P2_PGD_STEP = 0.01 * _IMAGENET_STD * 255.0      # ~0.58 (0-255 units)
 P2_STRUCTURED_LR = 2e-4 * _IMAGENET_STD * 255.0  # ~0.0115 (0-255 units)
+P2_TOPK_STEP = 1.0 * _IMAGENET_STD * 255.0       # ~57.6: the top-k step of P2's code (alpha 1, normalized)
 
 
 def p2_eps(eps_normalized: float) -> float:
@@ -460,7 +519,9 @@ def _sum_normalized(h):
 def structured(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
                target_x: torch.Tensor | None = None, eps: float = 255, steps: int = 1500,
                alpha: float | None = None, w_h: float = 1e11, w_p: float = 1e6, attribution: str = "grad",
-               beta_range: tuple[float, float] = (10.0, 100.0), seed: int | None = None) -> torch.Tensor:
+               beta_range: tuple[float, float] = (10.0, 100.0), seed: int | None = None, keep: str = "best",
+               clip: bool = True, attribution_kw: Mapping[str, Any] | None = None,
+               reference_beta: float | None = None, map_class: str = "clean") -> torch.Tensor:
     """P2's structured attack (Dombrowski 2019, as P2's released ``targeted/structured.py``): the
     map of x moves to the map of another image ``target_x``.
 
@@ -472,13 +533,26 @@ def structured(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
     images whose maps (of their own predicted class) are the targets.  ReLU models are
     differentiated through a softplus copy whose beta grows geometrically over ``beta_range``
     (P2: 10 -> 100).  P2 has no ball; ``eps`` (0-255 units, default 255 = only [0, 1]) adds
-    one.  Returned, per sample: the iterate with the lowest L whose predicted label equals the
-    clean prediction (x itself if none).  Detached; parameters' ``.grad`` untouched.
+    one.  Returned, per sample (``keep="best"``): the iterate with the lowest L whose predicted
+    label equals the clean prediction (x itself if none); ``keep="last"`` (P2's code): the last
+    iterate, whatever its label.  ``clip=False`` (P2's code, whose ``image_clamp`` result is
+    discarded): no projection at all, the image may leave [0, 1].  ``attribution_kw``: the
+    attacked explainer's hyperparameters.  ``reference_beta`` (P2's code: 1000): the target map
+    (of the class predicted at ``target_x``) and p(x) come from a softplus copy of a ReLU model
+    with that beta, as the code computes them after swapping the activations (None: the model
+    itself).  ``map_class``: the class the attacked map explains during the iterations --
+    ``"clean"``, ``y`` or the clean prediction (default), or ``"current"``, the prediction of the
+    softplus network at the current iterate (P2's code, whose saliency methods explain the
+    predicted class when given none).  Detached; parameters' ``.grad`` untouched.
     """
     eps, alpha = _check(eps, steps, "linf", alpha)
     if alpha is None:
         alpha = units.linf(P2_STRUCTURED_LR, "alpha")
-    _check_attribution_attack(attribution, 1.0)
+    _check_attribution_attack(attribution, 1.0 if reference_beta is None else reference_beta)
+    if keep not in ("best", "last"):
+        raise ValueError(f"keep={keep!r} is not valid for structured; accepted: ['best', 'last']")
+    if map_class not in ("clean", "current"):
+        raise ValueError(f"map_class={map_class!r} is not known; accepted: ['clean', 'current']")
     if target_x is None:
         raise ValueError("structured needs target_x: the images whose maps are the targets")
     lo, hi = (float(b) for b in beta_range)
@@ -492,30 +566,35 @@ def structured(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None,
             or target_x.shape[1:] != x.shape[1:]:
         raise ValueError(f"target_x of shape {tuple(target_x.shape)} does not fit x of shape "
                          f"{tuple(x.shape)}; accepted: (N or 1, *x.shape[1:])")
+    ref = model if reference_beta is None else _smooth_model(model, reference_beta)
     with torch.enable_grad():
         xt = target_x.clone().requires_grad_(True)
-        h_t, _ = _map_and_logits(model, xt, _labels(model, target_x, None), attribution, False)
+        h_t, _ = _map_and_logits(ref, xt, _labels(ref, target_x, None), attribution, False, attribution_kw)
     h_t = _sum_normalized(h_t.detach())
     smooth = _smooth_model(model, lo)
     softplus = [m for m in smooth.modules() if isinstance(m, nn.Softplus)] if smooth is not model else []
     with torch.no_grad():
-        p0 = F.softmax(model(x), 1)
+        p0 = F.softmax(ref(x), 1)
     state = {"t": 0}
+    if map_class == "current":  # the class the network being differentiated predicts now
+        def target(xa):
+            with torch.no_grad():
+                return smooth(xa).argmax(1)
 
     def loss_of(h, logits, judged):
         return (w_h * (_sum_normalized(h) - h_t).pow(2).mean(1)
                 + w_p * (F.softmax(logits, 1) - p0).pow(2).mean(1))
 
-    judge = _evaluator(model, smooth, target, attribution, pred0, loss_of)
+    judge = _evaluator(model, smooth, target, attribution, pred0, loss_of, attribution_kw=attribution_kw)
 
-    def evaluate(x_adv, need_grad):  # the softplus beta grows geometrically over the iterations
+    def evaluate(x_adv, need_grad, judge_it=True):  # the softplus beta grows geometrically
         beta = lo * (hi / lo) ** (min(state["t"], steps) / max(int(steps), 1))
         for m in softplus:
             m.beta = beta
         state["t"] += int(need_grad)
-        return judge(x_adv, need_grad)
+        return judge(x_adv, need_grad, judge_it)
 
-    return _descend(x, eps, steps, alpha, "adam", False, seed, evaluate)
+    return _descend(x, eps, steps, alpha, "adam", False, seed, evaluate, keep=keep, clip=clip)
 
 
 class Attack(Configured):

@@ -137,12 +137,17 @@ def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title
 
 def map_grid(images: torch.Tensor | Sequence[torch.Tensor], maps: Mapping[str, torch.Tensor],
              row_labels: Sequence[str], col_labels: Sequence[str] | None = None, signed: bool = False,
-             scale: float = 1.2, title: str | None = None) -> Figure:
+             scale: float = 1.2, title: str | None = None,
+             notes: Mapping[str, Sequence[str]] | None = None) -> Figure:
     """Grid: first column the images, then one column per method (maps: dict name -> (N,C,H,W));
-    ``title`` above the column titles."""
+    ``title`` above the column titles.  ``notes``: {column ("input" or a method name): one short
+    text per row}, written under each cell (P2 writes softmax scores under its images and maps)."""
     names = list(maps)
+    notes = notes or {}
     n = len(images)
-    fig, axes = plt.subplots(n, len(names) + 1, figsize=(scale * (len(names) + 1), scale * n), squeeze=False)
+    extra = 0.25 if notes else 0.0
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=(scale * (len(names) + 1), (scale + extra) * n),
+                             squeeze=False)
     for i in range(n):
         ax = axes[i, 0]
         img = to_image(images[i])
@@ -151,11 +156,14 @@ def map_grid(images: torch.Tensor | Sequence[torch.Tensor], maps: Mapping[str, t
         ax.set_ylabel(row_labels[i])
         for j, k in enumerate(names):
             show_map(axes[i, j + 1], maps[k][i], signed=signed)
+        for j, k in enumerate(["input"] + names):
+            if k in notes:
+                axes[i, j].set_xlabel(notes[k][i], fontsize=7, labelpad=2)
     for j, k in enumerate(["input"] + names):
         axes[0, j].set_title(k if col_labels is None else (["input"] + list(col_labels))[j])
     if title:
         fig.suptitle(title)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / n))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / n if not notes else 1 - 0.2 / n))
     else:
         fig.tight_layout()
     return fig
@@ -378,18 +386,35 @@ def similarity_vs_eps(table: pd.DataFrame, measures: Sequence[str] = ("spearman"
     budget, one line per method.  ``table``: rows with measure, label, eps, seed, value.
     ``ceilings``: {label: value} drawn dotted on the Spearman panels (a method's similarity to
     itself under fresh random draws: what no attacked map can exceed on average)."""
-    fig, axes = plt.subplots(1, len(measures), figsize=(4.3 * len(measures), 3.2), squeeze=False)
-    for ax, meas in zip(axes[0], measures):
-        sub = table[table.measure == meas]
+    panels = {meas: table[table.measure == meas] for meas in measures}
+    return lines_vs_eps(panels, ylabel={m: f"{m}, clean vs attacked" for m in measures},
+                        xlabel="PGD budget ε (0-255 units)", title=title,
+                        ceilings={m: ceilings for m in measures if m.startswith("spearman")} if ceilings else None)
+
+
+def lines_vs_eps(panels: Mapping[str, pd.DataFrame], ylabel: str | Mapping[str, str],
+                 xlabel: str = "budget ε (0-255 units)", title: str | None = None,
+                 ceilings: Mapping[str, Mapping[str, float]] | None = None, ylim: tuple[float, float] | None = None,
+                 logx: bool = True) -> Figure:
+    """One panel per entry of ``panels`` ({panel title: rows with label, eps, value, one per
+    seed}): mean ± std over seeds against the budget, one line per label (RelEx bold), the
+    legend beside the last panel so that it covers no line.  ``ceilings``: {panel: {label:
+    value}} drawn dotted (e.g. a method against itself with fresh random draws)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.6, 3.2), squeeze=False)
+    for ax, (name, sub) in zip(axes[0], panels.items()):
         for lab, g in sub.groupby("label", sort=False):
             s = g.groupby("eps")["value"].agg(["mean", "std"]).fillna(0.0)
-            line = ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, label=lab,
+            line = ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", ms=3.5, capsize=3, label=lab,
                                lw=2.2 if lab == "RelEx" else 1.2)
-            if ceilings and lab in ceilings and meas.startswith("spearman") and ceilings[lab] < 0.999:
-                ax.axhline(ceilings[lab], ls=":", color=line[0].get_color(), lw=1.2,
-                           label=f"{lab} vs itself, new draws")
-        ax.set(xscale="log", xlabel="PGD budget ε (0-255 units)", ylabel=f"{meas}, clean vs attacked", title=meas)
-    axes[0, -1].legend(fontsize=8)
+            ceil = (ceilings or {}).get(name, {})
+            if lab in ceil and ceil[lab] < 0.999:
+                ax.axhline(ceil[lab], ls=":", color=line[0].get_color(), lw=1.2, label=f"{lab} vs itself, new draws")
+        ax.set(xlabel=xlabel, ylabel=ylabel if isinstance(ylabel, str) else ylabel.get(name, name), title=name)
+        if logx:
+            ax.set_xscale("log")
+        if ylim:
+            ax.set_ylim(*ylim)
+    axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -186,6 +186,78 @@ def batch(dataset: torch.utils.data.Dataset, n: int | None = None) -> tuple[torc
     return torch.stack([t[0] for t in items]), torch.as_tensor([int(t[1]) for t in items])
 
 
+class _Pending(Exception):
+    """Raised inside ``cached_eval`` to ask only whether a value is cached."""
+
+
+def _raise_pending(params):
+    raise _Pending
+
+
+def _eval_elsewhere(job, *shared):
+    """In a worker: one evaluation ``fn(params, model, item, *shared)`` with its parameter reads
+    recorded; returns (value on the CPU, reads) for the client to store (``cached_eval_many``)."""
+    fn, params, model, item = job
+    rec = ReadRecorder(params)
+    value = _cache.to_cpu(fn(rec, model, item, *shared))
+    return value, {"all": rec.read_all, "keys": rec.keys_read()}
+
+
+def cached_eval_many(name: str, params: Mapping[str, Any], jobs: Sequence[tuple[torch.nn.Module, object, Any]],
+                     fn: Callable[..., Any], shared: Sequence[Any] = (), labels: Sequence[str] | None = None,
+                     desc: str | None = None, code: Sequence[str] | None = None) -> list[Any]:
+    """``[cached_eval(name, model, params, lambda p: fn(p, model, item, *shared), inputs=inputs)
+    for model, inputs, item in jobs]``, the misses run through the executor (``executor.current()``:
+    in this process by default, on Dask workers with ``ROBUST_SALIENCY_WORKERS``).
+
+    ``fn`` must be a module-level function (it pickles) and is keyed by its module's source, as
+    ``cached_eval`` keys a function (``code``: other modules instead).  On workers each miss runs with its parameter reads recorded
+    and the value comes back to this process, which stores it under the same key ``cached_eval``
+    computes here (the reads replayed), so no shared disk is needed and a later sequential run
+    hits the same entries.  The values are the same as in-process up to float rounding: the
+    workers run one torch thread each.
+    """
+    jobs = [tuple(j) for j in jobs]
+    labels = [f"{name} {i}" for i in range(len(jobs))] if labels is None else list(labels)
+    code = tuple(code or (fn.__module__,))
+    ex = _executor.current()
+    if not ex.parallel:
+        return [cached_eval(name, model, params, _bind(fn, model, item, shared), inputs=inputs, code=code)
+                for model, inputs, item in jobs]
+    out, missing = [None] * len(jobs), []
+    for i, (model, inputs, _) in enumerate(jobs):
+        try:
+            out[i] = cached_eval(name, model, params, _raise_pending, inputs=inputs, code=code)
+        except _Pending:
+            missing.append(i)
+    if missing:
+        done = _executor.run(_eval_elsewhere, [(fn, dict(params), jobs[i][0], jobs[i][2]) for i in missing],
+                             [labels[i] for i in missing], desc=desc or name,
+                             progress=bool(params.get("progress", True)), executor=ex, shared=shared)
+        for i, (value, reads) in zip(missing, done):
+            model, inputs, _ = jobs[i]
+            out[i] = cached_eval(name, model, params, _replay(value, reads), inputs=inputs, code=code)
+    return out
+
+
+def _bind(fn, model, item, shared):
+    """``fn(params, model, item, *shared)`` as the one-argument function ``cached_eval`` calls."""
+    def run(params):
+        return fn(params, model, item, *shared)
+    return run
+
+
+def _replay(value, reads):
+    """``fn(params)`` for ``cached_eval`` that reads what a worker's evaluation read and returns its value."""
+    def replay(params):
+        if reads["all"]:
+            list(params)
+        for k in reads["keys"]:
+            params.get(k)
+        return value
+    return replay
+
+
 def split_validation(dataset: torch.utils.data.Dataset, n_val: int, seed: int = 0
                      ) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """``(train, validation)``: ``n_val`` rows of ``dataset`` drawn with ``seed`` held out for

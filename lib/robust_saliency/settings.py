@@ -270,8 +270,12 @@ _P2 = {
     "robust_lr": number(0, open_lo=True, doc="the robust model's learning rate"),
     "robust_kw": mapping(doc="at_pgd's hyperparameters for the robust model"),
     "pgd_eps": budget("linf", many=True, doc="budgets of the untargeted PGD attack"),
-    "clean_class_eps": budget("linf", many=True, doc="budgets of the clean-class variant (a subset of pgd_eps)"),
-    "topk_eps": budget("linf", doc="budget of the top-k attack"),
+    "predicted_class_eps": budget("linf", many=True, doc="budgets where maps explaining x_adv's own prediction "
+                                  "are scored too (a subset of pgd_eps)"),
+    "explainer_settings": choice("p2_code", "library", doc="the baselines' settings (P2's released code or the "
+                                 "library's defaults)"),
+    "targeted_methods": names("attribution", none=True, doc="the maps P2's targeted attacks attack (differentiable)"),
+    "topk_eps": budget("linf", many=True, doc="budgets of the top-k attack"),
     "topk_k": count_or_fraction("k of the top-k attack"),
     "topk_steps": integer(1, "steps", doc="top-k attack iterations"),
     "structured_steps": integer(1, "steps", doc="structured attack iterations"),

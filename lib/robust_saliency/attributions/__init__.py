@@ -4,12 +4,15 @@ name).  The map has the shape of ``x`` and lies on the model's device: every exp
 ``x`` and ``target`` there first (``common.to_device_of``).
 
 Modules: ``gradient`` (grad, input_x_grad, guided_backprop), ``lrp`` (LRP, hand-written),
-``captum_methods`` (integrated_gradients, smoothgrad, deeplift, gradcam), ``relex`` (P2's
-mask optimised over a noisy neighbourhood, batched), ``postprocess`` (``postprocess``: per-pixel
-maps; ``sparsify``: P3's soft-thresholding sparsification, C.2.4 / Table 5).
-``grad``, ``input_x_grad``, ``guided_backprop`` and ``lrp`` are written on torch.autograd and
-are differentiable w.r.t. ``x`` and the weights when ``create_graph=True`` (attacks and
-regularizers differentiate through them); the captum ones are evaluation-only and raise
+``smooth`` (smoothgrad, integrated_gradients, gradcam: hand-written, equal to the captum
+classes with their defaults, plus the options of P2's released code), ``captum_methods``
+(deeplift), ``relex`` (P2's mask optimised over a noisy neighbourhood, batched),
+``postprocess`` (``postprocess``: per-pixel maps; ``sparsify``: P3's soft-thresholding
+sparsification, C.2.4 / Table 5).
+``grad``, ``input_x_grad``, ``guided_backprop``, ``lrp``, ``integrated_gradients``,
+``smoothgrad`` and ``gradcam`` are written on torch.autograd and are differentiable w.r.t.
+``x`` and the weights when ``create_graph=True`` (attacks and regularizers differentiate
+through them); ``deeplift`` (captum) and ``relex`` (optimised) are evaluation-only and raise
 ``ValueError`` for ``create_graph=True``.  Each explainer carries its metadata:
 ``differentiable``, ``needs_fit`` (an explainer fitted per input, as P2's RelEx, runs its
 optimisation inside the call; the call shape is the same), ``units`` (what the map's values
@@ -24,11 +27,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..registry import Configured, Registry
-from .captum_methods import deeplift, gradcam, integrated_gradients, last_conv, smoothgrad
+from .captum_methods import deeplift
 from .gradient import grad, guided_backprop, input_x_grad
 from .lrp import lrp
 from .fitted import relex
 from .postprocess import postprocess, sparsify
+from .smooth import gradcam, integrated_gradients, last_conv, smoothgrad
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -60,15 +64,17 @@ def _explainer(fn, differentiable, units, source, needs_fit=False):
 
 
 _SIGNED = "signed, input shape, units of the logit per input unit"
+_SCORE = "the target score: logit, or probability with output='softmax'"
 REGISTRY = Registry("attribution", {e.name: e for e in (
     _explainer(grad, True, _SIGNED, "autograd"),
     _explainer(input_x_grad, True, "signed, input shape, logit units", "autograd"),
     _explainer(guided_backprop, True, _SIGNED, "autograd"),
     _explainer(lrp, True, "signed relevance, input shape, sums to about the target logit", "hand"),
-    _explainer(integrated_gradients, False, "signed, input shape, logit units", "captum"),
-    _explainer(smoothgrad, False, _SIGNED, "captum"),
-    _explainer(deeplift, False, "signed, input shape, logit units", "captum"),
-    _explainer(gradcam, False, "in [0, 1] per image, broadcast over channels", "captum"),
+    _explainer(integrated_gradients, True, f"signed, input shape, units of {_SCORE}", "autograd"),
+    _explainer(smoothgrad, True, f"signed, input shape, units of {_SCORE} per unit of the input "
+                                 "(pixel, or normalized with space='normalized')", "autograd"),
+    _explainer(deeplift, False, f"signed, input shape, units of {_SCORE}", "captum"),
+    _explainer(gradcam, True, "in [0, 1] per image, broadcast over channels", "autograd"),
     _explainer(relex, False, "a mask in [0, 1], input shape (P2: used as it is)", "optimised",
                needs_fit=True),
 )})
