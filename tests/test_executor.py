@@ -29,6 +29,18 @@ JOBS = [{"method": "ce", "seed": 0}, {"method": "ce", "seed": 1},
         {"method": "at_pgd", "seed": 0, "method_kw": {"steps": 2}, "num_epochs": 1}]
 
 
+def _spy_submissions(monkeypatch):
+    """The labels of the jobs ``executor.run`` is given from now on (the run goes ahead)."""
+    submitted, real_run = [], executor.run
+
+    def spy(fn, items, labels=None, **kw):
+        submitted.extend(labels)
+        return real_run(fn, items, labels, **kw)
+
+    monkeypatch.setattr(executor, "run", spy)
+    return submitted
+
+
 def _weights(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -103,14 +115,7 @@ def test_local_cluster_fits_equal_the_sequential_ones_and_failures_are_reported(
         assert all(m.train_info["from_cache"] for m in runs.fit_many(params, ds, JOBS))
 
         # cached fits are not resubmitted; a failing fit is named while the others finish
-        submitted = []
-        real_run = executor.run
-
-        def spy(fn, items, labels=None, **kw):
-            submitted.extend(labels)
-            return real_run(fn, items, labels, **kw)
-
-        monkeypatch.setattr(executor, "run", spy)
+        submitted = _spy_submissions(monkeypatch)
         with pytest.raises(executor.JobsFailed) as info:
             runs.fit_many(params, ds, [*JOBS, {"method": "ce", "seed": 2, "num_epochs": 1},
                                        {"method": "ce", "seed": 3, "lr": 1e30}])
@@ -155,14 +160,7 @@ def test_cached_eval_many_on_workers_stores_what_the_sequential_run_stores(tmp_p
     monkeypatch.setenv(executor.WORKERS_ENV, "2")
     try:
         parallel = runs.cached_eval_many("toy", params, jobs, _toy_eval, **call)
-        submitted = []
-        real_run = executor.run
-
-        def spy(fn, items, labels=None, **kw):
-            submitted.extend(labels)
-            return real_run(fn, items, labels, **kw)
-
-        monkeypatch.setattr(executor, "run", spy)
+        submitted = _spy_submissions(monkeypatch)
         again = runs.cached_eval_many("toy", params, jobs, _toy_eval, **call)
         assert submitted == []  # all cached
     finally:
@@ -173,6 +171,7 @@ def test_cached_eval_many_on_workers_stores_what_the_sequential_run_stores(tmp_p
         assert torch.allclose(a["logits"], b["logits"], atol=1e-6) and torch.equal(b["logits"], c["logits"])
     assert sequential[1]["accuracy"] - sequential[0]["accuracy"] != 0  # the item reached the job
     monkeypatch.delenv(executor.WORKERS_ENV)
-    monkeypatch.setattr(executor, "run", real_run)
+    monkeypatch.undo()  # executor.run itself again; the sequential cache folder is set below
+    monkeypatch.setenv("ROBUST_SALIENCY_CACHE", str(tmp_path / "dask"))
     later = runs.cached_eval_many("toy", params, jobs, lambda *a: pytest.fail("recomputed"), **call)
     assert torch.equal(later[0]["logits"], parallel[0]["logits"])  # a sequential call hits the workers' entries

@@ -324,7 +324,7 @@ def test_p2_explainer_settings_are_the_released_codes():
     kw = p2.EXPLAINER_KW["p2_code"]  # options.py: SmoothGrad 50 / 0.1, IntegratedGradient 100; softmax
     assert kw["smoothgrad"]["n"] == 50 and kw["smoothgrad"]["sigma"] == 0.1 and kw["smoothgrad"]["output"] == "softmax"
     assert kw["integrated_gradients"]["steps"] == 100 and kw["integrated_gradients"]["method"] == "p2_code"
-    assert kw["gradcam"]["align_corners"] is True
+    assert kw["gradcam"] == {"layer": "conv", "align_corners": True}  # P2's layer4 ("block") is an option
     assert p2.TOPK_KW["alpha"] == pytest.approx(0.226 * 255) and p2.TOPK_KW["softplus_beta"] == 30
     assert p2.STRUCTURED_KW == {"keep": "last", "clip": False, "reference_beta": 1000.0, "map_class": "current"}
     assert p2.explainer_kw({"explainer_settings": "library"}, "smoothgrad") == {"n": 16, "sigma": 0.15}

@@ -213,9 +213,10 @@ def cached_eval_many(name: str, params: Mapping[str, Any], jobs: Sequence[tuple[
     ``fn`` must be a module-level function (it pickles) and is keyed by its module's source, as
     ``cached_eval`` keys a function (``code``: other modules instead).  On workers each miss runs with its parameter reads recorded
     and the value comes back to this process, which stores it under the same key ``cached_eval``
-    computes here (the reads replayed), so no shared disk is needed and a later sequential run
-    hits the same entries.  The values are the same as in-process up to float rounding: the
-    workers run one torch thread each.
+    computes here (the reads replayed) as soon as it arrives, so no shared disk is needed, a
+    stopped run keeps the finished evaluations and a later sequential run hits the same
+    entries.  The values are the same as in-process up to float rounding: the workers run one
+    torch thread each.
     """
     jobs = [tuple(j) for j in jobs]
     labels = [f"{name} {i}" for i in range(len(jobs))] if labels is None else list(labels)
@@ -230,13 +231,16 @@ def cached_eval_many(name: str, params: Mapping[str, Any], jobs: Sequence[tuple[
             out[i] = cached_eval(name, model, params, _raise_pending, inputs=inputs, code=code)
         except _Pending:
             missing.append(i)
+
+    def store(j, result):  # as each job finishes: a stopped run keeps the finished evaluations
+        i = missing[j]
+        model, inputs, _ = jobs[i]
+        out[i] = cached_eval(name, model, params, _replay(*result), inputs=inputs, code=code)
+
     if missing:
-        done = _executor.run(_eval_elsewhere, [(fn, dict(params), jobs[i][0], jobs[i][2]) for i in missing],
-                             [labels[i] for i in missing], desc=desc or name,
-                             progress=bool(params.get("progress", True)), executor=ex, shared=shared)
-        for i, (value, reads) in zip(missing, done):
-            model, inputs, _ = jobs[i]
-            out[i] = cached_eval(name, model, params, _replay(value, reads), inputs=inputs, code=code)
+        _executor.run(_eval_elsewhere, [(fn, dict(params), jobs[i][0], jobs[i][2]) for i in missing],
+                      [labels[i] for i in missing], desc=desc or name, progress=bool(params.get("progress", True)),
+                      executor=ex, shared=shared, on_result=store)
     return out
 
 
