@@ -402,3 +402,40 @@ def test_p2_pretrained_weights_are_loaded_not_trained(tmp_path):
         p2.settings("smoke", model="tv_resnet18", weights="missing.pth", data_root=str(tmp_path))
     with pytest.raises(ValueError, match="data_root"):
         p2.settings("smoke", model="tv_resnet18", weights="r18.pth")
+
+
+def test_p2_perturbation_tables_in_p2_units():
+    """Table S1/S2 at our scale: P2's L2 scaled by sqrt(16² / 224²) = 1/14; Table S2 per attack
+    reports the min / mean / max of the per-budget statistics over seeds, P2's row beside."""
+    rows = []
+    for s in (0, 1):
+        for meas, v in (("L2 of perturbation", 0.4), ("L2 normalized (mean)", 1.6 + s), ("label changed", 1.0)):
+            rows.append({"measure": meas, "method": None, "eps": 4.0, "attack": "PGD", "value": v,
+                         "model": "natural", "seed": s})
+        for e, lo, hi in ((1.0, 0.4, 0.5), (8.0, 3.0, 3.5)):
+            for stat, v in (("min", lo), ("mean", (lo + hi) / 2), ("max", hi)):
+                rows.append({"measure": f"L2 normalized ({stat})", "method": None, "eps": e,
+                             "attack": "top-k on SmGrad", "value": v + s, "model": "natural", "seed": s})
+            rows.append({"measure": "label changed", "method": None, "eps": e, "attack": "top-k on SmGrad",
+                         "value": 0.0, "model": "natural", "seed": s})
+    df = p2.tables(rows)
+    s1 = p2.perturbation_table(df, 16).iloc[0]
+    assert s1["ε (normalized)"] == pytest.approx(4 / 255 / 0.226, abs=1e-3)  # P2's budget 0.07
+    assert s1["P2 L2 (normalized, 224x224)"] == p2.TABLE_S1[0.07]
+    assert s1["P2 L2 scaled to 16x16"] == pytest.approx(p2.TABLE_S1[0.07] / 14, abs=1e-3)
+    assert s1["L2 (normalized)"].startswith("2.100")  # mean of 1.6 and 2.6 over the seeds
+    s2 = p2.targeted_perturbation_table(df, 16).set_index("attack").loc["top-k on SmGrad"]
+    assert s2["budgets (0-255)"] == "1, 8"
+    assert s2["L2 min (normalized)"].startswith("0.900")   # per seed min over budgets: 0.4, 1.4
+    assert s2["L2 max (normalized)"].startswith("4.000")   # per seed max: 3.5, 4.5
+    assert s2["P2 (min, avg, max)"] == p2.TABLE_S2["topk"]["smoothgrad"]
+
+
+def test_p2_clean_class_softmax_reads_the_clean_prediction():
+    torch.manual_seed(0)
+    model = models.build("small_cnn", 4, (3, 8, 8), width=4).eval()
+    x = torch.rand(3, 3, 8, 8)
+    p = p2.clean_class_softmax(model, x, x[:1])
+    with torch.no_grad():
+        c = int(model(x[:1]).argmax(1))
+        assert torch.allclose(p, model(x).softmax(1)[:, c])
