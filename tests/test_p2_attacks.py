@@ -28,23 +28,24 @@ STRUCTURED_STEPS = 20  # P2's code: 1500; likewise
 
 
 # ----------------------------------------------------------------------------- the released code
-def _to_softplus(model, beta):
-    """``util.replace_activation2softplus``: every nn.ReLU / nn.Softplus child -> nn.Softplus(beta),
-    in place."""
+def _replace_children(model, kinds, make):
+    """Every child module of one of ``kinds`` -> ``make()``, in place, recursively (the released
+    ``util.replace_activation2*`` functions)."""
     for name, child in model.named_children():
-        if isinstance(child, (nn.ReLU, nn.Softplus)):
-            setattr(model, name, nn.Softplus(beta=beta))
+        if isinstance(child, kinds):
+            setattr(model, name, make())
         else:
-            _to_softplus(child, beta)
+            _replace_children(child, kinds, make)
+
+
+def _to_softplus(model, beta):
+    """``util.replace_activation2softplus``: every nn.ReLU / nn.Softplus child -> nn.Softplus(beta)."""
+    _replace_children(model, (nn.ReLU, nn.Softplus), lambda: nn.Softplus(beta=beta))
 
 
 def _to_relu(model):
-    """``util.replace_activation2relu``: every nn.Softplus child -> nn.ReLU, in place."""
-    for name, child in model.named_children():
-        if isinstance(child, nn.Softplus):
-            setattr(model, name, nn.ReLU())
-        else:
-            _to_relu(child)
+    """``util.replace_activation2relu``: every nn.Softplus child -> nn.ReLU."""
+    _replace_children(model, nn.Softplus, nn.ReLU)
 
 
 def _simple_gradient(net, x, target_cls=None, sec_ord=False):
@@ -182,14 +183,7 @@ def elu_net(relu_net):
     """The same net with nn.ELU activations: neither the released code's replace_activation2softplus
     (ReLU / Softplus only) nor our ``_smooth_model`` (ReLU only) touches it."""
     net = copy.deepcopy(relu_net)
-
-    def swap(module):
-        for name, child in module.named_children():
-            if isinstance(child, nn.ReLU):
-                setattr(module, name, nn.ELU())
-            else:
-                swap(child)
-    swap(net)
+    _replace_children(net, nn.ReLU, nn.ELU)
     assert not any(isinstance(m, (nn.ReLU, nn.Softplus)) for m in net.modules())
     return net
 
