@@ -75,10 +75,12 @@ def test_weighted_l2_is_prop4_with_p3s_weights():
     d = one_step_perturbation(g, "weighted_l2", eps, attention=a)
     unit = g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     amax = a.flatten(1).amax(1).view(-1, 1, 1, 1)
-    assert torch.allclose(d, (eps * amax - 2 * eps * a) * unit)
+    assert torch.allclose(d, (eps - 2 * eps * a) * unit)  # cub_train.py's, the default
+    text = one_step_perturbation(g, "weighted_l2", eps, attention=a, weighted_form="text")
+    assert torch.allclose(text, (eps * amax - 2 * eps * a) * unit)
     # Prop. 4: for R(u) = sum_i w_i u_i^2 the maximiser of delta^T u - sum_i delta_i^2 / (4 w_i)
-    # is 2 w u; P3's code uses w = eps (max A - 2 A) / 2 on the unit gradient u
-    w = (eps * (amax - 2 * a) / 2)[0].flatten().numpy()
+    # is 2 w u; P3's code uses w = eps (1 - 2 A) / 2 on the unit gradient u
+    w = (eps * (1 - 2 * a) / 2)[0].flatten().numpy()
     u = unit[0].flatten().numpy()
     pos = w > 1e-3
     wp, up = w[pos], u[pos]
@@ -175,22 +177,29 @@ def _reference_x_adv(net, img, label, mode, training, eps, eps2, s):
 
 @pytest.mark.parametrize("mode", ["l1", "elastic", "group"])
 @pytest.mark.parametrize("training", ["fast", "iterative"])
-def test_matches_transcription_of_released_training_step(mode, training):
+@pytest.mark.parametrize("clip", [False, True])
+def test_matches_transcription_of_released_training_step(mode, training, clip):
+    """The released step (no clip), on images near 0 and 1 where x + delta leaves [0, 1]: ours
+    equals it by default and equals its clamp to [0, 1] with ``clip=True``."""
     torch.manual_seed(0)
     net = models.build("small_cnn", 3, (2, 4, 4), width=3).double().eval()  # no Normalize: z = x
-    img = 0.3 + 0.4 * torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    img = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    img = torch.where(img < 0.5, 0.01 * img, 1 - 0.01 * img)  # every entry within 0.005 of 0 or 1
     label = torch.tensor([0, 1, 2])
     eps, eps2 = 0.02, 0.005
-    meth = methods.get("norm_regularized_at", mode=mode, training=training, eps=eps, eps2=eps2, group_size=2)
+    meth = methods.get("norm_regularized_at", mode=mode, training=training, eps=eps, eps2=eps2, group_size=2,
+                       clip=clip)
     want = _reference_x_adv(net, img, label, mode, training, eps, eps2, 2)
+    assert want.min() < 0 and want.max() > 1  # the clip binds here
     got = meth.attack(net, img, label)
-    assert want.min() > 0 and want.max() < 1  # the clip to [0, 1] does not bind here
-    assert torch.allclose(got, want, atol=1e-10)
+    assert torch.allclose(got, want.clamp(0, 1) if clip else want, atol=1e-10)
     loss, _ = meth(net, img, label)
-    assert torch.allclose(loss, nn.functional.cross_entropy(net(want), label))
+    assert torch.allclose(loss, nn.functional.cross_entropy(net(got), label))
+    if not clip:
+        assert torch.allclose(loss, nn.functional.cross_entropy(net(want), label))
 
 
-def test_normalized_space_perturbs_z_and_clips_pixels():
+def test_normalized_space_perturbs_z_and_clips_pixels_on_request():
     torch.manual_seed(0)
     std = [0.2, 0.4]
     net = models.build("small_cnn", 3, (2, 4, 4), width=3, mean=[0.5, 0.5], std=std).double().eval()
@@ -203,8 +212,12 @@ def test_normalized_space_perturbs_z_and_clips_pixels():
     assert torch.allclose(x_adv - x, 0.1 * sigma * g.sign())  # eps 0.1 of z = 0.1 sigma of x
     pix = methods.get("norm_regularized_at", mode="l1", eps=0.1, space="pixel").attack(net, x, y)
     assert torch.allclose(pix - x, 0.1 * g.sign())
-    big = methods.get("norm_regularized_at", mode="l1", eps=5.0).attack(net, x, y)
+    big = methods.get("norm_regularized_at", mode="l1", eps=5.0, clip=True).attack(net, x, y)
     assert big.min() >= 0 and big.max() <= 1
+    loose = methods.get("norm_regularized_at", mode="l1", eps=5.0).attack(net, x, y)  # the code's: no clip
+    assert torch.allclose(loose - x, 5.0 * sigma * g.sign())
+    with pytest.raises(ValueError, match="clip"):
+        methods.get("norm_regularized_at", mode="l1", clip="yes")
     with pytest.raises(ValueError, match="mode"):
         methods.get("norm_regularized_at", mode="linf")
     with pytest.raises(ValueError, match="one-step only"):
@@ -212,19 +225,21 @@ def test_normalized_space_perturbs_z_and_clips_pixels():
 
 
 def test_weighted_l2_matches_transcription_of_cub_train():
-    """P3's cub_train.py step: img += 2 eps g / ||g|| * (0.5 - seg), g the gradient of the mean CE."""
+    """P3's cub_train.py step: img += 2 eps g / ||g|| * (0.5 - seg), g the gradient of the mean CE,
+    seg the raw gaze map (ToTensor of the uint8 map: max below 1 for most images), no clip."""
     torch.manual_seed(0)
     net = models.build("small_cnn", 3, (2, 4, 4), width=3).double().eval()  # no Normalize: z = x
-    img = 0.3 + 0.4 * torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    img = torch.rand(3, 2, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     label = torch.tensor([0, 1, 2])
-    seg = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    seg = seg / seg.flatten(1).amax(1).view(-1, 1, 1, 1)  # a gaze map with max 1 (the code assumes it)
-    eps = 0.05
+    seg = 0.7 * torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    assert seg.flatten(1).amax(1).max() < 0.7  # a raw gaze map whose maximum is not 1
+    eps = 2.0
     org = img.clone().requires_grad_(True)
     (org_grad,) = torch.autograd.grad(nn.functional.cross_entropy(net(org), label), org)
     org_grad = org_grad / torch.norm(org_grad, p=2, dim=[1, 2, 3], keepdim=True)
     want = img + 2 * eps * org_grad * (0.5 - seg)
-    meth = methods.get("norm_regularized_at", mode="weighted_l2", eps=eps)
+    assert want.min() < 0 or want.max() > 1  # the code does not clip, nor do we by default
+    meth = methods.get("norm_regularized_at", mode="weighted_l2", eps=eps, space="pixel")
     assert meth.extras == ("gaze",)
     got = meth.attack(net, img, label, seg)
     assert torch.allclose(got, want, atol=1e-12)
@@ -232,8 +247,19 @@ def test_weighted_l2_matches_transcription_of_cub_train():
     assert torch.allclose(meth.attack(net, img, label, as_uint8), meth.attack(net, img, label, as_uint8 / 255.0))
     loss, _ = meth(net, img, label, gaze=seg)
     assert torch.allclose(loss, nn.functional.cross_entropy(net(want), label))
+    # the supplement's form (eps max A - 2 eps A) differs unless max A = 1
+    text = methods.get("norm_regularized_at", mode="weighted_l2", eps=eps, space="pixel", weighted_form="text")
+    amax = seg.flatten(1).amax(1).view(-1, 1, 1, 1)
+    assert torch.allclose(text.attack(net, img, label, seg) - img, (eps * amax - 2 * eps * seg) * org_grad)
+    assert not torch.allclose(text.attack(net, img, label, seg), got)
+    unit = seg / amax
+    assert torch.allclose(text.attack(net, img, label, unit), meth.attack(net, img, label, unit))
+    clipped = methods.get("norm_regularized_at", mode="weighted_l2", eps=eps, space="pixel", clip=True)
+    assert torch.allclose(clipped.attack(net, img, label, seg), want.clamp(0, 1))
     with pytest.raises(ValueError, match="attention"):
         meth(net, img, label)
+    with pytest.raises(ValueError, match="weighted_form"):
+        methods.get("norm_regularized_at", mode="weighted_l2", weighted_form="paper")
     plain = methods.get("norm_regularized_at", mode="l2", eps=eps, space="pixel")
     assert plain.extras == ()
     assert torch.allclose(plain.attack(net, img, label) - img, eps * org_grad)

@@ -35,13 +35,13 @@ def no_hooks(model):
 # ----------------------------------------------------------------------------- registry
 def test_registry():
     assert A.NAMES == ("grad", "input_x_grad", "guided_backprop", "lrp", "integrated_gradients",
-                       "smoothgrad", "deeplift", "gradcam", "relex")
+                       "smoothgrad", "deeplift", "gradcam", "relex", "sparse_moreaugrad")
     assert A.get("lrp").fn is A.lrp
     with pytest.raises(ValueError, match="attribution='nope' is not known; accepted"):
         A.get("nope")
     assert A.DIFFERENTIABLE == ("grad", "input_x_grad", "guided_backprop", "lrp", "integrated_gradients",
                                 "smoothgrad", "gradcam")
-    assert [n for n in A.NAMES if A.get(n).needs_fit] == ["relex"]  # optimised per input
+    assert [n for n in A.NAMES if A.get(n).needs_fit] == ["relex", "sparse_moreaugrad"]  # optimised per input
     assert A.get("deeplift").differentiable is False
 
 

@@ -142,16 +142,18 @@ def test_gini_literal_formula_and_known_values():
     assert ((out >= 0) & (out <= 1)).all()
 
 
-def _group_gini_loop(a, s):
-    """Written out: per sample, per patch, the L2 norm over channels and pixels; then the Gini formula."""
+def _group_gini_loop(a, s, per_channel=False):
+    """Written out: per sample, per patch (and per channel with ``per_channel``), the L2 norm over
+    its entries; then the Gini formula."""
     a = a.numpy()
     if a.ndim == 3:
         a = a[:, None]
     out = []
     for sample in a:
-        _, h, w = sample.shape
-        norms = [np.sqrt((sample[:, i:i + s, j:j + s] ** 2).sum())
-                 for i in range(0, h, s) for j in range(0, w, s)]
+        c_, h, w = sample.shape
+        chans = [slice(k, k + 1) for k in range(c_)] if per_channel else [slice(None)]
+        norms = [np.sqrt((sample[ch, i:i + s, j:j + s] ** 2).sum())
+                 for ch in chans for i in range(0, h, s) for j in range(0, w, s)]
         c, n = sorted(norms), len(norms)
         total = sum(c)
         out.append(0.0 if total == 0 else
@@ -168,6 +170,8 @@ def test_group_gini_matches_a_loop_over_patches(shape, s):
     assert out.shape == (shape[0],)
     np.testing.assert_allclose(out.numpy(), _group_gini_loop(a, s), rtol=0, atol=1e-12)
     assert torch.equal(metrics.get("group_gini", group_size=s)(a), out)  # registry, hyperparameter bound
+    trained = metrics.group_gini(a, s, per_channel=True)  # P3's training groups: each channel apart
+    np.testing.assert_allclose(trained.numpy(), _group_gini_loop(a, s, per_channel=True), rtol=0, atol=1e-12)
 
 
 def test_group_gini_known_values_and_errors():

@@ -84,10 +84,13 @@ def test_aopc_table_gives_the_relative_drop():
         for kind in ("grad", "smoothgrad"):
             rows += [{"method": "ce", "seed": s, "measure": f"AOPC 20 ({kind})", "value": base},
                      {"method": "ce", "seed": s, "measure": f"AOPC 20 (sparsified {kind})", "value": sparse}]
+        rows.append({"method": "ce", "seed": s, "measure": "AOPC 20 (sparse moreaugrad)", "value": base / 2})
     table, long = p3.aopc_table(pd.DataFrame(rows), ["ce"], [20])
     drops = long[long["post-processing"] == "sparsified grad"].sort_values("seed")["drop %"].tolist()
     assert drops == pytest.approx([20.0, 25.0])
     assert table.loc["sparsified grad — standard", "Δ AOPC 20 (%)"] == "22.5 ± 3.5"
+    # Sparse MoreauGrad is scored against SmoothGrad, as P3 pairs them
+    assert long[long["post-processing"] == "sparse moreaugrad"]["drop %"].tolist() == pytest.approx([50.0, 50.0])
 
 
 def test_stability_is_one_for_a_model_and_its_copy():
@@ -103,3 +106,75 @@ def test_stability_is_one_for_a_model_and_its_copy():
     got = {(r["method"], r["measure"]): r["value"] for r in rows}
     assert got["ce", "stability"] == pytest.approx(1.0) and got["ce", "SSIM with twin"] == pytest.approx(1.0)
     assert got["l1", "stability"] < 0.9
+
+
+def test_regimes_and_their_settings():
+    params = _smoke()
+    assert params["pretrain_epochs"] == 0 and params["grad_clip"] is None  # P3's code: from scratch, no clip
+    assert p3.regime_params(params, "scratch") is params
+    ft = p3.regime_params(params, "finetune")
+    assert ft["pretrain_epochs"] == params["finetune"]["pretrain_epochs"] >= 1
+    assert ft["grid"] == params["finetune"]["grid"] != params["grid"] and ft["finetune"] is None
+    with pytest.raises(ValueError, match="regime="):
+        p3.regime_params(params, "pretrained")
+    with pytest.raises(ValueError, match="regime="):
+        p3.regime_params(ft, "finetune")  # no second regime inside the second
+    with pytest.raises(ValueError, match="finetune="):
+        _smoke(finetune={"grid": params["grid"], "lr": 0.1})
+    with pytest.raises(ValueError, match="pretrain_epochs"):
+        _smoke(finetune={"grid": params["grid"], "pretrain_epochs": 0})
+    with pytest.raises(ValueError, match="eps"):
+        _smoke(finetune={"grid": {**params["grid"], "l1": [{"eps": -1.0}]}, "pretrain_epochs": 1})
+    # the harmonization models perturb [0, 1] pixels, as cub_train.py (no Normalize on CUB-GHA)
+    assert p3._method(params, "weighted_l2", {"eps": 1.0})[1]["space"] == "pixel"
+    assert p3._method(params, "l1_iterative_b4", {"eps": 0.1})[1]["init"] == "one_step"
+
+
+def _rand_rows(share_true, share_perm, ssim_perm, names=("ce", "elastic")):
+    rows = []
+    for n in names:
+        for s in range(3):
+            for labels, share, ssim in (("true", share_true, 1.0), ("permuted", share_perm, ssim_perm)):
+                rows += [{"method": n, "seed": s, "labels": labels, "measure": k, "value": v + 0.001 * s}
+                         for k, v in (("share of the most frequent prediction", share), (p3.RAND_SSIM, ssim))]
+    return pd.DataFrame(rows)
+
+
+def test_random_label_claims_stand_only_on_the_true_label_control():
+    params = {"random_labels_for": ["ce", "elastic"]}
+    tw = pd.DataFrame([{"method": n, "seed": s, "measure": "SSIM with twin", "value": 0.3 + 0.01 * s}
+                       for n in ("ce", "elastic") for s in range(3)])
+    ok = p3._random_label_rows(params, tw, _rand_rows(0.15, 0.99, 0.05))
+    assert [r["verdict"] for r in ok] == ["holds", "holds"]
+    assert "true labels 0.151" in ok[1]["ours (mean ± std over seeds)"]
+    both = p3._random_label_rows(params, tw, _rand_rows(0.99, 0.99, 0.05))  # the twin collapses too
+    assert both[1]["verdict"] == "not testable here" and "collapses to one class too" in both[1]["not testable"]
+    weak = p3._random_label_rows(params, tw, _rand_rows(0.15, 0.6, 0.05))  # contrast, but not one class
+    assert weak[1]["verdict"] != "holds" and weak[1]["binding"] == "95% of the test set"
+
+
+def _nb_rows():
+    rows = []
+    for s in range(3):
+        rows += [{"method": "ce", "hparams": "–", "chosen": False, "seed": s, "measure": m, "value": v}
+                 for m, v in (("gini", 0.30 + 0.001 * s), ("accuracy", 0.65), ("PGD ε2 accuracy", 0.1))]
+        for eps, gain, chosen in (("eps=0.01", 0.05, False), ("eps=0.02", -0.05, True)):
+            rows += [{"method": "l1", "hparams": eps, "chosen": chosen, "seed": s, "measure": m, "value": v}
+                     for m, v in (("gini", 0.30 + gain + 0.002 * s * (s - 1)), ("accuracy", 0.66),
+                                  ("PGD ε2 accuracy", 0.2 + 0.001 * s))]
+            rows += [{"method": "l1_mifgsm", "hparams": eps, "chosen": chosen, "seed": s, "measure": m, "value": v}
+                     for m, v in (("accuracy", 0.6), ("PGD ε2 accuracy", 0.2 + gain + 0.002 * s * s))]
+    return pd.DataFrame(rows)
+
+
+def test_verdicts_at_every_admissible_eps_and_mifgsm_at_every_magnitude():
+    params = {"pgd_eps": 2, "variants": ["l1_mifgsm"], "group_size": 4}
+    nb = _nb_rows()
+    v = p3.neighbour_verdicts(params, nb[nb.method.isin(["ce", "l1", "l1_mifgsm"])])
+    l1 = v[v.measure == "gini"].set_index("ε")
+    assert l1.loc["eps=0.01", "verdict"] == "holds" and l1.loc["eps=0.02", "verdict"] == "contradicted"
+    assert l1.loc["eps=0.02", "chosen"] == "✓" and l1.loc["eps=0.01", "chosen"] == ""
+    mi = v[v.method == p3.LABELS["l1_mifgsm"]].set_index("ε")
+    assert mi.loc["eps=0.01", "verdict"] == "holds" and mi.loc["eps=0.02", "verdict"] == "contradicted"
+    row = p3._mifgsm_row(params, pd.DataFrame(columns=["method", "measure", "seed", "value"]), nb)
+    assert row["binding"] == "eps=0.02" and row["verdict"] == "contradicted"  # every magnitude must hold

@@ -121,3 +121,118 @@ def test_p2_figures_show_what_they_are_given():
     fig = plotting.map_grid(torch.rand(2, 3, 4, 4), {"m": torch.rand(2, 1, 4, 4)}, ["a", "b"], title="T")
     assert fig._suptitle.get_text() == "T"
     plt.close(fig)
+
+
+def test_show_map_clip_scales_each_map_to_its_percentile():
+    import numpy as np
+
+    gen = torch.Generator().manual_seed(0)
+    m = 0.5 + 0.5 * torch.rand(1, 32, 32, generator=gen)   # a dim, non-zero background
+    m[0, 3, 4] = 100.0                                         # and one bright pixel
+    q99 = float(np.percentile(m[0].numpy(), 99))
+    fig, (plain, clipped) = plt.subplots(1, 2)
+    plotting.show_map(plain, m)
+    plotting.show_map(clipped, m, clip=99)
+    a, b = plain.images[0].get_array(), clipped.images[0].get_array()
+    assert plain.images[0].get_clim() == (0, 100.0) and float(a.max()) == 100.0  # today's: own maximum
+    assert float(b.max()) == pytest.approx(q99) and clipped.images[0].get_clim() == pytest.approx((0, q99))
+    assert q99 < 1.1
+    # the background: ~0 of the colour range without clip, visible with it
+    back = np.ones((32, 32), bool)
+    back[3, 4] = False
+    assert float((a[back] / 100.0).max()) < 0.011
+    assert float((b[back] / q99 > 0.4).mean()) > 0.95
+    # signed: clipped symmetrically at the percentile of |value|
+    s = torch.tensor([[-4.0, 1.0, 0.5, -0.5] * 25])
+    plotting.show_map(plain, s, signed=True, clip=50)
+    lo, hi = plain.images[-1].get_clim()
+    arr = plain.images[-1].get_array()
+    assert hi == -lo == pytest.approx(0.75) and float(arr.min()) == pytest.approx(-0.75)
+    with pytest.raises(ValueError):
+        plotting.show_map(plain, m, clip=0)
+    plt.close(fig)
+
+
+def test_map_grid_clip_is_passed_on_and_named_in_the_title():
+    imgs = torch.rand(2, 3, 8, 8)
+    maps = {"a": torch.rand(2, 3, 8, 8)}
+    maps["a"][0, :, 0, 0] = 50.0
+    fig = plotting.map_grid(imgs, maps, ["x0", "x1"], title="T")
+    assert fig._suptitle.get_text() == "T"                               # default: unchanged
+    assert float(fig.axes[1].images[0].get_array().max()) == pytest.approx(150.0)
+    plt.close(fig)
+    fig = plotting.map_grid(imgs, maps, ["x0", "x1"], title="T", clip=99)
+    assert fig._suptitle.get_text() == "T (each map clipped at its 99th percentile of |value|)"
+    shown = fig.axes[1].images[0].get_array()
+    summed = maps["a"][0].abs().sum(0).numpy()
+    import numpy as np
+    assert float(shown.max()) == pytest.approx(float(np.percentile(summed, 99)))
+    plt.close(fig)
+    fig = plotting.map_grid(imgs, maps, ["x0", "x1"], clip=99.5)
+    assert "99.5th percentile" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+def test_selection_grid_labels_each_panel_with_its_measure():
+    import pandas as pd
+
+    table = pd.DataFrame([{"method": "l1", "validation score": 0.60, "validation accuracy": 0.80,
+                           "score": "gini", "chosen": "✓"},
+                          {"method": "l1", "validation score": 0.70, "validation accuracy": 0.70,
+                           "score": "gini", "chosen": ""},
+                          {"method": "group", "validation score": 0.30, "validation accuracy": 0.79,
+                           "score": "group gini", "chosen": "✓"}])
+    fig = plotting.selection_grid(table, "validation score", "validation accuracy", 0.81, 0.02)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["validation score: gini", "validation score: group gini"]
+    assert all(ax.get_xlabel() == "validation accuracy" for ax in fig.axes)
+    gini, group = fig.axes
+    assert sorted(float(y) for ln in gini.get_lines() if ln.get_linestyle() == "None"
+                  for y in ln.get_ydata()) == [0.6, 0.6, 0.7]                       # no group gini here
+    assert [float(y) for ln in group.get_lines() if ln.get_linestyle() == "None" for y in ln.get_ydata()] == [0.3, 0.3]
+    assert [ln.get_color() for ln in group.get_lines() if ln.get_linestyle() == "None"][0] == "C1"  # its colour kept
+    assert all(any(ln.get_linestyle() == "--" for ln in ax.get_lines()) for ax in fig.axes)  # the cut-off in each
+    plt.close(fig)
+    # one measure named: one panel, labelled with it; no naming column: the score argument
+    fig = plotting.selection_grid(table[table.method == "l1"], "validation score", "validation accuracy")
+    assert len(fig.axes) == 1 and fig.axes[0].get_ylabel() == "validation score: gini"
+    plt.close(fig)
+    fig = plotting.selection_grid(table.drop(columns="score"), "validation score", "validation accuracy")
+    assert len(fig.axes) == 1 and fig.axes[0].get_ylabel() == "validation score"
+    plt.close(fig)
+
+
+def test_randomization_curves_tell_the_reference_lines_apart():
+    import pandas as pd
+
+    rows = [{"method": m, "seed": s, "layers": k, "randomized": f"layer{k}", "ssim": 1.0 - 0.3 * k}
+            for m in ("ce", "l1", "group") for s in (0, 1) for k in range(3)]
+    refs = {"ce": 0.4, "l1": 0.4, "group": 0.4}            # coinciding values
+    fig = plotting.randomization_curves(pd.DataFrame(rows), refs, {"ce": "CE", "l1": "L1"})
+    ax = fig.axes[0]
+    twins = [ln for ln in ax.get_lines() if "twin" in ln.get_label()]
+    assert [ln.get_label() for ln in twins] == ["CE twin (0.40)", "L1 twin (0.40)", "group twin (0.40)"]
+    assert [ln.get_color() for ln in twins] == ["C0", "C1", "C2"]                   # the methods' colours
+    dashes = [ln._unscaled_dash_pattern for ln in twins]
+    assert all(d[1] for d in dashes) and len(set(dashes)) == 3                      # broken and all different
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["CE", "CE twin (0.40)", "L1", "L1 twin (0.40)", "group", "group twin (0.40)"]
+    plt.close(fig)
+
+
+def test_lines_vs_eps_log_axis_ticks_at_the_budgets():
+    import pandas as pd
+
+    rows = [{"label": lab, "eps": e, "seed": s, "value": 0.1 * e + s}
+            for lab in ("RelEx", "SimGrad") for e in (2, 4, 8, 16) for s in (0, 1)]
+    df = pd.DataFrame(rows)
+    fig = plotting.lines_vs_eps({"a": df, "b": df[df.eps <= 4]}, ylabel="v")
+    a, b = fig.axes[:2]
+    fig.canvas.draw()
+    assert list(a.get_xticks()) == [2, 4, 8, 16] and list(b.get_xticks()) == [2, 4]
+    assert [t.get_text() for t in a.get_xticklabels()] == ["2", "4", "8", "16"]
+    assert all(t.get_text() == "" for t in a.get_xticklabels(minor=True))
+    assert a.get_xscale() == "log"
+    plt.close(fig)
+    fig = plotting.lines_vs_eps({"a": df}, ylabel="v", logx=False)
+    assert fig.axes[0].get_xscale() == "linear"
+    plt.close(fig)

@@ -34,6 +34,7 @@ CHECKED = (
     "robust_saliency.attributions.fitted",
     "robust_saliency.attributions.gradient",
     "robust_saliency.attributions.lrp",
+    "robust_saliency.attributions.moreau",
     "robust_saliency.attributions.postprocess",
     "robust_saliency.attributions.smooth",
     "robust_saliency.cache",

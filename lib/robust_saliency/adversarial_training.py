@@ -7,9 +7,11 @@ the closed-form maximiser of delta^T g - R*(delta) for the penalty R wanted on t
 map g: ``l1`` (R = eps ||g||_1: eps sign g), ``l2`` (R = eps ||g||_2: eps g /
 ||g||_2, the "vanilla l2" baseline of P3 Table 6), ``group`` (R = eps ||g||_{2,1}
 over square patches per channel: eps g_S / ||g_S||), ``elastic`` (R = eps ||g||_1 + eps2
-||g||_2^2: eps sign g + 2 eps2 g) and ``weighted_l2`` (P3 Prop. 4 / its CUB-GHA code:
-(eps max(A) - 2 eps A) g / ||g||_2 for an attention map A).  It works on the numbers it is
-given (the units of ``grad``'s space; no 0-255 conversion).
+||g||_2^2: eps sign g + 2 eps2 g) and ``weighted_l2`` (P3 Prop. 4 for an attention map A:
+its ``cub_train.py`` computes (eps - 2 eps A) g / ||g||_2 with the raw gaze map A,
+``weighted_form="code"``; the supplement writes (eps max(A) - 2 eps A) g / ||g||_2,
+``"text"``; they agree when max A = 1).  It works on the numbers it is given (the units of
+``grad``'s space; no 0-255 conversion).
 
 The attack runs on the model as it is during training (train mode), from the global RNG's
 random start (``torch.manual_seed`` makes it repeatable; ``training.train`` seeds it), and
@@ -27,13 +29,14 @@ from . import attacks
 from .common import check_group_size
 from .regularizers import Regularized
 from .models import leading_normalize
-from .regularizers._checks import _choice, _nonneg, _optional_key, _pixels, _pos_int, _real
+from .regularizers._checks import _boolean, _choice, _nonneg, _optional_key, _pixels, _pos_int, _real
 from .regularizers.terms import _f
 
 __all__ = ["ATPGD", "ATFGSM", "NormRegularizedAT", "GaussianNoise", "REGISTRY", "MODES", "one_step_perturbation",
            "group_norms"]
 
 MODES = ("l1", "l2", "group", "elastic", "weighted_l2")
+WEIGHTED_FORMS = ("code", "text")
 
 
 def _number(name, v, positive=False):
@@ -58,15 +61,18 @@ def group_norms(g: torch.Tensor, group_size: int) -> torch.Tensor:
 
 def one_step_perturbation(grad: torch.Tensor, mode: str, eps: float, eps2: float | None = None,
                           group_size: int | None = None,
-                          attention: torch.Tensor | None = None) -> torch.Tensor:
+                          attention: torch.Tensor | None = None,
+                          weighted_form: str = "code") -> torch.Tensor:
     """P3's one-step perturbation delta* for the gradient ``grad`` of the loss (per sample, first
     dimension = batch): the maximiser of delta^T grad - R*(delta) (module docstring).
 
     ``mode``: ``l1`` (eps sign g), ``l2`` (eps g / ||g||_2 per sample; 0 for a zero gradient),
     ``group`` (eps g_S / ||g_S||_2 per ``group_size`` patch of
     each channel; 0 where a group's gradient is 0), ``elastic`` (eps sign g + 2 ``eps2`` g; P3's
-    supplement prints the second term twice, its code once), ``weighted_l2`` ((eps max(A) -
-    2 eps A) g / ||g||_2, A = ``attention`` broadcast to g, max and norm per sample).
+    supplement prints the second term twice, its code once), ``weighted_l2`` ((eps - 2 eps A)
+    g / ||g||_2 as ``cub_train.py``, ``weighted_form="code"``; (eps max(A) - 2 eps A) g /
+    ||g||_2 as the supplement, ``"text"``; A = ``attention`` broadcast to g, max and norm per
+    sample).
 
     Parameters
     ----------
@@ -80,6 +86,8 @@ def one_step_perturbation(grad: torch.Tensor, mode: str, eps: float, eps2: float
         Side of the square groups (``group``); must divide H and W.
     attention : torch.Tensor, optional
         Attention map A broadcastable to ``grad`` (``weighted_l2``).
+    weighted_form : str
+        ``"code"`` (default, P3's ``cub_train.py``) or ``"text"`` (the supplement's max A term).
 
     Returns
     -------
@@ -102,6 +110,8 @@ def one_step_perturbation(grad: torch.Tensor, mode: str, eps: float, eps2: float
         if eps2 is None:
             raise ValueError("mode='elastic' needs eps2 (the weight of ||g||_2^2); accepted: a number >= 0")
         return eps * g.sign() + 2 * _number("eps2", eps2) * g
+    if weighted_form not in WEIGHTED_FORMS:
+        raise ValueError(f"weighted_form={weighted_form!r} is not known; accepted: {list(WEIGHTED_FORMS)}")
     if attention is None:
         raise ValueError("mode='weighted_l2' needs attention (an attention map broadcastable to grad)")
     a = torch.as_tensor(attention, dtype=g.dtype, device=g.device)
@@ -110,7 +120,7 @@ def one_step_perturbation(grad: torch.Tensor, mode: str, eps: float, eps2: float
     except RuntimeError:
         raise ValueError(f"attention of shape {tuple(a.shape)} does not broadcast to grad of shape "
                          f"{tuple(g.shape)}") from None
-    a_max = a.flatten(1).amax(1).view(view)
+    a_max = a.flatten(1).amax(1).view(view) if weighted_form == "text" else 1.0
     unit = g / g.flatten(1).norm(dim=1).clamp_min(1e-30).view(view)
     return (eps * a_max - 2 * eps * a) * unit
 
@@ -170,15 +180,20 @@ class NormRegularizedAT(Regularized):
     the mean by the batch size) taken w.r.t. the model's *normalized* input
     (``space="normalized"``: grad_z = sigma * grad_x), and the perturbation is made there, so
     ``eps`` and ``eps2`` are in P3's units (its default eps 0.01 of a unit-variance input);
-    ``space="pixel"`` works on [0, 1] pixels.  The perturbed input is clipped to [0, 1] (the
-    code does not clip).  ``iterative``: 7 steps, as the code: l1 sign steps of 0.3 eps
-    projected to the eps box; elastic normalized-gradient steps of 0.3 on CE - ||relu(|delta| -
-    eps)||^2 / (4 eps2); group unit normalized-gradient steps projected onto the group balls;
-    ``init="zero"`` as the code, ``"one_step"`` starts from the one-step solution (the text, B.4).
+    ``space="pixel"`` works on [0, 1] pixels.  The perturbed input is not clipped, as the code
+    (``imagenet_train.py`` and ``cub_train.py`` add delta to the normalized image and train on
+    it); ``clip=True`` clips x + delta to [0, 1] pixels (the model's input; a leading
+    ``Normalize`` maps it on).  ``iterative``: 7 steps, as the
+    code: l1 sign steps of 0.3 eps projected to the eps box; elastic normalized-gradient steps
+    of 0.3 on CE - ||relu(|delta| - eps)||^2 / (4 eps2) (no projection, as the code); group unit
+    normalized-gradient steps projected onto the group balls; ``init="zero"`` as the code,
+    ``"one_step"`` starts from the one-step solution (the text, B.4).
 
     ``mode="l2"`` (P3 Table 6's "vanilla l2" baseline: eps g / ||g||_2) and ``mode="weighted_l2"``
-    (P3's harmonization, Prop. 4, as its ``cub_train.py``: (eps max(A) - 2 eps A) g / ||g||_2 with
-    A the attention map) are one-step only.  ``weighted_l2`` reads A per batch from the training
+    (P3's harmonization, Prop. 4, as its ``cub_train.py``: (eps - 2 eps A) g / ||g||_2 with A the
+    raw attention map; ``weighted_form="text"``: the supplement's (eps max(A) - 2 eps A)) are
+    one-step only.  ``cub_train.py`` trains on un-normalized [0, 1] images, so its perturbation
+    lives in pixels (``space="pixel"``).  ``weighted_l2`` reads A per batch from the training
     set's extra named ``attention_key`` (e.g. ``"gaze"``, (N, 1, H, W), values in [0, 1]; uint8
     maps are divided by 255): the training loop passes it (``extras``).
     """
@@ -189,7 +204,8 @@ class NormRegularizedAT(Regularized):
               "training": ("fast", _choice("fast", "iterative", "mifgsm", "free")),
               "space": ("normalized", _choice("normalized", "pixel")),
               "init": ("zero", _choice("zero", "one_step")), "mi_steps": (10, _pos_int),
-              "decay": (1.0, _real), "replays": (4, _pos_int), "attention_key": ("gaze", _optional_key)}
+              "decay": (1.0, _real), "replays": (4, _pos_int), "attention_key": ("gaze", _optional_key),
+              "clip": (False, _boolean), "weighted_form": ("code", _choice(*WEIGHTED_FORMS))}
 
     def __init__(self, **hparams: Any) -> None:
         super().__init__(**hparams)
@@ -236,7 +252,7 @@ class NormRegularizedAT(Regularized):
 
     def attack(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                attention: torch.Tensor | None = None) -> torch.Tensor:
-        """x + delta* (clipped to [0, 1]); ``attention``: the map A of ``weighted_l2``."""
+        """x + delta* (clipped to [0, 1] with ``clip``); ``attention``: the map A of ``weighted_l2``."""
         hp = self.hparams
         if hp["mode"] == "weighted_l2":
             if attention is None:
@@ -248,13 +264,17 @@ class NormRegularizedAT(Regularized):
         std = _space(model, hp["space"])
         x = x.detach()
         if hp["training"] == "mifgsm":
-            return (x + _scaled(self._mifgsm(model, x, y, std), std)).clamp(0.0, 1.0).detach()
+            return self._clip(x + _scaled(self._mifgsm(model, x, y, std), std)).detach()
         if hp["training"] == "fast":
             dz = one_step_perturbation(self._grad(model, x, y, std), hp["mode"], hp["eps"],
-                                       eps2=hp["eps2"], group_size=hp["group_size"], attention=attention)
+                                       eps2=hp["eps2"], group_size=hp["group_size"], attention=attention,
+                                       weighted_form=hp["weighted_form"])
         else:
             dz = self._iterate(model, x, y, std)
-        return (x + _scaled(dz, std)).clamp(0.0, 1.0).detach()
+        return self._clip(x + _scaled(dz, std)).detach()
+
+    def _clip(self, x_adv):
+        return x_adv.clamp(0.0, 1.0) if self.hparams["clip"] else x_adv
 
     def _project(self, dz):
         hp, eps = self.hparams, self.hparams["eps"]
@@ -311,7 +331,8 @@ class NormRegularizedAT(Regularized):
             d = self._project(d.detach() + step)
         self._delta = d.detach().requires_grad_(True)
         x_adv = x.detach() + _scaled(self._delta, std)
-        x_adv = x_adv + ((x_adv.clamp(0.0, 1.0) - x_adv).detach())  # in [0, 1], gradient kept
+        if self.hparams["clip"]:
+            x_adv = x_adv + ((x_adv.clamp(0.0, 1.0) - x_adv).detach())  # in [0, 1], gradient kept
         ce = F.cross_entropy(model(x_adv), y)
         return ce, ce.new_zeros(()), {"ce_adv": _f(ce)}
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import matplotlib as mpl
 import matplotlib.pyplot as plt
+from matplotlib.ticker import NullFormatter
 import numpy as np
 import torch
 
@@ -112,22 +113,45 @@ def to_image(x: torch.Tensor | np.ndarray) -> np.ndarray:
     return np.clip(x, 0, 1)
 
 
-def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title: str | None = None) -> Axes:
+def _clip_text(clip: float) -> str:
+    return f"each map clipped at its {clip:g}th percentile of |value|"
+
+
+def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title: str | None = None,
+             clip: float | None = None) -> Axes:
     """Show a saliency map: (C,H,W) maps are reduced with sum over channels.
 
     signed=True uses a diverging map centred at 0; otherwise |map| with a sequential map.
+
+    The colour scale is per map, never shared between panels:
+
+    * ``clip=None`` (default): the full colour range is the map's own maximum of |value|
+      (magnitudes: black = 0, brightest = max |map|; signed: ±max |map| at the two ends).  One
+      very bright pixel then makes every other pixel look near 0.
+    * ``clip=q`` (0 < q <= 100, e.g. 99 as P3 shows its maps): the full colour range is the
+      ``q``-th percentile ``v`` of |value| over the map's pixels (after the channel sum), and the
+      values beyond it are clipped to ``v`` (magnitudes: ``min(|map|, v)`` on [0, v]; signed:
+      ``clip(map, -v, v)`` on [-v, v]), so the brightest 1 % of the pixels saturate and the rest
+      of the map is visible.  A map whose percentile is 0 (fewer than 1 - q/100 non-zero pixels)
+      falls back to its maximum.
     """
+    if clip is not None and not 0 < clip <= 100:
+        raise ValueError(f"clip is a percentile in (0, 100]; got {clip}")
     if isinstance(m, torch.Tensor):
         m = m.detach().cpu().float().numpy()
     m = np.asarray(m)
     if m.ndim == 3:
         m = m.sum(0) if signed else np.abs(m).sum(0)
+    a = np.abs(m)
+    v = (float(np.percentile(a, clip)) if clip is not None else 0.0) or float(a.max()) or 1.0
     if signed:
-        v = float(np.abs(m).max()) or 1.0
+        if clip is not None:
+            m = np.clip(m, -v, v)
         ax.imshow(m, cmap=SIGNED_CMAP, vmin=-v, vmax=v)
     else:
-        m = np.abs(m)
-        ax.imshow(m, cmap=MAGNITUDE_CMAP, vmin=0, vmax=float(m.max()) or 1.0)
+        if clip is not None:
+            a = np.minimum(a, v)
+        ax.imshow(a, cmap=MAGNITUDE_CMAP, vmin=0, vmax=v)
     ax.set_xticks([]), ax.set_yticks([])
     ax.grid(False)
     if title:
@@ -138,10 +162,15 @@ def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title
 def map_grid(images: torch.Tensor | Sequence[torch.Tensor], maps: Mapping[str, torch.Tensor],
              row_labels: Sequence[str], col_labels: Sequence[str] | None = None, signed: bool = False,
              scale: float = 1.2, title: str | None = None,
-             notes: Mapping[str, Sequence[str]] | None = None) -> Figure:
+             notes: Mapping[str, Sequence[str]] | None = None, clip: float | None = None) -> Figure:
     """Grid: first column the images, then one column per method (maps: dict name -> (N,C,H,W));
     ``title`` above the column titles.  ``notes``: {column ("input" or a method name): one short
-    text per row}, written under each cell (P2 writes softmax scores under its images and maps)."""
+    text per row}, written under each cell (P2 writes softmax scores under its images and maps).
+
+    Every map has its own colour scale (``show_map``): ``clip=None`` (default) spans each map's
+    own maximum of |value|; ``clip=99`` each map's 99th percentile of |value|, the brighter
+    pixels clipped to it (as P3 shows its maps), and the title says so ("each map clipped at its
+    99th percentile of |value|"; without a title this note is the title)."""
     names = list(maps)
     notes = notes or {}
     n = len(images)
@@ -155,12 +184,14 @@ def map_grid(images: torch.Tensor | Sequence[torch.Tensor], maps: Mapping[str, t
         ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
         ax.set_ylabel(row_labels[i])
         for j, k in enumerate(names):
-            show_map(axes[i, j + 1], maps[k][i], signed=signed)
+            show_map(axes[i, j + 1], maps[k][i], signed=signed, clip=clip)
         for j, k in enumerate(["input"] + names):
             if k in notes:
                 axes[i, j].set_xlabel(notes[k][i], fontsize=7, labelpad=2)
     for j, k in enumerate(["input"] + names):
         axes[0, j].set_title(k if col_labels is None else (["input"] + list(col_labels))[j])
+    if clip is not None:
+        title = f"{title} ({_clip_text(clip)})" if title else _clip_text(clip)
     if title:
         fig.suptitle(title)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / n if not notes else 1 - 0.2 / n))
@@ -336,23 +367,57 @@ def class_examples(ds: ArrayDataset, title: str | None = None, n_classes: int = 
     return fig
 
 
+def _measure_names(table: pd.DataFrame, score: str, measure: str | None) -> pd.Series | None:
+    """The column of ``table`` naming each row's measure, if there is one (text, not the
+    plotted ``score`` column), as strings; else None."""
+    import pandas as pd
+
+    if measure is None or measure == score or measure not in table.columns:
+        return None
+    col = table[measure]
+    if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return None
+    return col.fillna("").astype(str)
+
+
 def selection_grid(table: pd.DataFrame, score: str, accuracy: str = "accuracy",
                    reference_accuracy: float | None = None, tol: float | None = None,
-                   chosen: str = "chosen", title: str | None = None) -> Figure:
+                   chosen: str = "chosen", title: str | None = None, measure: str | None = "score") -> Figure:
     """P1's selection rule as a figure: one point per grid setting (score against accuracy),
     one colour per method, the admissible region's edge (``reference_accuracy - tol``) as a
     dashed line, the chosen setting of each method ringed.  ``table``: a DataFrame with
-    ``method``, ``score``, ``accuracy`` and ``chosen`` (non-empty for the chosen row)."""
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for i, (m, d) in enumerate(table.groupby("method", sort=False)):
-        ax.plot(d[accuracy], d[score], "o", color=f"C{i}", label=m)
-        pick = d[d[chosen].astype(bool)]
-        ax.plot(pick[accuracy], pick[score], "o", ms=13, mfc="none", mec=f"C{i}", mew=1.5)
-    if reference_accuracy is not None and tol is not None:
-        ax.axvline(reference_accuracy - tol, ls="--", color="0.4",
-                   label=f"admissible: accuracy ≥ {reference_accuracy - tol:.3f}")
-    ax.set(xlabel=accuracy, ylabel=score, title=title)
-    ax.legend(fontsize=7)
+    ``method``, ``score``, ``accuracy`` and ``chosen`` (non-empty for the chosen row).
+
+    The x axis is labelled ``accuracy``, the y axis with the measure plotted.  When the table
+    has a text column ``measure`` (default ``"score"``, as P3's selection table: "gini" for most
+    methods, "group gini" for group) naming each row's measure, the ``score`` column holds
+    different measures for different methods: there is one panel per measure (same x axis, same
+    cut-off; a method keeps its colour), each y axis labelled ``"<score>: <measure>"``.
+    Otherwise one panel, its y axis labelled ``score``.
+    """
+    names = _measure_names(table, score, measure)
+    groups = list(names.unique()) if names is not None else [None]
+    colours = {m: f"C{i}" for i, m in enumerate(table["method"].drop_duplicates())}
+    n = len(groups)
+    figsize = (5.5, 3.8) if n == 1 else (4.2 * n, 3.8)
+    fig, axes = plt.subplots(1, n, figsize=figsize, squeeze=False, sharex=n > 1)
+    for ax, g in zip(axes[0], groups):
+        sub = table if g is None else table[names == g]
+        for m, d in sub.groupby("method", sort=False):
+            ax.plot(d[accuracy], d[score], "o", color=colours[m], label=m)
+            pick = d[d[chosen].astype(bool)]
+            ax.plot(pick[accuracy], pick[score], "o", ms=13, mfc="none", mec=colours[m], mew=1.5)
+        if reference_accuracy is not None and tol is not None:
+            ax.axvline(reference_accuracy - tol, ls="--", color="0.4",
+                       label=f"admissible: accuracy ≥ {reference_accuracy - tol:.3f}")
+        ax.set(xlabel=accuracy, ylabel=f"{score}: {g}" if g else score)
+        ax.legend(fontsize=7)
+    if n == 1:
+        axes[0, 0].set_title(title)
+    else:
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
     return fig
 
 
@@ -399,7 +464,9 @@ def lines_vs_eps(panels: Mapping[str, pd.DataFrame], ylabel: str | Mapping[str, 
     """One panel per entry of ``panels`` ({panel title: rows with label, eps, value, one per
     seed}): mean ± std over seeds against the budget, one line per label (RelEx bold), the
     legend beside the last panel so that it covers no line.  ``ceilings``: {panel: {label:
-    value}} drawn dotted (e.g. a method against itself with fresh random draws)."""
+    value}} drawn dotted (e.g. a method against itself with fresh random draws).  ``logx``: a
+    logarithmic x axis whose major ticks are the panel's budgets, labelled plainly ("1", "4",
+    "16"), and no minor tick labels (they would overlap)."""
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.6, 3.2), squeeze=False)
     for ax, (name, sub) in zip(axes[0], panels.items()):
         for lab, g in sub.groupby("label", sort=False):
@@ -412,6 +479,10 @@ def lines_vs_eps(panels: Mapping[str, pd.DataFrame], ylabel: str | Mapping[str, 
         ax.set(xlabel=xlabel, ylabel=ylabel if isinstance(ylabel, str) else ylabel.get(name, name), title=name)
         if logx:
             ax.set_xscale("log")
+            budgets = sorted({float(e) for e in sub["eps"].dropna()})
+            if budgets:
+                ax.set_xticks(budgets, [f"{e:g}" for e in budgets])
+            ax.xaxis.set_minor_formatter(NullFormatter())
         if ylim:
             ax.set_ylim(*ylim)
     axes[0, -1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
@@ -449,25 +520,40 @@ def class_evidence(probs: Mapping[str, torch.Tensor], classes: Sequence[int],
     return fig
 
 
+# dash patterns of reference lines, one per method: distinct even where two lines coincide
+REFERENCE_DASHES = [(0, (1, 1.5)), (0, (5, 2)), (0, (7, 2, 1.5, 2)), (0, (2.5, 2.5)),
+                    (0, (8, 2, 1.5, 2, 1.5, 2)), (0, (12, 3)), (0, (1, 3)), (0, (4, 1.5, 1, 1.5, 1, 1.5))]
+
+
 def randomization_curves(table: pd.DataFrame, references: Mapping[str, float] | None = None,
                          labels: Mapping[str, str] | None = None, title: str | None = None) -> Figure:
     """P3 Fig. 11: SSIM between the trained maps and the maps after cascading randomization
     (output layer first), mean ± std over seeds, one line per method; ``references``
-    ({method: value}, dotted) e.g. the SSIM with a retrained twin's maps.  ``table``: rows with
-    method, seed, layers, randomized, ssim (``papers.p3.randomization``)."""
+    ({method: value}) e.g. the SSIM with a retrained twin's maps, drawn as a horizontal line in
+    the method's colour with a dash pattern of its own (``REFERENCE_DASHES``, in method order)
+    and its own legend entry "<method> twin (<value>)" right after the method's, so that
+    coinciding references stay attributable.  ``table``: rows with method, seed, layers,
+    randomized, ssim (``papers.p3.randomization``)."""
     labels = labels or {}
     fig, ax = plt.subplots(figsize=(6, 3.6))
     names = table.drop_duplicates("layers").sort_values("layers")["randomized"].tolist()
+    handles = []
+    n_ref = 0
     for i, (m, g) in enumerate(table.groupby("method", sort=False)):
         s = g.groupby("layers")["ssim"].agg(["mean", "std"]).fillna(0.0)
-        ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, color=f"C{i}", label=labels.get(m, m))
+        handles.append(ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", capsize=3, color=f"C{i}",
+                                   label=labels.get(m, m)))
         if references and m in references:
-            ax.axhline(references[m], ls=":", color=f"C{i}", lw=1.0)
+            v = float(references[m])
+            handles.append(ax.axhline(v, ls=REFERENCE_DASHES[n_ref % len(REFERENCE_DASHES)], color=f"C{i}",
+                                      lw=1.2, label=f"{labels.get(m, m)} twin ({v:.2f})"))
+            n_ref += 1
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=7)
     ax.set(xlabel="randomized down to (cumulative, from the output)", ylabel="SSIM with the trained maps",
            ylim=(-0.05, 1.05), title=title)
-    ax.legend(fontsize=7, title="dotted: SSIM with the retrained twin", title_fontsize=7)
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False,
+              title="broken lines: SSIM with\nthe retrained twin" if n_ref else None, title_fontsize=7)
     return fig
 
 

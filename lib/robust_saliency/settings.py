@@ -237,7 +237,7 @@ TRAINING: dict[str, Param] = {
     "milestones": list_of(integer(1, "epochs"), doc="the multistep schedule's milestones", nonempty=False),
     "gamma": number(0, open_lo=True, doc="learning-rate decay factor"),
     "step_size": integer(1, "epochs", doc="step schedule's period"),
-    "augment": choice("none", "crop_flip", doc="training augmentation"),
+    "augment": choice("none", "crop_flip", "p3_imagenette", "p3_cub", doc="training augmentation"),
     "crop_padding": integer(0, "pixels", doc="crop_flip's padding"),
 }
 
@@ -293,6 +293,10 @@ _P3 = {
     "harmonization_size": integer(1, "pixels", none=True, doc="image side of the harmonization set"),
     "selection_tol": number(0, doc="accuracy tolerance of the selection"),
     "pretrain_epochs": integer(0, "epochs", doc="ce pretraining every model starts from (0: from scratch)"),
+    "finetune": mapping(none=True, doc="the second regime, {pretrain_epochs, num_epochs, grid} over the "
+                        "headline's (None: none)"),
+    "harmonization_train": mapping(none=True, doc="training settings of the harmonization models over the "
+                                   "main ones (augment, batch_size)"),
     "group_size": integer(1, "pixels", doc="side of a group of group-norm AT"),
     "free_replays": integer(1, "replays", doc="free AT's replays per batch"),
     "gaze_sigma": number(0, unit="pixels", doc="blur of the object masks that stand in for gaze maps"),

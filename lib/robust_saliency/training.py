@@ -71,7 +71,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "cached_path", "is_cached",
-           "dataset_identity", "crop_flip", "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
+           "dataset_identity", "crop_flip", "p3_imagenette", "p3_imagenette_params", "p3_cub",
+           "p3_cub_params", "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
 
 # The code a trained model depends on: the loop, every method (its regularizers, attacks and
 # attributions) and the model zoo, each with what it imports (``cache.source_hash``).
@@ -116,7 +117,8 @@ class CE(Method):
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step", "multistep")
-AUGMENTS = ("none", "crop_flip")
+AUGMENTS = ("none", "crop_flip", "p3_imagenette", "p3_cub")
+_AUGMENTS_WITH_EXTRAS = ("none", "p3_cub")  # the modes that move a method's extras with the image
 # Fields that do not change the trained weights: left out of the cache key.
 _NOT_IN_KEY = ("progress", "cache_dir", "device", "checkpoint", "threads")
 
@@ -146,6 +148,19 @@ class TrainConfig:
     zero-padded by ``crop_padding`` pixels on each side and a horizontal flip with probability
     1/2 (torchvision's ``RandomCrop(size, padding)`` + ``RandomHorizontalFlip``, P1's CIFAR
     recipe), drawn from a generator of (seed, epoch) so that runs repeat and resume exactly.
+    ``augment="p3_imagenette"`` is P3's ImageNette training transform (peterant330/AdvGrad at
+    3ead080, ``datasets.py`` lines 40-49, ``ImageNette_train``): per sample a rotation by an
+    angle uniform in [-30, 30] degrees (nearest, fill 0, about the centre), a horizontal flip
+    with probability 1/2 and a 5 x 5 Gaussian blur with sigma uniform in [0.1, 2]; its
+    ``ColorJitter()`` without arguments is the identity, and its resize/crop to 224 and
+    normalization are left out (images arrive at their final size; the model normalizes).
+    ``augment="p3_cub"`` is P3's CUB transform (same file, lines 127-132 and 148-150,
+    ``CUB_train``): the image resized bilinearly to 600/448 of its size, a random crop back to
+    its size and a horizontal flip with probability 1/2; the method's extras of the image's
+    spatial size (the gaze map, which the code concatenates to the image) get the same
+    transform.  ``crop_flip`` and ``p3_imagenette`` refuse methods with extras.  The draws of
+    every mode come from the (seed, epoch) generator, per sample; see ``p3_imagenette`` and
+    ``p3_cub``.
     """
 
     num_epochs: int = 10
@@ -396,22 +411,103 @@ def _augment_generator(seed, epoch):
     return g
 
 
+def _check_images(x, mode):
+    if x.dim() != 4:
+        raise ValueError(f"augment={mode!r} needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
+
+
+def _crop_flip_at(x, i, j, flip, h, w):
+    """Per sample n: the ``h x w`` window of ``x`` at row ``i[n]``, column ``j[n]``, flipped
+    horizontally where ``flip[n]`` (``i``, ``j``, ``flip``: CPU tensors)."""
+    rows = (i[:, None] + torch.arange(h)).to(x.device)
+    cols = (j[:, None] + torch.arange(w)).to(x.device)
+    cols = torch.where(flip.to(x.device)[:, None], cols.flip(1), cols)
+    idx = torch.arange(len(x), device=x.device)[:, None, None]
+    return x[idx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+
+
 def crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Per sample: a random ``H x W`` crop of ``x`` zero-padded by ``padding`` on each side, and
     a horizontal flip with probability 1/2 (``x``: (N, C, H, W)).  Offsets and flips are drawn
     on the CPU from ``generator``."""
-    if x.dim() != 4:
-        raise ValueError(f"augment='crop_flip' needs image batches (N, C, H, W); got shape {tuple(x.shape)}")
+    _check_images(x, "crop_flip")
     n, _, h, w = x.shape
     i = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     j = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5
-    xp = F.pad(x, (padding, padding, padding, padding))
-    rows = (i[:, None] + torch.arange(h)).to(x.device)
-    cols = (j[:, None] + torch.arange(w)).to(x.device)
-    cols = torch.where(flip.to(x.device)[:, None], cols.flip(1), cols)
-    idx = torch.arange(n, device=x.device)[:, None, None]
-    return xp[idx, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2).contiguous()
+    return _crop_flip_at(F.pad(x, (padding, padding, padding, padding)), i, j, flip, h, w)
+
+
+def p3_imagenette_params(n: int, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+    """The draws of ``p3_imagenette`` for ``n`` samples, on the CPU from ``generator``:
+    ``angle`` (degrees, uniform in [-30, 30]), ``flip`` (bool, probability 1/2) and ``sigma``
+    (uniform in [0.1, 2]), each of shape (n,)."""
+    angle = torch.empty(n).uniform_(-30.0, 30.0, generator=generator)
+    flip = torch.rand(n, generator=generator) < 0.5
+    sigma = torch.empty(n).uniform_(0.1, 2.0, generator=generator)
+    return {"angle": angle, "flip": flip, "sigma": sigma}
+
+
+def p3_imagenette(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """P3's ImageNette augmentation of ``x`` (N, C, H, W) in [0, 1] (``TrainConfig``): per sample
+    torchvision's ``rotate(angle, NEAREST, fill=0)``, ``hflip`` if drawn and
+    ``gaussian_blur([5, 5], [sigma, sigma])`` (``RandomRotation(30)``, ``RandomHorizontalFlip()``,
+    ``GaussianBlur(5)``), with ``p3_imagenette_params``' draws; ``ColorJitter()`` is the identity.
+    Clamped to [0, 1], which only undoes the blur's rounding (a few ulps)."""
+    from torchvision.transforms import functional as TF
+
+    _check_images(x, "p3_imagenette")
+    p = p3_imagenette_params(len(x), generator)
+    out = []
+    for xi, angle, flip, sigma in zip(x, p["angle"].tolist(), p["flip"].tolist(), p["sigma"].tolist()):
+        xi = TF.rotate(xi, angle, TF.InterpolationMode.NEAREST, fill=[0.0] * x.shape[1])
+        xi = TF.hflip(xi) if flip else xi
+        out.append(TF.gaussian_blur(xi, [5, 5], [sigma, sigma]))
+    return torch.stack(out).clamp_(0.0, 1.0) if out else x.clone()
+
+
+def p3_cub_params(n: int, size: tuple[int, int], generator: torch.Generator | None = None) -> dict[str, Any]:
+    """The draws of ``p3_cub`` for ``n`` images of ``size`` (H, W), on the CPU from ``generator``:
+    ``resize`` (round(H 600/448), round(W 600/448)), crop offsets ``i``, ``j`` (uniform over
+    the H x W windows of the resized image, as ``RandomCrop``) and ``flip`` (probability 1/2)."""
+    h, w = size
+    big = (round(h * 600 / 448), round(w * 600 / 448))
+    i = torch.randint(0, big[0] - h + 1, (n,), generator=generator)
+    j = torch.randint(0, big[1] - w + 1, (n,), generator=generator)
+    return {"resize": big, "i": i, "j": j, "flip": torch.rand(n, generator=generator) < 0.5}
+
+
+def p3_cub(x: torch.Tensor, generator: torch.Generator | None = None,
+           extras: dict[str, torch.Tensor] | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """P3's CUB augmentation (``TrainConfig``) of ``x`` (N, C, H, W) in [0, 1] and of ``extras``:
+    torchvision's bilinear ``resize`` (without antialiasing, as ``Resize`` did on tensors in the
+    code's torchvision 0.13) to ``p3_cub_params``' size, the drawn H x W crop and flip.  Each
+    extra (N, ..., H, W) goes through with the image as extra channels, like the code's gaze
+    channel (computed in ``x``'s dtype, rounded back for an integer dtype); other extras pass
+    unchanged.  Returns ``(x, extras)``; ``x`` clamped to [0, 1] (bilinear rounding only)."""
+    from torchvision.transforms import functional as TF
+
+    _check_images(x, "p3_cub")
+    extras = dict(extras or {})
+    n, c, h, w = x.shape
+    moved = [k for k, v in extras.items() if v.dim() >= 3 and len(v) == n and v.shape[-2:] == x.shape[-2:]]
+    parts = [x] + [extras[k].reshape(n, -1, h, w).to(x.dtype) for k in moved]
+    p = p3_cub_params(n, (h, w), generator)
+    big = TF.resize(torch.cat(parts, 1), list(p["resize"]), TF.InterpolationMode.BILINEAR, antialias=False)
+    big = _crop_flip_at(big, p["i"], p["j"], p["flip"], h, w)
+    for k, part in zip(moved, big[:, c:].split([q.shape[1] for q in parts[1:]], 1)):
+        v = extras[k]
+        extras[k] = (part if v.dtype.is_floating_point else part.round()).to(v.dtype).reshape(v.shape)
+    return big[:, :c].clamp_(0.0, 1.0), extras
+
+
+def _augment(cfg, x, extra, generator):
+    """``(x, extra)`` of a batch augmented as ``cfg.augment`` says (not "none")."""
+    if cfg.augment == "crop_flip":
+        return crop_flip(x, cfg.crop_padding, generator), extra
+    if cfg.augment == "p3_imagenette":
+        return p3_imagenette(x, generator), extra
+    return p3_cub(x, generator, extra)
 
 
 def _epoch_loader(loader, cfg, epoch, extras=()):
@@ -527,9 +623,10 @@ def _check_extras(method, loader, cfg):
     if missing:
         raise ValueError(f"method {method!r} needs the training set's extras {list(names)}; the dataset "
                          f"{type(loader.dataset).__name__} has {list(have)} (missing {missing})")
-    if cfg.augment != "none":
+    if cfg.augment not in _AUGMENTS_WITH_EXTRAS:
         raise ValueError(f"augment={cfg.augment!r} is not valid with method {method.name!r}, whose extras "
-                         f"{list(names)} would not follow the augmentation; accepted: 'none'")
+                         f"{list(names)} would not follow the augmentation; accepted: "
+                         f"{_AUGMENTS_WITH_EXTRAS}")
     return names
 
 
@@ -674,13 +771,13 @@ def _train_epoch(model, method, epoch_loader, optimizer, cfg, device, params, re
         torch.cuda.reset_peak_memory_stats(device)
     rss0 = _maxrss_mb()
     t_epoch = time.perf_counter()
-    aug = _augment_generator(cfg.seed, epoch) if cfg.augment == "crop_flip" else None
+    aug = _augment_generator(cfg.seed, epoch) if cfg.augment != "none" else None
     for step, batch in enumerate(epoch_loader):
         x, y, extra = _split_batch(batch, getattr(method, "extras", ()))
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         extra = {k: v.to(device, non_blocking=True) for k, v in extra.items()}
         if aug is not None:
-            x = crop_flip(x, cfg.crop_padding, aug)
+            x, extra = _augment(cfg, x, extra, aug)
         n = len(y)
         for _ in range(replays):
             model.train()

@@ -8,12 +8,13 @@ Modules: ``gradient`` (grad, input_x_grad, guided_backprop), ``lrp`` (LRP, hand-
 classes with their defaults, plus the options of P2's released code), ``captum_methods``
 (deeplift), ``relex`` (P2's mask optimised over a noisy neighbourhood, batched),
 ``postprocess`` (``postprocess``: per-pixel maps; ``sparsify``: P3's soft-thresholding
-sparsification, C.2.4 / Table 5).
+sparsification, C.2.4 / Table 5), ``moreau`` (sparse_moreaugrad: Sparse MoreauGrad, Zhang &
+Farnia 2023, cited in P3's Table 5; a proximal-gradient map).
 ``grad``, ``input_x_grad``, ``guided_backprop``, ``lrp``, ``integrated_gradients``,
 ``smoothgrad`` and ``gradcam`` are written on torch.autograd and are differentiable w.r.t.
 ``x`` and the weights when ``create_graph=True`` (attacks and regularizers differentiate
-through them); ``deeplift`` (captum) and ``relex`` (optimised) are evaluation-only and raise
-``ValueError`` for ``create_graph=True``.  Each explainer carries its metadata:
+through them); ``deeplift`` (captum), ``relex`` and ``sparse_moreaugrad`` (optimised) are
+evaluation-only and raise ``ValueError`` for ``create_graph=True``.  Each explainer carries its metadata:
 ``differentiable``, ``needs_fit`` (an explainer fitted per input, as P2's RelEx, runs its
 optimisation inside the call; the call shape is the same), ``units`` (what the map's values
 are), ``source``.
@@ -31,6 +32,7 @@ from .captum_methods import deeplift
 from .gradient import grad, guided_backprop, input_x_grad
 from .lrp import lrp
 from .fitted import relex
+from .moreau import sparse_moreaugrad
 from .postprocess import postprocess, sparsify
 from .smooth import gradcam, integrated_gradients, last_conv, smoothgrad
 
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Explainer", "REGISTRY", "NAMES", "DIFFERENTIABLE", "get", "grad", "input_x_grad",
            "guided_backprop", "lrp", "integrated_gradients", "smoothgrad", "deeplift", "gradcam",
-           "last_conv", "postprocess", "sparsify", "relex"]
+           "last_conv", "postprocess", "sparsify", "relex", "sparse_moreaugrad"]
 
 
 class Explainer(Configured):
@@ -77,6 +79,9 @@ REGISTRY = Registry("attribution", {e.name: e for e in (
     _explainer(gradcam, True, "in [0, 1] per image, broadcast over channels", "autograd"),
     _explainer(relex, False, "a mask in [0, 1], input shape (P2: used as it is)", "optimised",
                needs_fit=True),
+    _explainer(sparse_moreaugrad, False, "signed, sparse, input shape, units of the logit per unit of "
+                                         "the input (pixel, or normalized with space='normalized')",
+               "optimised", needs_fit=True),
 )})
 NAMES = REGISTRY.names
 DIFFERENTIABLE = REGISTRY.where(differentiable=True)

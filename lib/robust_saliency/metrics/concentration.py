@@ -22,16 +22,16 @@ def gini(a: torch.Tensor) -> torch.Tensor:
     return torch.where(total > 0, 1 - 2 * _safe_div((c * w).sum(1), total), torch.zeros_like(total))
 
 
-def group_gini(a: torch.Tensor, group_size: int) -> torch.Tensor:
+def group_gini(a: torch.Tensor, group_size: int, per_channel: bool = False) -> torch.Tensor:
     """Gini index of the per-patch L2 norms of a map (P3 group sparsity, the L_{2,1} group norm's groups).
 
     A group S is a ``group_size`` x ``group_size`` patch of the image with all channels together:
     norm_S = sqrt(sum_{c, (i, j) in S} a[c, i, j]^2), one value per patch, and the result is
-    ``gini`` of these (H/s) * (W/s) values per sample (0 for a zero map).  ``a``: (N, C, H, W) or
-    (N, H, W) maps; H and W must be multiples of ``group_size``.  (P3's adversarial training,
-    ``adversarial_training.group_norms``, groups each channel separately; the map is scored as
-    one image here.)  With ``group_size=1`` it is ``gini`` of the per-pixel channel norm, i.e.
-    ``gini(a)`` for one-channel maps.
+    ``gini`` of these (H/s) * (W/s) values per sample (0 for a zero map).  ``per_channel=True``
+    takes the groups P3's adversarial training penalises (``adversarial_training.group_norms``):
+    each patch of each channel apart, C * (H/s) * (W/s) values.  ``a``: (N, C, H, W) or (N, H, W)
+    maps; H and W must be multiples of ``group_size``.  With ``group_size=1`` it is ``gini`` of
+    the per-pixel channel norm, i.e. ``gini(a)`` for one-channel maps (``per_channel``: of |a|).
     """
     if a.dim() not in (3, 4):
         raise ValueError(f"group_gini needs (N, C, H, W) or (N, H, W) maps; got shape {tuple(a.shape)}")
@@ -40,7 +40,7 @@ def group_gini(a: torch.Tensor, group_size: int) -> torch.Tensor:
         x = x.unsqueeze(1)
     n, c, h, w = x.shape
     s = check_group_size(group_size, h, w, "maps")
-    norms = x.pow(2).reshape(n, c, h // s, s, w // s, s).sum((1, 3, 5)).sqrt()
+    norms = x.pow(2).reshape(n, c, h // s, s, w // s, s).sum((3, 5) if per_channel else (1, 3, 5)).sqrt()
     return gini(norms)
 
 
