@@ -178,3 +178,18 @@ def test_verdicts_at_every_admissible_eps_and_mifgsm_at_every_magnitude():
     assert mi.loc["eps=0.01", "verdict"] == "holds" and mi.loc["eps=0.02", "verdict"] == "contradicted"
     row = p3._mifgsm_row(params, pd.DataFrame(columns=["method", "measure", "seed", "value"]), nb)
     assert row["binding"] == "eps=0.02" and row["verdict"] == "contradicted"  # every magnitude must hold
+
+
+def test_harmonization_eps_compares_at_matched_accuracy():
+    rows = [{"method": "ce", "eps": 0.0, "seed": 0, "split": "validation", "measure": "accuracy", "value": 0.66}]
+    for eps, acc_w, acc_l2, overlap in ((0.125, 0.65, 0.65, 0.26), (0.25, 0.65, 0.20, 0.30), (0.5, 0.50, 0.1, 0.35)):
+        rows += [{"method": "weighted_l2", "eps": eps, "seed": 0, "split": "validation", "measure": m, "value": v}
+                 for m, v in (("accuracy", acc_w), ("top 5% overlap", overlap))]
+        rows += [{"method": "l2", "eps": eps, "seed": 0, "split": "validation", "measure": m, "value": v}
+                 for m, v in (("accuracy", acc_l2), ("top 5% overlap", 0.1))]
+    df = pd.DataFrame(rows)
+    assert p3.harmonization_eps(df, 0.05, 0) == 0.125  # 0.25 overlaps more, but plain l2 collapses there
+    lifted = df.assign(value=df.value.where(~((df.method == "l2") & (df.measure == "accuracy")), 0.65))
+    assert p3.harmonization_eps(lifted, 0.05, 0) == 0.25  # plain l2 in the band: weighted's best admissible
+    none = df.assign(value=df.value.where(~((df.method == "l2") & (df.measure == "accuracy")), 0.1))
+    assert p3.harmonization_eps(none, 0.05, 0) == 0.25  # no matched eps: the weighted model's own rule
