@@ -160,10 +160,9 @@ def settings(profile: str, **notebook_params: Any) -> Settings:
             raise ValueError(f"finetune={finetune!r} is not valid; accepted: None or a mapping with a grid and "
                              f"keys among {list(FINETUNE_KEYS)}")
         regime_params(params, "finetune")
-    for key in ("harmonization_train",):
-        extra = set(params.get(key) or {}) - {"augment", "batch_size"}
-        if extra:
-            raise ValueError(f"{key}={params[key]!r} is not valid; accepted: a mapping with keys augment, batch_size")
+    if set(params.get("harmonization_train") or {}) - {"augment", "batch_size"}:
+        raise ValueError(f"harmonization_train={params['harmonization_train']!r} is not valid; accepted: a mapping "
+                         "with keys augment, batch_size")
     return build_settings(NOTEBOOK, params)
 
 
@@ -355,14 +354,19 @@ def twins(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Ma
     return out, common
 
 
+def _basic_rows(params, model, test, x, y, maps, seed):
+    """Test accuracy, PGD accuracy on (x, y) and the concentration of ``maps`` (their means)."""
+    return {"accuracy": metrics.accuracy(model, batch(test)),
+            f"PGD ε{params['pgd_eps']:g} accuracy": metrics.adversarial_accuracy(
+                model, x, y, attacks.get("pgd", eps=params["pgd_eps"], steps=params["pgd_steps"], seed=seed)),
+            **{k: float(v.mean()) for k, v in _concentration(params, maps).items()}}
+
+
 def _evaluate(params, model, test, x, y, masks, gaze, seed):
     x, y, masks, gaze = to_device_of(model, x, y, masks, gaze)
     maps = explain(params, model, x, y)
     pix = maps.abs().sum(1)
-    rows = {"accuracy": metrics.accuracy(model, batch(test)),
-            f"PGD ε{params['pgd_eps']:g} accuracy": metrics.adversarial_accuracy(
-                model, x, y, attacks.get("pgd", eps=params["pgd_eps"], steps=params["pgd_steps"], seed=seed))}
-    rows.update({k: float(v.mean()) for k, v in _concentration(params, maps).items()})
+    rows = _basic_rows(params, model, test, x, y, maps, seed)
     if masks is not None:
         rows["object share"] = float(metrics.object_share(maps, masks).mean())
     for frac in (0.05, 0.10) if gaze is not None else ():
@@ -492,8 +496,7 @@ def randomization(params: Mapping[str, Any], trained: Mapping[tuple[str, int], t
     return pd.DataFrame(rows), maps
 
 
-def random_labels(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Mapping[str, dict],
-                  trained: Mapping[tuple[str, int], torch.nn.Module]
+def random_labels(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], chosen: Mapping[str, dict]
                   ) -> tuple[list[dict[str, Any]], dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """The data randomization test (P3 C.2.6, Fig. 9) with its control: each model of
     ``random_labels_for`` trained from scratch (``pretrain_epochs + num_epochs``, its chosen
@@ -502,9 +505,7 @@ def random_labels(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], ch
     regime this is the notebook's own model).  Rows ``{method, seed, labels ("permuted" |
     "true"), measure, value}``: test accuracy, the share of the most frequent prediction, the
     mean |map| relative to the true-label twin's, and the SSIM of the max-normalized maps with the
-    true-label twin's; and the maps of the first 4 images (first seed) ``{name: (true, permuted)}``.
-    ``trained`` is not used for the comparison (its models may start from a pretrained ce)."""
-    del trained  # the control is the true-label twin trained as the permuted one is
+    true-label twin's; and the maps of the first 4 images (first seed) ``{name: (true, permuted)}``."""
     x, y, _, _ = eval_images(params, sets["test"])
     xt, yt = batch(sets["test"])
     rows, maps = [], {}
@@ -543,15 +544,11 @@ def neighbours(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], sel: 
         configs += [("l1_mifgsm", s, hp, starts[s]) for hp in sel["admissible"].get("l1", []) for s in params["seeds"]]
     nets = fit_methods(params, sets["train"], configs)
     x, y, _, _ = eval_images(params, sets["test"])
-    pgd = f"PGD ε{params['pgd_eps']:g} accuracy"
     rows = []
     for (name, s, hp, _), net in [*zip(configs, nets), *((("ce", s, {}, None), trained["ce", s])
                                                         for s in params["seeds"])]:
         xd, yd = to_device_of(net, x, y)
-        values = {"accuracy": metrics.accuracy(net, batch(sets["test"])),
-                  pgd: metrics.adversarial_accuracy(net, xd, yd, attacks.get(
-                      "pgd", eps=params["pgd_eps"], steps=params["pgd_steps"], seed=s)),
-                  **{k: float(v.mean()) for k, v in _concentration(params, explain(params, net, xd, yd)).items()}}
+        values = _basic_rows(params, net, sets["test"], xd, yd, explain(params, net, xd, yd), s)
         grid = SPECS[name].grid
         rows += [{"method": name, "hparams": _hp_text(hp), "chosen": bool(grid) and hp == sel["chosen"].get(grid),
                   "seed": s, "measure": k, "value": v} for k, v in values.items()]
