@@ -2,19 +2,20 @@
 baselines, relative to ``ce`` (P4 Fig. 2b).
 
 Run ``python -m benchmarks.marginal_density_cost [--repeats 15] [--batch-size 64]``.  Every
-method (``METHODS``: ce, marginal_density basic / stable / efficient, input_grad, hessian,
-score_matching, cure, at_pgd with P4's 3 steps) trains its own copy of one initial model (the
-small CNN of notebook 04's shapes part, 3 x 16 x 16 inputs) with Adam and gradient clipping on
-the same batches, interleaved round-robin (``cost.step_costs``: time ratios are medians of the
-per-round ratios to ce; memory is the exact peak of the bytes the autograd graphs hold in a
-step).  P4 argues its regularizer is cheap and that Eq. 6 saves a gradient over Eq. 5: this puts
-both to the test.  Writes ``results/benchmark_marginal_density_cost.json``.
+method (``METHODS``: ce, marginal_density basic / basic_max (basic, max-subtracted) / stable /
+efficient, input_grad, hessian, score_matching, cure, at_pgd with P4's 3 steps) trains its own
+copy of one initial model (the small CNN of notebook 04's shapes part, 3 x 16 x 16 inputs) with
+Adam and gradient clipping on the same batches, interleaved round-robin (``cost.step_costs``:
+time ratios are medians of the per-round ratios to ce; memory is the exact peak of the bytes
+the autograd graphs hold in a step).  P4 argues its regularizer is cheap and that Eq. 6 saves
+a gradient over Eq. 5: this puts both to the test.  Writes ``results/benchmark_marginal_density_cost.json``.
 """
 from ._common import check_method_config, finish, method_table, parse_method_args, shapes_method_costs, start
 
 METHODS = {
     "ce": ("ce", {}),
     "marginal_density (basic)": ("marginal_density", {"variant": "basic", "lam": 0.1}),
+    "marginal_density (basic_max)": ("marginal_density", {"variant": "basic_max", "lam": 0.1}),
     "marginal_density (stable)": ("marginal_density", {"variant": "stable", "lam": 0.1}),
     "marginal_density (efficient)": ("marginal_density", {"variant": "efficient", "lam": 0.1}),
     "input_grad": ("input_grad", {"lam": 0.1}),

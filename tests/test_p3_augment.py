@@ -135,7 +135,7 @@ def test_p3_cub_trains_a_method_with_extras_and_moves_them_with_the_image():
 
 def test_bad_mode_names_augment_and_the_accepted_values():
     with pytest.raises(ValueError, match=r"augment='p3' is not valid; accepted: "
-                                         r"\('none', 'crop_flip', 'p3_imagenette', 'p3_cub'\)"):
+                                         r"\('none', 'crop_flip', 'p3_imagenette', 'p3_cub', 'block_order'\)"):
         T.TrainConfig(augment="p3")
     param = settings.TRAINING["augment"]
     assert all(param.ok(m) for m in T.AUGMENTS) and not param.ok("p3")

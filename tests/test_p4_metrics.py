@@ -380,3 +380,120 @@ def test_feature_leakage_scores_a_given_map_as_it_would_compute_it():
                           metrics.feature_leakage(net, x, y, mask, steps=8))
     with pytest.raises(ValueError, match="maps.shape"):
         metrics.feature_leakage(net, x, y, mask, maps=ig[:2])
+
+
+# ----------------------------------------------------------------------------------------------
+# pixel_perturbation's form: 'fractional_logit' (P4 Fig. 6a) and 'log_prob'
+# ----------------------------------------------------------------------------------------------
+
+class _Shifted(nn.Module):
+    """``net`` with the same constant added to every logit (a logit offset)."""
+
+    def __init__(self, net, shift):
+        super().__init__()
+        self.net, self.shift = net, shift
+
+    def forward(self, x):
+        return self.net(x) + self.shift
+
+
+class _NoCalls(nn.Module):
+    """A model whose evaluation fails: a check must come before it."""
+
+    def __init__(self):
+        super().__init__()
+        self.p = nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def forward(self, x):
+        raise AssertionError("the model was evaluated")
+
+
+def _pp_small():
+    """A float64 linear model with 3 classes on 1x4x4 images and explicit maps with no ties."""
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(3, 16, generator=g, dtype=torch.float64)
+    b = torch.tensor([0.4, -0.3, 0.1], dtype=torch.float64)
+    x = torch.rand(4, 1, 4, 4, generator=g, dtype=torch.float64) + 0.1
+    y = torch.tensor([0, 1, 2, 1])
+    maps = torch.stack([torch.randperm(16, generator=g) for _ in range(4)]).to(torch.float64)
+    maps = ((maps + 1) * torch.tensor([1.0, -1.0, 1.0, -1.0]).view(4, 1)).view(4, 1, 4, 4)  # |.| ranks
+    return _linear(w, b), w, b, x, y, maps
+
+
+def test_pixel_perturbation_log_prob_is_invariant_to_a_logit_offset_and_fractional_is_not():
+    net = _mlp(16, k=3, seed=2, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(4, 1, 4, 4, generator=g, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2, 0])
+    maps = torch.rand(4, 1, 4, 4, generator=g, dtype=torch.float64)
+    shifted = _Shifted(net, 5.0)
+    lp = metrics.pixel_perturbation(net, x, y, maps, form="log_prob")
+    lp_s = metrics.pixel_perturbation(shifted, x, y, maps, form="log_prob")
+    for key in ("top", "bottom", "difference"):
+        assert torch.allclose(lp[key], lp_s[key], rtol=1e-9, atol=1e-12)
+    assert (lp["top"][:, 1:] > 0).all()  # the removals do move the log-probability
+    fl = metrics.pixel_perturbation(net, x, y, maps, form="fractional_logit")
+    fl_s = metrics.pixel_perturbation(shifted, x, y, maps, form="fractional_logit")
+    assert not torch.allclose(fl["top"], fl_s["top"])
+    assert not torch.allclose(fl["difference"], fl_s["difference"])
+
+
+def test_pixel_perturbation_forms_by_hand_on_a_linear_model():
+    net, w, b, x, y, maps = _pp_small()
+    fr = (0.25, 0.5)
+    frac = metrics.pixel_perturbation(net, x, y, maps, fractions=fr, form="fractional_logit")
+    lp = metrics.pixel_perturbation(net, x, y, maps, fractions=fr, form="log_prob")
+    for i in range(x.shape[0]):
+        order = np.argsort(-maps[i].abs().view(16).numpy(), kind="stable")  # most salient first
+        logits0 = w @ x[i].view(16) + b
+        for f, fraction in enumerate(fr):
+            k = round(fraction * 16)
+            for side, idx in (("top", order[:k]), ("bottom", order[-k:])):
+                xr = x[i].view(16).clone()
+                xr[torch.as_tensor(idx)] = 0.0  # baseline 'zero'
+                logits = w @ xr + b
+                yi = int(y[i])
+                want = abs(float(logits0[yi] - logits[yi])) / abs(float(logits0[yi]))
+                assert float(frac[side][i, f]) == pytest.approx(want, rel=1e-12, abs=1e-14)
+                want_lp = abs(float(torch.log_softmax(logits0, 0)[yi] - torch.log_softmax(logits, 0)[yi]))
+                assert float(lp[side][i, f]) == pytest.approx(want_lp, rel=1e-10, abs=1e-14)
+    assert torch.equal(lp["difference"], lp["top"] - lp["bottom"])
+    assert torch.equal(lp["fractions"], frac["fractions"])
+
+
+def test_pixel_perturbation_default_form_is_fractional_logit_bitwise():
+    assert density.PIXEL_FORMS == ("fractional_logit", "log_prob")
+    assert "PIXEL_FORMS" in density.__all__
+    net, _, x, y, maps = _pp_setup()
+    for bs in (256, 2):
+        d = metrics.pixel_perturbation(net, x, y, maps, batch_size=bs)
+        e = metrics.pixel_perturbation(net, x, y, maps, batch_size=bs, form="fractional_logit")
+        assert all(torch.equal(d[key], e[key]) for key in ("fractions", "top", "bottom", "difference"))
+    assert torch.equal(metrics.pixel_perturbation_score(net, x, y, maps),
+                       metrics.pixel_perturbation_score(net, x, y, maps, form="fractional_logit"))
+    # log_prob chunks as fractional_logit does
+    lp = metrics.pixel_perturbation(net, x, y, maps, form="log_prob")
+    lp2 = metrics.pixel_perturbation(net, x, y, maps, form="log_prob", batch_size=2)
+    assert torch.allclose(lp["top"], lp2["top"]) and torch.allclose(lp["bottom"], lp2["bottom"])
+
+
+def test_pixel_perturbation_bad_form_raises_before_any_model_evaluation():
+    _, _, x, y, maps = _pp_setup()
+    for bad in ("x", "logprob", None):
+        with pytest.raises(ValueError, match="form") as err:
+            metrics.pixel_perturbation(_NoCalls(), x, y, maps, form=bad)
+        assert "fractional_logit" in str(err.value) and "log_prob" in str(err.value)
+        with pytest.raises(ValueError, match="form"):
+            metrics.pixel_perturbation_score(_NoCalls(), x, y, maps, form=bad)
+
+
+def test_pixel_perturbation_score_passes_form_through():
+    net, _, _, x, y, maps = _pp_small()
+    fr = (0.125, 0.25, 0.5)
+    lp = metrics.pixel_perturbation(net, x, y, maps, fractions=fr, form="log_prob")
+    score = metrics.pixel_perturbation_score(net, x, y, maps, fractions=fr, form="log_prob")
+    assert score.shape == (4,)
+    assert torch.equal(score, lp["difference"].mean(1))
+    assert not torch.allclose(score, metrics.pixel_perturbation_score(net, x, y, maps, fractions=fr))
+    assert torch.equal(metrics.get("pixel_perturbation", form="log_prob")(net, x, y, maps),
+                       metrics.pixel_perturbation_score(net, x, y, maps, form="log_prob"))

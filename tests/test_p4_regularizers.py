@@ -155,12 +155,13 @@ def test_graph_options_and_an_input_that_requires_grad():
 
 def test_bad_variant_and_classes():
     net, (x, _) = mlp(), batch((3, 4))
-    with pytest.raises(ValueError, match=r"variant='exact'.*\['basic', 'stable', 'efficient'\]"):
+    with pytest.raises(ValueError, match=r"variant='exact'.*\['basic', 'stable', 'efficient', 'basic_max', "
+                                         r"'random_class'\]"):
         R.marginal_density_grad(net, x, variant="exact")
     for bad in (torch.tensor([0, 1]), torch.tensor([0, 1, 3]), torch.tensor([0.0, 1.0, 2.0])):
         with pytest.raises(ValueError, match="classes"):
             R.marginal_density_grad(net, x, classes=bad)
-    assert R.DENSITY_VARIANTS == D.VARIANTS == VARIANTS
+    assert R.DENSITY_VARIANTS == D.VARIANTS == VARIANTS + ("basic_max", "random_class")
 
 
 # ------------------------------------------------------------------------------------------
@@ -539,7 +540,7 @@ def test_registry_and_defaults():
     assert "group_dro" not in R.REGISTRY and issubclass(methods.METHODS["group_dro"], R.GroupDRO)
     assert methods.METHODS["group_dro"].name == "group_dro"
     assert R.get("marginal_density").hparams == {"lam": 0.1, "p": 2.0, "variant": "stable"}
-    assert R.get("score_matching").hparams == {"lam": 1e-5, "sigma": 0.01, "tau": 1e-3}
+    assert R.get("score_matching").hparams == {"lam": 1e-5, "sigma": 0.01, "tau": 1e-3, "n_noise": 1}
     assert R.get("marginal_density").draws == ("classes",) and R.get("score_matching").draws == ("v",)
 
 
@@ -555,3 +556,202 @@ def test_registry_and_defaults():
 def test_bad_hyperparameters(name, kw, match):
     with pytest.raises(ValueError, match=match):
         R.get(name, **kw)
+
+
+# ------------------------------------------------------------------------------------------
+# marginal_density's basic_max (Eq. 4 max-subtracted) and random_class (not the density)
+# ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make,shape", CASES)
+def test_basic_max_is_the_gradient_of_logsumexp(make, shape):
+    net, (x, _) = make(), batch(shape)
+    got = R.marginal_density_grad(net, x, "basic_max")
+    assert got.shape == x.shape and torch.allclose(got, lse_grad(net, x), rtol=1e-9, atol=1e-12)
+    # it ignores classes (no draw): the global RNG is left as it was
+    state = torch.get_rng_state()
+    R.marginal_density_grad(net, x, "basic_max", classes=torch.zeros(shape[0], dtype=torch.long))
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_basic_max_stays_finite_at_large_logits_where_basic_overflows():
+    base, (x, _) = mlp(seed=1), batch((6, 4), seed=2)
+    with torch.no_grad():
+        s = float(1e4 / base(x).abs().amax(1).min())
+    big = Scaled(base, s)
+    assert big(x).detach().abs().amax(1).min() >= 1e4 - 1e-6
+    assert (~torch.isfinite(R.marginal_density_grad(big, x, "basic"))).flatten(1).any(1).all()
+    ref = lse_grad(big, x)
+    got = R.marginal_density_grad(big, x, "basic_max")
+    assert torch.isfinite(ref).all() and torch.isfinite(got).all()
+    assert torch.allclose(got, ref, rtol=1e-8, atol=1e-6 * ref.abs().max())
+    # float32 with every logit shifted by 100: basic overflows, basic_max does not move
+    net32, x32 = mlp(seed=1).float(), x.float()
+    shifted = Shifted(net32, 100.0)
+    assert not torch.isfinite(R.marginal_density_grad(shifted, x32, "basic")).any()
+    assert torch.allclose(R.marginal_density_grad(shifted, x32, "basic_max"),
+                          R.marginal_density_grad(net32, x32, "basic"), atol=1e-5)
+
+
+@pytest.mark.parametrize("make,shape", CASES)
+def test_random_class_is_the_gradient_of_the_chosen_logit_not_of_logsumexp(make, shape):
+    net, (x, _) = make(), batch(shape)
+    n = shape[0]
+    cls = torch.arange(n) % 3
+    got = R.marginal_density_grad(net, x, "random_class", classes=cls)
+    assert got.shape == x.shape and torch.allclose(got, logit_grad(net, x, cls), rtol=1e-10, atol=1e-12)
+    stable = R.marginal_density_grad(net, x, "stable", classes=cls)
+    assert torch.allclose(stable, lse_grad(net, x), rtol=1e-10, atol=1e-12)
+    assert not torch.allclose(got, stable, rtol=1e-3, atol=1e-6)  # not the marginal density's gradient
+    # the class draw is the one of stable / efficient (global torch RNG, after the forward pass)
+    torch.manual_seed(7)
+    drawn = torch.randint(0, 3, (n,))
+    torch.manual_seed(7)
+    assert torch.equal(R.marginal_density_grad(net, x, "random_class"),
+                       R.marginal_density_grad(net, x, "random_class", classes=drawn))
+    with pytest.raises(ValueError, match="classes"):
+        R.marginal_density_grad(net, x, "random_class", classes=torch.full((n,), 3))
+
+
+def test_random_class_penalty_and_its_weight_gradient_by_hand():
+    net, (x, y) = conv(seed=3), batch((3, 1, 5, 5), seed=6)
+    cls = torch.tensor([2, 0, 1])
+    m = methods.get("marginal_density", variant="random_class", lam=0.3)
+    pen = m.penalty(net, x, y, classes=cls)
+    gy = []
+    for n in range(3):
+        xi = x[n:n + 1].detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xi)[0, cls[n]], xi, create_graph=True)
+        gy.append(g[0])
+    want = 0.3 * torch.stack(gy).flatten(1).norm(dim=1).mean()
+    assert torch.allclose(pen, want, rtol=1e-10)
+    got, ref = _all_grads(net, pen), _all_grads(net, want)
+    for n in got:
+        if ref[n] is None:
+            assert got[n] is None or torch.count_nonzero(got[n]) == 0
+        else:
+            assert torch.allclose(got[n], ref[n], rtol=1e-8, atol=1e-12), n
+    md = 0.3 * _lse_grad_graph(net, x).flatten(1).norm(dim=1).mean()
+    assert not torch.allclose(pen, md, rtol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["basic_max", "random_class"])
+def test_new_variants_build_through_methods_and_train_a_step(variant):
+    net, (x, y) = conv(seed=4), batch((4, 1, 5, 5), seed=8)
+    m = methods.get("marginal_density", variant=variant)
+    assert isinstance(m, R.MarginalDensity) and m.hparams == {"lam": 0.1, "p": 2.0, "variant": variant}
+    before = [p.detach().clone() for p in net.parameters()]
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    torch.manual_seed(0)
+    loss, logs = m(net, x, y)
+    assert torch.isfinite(loss) and all(np.isfinite(v) for v in logs.values()) and logs["penalty"] > 0
+    opt.zero_grad()
+    loss.backward()
+    for name, p in net.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all() and torch.count_nonzero(p.grad) > 0, name
+    opt.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, net.parameters()))
+
+
+def test_a_bad_variant_lists_all_five():
+    with pytest.raises(ValueError, match="variant='exact'") as err:
+        methods.get("marginal_density", variant="exact")
+    for name in ("basic", "stable", "efficient", "basic_max", "random_class"):
+        assert repr(name) in str(err.value), name
+    net, (x, _) = mlp(), batch((3, 4))
+    with pytest.raises(ValueError, match="variant='max'") as err:
+        R.marginal_density_grad(net, x, variant="max")
+    assert str(list(D.VARIANTS)) in str(err.value) and len(D.VARIANTS) == 5
+
+
+# ------------------------------------------------------------------------------------------
+# score_matching's n_noise
+# ------------------------------------------------------------------------------------------
+def test_score_matching_n_noise_1_is_bitwise_the_default():
+    net, (x, y) = conv(), batch((3, 1, 5, 5))
+    default = R.get("score_matching", lam=0.5, sigma=0.1)
+    one = R.get("score_matching", lam=0.5, sigma=0.1, n_noise=1)
+    assert one.hparams == default.hparams and one.hparams["n_noise"] == 1
+    torch.manual_seed(4)
+    a, logs_a = default(net, x, y)
+    state_a = torch.get_rng_state()
+    torch.manual_seed(4)
+    b, logs_b = one(net, x, y)
+    assert torch.equal(a, b) and logs_a == logs_b
+    assert torch.equal(state_a, torch.get_rng_state())  # the same RNG consumption
+    # the draw: one 0.1 * randn_like(x); a fixed v of x's shape or (1, *x.shape) gives the same
+    torch.manual_seed(4)
+    v = 0.1 * torch.randn_like(x)
+    torch.manual_seed(4)
+    assert torch.equal(one.penalty(net, x, y), one.penalty(net, x, y, v=v))
+    assert torch.equal(one.penalty(net, x, y, v=v[None]), one.penalty(net, x, y, v=v))
+
+
+def test_score_matching_n_noise_averages_the_trace_estimates():
+    net, (x, y) = conv(seed=2), batch((3, 1, 5, 5), seed=3)
+    k, sigma, tau, lam = 4, 0.2, 5.0, 0.7
+    v = sigma * torch.randn((k,) + tuple(x.shape), generator=torch.Generator().manual_seed(1), dtype=DT)
+    m = R.get("score_matching", lam=lam, sigma=sigma, tau=tau, n_noise=k)
+    loss, logs = m(net, x, y, v=v)
+    with torch.no_grad():
+        each = torch.stack([R.hessian_trace_estimate(net, x, y, sigma, v=v[j]) for j in range(k)])
+    tr = each.mean(0)
+    gsq = logit_grad(net, x, y).flatten(1).pow(2).sum(1)
+    want = lam * (tr + 0.5 * gsq + tau * tr ** 2).mean()
+    assert logs["trace"] == pytest.approx(float(tr.mean()), rel=1e-10)
+    assert torch.allclose(m.penalty(net, x, y, v=v), want, rtol=1e-10)
+    assert torch.allclose(loss, F.cross_entropy(net(x), y) + want, rtol=1e-10)
+    # (tr H)^2 squares the averaged estimate, not the mean of the squared single-draw estimates
+    mean_sq = lam * (tr + 0.5 * gsq + tau * each.pow(2).mean(0)).mean()
+    assert not torch.allclose(want, mean_sq, rtol=1e-3)
+    # every draw counts: dropping one changes the estimate
+    assert not torch.allclose(tr, each[:-1].mean(0), rtol=1e-3)
+    # the weight gradient is that of the independent penalty
+    got = _all_grads(net, m.penalty(net, x, y, v=v))
+    idx = torch.arange(3)
+    tr_graph = torch.stack([2 / sigma ** 2 * (net(x + v[j])[idx, y] - net(x)[idx, y]) for j in range(k)]).mean(0)
+    gy = []
+    for n in range(3):
+        xi = x[n:n + 1].detach().clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(net(xi)[0, y[n]], xi, create_graph=True)
+        gy.append(g[0])
+    ref = _all_grads(net, lam * (tr_graph + 0.5 * torch.stack(gy).flatten(1).pow(2).sum(1)
+                                 + tau * tr_graph ** 2).mean())
+    for n in got:
+        if ref[n] is None:
+            assert got[n] is None or torch.count_nonzero(got[n]) == 0
+        else:
+            assert torch.allclose(got[n], ref[n], rtol=1e-8, atol=1e-12), n
+
+
+def test_score_matching_n_noise_draws_sigma_scaled_noise_of_the_stacked_shape():
+    net, (x, y) = conv(), batch((3, 1, 5, 5))
+    k, sigma = 3, 0.1
+    m = R.get("score_matching", lam=1.0, sigma=sigma, n_noise=k)
+    torch.manual_seed(5)
+    drawn = m.penalty(net, x, y)
+    torch.manual_seed(5)
+    v = sigma * torch.randn((k,) + tuple(x.shape), dtype=DT)
+    assert torch.allclose(drawn, m.penalty(net, x, y, v=v), rtol=1e-12)
+    assert torch.isfinite(drawn)
+    torch.manual_seed(5)
+    assert not torch.allclose(drawn, R.get("score_matching", lam=1.0, sigma=sigma).penalty(net, x, y))
+
+
+@pytest.mark.parametrize("bad", [0, 2.5, -1, True, "2"])
+def test_score_matching_bad_n_noise(bad):
+    with pytest.raises(ValueError, match="n_noise"):
+        R.get("score_matching", n_noise=bad)
+    with pytest.raises(ValueError, match="n_noise"):
+        methods.get("score_matching", n_noise=bad)
+
+
+def test_score_matching_wrong_v_shape():
+    net, (x, y) = conv(), batch((3, 1, 5, 5))
+    shape = tuple(x.shape)
+    for n_noise, bad in [(2, torch.zeros(shape, dtype=DT)), (3, torch.zeros((2,) + shape, dtype=DT)),
+                         (1, torch.zeros((2,) + shape, dtype=DT)), (2, torch.zeros((2, 2, 1, 5, 5), dtype=DT))]:
+        m = R.get("score_matching", n_noise=n_noise)
+        with pytest.raises(ValueError, match=r"v=") as err:
+            m(net, x, y, v=bad)
+        assert str((n_noise,) + shape) in str(err.value)
+    with pytest.raises(ValueError, match=r"v="):
+        R.hessian_trace_estimate(net, x, y, 0.1, v=torch.zeros(3, 1, 5, 4, dtype=DT))

@@ -236,3 +236,131 @@ def test_lines_vs_eps_log_axis_ticks_at_the_budgets():
     fig = plotting.lines_vs_eps({"a": df}, ylabel="v", logx=False)
     assert fig.axes[0].get_xscale() == "linear"
     plt.close(fig)
+
+
+def _frontier_rows():
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for h in ("a", "b"):
+        for lam in (1.0, 0.1, 10.0):                        # not in order: the curves sort by lam
+            for s in (0, 1, 2):
+                rows.append({"method": h, "lam": lam, "seed": s, "measure": "accuracy", "value": rng.random()})
+                for m in ("leak", "rob"):
+                    rows.append({"method": h, "lam": lam, "seed": s, "measure": m, "value": rng.random()})
+    return pd.DataFrame(rows)
+
+
+def test_frontier_curves_mean_lines_seed_lines_and_annotations():
+    import numpy as np
+
+    df = _frontier_rows()
+    fig = plotting.frontier_curves(df, ["leak", "rob"], labels={"a": "A"}, xline=[0.3, 0.6], title="T")
+    acc = df[df.measure == "accuracy"].set_index(["method", "lam", "seed"])["value"]
+    for ax, m in zip(fig.axes, ("leak", "rob")):
+        val = df[df.measure == m].set_index(["method", "lam", "seed"])["value"]
+        bold = [ln for ln in ax.lines if ln.get_linewidth() > 2]
+        thin = [ln for ln in ax.lines if ln.get_linewidth() < 1]
+        assert [ln.get_label() for ln in bold] == ["A", "b"]
+        assert len(thin) == 2 * 3                                                   # hues x seeds
+        for ln, h in zip(bold, ("a", "b")):
+            want_x = acc.loc[h].groupby("lam").mean().sort_index()
+            want_y = val.loc[h].groupby("lam").mean().sort_index()
+            assert np.allclose(ln.get_xdata(), want_x.to_numpy()) and np.allclose(ln.get_ydata(), want_y.to_numpy())
+        first = thin[0]                                                             # hue a, seed 0, by lam
+        assert np.allclose(first.get_xdata(), [acc["a", lam, 0] for lam in (0.1, 1.0, 10.0)])
+        assert np.allclose(first.get_ydata(), [val["a", lam, 0] for lam in (0.1, 1.0, 10.0)])
+        assert [t.get_text() for t in ax.texts] == ["0.1", "1", "10"] * 2
+        dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+        assert [tuple(ln.get_xdata()) for ln in dotted] == [(0.3, 0.3), (0.6, 0.6)]
+        assert ax.get_xlabel() == "accuracy" and ax.get_ylabel() == m
+        assert ax.get_legend() is None
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert texts.count("A") == texts.count("b") == texts.count("matched accuracy") == 1
+    plt.close(fig)
+    fig = plotting.frontier_curves(df, ["leak"], xline=0.5)                       # one number
+    assert [tuple(ln.get_xdata()) for ln in fig.axes[0].lines if ln.get_linestyle() == ":"] == [(0.5, 0.5)]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="'acc'"):
+        plotting.frontier_curves(df, ["leak"], x="acc")
+
+
+def _overlap(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_sweep_curves_legend_is_a_figure_legend_below_the_panels():
+    df = _frontier_rows()
+    fig = plotting.sweep_curves(df, "lam", ["leak", "rob", "accuracy"], labels={"a": "A"}, logx=True, title="T")
+    assert all(ax.get_legend() is None for ax in fig.axes)
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["A", "b"]               # one entry per hue
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    box = legend.get_window_extent(r)
+    assert all(box.y1 <= ax.get_tightbbox(r).y0 for ax in fig.axes)             # under the panels
+    plt.close(fig)
+
+
+def _map_axes(fig, n, k):
+    import numpy as np
+
+    return np.array(fig.axes[:n * (k + 1)]).reshape(n, k + 1)[:, 1:].ravel()
+
+
+def test_map_grid_shared_uses_one_colour_scale():
+    import numpy as np
+
+    imgs = torch.rand(2, 3, 8, 8)
+    maps = {"small": 0.01 * torch.rand(2, 3, 8, 8), "big": 5 * torch.rand(2, 1, 8, 8)}
+    fig = plotting.map_grid(imgs, maps, ["x0", "x1"], title="T", shared=True)
+    clims = {ax.images[0].get_clim() for ax in _map_axes(fig, 2, 2)}
+    top = max(float(maps[k][i].abs().sum(0).max()) for k in maps for i in range(2))
+    assert len(clims) == 1 and next(iter(clims)) == pytest.approx((0, top))
+    assert fig._suptitle.get_text() == "T (one colour scale for all maps)"
+    assert len(fig.axes) == 2 * 3 + 1                                              # one colorbar
+    plt.close(fig)
+    fig = plotting.map_grid(imgs, maps, ["x0", "x1"], shared=True, clip=99, signed=True)
+    pooled = np.concatenate([maps[k][i].sum(0).abs().numpy().ravel() for k in maps for i in range(2)])
+    v = float(np.percentile(pooled, 99))
+    assert all(ax.images[0].get_clim() == pytest.approx((-v, v)) for ax in _map_axes(fig, 2, 2))
+    assert "one colour scale for all maps" in fig._suptitle.get_text()
+    plt.close(fig)
+    fig = plotting.map_grid(imgs, maps, ["x0", "x1"])                              # default: per map
+    clims = [ax.images[0].get_clim() for ax in _map_axes(fig, 2, 2)]
+    assert clims[0] != clims[1] and len(fig.axes) == 2 * 3
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("n", [2, 6])
+def test_map_grid_suptitle_sits_just_above_the_column_titles(n):
+    maps = {"a": torch.rand(n, 3, 8, 8), "b": torch.rand(n, 1, 8, 8)}
+    for kw in ({}, {"notes": {"a": ["0.9"] * n}}, {"shared": True}):
+        fig = plotting.map_grid(torch.rand(n, 3, 8, 8), maps, [f"x{i}" for i in range(n)], title="T", **kw)
+        fig.canvas.draw()
+        r = fig.canvas.get_renderer()
+        st = fig._suptitle.get_window_extent(r)
+        top = max(ax.title.get_window_extent(r).y1 for ax in fig.axes if ax.get_title())
+        gap = (st.y0 - top) / fig.dpi
+        assert 0 < gap < 0.25, (n, kw, gap)
+        plt.close(fig)
+
+
+def test_image_grid_row_labels_are_horizontal_and_do_not_overlap():
+    names = ["standard (ST)", "ST + ours (marginal density)", "ST + InputGrad"]
+    images = {name: torch.rand(4, 3, 8, 8) for name in names}
+    fig = plotting.image_grid(images, col_labels=list("abcd"), title="T")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    first = fig.axes[::4]
+    labels = [ax.yaxis.label for ax in first]
+    assert labels[1].get_text() == "ST + ours\n(marginal density)" and labels[0].get_rotation() == 0
+    boxes = [lab.get_window_extent(r) for lab in labels]
+    assert not any(_overlap(boxes[i], boxes[j]) for i in range(3) for j in range(i + 1, 3))
+    images_boxes = [ax.get_window_extent(r) for ax in fig.axes]
+    assert not any(_overlap(b, im) for b in boxes for im in images_boxes)
+    assert all(b.x1 <= ax.get_window_extent(r).x0 for b, ax in zip(boxes, first))
+    plt.close(fig)

@@ -554,5 +554,5 @@ def test_augmented_training_repeats_and_differs_from_plain():
     key = T.train_key(make_model(), T.CE(), make_loader(ds), base_cfg(augment="crop_flip"))
     assert key != T.train_key(make_model(), T.CE(), make_loader(ds), base_cfg())
     assert key != T.train_key(make_model(), T.CE(), make_loader(ds), base_cfg(augment="crop_flip", crop_padding=2))
-    with pytest.raises(ValueError, match=r"augment='flip' is not valid; accepted: \('none', 'crop_flip', 'p3_imagenette', 'p3_cub'\)"):
+    with pytest.raises(ValueError, match=r"augment='flip' is not valid; accepted: \('none', 'crop_flip', 'p3_imagenette', 'p3_cub', 'block_order'\)"):
         T.TrainConfig(augment="flip")

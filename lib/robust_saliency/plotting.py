@@ -10,6 +10,7 @@ the host with ``.detach().cpu()`` before ``.numpy()`` (``_np``, ``to_image``, ``
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,13 +118,42 @@ def _clip_text(clip: float) -> str:
     return f"each map clipped at its {clip:g}th percentile of |value|"
 
 
+def _scale_text(clip: float | None, shared: bool) -> str | None:
+    """What ``map_grid``'s title says about its colour scale (None: each map its own maximum)."""
+    if not shared:
+        return _clip_text(clip) if clip is not None else None
+    text = "one colour scale for all maps"
+    return text if clip is None else f"{text}, clipped at the {clip:g}th percentile of |value| over all maps"
+
+
+def _map_values(m: torch.Tensor | np.ndarray, signed: bool) -> np.ndarray:
+    """The 2-D array ``show_map`` draws: (C,H,W) maps summed over channels (|map| summed unless signed)."""
+    if isinstance(m, torch.Tensor):
+        m = m.detach().cpu().float().numpy()
+    m = np.asarray(m)
+    if m.ndim == 3:
+        m = m.sum(0) if signed else np.abs(m).sum(0)
+    return m
+
+
+def _full_scale(a: np.ndarray, clip: float | None) -> float:
+    """The value at the end of the colour range for |values| ``a``: their ``clip``-th percentile
+    (None: their maximum), falling back to the maximum when that is 0, and to 1 for all zeros."""
+    return (float(np.percentile(a, clip)) if clip is not None else 0.0) or float(a.max()) or 1.0
+
+
+def _renderer(fig: Figure):
+    get = getattr(fig.canvas, "get_renderer", None)
+    return get() if get is not None else fig._get_renderer()
+
+
 def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title: str | None = None,
-             clip: float | None = None) -> Axes:
+             clip: float | None = None, vmax: float | None = None) -> Axes:
     """Show a saliency map: (C,H,W) maps are reduced with sum over channels.
 
     signed=True uses a diverging map centred at 0; otherwise |map| with a sequential map.
 
-    The colour scale is per map, never shared between panels:
+    The colour scale is per map unless ``vmax`` is given:
 
     * ``clip=None`` (default): the full colour range is the map's own maximum of |value|
       (magnitudes: black = 0, brightest = max |map|; signed: ±max |map| at the two ends).  One
@@ -134,22 +164,24 @@ def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title
       ``clip(map, -v, v)`` on [-v, v]), so the brightest 1 % of the pixels saturate and the rest
       of the map is visible.  A map whose percentile is 0 (fewer than 1 - q/100 non-zero pixels)
       falls back to its maximum.
+    * ``vmax=v`` (> 0): the full colour range is ``v`` whatever the map, the values beyond it
+      clipped to ``v`` as with ``clip`` (``map_grid(shared=True)`` passes one ``v`` to all its
+      maps, so that their magnitudes compare); ``clip`` is then not used.
     """
     if clip is not None and not 0 < clip <= 100:
         raise ValueError(f"clip is a percentile in (0, 100]; got {clip}")
-    if isinstance(m, torch.Tensor):
-        m = m.detach().cpu().float().numpy()
-    m = np.asarray(m)
-    if m.ndim == 3:
-        m = m.sum(0) if signed else np.abs(m).sum(0)
+    if vmax is not None and not (np.isfinite(vmax) and vmax > 0):
+        raise ValueError(f"vmax is the end of the colour range, a finite number > 0; got {vmax}")
+    m = _map_values(m, signed)
     a = np.abs(m)
-    v = (float(np.percentile(a, clip)) if clip is not None else 0.0) or float(a.max()) or 1.0
+    v = float(vmax) if vmax is not None else _full_scale(a, clip)
+    cut = clip is not None or vmax is not None
     if signed:
-        if clip is not None:
+        if cut:
             m = np.clip(m, -v, v)
         ax.imshow(m, cmap=SIGNED_CMAP, vmin=-v, vmax=v)
     else:
-        if clip is not None:
+        if cut:
             a = np.minimum(a, v)
         ax.imshow(a, cmap=MAGNITUDE_CMAP, vmin=0, vmax=v)
     ax.set_xticks([]), ax.set_yticks([])
@@ -159,24 +191,56 @@ def show_map(ax: Axes, m: torch.Tensor | np.ndarray, signed: bool = False, title
     return ax
 
 
+def _place_suptitle(fig: Figure, title: str, top_axes: Sequence[Axes], right: float = 1.0,
+                    gap: float = 0.08) -> None:
+    """``fig.suptitle(title)`` just above ``top_axes`` (with their titles): lay the figure out
+    (``tight_layout``) leaving the suptitle's height free at the top, then put the suptitle's
+    bottom ``gap`` inches above the highest of the drawn axes (square images may have moved
+    down inside their boxes), so that no empty band separates the two.  ``right``: the
+    ``tight_layout`` rect's right edge (room for a colorbar)."""
+    st = fig.suptitle(title)
+    st.set_in_layout(False)
+    renderer = _renderer(fig)
+    height = fig.get_size_inches()[1]
+    st_h = st.get_window_extent(renderer).height / fig.dpi
+    fig.tight_layout(rect=(0, 0, right, 1 - (st_h + gap) / height))
+    top = max(ax.get_tightbbox(renderer).y1 for ax in top_axes) / fig.dpi
+    st.set(y=(top + gap) / height, va="bottom")
+    st.set_in_layout(True)       # in the figure's tight bbox (savefig's bbox="tight" keeps it)
+
+
 def map_grid(images: torch.Tensor | Sequence[torch.Tensor], maps: Mapping[str, torch.Tensor],
              row_labels: Sequence[str], col_labels: Sequence[str] | None = None, signed: bool = False,
              scale: float = 1.2, title: str | None = None,
-             notes: Mapping[str, Sequence[str]] | None = None, clip: float | None = None) -> Figure:
+             notes: Mapping[str, Sequence[str]] | None = None, clip: float | None = None,
+             shared: bool = False) -> Figure:
     """Grid: first column the images, then one column per method (maps: dict name -> (N,C,H,W));
     ``title`` above the column titles.  ``notes``: {column ("input" or a method name): one short
     text per row}, written under each cell (P2 writes softmax scores under its images and maps).
 
-    Every map has its own colour scale (``show_map``): ``clip=None`` (default) spans each map's
-    own maximum of |value|; ``clip=99`` each map's 99th percentile of |value|, the brighter
-    pixels clipped to it (as P3 shows its maps), and the title says so ("each map clipped at its
-    99th percentile of |value|"; without a title this note is the title)."""
+    ``shared=False`` (default): every map has its own colour scale (``show_map``): ``clip=None``
+    spans each map's own maximum of |value|; ``clip=99`` each map's 99th percentile of |value|,
+    the brighter pixels clipped to it (as P3 shows its maps), and the title says so ("each map
+    clipped at its 99th percentile of |value|"; without a title this note is the title).
+
+    ``shared=True``: one colour scale for all the maps of the figure, so that their magnitudes
+    compare across methods and images (P4's Eq. 9 compares magnitudes): the maximum of |value|
+    over all maps (after the channel sum), or with ``clip=q`` the ``q``-th percentile of |value|
+    over all their pixels pooled, the brighter pixels clipped to it; one colorbar on the right,
+    and the title says "one colour scale for all maps"."""
     names = list(maps)
     notes = notes or {}
     n = len(images)
     extra = 0.25 if notes else 0.0
-    fig, axes = plt.subplots(n, len(names) + 1, figsize=(scale * (len(names) + 1), (scale + extra) * n),
-                             squeeze=False)
+    bar = 0.8 if shared and names else 0.0       # inches on the right for the colorbar
+    width = scale * (len(names) + 1) + bar
+    fig, axes = plt.subplots(n, len(names) + 1, figsize=(width, (scale + extra) * n), squeeze=False)
+    vmax = None
+    if shared and names:
+        if clip is not None and not 0 < clip <= 100:
+            raise ValueError(f"clip is a percentile in (0, 100]; got {clip}")
+        pooled = np.concatenate([np.abs(_map_values(maps[k][i], signed)).ravel() for k in names for i in range(n)])
+        vmax = _full_scale(pooled, clip)
     for i in range(n):
         ax = axes[i, 0]
         img = to_image(images[i])
@@ -184,19 +248,30 @@ def map_grid(images: torch.Tensor | Sequence[torch.Tensor], maps: Mapping[str, t
         ax.set_xticks([]), ax.set_yticks([]), ax.grid(False)
         ax.set_ylabel(row_labels[i])
         for j, k in enumerate(names):
-            show_map(axes[i, j + 1], maps[k][i], signed=signed, clip=clip)
+            show_map(axes[i, j + 1], maps[k][i], signed=signed, clip=clip, vmax=vmax)
         for j, k in enumerate(["input"] + names):
             if k in notes:
                 axes[i, j].set_xlabel(notes[k][i], fontsize=7, labelpad=2)
     for j, k in enumerate(["input"] + names):
         axes[0, j].set_title(k if col_labels is None else (["input"] + list(col_labels))[j])
-    if clip is not None:
-        title = f"{title} ({_clip_text(clip)})" if title else _clip_text(clip)
+    note = _scale_text(clip, shared and bool(names))
+    if note is not None:
+        title = f"{title} ({note})" if title else note
+    right = 1 - bar / width
     if title:
-        fig.suptitle(title)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / n if not notes else 1 - 0.2 / n))
+        _place_suptitle(fig, title, axes[0], right=right)
     else:
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, right, 1))
+    if vmax is not None:
+        for ax in axes[:, 1:].flat:
+            ax.apply_aspect()                     # the drawn (square) image boxes
+        boxes = [ax.get_position() for ax in axes[:, 1:].flat]
+        x0 = max(b.x1 for b in boxes) + 0.1 / width
+        y0, y1 = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+        cax = fig.add_axes((x0, y0, 0.12 / width, y1 - y0))
+        cb = fig.colorbar(axes[0, 1].images[0], cax=cax)
+        cb.ax.tick_params(labelsize=7)
+        cb.set_label("value" if signed else "|value|", fontsize=7)
     return fig
 
 
@@ -557,6 +632,26 @@ def randomization_curves(table: pd.DataFrame, references: Mapping[str, float] | 
     return fig
 
 
+def _legend_below(fig: Figure, handles: Sequence[Any], labels: Sequence[str], fontsize: float = 7) -> None:
+    """A figure legend under the panels, so that it covers no curve: in as many columns as the
+    figure's width holds, the figure made taller by the legend's height and the panels (and a
+    suptitle) laid out above it with ``tight_layout``."""
+    renderer = _renderer(fig)
+    width, height = fig.get_size_inches()
+    ncol = max(len(labels), 1)
+    while True:
+        leg = fig.legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+                         fontsize=fontsize, frameon=False)
+        box = leg.get_window_extent(renderer)
+        if ncol == 1 or box.width <= 0.98 * width * fig.dpi:
+            break
+        leg.remove()
+        ncol -= 1
+    room = box.y1 / fig.dpi                      # the legend's top, inches above the figure's bottom
+    fig.set_size_inches(width, height + room)
+    fig.tight_layout(rect=(0, room / (height + room), 1, 1))
+
+
 def sweep_curves(df: pd.DataFrame, x: str, measures: Sequence[str], hue: str = "method",
                  labels: Mapping[Any, str] | None = None, logx: bool | Collection[str] = False,
                  ylabels: Mapping[str, str] | None = None, title: str | None = None, scale: float = 3.2,
@@ -564,29 +659,125 @@ def sweep_curves(df: pd.DataFrame, x: str, measures: Sequence[str], hue: str = "
     """One panel per measure: mean ± std over seeds of ``value`` against ``x``, one line per value
     of ``hue`` (P4 Figs. 4, 6-8).  ``df``: long rows with ``hue``, ``x``, ``seed``, ``measure``,
     ``value``; ``labels`` maps hue values to legend names, ``ylabels`` / ``xlabels`` measures to
-    axis names; ``logx``: True, or the measures whose x axis is logarithmic."""
+    axis names; ``logx``: True, or the measures whose x axis is logarithmic.  The legend (one
+    entry per hue value) is a figure legend under the panels, never over a curve."""
     labels, ylabels, xlabels = labels or {}, ylabels or {}, xlabels or {}
     fig, axes = plt.subplots(1, len(measures), figsize=(scale * len(measures), 2.9), squeeze=False)
+    entries: dict[str, Any] = {}
     for ax, m in zip(axes[0], measures):
         sub = df[df.measure == m]
         for i, (h, g) in enumerate(sub.groupby(hue, sort=False)):
             s = g.groupby(x)["value"].agg(["mean", "std"]).fillna(0.0)
-            ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", ms=4, capsize=3, color=f"C{i}",
-                        label=labels.get(h, h))
+            line = ax.errorbar(s.index, s["mean"], yerr=s["std"], marker="o", ms=4, capsize=3, color=f"C{i}",
+                               label=labels.get(h, h))
+            entries.setdefault(str(labels.get(h, h)), line)
         if logx is True or (logx and m in logx):
             ax.set_xscale("log")
         ax.set(xlabel=xlabels.get(m, x), ylabel=ylabels.get(m, m))
-    axes[0, 0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    if entries:
+        _legend_below(fig, list(entries.values()), list(entries))
+    else:
+        fig.tight_layout()
     return fig
+
+
+def _param_text(p: Any) -> str:
+    try:
+        return f"{p:g}"
+    except (TypeError, ValueError):
+        return str(p)
+
+
+def frontier_curves(df: pd.DataFrame, measures: Sequence[str], x: str = "accuracy", hue: str = "method",
+                    param: str = "lam", labels: Mapping[Any, str] | None = None,
+                    ylabels: Mapping[str, str] | None = None, xline: float | Sequence[float] | None = None,
+                    title: str | None = None, scale: float = 3.2) -> Figure:
+    """P4 Fig. 4 redrawn as trade-off curves: leakage / robustness against accuracy over a
+    hyperparameter (``param``, e.g. λ), one panel per measure of ``measures``.
+
+    ``df``: long rows with ``hue``, ``param``, ``seed``, ``measure``, ``value`` (as for
+    ``sweep_curves``); the x of a (hue, param, seed) is its row whose measure is ``x`` (e.g.
+    "accuracy"), its y in a panel its row of that panel's measure.  For each hue value (colour
+    C0, C1, ... in order of appearance, the same in every panel): one thin translucent line per
+    seed through its points in the order of ``param``, and a bold line with markers through the
+    means over seeds (of x and of y, over the seeds that have both) per ``param`` value, each
+    mean marker annotated with its ``param`` value ("0.1", "1").  ``labels``: hue value -> legend
+    name; ``ylabels``: measure -> y-axis label.  ``xline``: a number or numbers (e.g. the
+    matched-accuracy targets) drawn as dotted vertical lines, "matched accuracy" in the legend.
+    The legend (one entry per hue, "one seed", "matched accuracy") is under the panels.
+    """
+    import pandas as pd
+    from matplotlib.lines import Line2D
+
+    labels, ylabels = labels or {}, ylabels or {}
+    keys = [hue, param, "seed"]
+    xs = df[df.measure == x]
+    if xs.empty:
+        raise ValueError(f"frontier_curves: no rows with measure == x ({x!r}) for the x axis; "
+                         f"the measures are {sorted(map(str, df.measure.unique()))}")
+    acc = xs.groupby(keys, sort=False)["value"].mean()
+    hues = list(df[hue].drop_duplicates())
+    colour = {h: f"C{i}" for i, h in enumerate(hues)}
+    lines = [] if xline is None else [float(v) for v in np.atleast_1d(np.asarray(xline, dtype=float))]
+    fig, axes = plt.subplots(1, len(measures), figsize=(scale * len(measures), scale), squeeze=False)
+    entries: dict[str, Any] = {}
+    for ax, m in zip(axes[0], measures):
+        ys = df[df.measure == m].groupby(keys, sort=False)["value"].mean()
+        pts = pd.concat({"x": acc, "y": ys}, axis=1, join="inner").dropna().reset_index()
+        for h in hues:
+            d = pts[pts[hue] == h]
+            if d.empty:
+                continue
+            c = colour[h]
+            for _, g in d.groupby("seed", sort=True):
+                g = g.sort_values(param)
+                ax.plot(g["x"], g["y"], "-o", color=c, lw=0.8, ms=2, alpha=0.35, label="_nolegend_")
+            mean = d.groupby(param, sort=True)[["x", "y"]].mean()
+            name = str(labels.get(h, h))
+            line, = ax.plot(mean["x"], mean["y"], "-o", color=c, lw=2.2, ms=5, label=name, zorder=3)
+            entries.setdefault(name, line)
+            for p, (mx, my) in zip(mean.index, mean[["x", "y"]].to_numpy()):
+                ax.annotate(_param_text(p), (mx, my), xytext=(3, 3), textcoords="offset points", fontsize=6,
+                            color=c, zorder=4)
+        for k, v in enumerate(lines):
+            ax.axvline(v, ls=":", color="0.3", lw=1.2, label="matched accuracy" if k == 0 else "_nolegend_")
+        ax.set(xlabel=x, ylabel=ylabels.get(m, m))
+    if entries:
+        entries["one seed"] = Line2D([], [], color="0.4", lw=0.8, alpha=0.6, marker="o", ms=2)
+    if lines:
+        entries["matched accuracy"] = Line2D([], [], ls=":", color="0.3", lw=1.2)
+    if title:
+        fig.suptitle(title)
+    if entries:
+        _legend_below(fig, list(entries.values()), list(entries))
+    else:
+        fig.tight_layout()
+    return fig
+
+
+def _wrap_label(name: str, width: int = 16) -> str:
+    """``name`` on more lines if longer than ``width``: broken after " + " and before " (" only
+    ("ST + ours (marginal density)" -> "ST + ours" / "(marginal density)")."""
+    if len(name) <= width:
+        return name
+    pieces = re.split(r"(?<= \+) | (?=\()", name)
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(out[-1]) + 1 + len(piece) <= width:
+            out[-1] += " " + piece
+        else:
+            out.append(piece)
+    return "\n".join(out)
 
 
 def image_grid(images: Mapping[str, torch.Tensor], col_labels: Sequence[str] | None = None,
                title: str | None = None, scale: float = 1.1) -> Figure:
     """Rows of images: ``images`` maps a row name to a (K, C, H, W) batch in [0, 1] (P4 Figs. 9-10:
-    one activation-maximization image per class)."""
+    one activation-maximization image per class).  The row names are written horizontally left
+    of the first column, long ones on two lines (broken at " + " / " ("), so that they overlap
+    neither each other nor the images."""
     names = list(images)
     k = max(len(v) for v in images.values())
     fig, axes = plt.subplots(len(names), k, figsize=(scale * k, scale * len(names) + 0.4), squeeze=False)
@@ -598,12 +789,19 @@ def image_grid(images: Mapping[str, torch.Tensor], col_labels: Sequence[str] | N
                 img = to_image(images[name][j])
                 ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
             if j == 0:
-                ax.set_ylabel(name, fontsize=7)
+                ax.set_ylabel(_wrap_label(str(name)), fontsize=7, rotation=0, ha="right", va="center",
+                              labelpad=4)
             if i == 0 and col_labels is not None:
                 ax.set_title(col_labels[j], fontsize=7)
+    # the figure wider by the row names' width, so that the images keep their size
+    renderer = _renderer(fig)
+    room = max(ax.yaxis.label.get_window_extent(renderer).width for ax in axes[:, 0]) / fig.dpi
+    width, height = fig.get_size_inches()
+    fig.set_size_inches(width + room, height)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        _place_suptitle(fig, title, axes[0])
+    else:
+        fig.tight_layout()
     return fig
 
 

@@ -237,7 +237,7 @@ TRAINING: dict[str, Param] = {
     "milestones": list_of(integer(1, "epochs"), doc="the multistep schedule's milestones", nonempty=False),
     "gamma": number(0, open_lo=True, doc="learning-rate decay factor"),
     "step_size": integer(1, "epochs", doc="step schedule's period"),
-    "augment": choice("none", "crop_flip", "p3_imagenette", "p3_cub", doc="training augmentation"),
+    "augment": choice("none", "crop_flip", "p3_imagenette", "p3_cub", "block_order", doc="training augmentation"),
     "crop_padding": integer(0, "pixels", doc="crop_flip's padding"),
 }
 
@@ -323,6 +323,7 @@ PART: dict[str, Param] = {
     key: GENERIC[key] for key in ("dataset", "size", "model", "model_kw", "activation", "normalize",
                                   "num_epochs", "lr", "grad_clip", "n_train", "n_val", "n_test", "eval_subset")
 }
+PART["augment"] = TRAINING["augment"]
 PART["grid"] = mapping(doc="{model: [hyperparameters, ...]}: the part's selection grid")
 PARTS: dict[str, dict[str, Param]] = {
     "block": {
@@ -360,7 +361,10 @@ PARTS: dict[str, dict[str, Param]] = {
 }
 _P4 = {
     "selection_tol": number(0, doc="accuracy tolerance of the selection"),
-    "lam_sweep": list_of(number(), doc="λ of Fig. 4's sweep"),
+    "lam_sweep": list_of(number(0, open_lo=True), doc="λ of Fig. 4's sweep and of the frontiers of ours and InputGrad"),
+    "frontier_seeds": seeds("the seeds of the BlockMNIST frontiers (Fig. 4): the leakage and robustness claims"),
+    "frontier_drops": list_of(number(0, 1, open_lo=True), doc="accuracy drops below ce's validation accuracy (per "
+                              "seed) at which the frontiers are compared"),
     "p_sweep": list_of(number(1, open_lo=False), doc="norm p of Fig. 7's sweep"),
     "p_sweep_lams": list_of(number(0), none=True, doc="λ of Fig. 7's sweep; None: the chosen one"),
     "table3_models": list_of(choice("mlp", "vgg11", "resnet18", "lenet", "small_cnn"), doc="Table 3's networks"),

@@ -72,7 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Method", "CE", "TrainConfig", "train", "train_key", "cached_path", "is_cached",
            "dataset_identity", "crop_flip", "p3_imagenette", "p3_imagenette_params", "p3_cub",
-           "p3_cub_params", "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
+           "p3_cub_params", "block_order", "OPTIMIZERS", "SCHEDULES", "AUGMENTS"]
 
 # The code a trained model depends on: the loop, every method (its regularizers, attacks and
 # attributions) and the model zoo, each with what it imports (``cache.source_hash``).
@@ -117,7 +117,7 @@ class CE(Method):
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "cosine", "step", "multistep")
-AUGMENTS = ("none", "crop_flip", "p3_imagenette", "p3_cub")
+AUGMENTS = ("none", "crop_flip", "p3_imagenette", "p3_cub", "block_order")
 _AUGMENTS_WITH_EXTRAS = ("none", "p3_cub")  # the modes that move a method's extras with the image
 # Fields that do not change the trained weights: left out of the cache key.
 _NOT_IN_KEY = ("progress", "cache_dir", "device", "checkpoint", "threads")
@@ -158,9 +158,15 @@ class TrainConfig:
     ``CUB_train``): the image resized bilinearly to 600/448 of its size, a random crop back to
     its size and a horizontal flip with probability 1/2; the method's extras of the image's
     spatial size (the gaze map, which the code concatenates to the image) get the same
-    transform.  ``crop_flip`` and ``p3_imagenette`` refuse methods with extras.  The draws of
-    every mode come from the (seed, epoch) generator, per sample; see ``p3_imagenette`` and
-    ``p3_cub``.
+    transform.  ``augment="block_order"`` is for BlockMNIST images (Shah et al. 2021; P4), a
+    signal block and a null block stacked along H, (N, C, 2h, w): per sample it swaps the top
+    and bottom halves with probability 1/2.  P4 (and Shah's code) draw the block order afresh
+    each time a training sample is drawn, whereas our dataset fixes each image's order once;
+    with that fixed random order the swap makes the order uniform and independent at every
+    draw.  H must be even.  ``crop_flip``, ``p3_imagenette`` and ``block_order`` refuse
+    methods with extras (a ``null_mask`` would not follow the swap).  The draws of every mode
+    come from the (seed, epoch) generator, per sample; see ``p3_imagenette``, ``p3_cub`` and
+    ``block_order``.
     """
 
     num_epochs: int = 10
@@ -501,12 +507,29 @@ def p3_cub(x: torch.Tensor, generator: torch.Generator | None = None,
     return big[:, :c].clamp_(0.0, 1.0), extras
 
 
+def block_order(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """BlockMNIST's random block order (``TrainConfig``): per sample of ``x`` (N, C, 2h, w),
+    the top and bottom halves along H swapped with probability 1/2, i.e. swapped samples become
+    ``torch.cat([x[:, :, h:], x[:, :, :h]], 2)``.  The swaps are one draw
+    ``torch.rand(N, generator=generator) < 0.5`` on the CPU.  H must be even."""
+    _check_images(x, "block_order")
+    if x.shape[2] % 2:
+        raise ValueError(f"augment='block_order' needs an even height H (two stacked blocks of "
+                         f"h rows, (N, C, 2h, W)); got shape {tuple(x.shape)}")
+    h = x.shape[2] // 2
+    swap = torch.rand(len(x), generator=generator) < 0.5
+    swapped = torch.cat([x[:, :, h:], x[:, :, :h]], 2)
+    return torch.where(swap.to(x.device)[:, None, None, None], swapped, x)
+
+
 def _augment(cfg, x, extra, generator):
     """``(x, extra)`` of a batch augmented as ``cfg.augment`` says (not "none")."""
     if cfg.augment == "crop_flip":
         return crop_flip(x, cfg.crop_padding, generator), extra
     if cfg.augment == "p3_imagenette":
         return p3_imagenette(x, generator), extra
+    if cfg.augment == "block_order":
+        return block_order(x, generator), extra
     return p3_cub(x, generator, extra)
 
 

@@ -94,7 +94,8 @@ REGISTRY = Registry("metric", {m.name: m for m in (
     _metric("retrieval_rate", retrieval_rate, "game", "1 where the explanation keeps class y, else 0"),
     _metric("aopc_mofr", aopc_mofr, "game", "mean drop of p_y as the most relevant pixels go, in [-1, 1]"),
     _metric("pixel_perturbation", pixel_perturbation_score, "game",
-            "mean over fractions of the top-k minus bottom-k fractional change of the target logit"),
+            "mean over fractions of the top-k minus bottom-k change: fractional change of the target logit "
+            "(form='fractional_logit', P4's) or absolute change of its log-softmax (form='log_prob')"),
     _metric("feature_leakage", feature_leakage, "density",
             "Frobenius norm of the IG map on the null block, logit units (P4 sums over samples)",
             higher_is_better=False),

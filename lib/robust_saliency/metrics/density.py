@@ -25,11 +25,12 @@ if TYPE_CHECKING:
 
 __all__ = ["feature_leakage", "riemann_integrated_gradients", "ood_auroc", "pixel_perturbation",
            "pixel_perturbation_score", "relative_gradient_change", "relative_density_change",
-           "gaussian_draws"]
+           "gaussian_draws", "PIXEL_FORMS"]
 
 OOD_SCORES = ("logsumexp", "max_logit", "max_softmax")
 DENSITY_FORMS = ("ratio", "printed")
 PIXEL_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
+PIXEL_FORMS = ("fractional_logit", "log_prob")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -199,18 +200,29 @@ def ood_auroc(model: torch.nn.Module, x_in: torch.Tensor, x_out: torch.Tensor, s
 def pixel_perturbation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor | int, maps: torch.Tensor,
                        fractions: Sequence[float] | torch.Tensor | None = PIXEL_FRACTIONS,
                        baseline: str | float | torch.Tensor = "zero",
-                       batch_size: int = 256) -> dict[str, torch.Tensor]:
-    """P4 Fig. 6a (after Srinivas & Fleuret 2021): fractional change of the target logit,
-    |g_y(x) - g_y(x_removed)| / |g_y(x)|, when the top-k or the bottom-k most salient pixels are
-    set to ``baseline``.
+                       batch_size: int = 256, form: str = "fractional_logit") -> dict[str, torch.Tensor]:
+    """P4 Fig. 6a (after Srinivas & Fleuret 2021): change of the target's output when the top-k
+    or the bottom-k most salient pixels are set to ``baseline``.
+
+    ``form`` (one of ``PIXEL_FORMS``): 'fractional_logit' (default, P4's Fig. 6a form) =
+    |g_y(x) - g_y(x_removed)| / |g_y(x)|, the fractional change of the target logit; it is not
+    invariant to adding the same constant to every logit (a logit offset, which gradient
+    penalties can exploit: an offset of +5 on all logits can reverse rankings) and explodes where
+    g_y(x) is near 0 (hence report medians over samples).  A zero g_y(x) gives inf (nan where
+    nothing changes).  'log_prob' = |log_softmax_y(x) - log_softmax_y(x_removed)|, the absolute
+    change of the target's log-probability (log-softmax over the logits); it is invariant to a
+    logit offset and finite wherever the logits are.
 
     Pixels are ranked by sum_c |maps| (the games' ranking, ``games._ranks``: k = round(fraction
     * H * W), ties by position, all channels of a pixel together); ``baseline`` as the games
-    ('zero', 'mean', a number or a tensor broadcastable to x).  Fraction 0 changes nothing.  A
-    zero g_y(x) gives inf (nan where nothing changes).  Returns ``{"fractions": (F,), "top":
-    (N, F), "bottom": (N, F), "difference": top - bottom}``; a higher difference means the map
-    ranks first what the model uses (P4: higher curves are better).
+    ('zero', 'mean', a number or a tensor broadcastable to x).  Fraction 0 changes nothing.
+    Returns ``{"fractions": (F,), "top": (N, F), "bottom": (N, F), "difference": top -
+    bottom}``; a higher difference means the map ranks first what the model uses (P4: higher
+    curves are better).
     """
+    if form not in PIXEL_FORMS:
+        raise ValueError(f"form={form!r} is not known; accepted: {list(PIXEL_FORMS)}")
+    log_prob = form == "log_prob"
     if fractions is None:
         fractions = PIXEL_FRACTIONS
     x, y, maps = to_device_of(model, x.detach(), y, maps.detach())
@@ -219,7 +231,8 @@ def pixel_perturbation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor 
     rank, ks, mask_shape = _ranks(x, maps, fractions, signed=False)
     p, nf = rank.shape[1], ks.numel()
     base = _baseline(x, baseline)
-    g0 = _logits(model, x, batch_size).gather(1, y.view(-1, 1)).squeeze(1)
+    g0 = _logits(model, x, batch_size)
+    g0 = (g0.log_softmax(1) if log_prob else g0).gather(1, y.view(-1, 1)).squeeze(1)
     out = torch.empty(2 * n * nf, dtype=_work_dtype(x), device=x.device)
     with torch.no_grad():
         for a, b in _chunks(2 * n * nf, batch_size):  # rows (top/bottom, sample, fraction)
@@ -227,8 +240,13 @@ def pixel_perturbation(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor 
             side, i, f = t // (n * nf), (t // nf) % n, t % nf
             r, k = rank[i], ks[f].unsqueeze(1)
             removed = torch.where(side.unsqueeze(1) == 0, r < k, r >= p - k).view(-1, *mask_shape)
-            g = model(torch.where(removed, base[i], x[i])).gather(1, y[i].view(-1, 1)).squeeze(1)
-            out[a:b] = ((g0[i] - g).abs() / g0[i].abs()).to(out.dtype)
+            g = model(torch.where(removed, base[i], x[i]))
+            if log_prob:
+                g = g.log_softmax(1).gather(1, y[i].view(-1, 1)).squeeze(1)
+                out[a:b] = (g0[i] - g).abs().to(out.dtype)
+            else:
+                g = g.gather(1, y[i].view(-1, 1)).squeeze(1)
+                out[a:b] = ((g0[i] - g).abs() / g0[i].abs()).to(out.dtype)
     top, bottom = out.view(2, n, nf)
     fr = torch.as_tensor(fractions, dtype=torch.float64).flatten().to(device=x.device, dtype=out.dtype)
     return {"fractions": fr, "top": top, "bottom": bottom, "difference": top - bottom}
@@ -238,10 +256,13 @@ def pixel_perturbation_score(model: torch.nn.Module, x: torch.Tensor, y: torch.T
                              maps: torch.Tensor,
                              fractions: Sequence[float] | torch.Tensor | None = PIXEL_FRACTIONS,
                              baseline: str | float | torch.Tensor = "zero",
-                             batch_size: int = 256) -> torch.Tensor:
+                             batch_size: int = 256, form: str = "fractional_logit") -> torch.Tensor:
     """P4 Fig. 6a per sample: the mean over ``fractions`` of ``pixel_perturbation``'s top-minus-
-    bottom fractional logit change (higher is better).  Returns (N,)."""
-    return pixel_perturbation(model, x, y, maps, fractions, baseline, batch_size)["difference"].mean(1)
+    bottom change (higher is better); ``form`` as there ('fractional_logit', the default: the
+    fractional logit change; 'log_prob': the absolute change of the target's log-softmax).
+    Returns (N,)."""
+    return pixel_perturbation(model, x, y, maps, fractions, baseline, batch_size,
+                              form=form)["difference"].mean(1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ marginal density and its baselines), ``_checks`` (hyperparameter checks).  Two l
 * Functional terms, batched, per sample, differentiable w.r.t. the weights:
   ``gradient_alignment_terms`` (P1 Gamma_l2 and Gamma_cos, Def. 4), ``hessian_vector_product``
   and ``cosd_upper_bound`` (P1 Theorem 6 / Fig. 3b); ``marginal_density_grad`` (P4 Eq. 4-6,
-  grad_x log sum_i exp g_i(x), variants ``DENSITY_VARIANTS`` = basic, stable, efficient) and
+  grad_x log sum_i exp g_i(x), variants ``DENSITY_VARIANTS`` = basic, stable, efficient, basic_max;
+  random_class is grad_x g_i of a random class, a labelled reading of Eq. 5, not that gradient) and
   ``hessian_trace_estimate`` (Srinivas and Fleuret 2021's finite-difference tr(H)).
 * Training methods, ``Method`` subclasses listed by name in ``REGISTRY`` (and, with ``ce``, in
   ``methods.METHODS``):

@@ -18,7 +18,7 @@ from .terms import _TINY, _f, _logits_and_input_grad, _select
 if TYPE_CHECKING:
     from ..training import Method
 
-VARIANTS = ("basic", "stable", "efficient")
+VARIANTS = ("basic", "stable", "efficient", "basic_max", "random_class")
 
 
 def _leaf(x):
@@ -46,9 +46,15 @@ def _density_grad(model, x, variant, create_graph, classes):
         if variant == "basic":  # Eq. 4 as written: overflows once a logit exceeds ~88 (float32)
             num = grad(logits.exp().sum())
             return logits, num / logits.exp().sum(1).view((-1,) + (1,) * (x.dim() - 1))
+        if variant == "basic_max":  # Eq. 4 with the usual max-subtraction (exact: eta cancels)
+            shifted = (logits - logits.detach().amax(1, keepdim=True)).exp()
+            num = grad(shifted.sum())
+            return logits, num / shifted.sum(1).view((-1,) + (1,) * (x.dim() - 1))
         n, c = logits.shape
         i = torch.randint(0, c, (n,), device=logits.device) if classes is None else \
             _check_classes(classes, n, c).to(logits.device)
+        if variant == "random_class":  # Eq. 5 with log_softmax_i detached: grad g_i alone
+            return logits, grad(_select(logits, i))
         log_sm = F.log_softmax(logits, dim=1)
         if variant == "stable":  # Eq. 5: two gradients, then their difference
             return logits, grad(_select(logits, i)) - grad(_select(log_sm, i))
@@ -64,19 +70,51 @@ def marginal_density_grad(model: torch.nn.Module, x: torch.Tensor, variant: str 
     gradients) or ``"efficient"`` (Eq. 6, grad (g_i - log_softmax_i), one gradient), with i a
     class per sample drawn uniformly (global torch RNG) unless ``classes`` ((N,) long) is
     given.  g_i - log_softmax_i = logsumexp(g) exactly, so stable and efficient are the exact
-    gradient of logsumexp for every i, not approximations.  ``create_graph=True`` keeps the
-    result differentiable w.r.t. the weights; ``x`` is used as is if it requires grad, else a
-    detached leaf is made.
+    gradient of logsumexp for every i, not approximations.  ``"basic_max"``: Eq. 4 with the
+    usual max-subtraction (the "basic implementation with numerical stability" of P4 Fig. 2b),
+    (sum_i grad exp(g_i - eta)) / sum_i exp(g_i - eta) with eta = max_i g_i(x) per sample,
+    detached (the ratio does not depend on eta, so this is exact), one gradient: the exact
+    gradient of logsumexp, finite where basic overflows.
+
+    ``"random_class"`` is NOT the gradient of the marginal density: it is Eq. 5 with a
+    stop-gradient on the log_softmax term, i.e. grad_x g_i(x) for the random class i (drawn,
+    or fixed by ``classes``, as for stable and efficient): a "random-class InputGrad", a
+    labelled sensitivity variant for the only reading of P4 under which the random class
+    would matter.  ``create_graph=True`` keeps the result differentiable w.r.t. the weights;
+    ``x`` is used as is if it requires grad, else a detached leaf is made.
     """
     return _density_grad(model, x, variant, create_graph, classes)[1]
 
 
-def _trace_estimate(g0, model, x, y, sigma, v):
-    """(2 / sigma^2) (g_y(x + v) - g_y(x)) per sample, g0 = g_y(x) already computed."""
+def _check_noise(v, x, n_noise):
+    """``v`` checked for ``n_noise`` draws: shape (n_noise, *x.shape), or x's shape when n_noise is 1."""
+    shape = tuple(x.shape)
+    stacked = (n_noise,) + shape
+    accepted = (shape, stacked) if n_noise == 1 else (stacked,)
+    if not torch.is_tensor(v) or tuple(v.shape) not in accepted:
+        got = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
+        expected = " or ".join(str(a) for a in accepted)
+        raise ValueError(f"v={got} is not accepted; expected a tensor of shape {expected} "
+                         f"((n_noise, *x.shape) with n_noise={n_noise})")
+    return v
+
+
+def _trace_estimate(g0, model, x, y, sigma, v, n_noise=1):
+    """(2 / sigma^2) (g_y(x + v) - g_y(x)) per sample, g0 = g_y(x) already computed; for
+    ``n_noise`` > 1 the mean over the draws v[j] ((n_noise, *x.shape)), in one forward pass."""
+    if v is not None:
+        v = _check_noise(v, x, n_noise)
+    if n_noise == 1:
+        if v is None:
+            v = sigma * torch.randn_like(x)
+        elif v.dim() == x.dim() + 1:
+            v = v[0]
+        g1 = model(x + v).gather(1, y.view(-1, 1))[:, 0]
+        return 2.0 / sigma ** 2 * (g1 - g0)
     if v is None:
-        v = sigma * torch.randn_like(x)
-    g1 = model(x + v).gather(1, y.view(-1, 1))[:, 0]
-    return 2.0 / sigma ** 2 * (g1 - g0)
+        v = sigma * torch.randn((n_noise,) + tuple(x.shape), dtype=x.dtype, device=x.device)
+    g1 = model((x.unsqueeze(0) + v).flatten(0, 1)).gather(1, y.repeat(n_noise).view(-1, 1))[:, 0]
+    return (2.0 / sigma ** 2 * (g1.view(n_noise, -1) - g0)).mean(0)
 
 
 def hessian_trace_estimate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, sigma: float,
@@ -98,7 +136,12 @@ class MarginalDensity(Regularized):
     """P4 Eq. 4: CE + lam * mean ||grad_x log sum_i exp g_i(x)||_p (Eq. 5 ``stable``, Eq. 6 ``efficient``).
 
     The gradient is ``marginal_density_grad`` with ``variant`` (the draw ``classes`` fixes the
-    random class of stable/efficient; basic ignores it); the CE reuses its forward pass.
+    random class of stable, efficient and random_class; basic and basic_max ignore it); the CE
+    reuses its forward pass.  basic (Eq. 4 literally), basic_max (Eq. 4 max-subtracted),
+    stable and efficient all penalize the gradient of logsumexp(g).  ``variant="random_class"``
+    does NOT: it penalizes ||grad_x g_i(x)||_p for a random class i (Eq. 5 with the log_softmax
+    term detached, a "random-class InputGrad"), a labelled sensitivity variant, not P4's
+    regularizer.
     """
 
     name = "marginal_density"
@@ -117,12 +160,19 @@ class MarginalDensity(Regularized):
 class ScoreMatching(Regularized):
     """Srinivas and Fleuret 2021 (P4 baseline): CE + lam * mean [tr H + 0.5 ||grad g_y||^2 + tau (tr H)^2].
 
-    H the input Hessian of g_y at x; tr H by ``hessian_trace_estimate`` (one v ~ N(0, sigma^2 I)
-    per sample and call, the draw ``v``; ``sigma`` in input units).
+    H the input Hessian of g_y at x; tr H by ``hessian_trace_estimate``'s finite difference,
+    averaged over ``n_noise`` independent draws v ~ N(0, sigma^2 I) per sample and call
+    (``sigma`` in input units; Srinivas and Fleuret's reference code uses 10, the default 1 is
+    one draw, as before).  The (tr H)^2 term squares that averaged estimate (fewer draws: more
+    of its variance enters the square).  The draw ``v`` is the noise itself: the shape of x
+    (n_noise 1) or (n_noise, *x.shape).  With n_noise > 1 the noisy copies go through the model
+    in one forward pass of n_noise * N samples (BatchNorm in train mode: batch statistics over
+    all of them).
     """
 
     name = "score_matching"
-    params = {"lam": (1e-5, _nonneg), "sigma": (0.01, _pos), "tau": (1e-3, _nonneg)}
+    params = {"lam": (1e-5, _nonneg), "sigma": (0.01, _pos), "tau": (1e-3, _nonneg),
+              "n_noise": (1, _pos_int)}
     draws = ("v",)
 
     def terms(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
@@ -131,7 +181,7 @@ class ScoreMatching(Regularized):
         logits, g = _logits_and_input_grad(model, x, y, create_graph=True)
         ce = F.cross_entropy(logits, y)
         trace = _trace_estimate(logits.gather(1, y.view(-1, 1))[:, 0], model, x.detach(), y,
-                                hp["sigma"], v)
+                                hp["sigma"], v, hp["n_noise"])
         grad_sq = g.pow(2).flatten(1).sum(1)
         score = (trace + 0.5 * grad_sq + hp["tau"] * trace.pow(2)).mean()
         penalty = hp["lam"] * score
