@@ -114,6 +114,12 @@ def test_matched_interpolates_between_the_grid_points_around_the_target():
     assert v == pytest.approx(md.loc[0.05, "value"])
     with pytest.raises(ValueError, match="on="):
         p4.matched(front, [0.05], on="train")
+    # a second seed matched at no drop: the claims' mean keeps only drops matched in every seed (none here)
+    two = pd.concat([front, _front([1], [0.3, 1.0], lambda n, lam, m: 1.0, acc=lambda n, lam: 0.9 if lam == 0 else 0.88)])
+    m2 = p4.matched(two, [0.01, 0.05])
+    assert set(p4.matched_summary(m2).drops) == {0} and p4.matched_summary(m2).value.isna().all()
+    own = p4.matched_summary(m2, per_seed=True)
+    assert set(own[own.seed == 0].drops) == {2} and set(own[own.seed == 1].drops) == {0}
     t = p4.matched_table(m)
     assert t.loc[(0.05, p4.LABELS["marginal_density"]), "seeds matched"] == 1
 

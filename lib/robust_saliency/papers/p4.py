@@ -538,15 +538,19 @@ def matched(front: pd.DataFrame, drops: Sequence[float], on: str = "val") -> pd.
     return pd.DataFrame(out)
 
 
-def matched_summary(m: pd.DataFrame, drops: Sequence[float] | None = None) -> pd.DataFrame:
-    """Per method, seed and measure: the mean over ``drops`` (default: all of ``m``'s) of the
-    matched values, over the drops at which every method of ``m`` is matched for that seed (the
-    same points on both frontiers).  Rows ``{method, seed, measure, value, drops}``."""
+def matched_summary(m: pd.DataFrame, drops: Sequence[float] | None = None, per_seed: bool = False) -> pd.DataFrame:
+    """Per method, seed and measure: the mean of the matched values over the drops (of ``drops``;
+    default all of ``m``'s) at which every method is matched in **every** seed, so that each
+    seed averages the same points of the frontiers; ``per_seed=True``: over the drops at which
+    every method is matched for that seed (a seed's own points; the sensitivity view of one
+    drop).  No such drop: NaN.  Rows ``{method, seed, measure, value, drops}`` (``drops``: how
+    many were averaged)."""
     if drops is not None:
         m = m[m["drop"].isin([float(d) for d in drops])]
+    ok_all = m.groupby("drop").lam.apply(lambda v: bool(np.isfinite(v).all()))
     out = []
     for seed, g in m.groupby("seed", sort=False):
-        ok = g.groupby("drop").lam.apply(lambda v: bool(np.isfinite(v).all()))
+        ok = g.groupby("drop").lam.apply(lambda v: bool(np.isfinite(v).all())) if per_seed else ok_all
         common = [float(d) for d in ok.index[ok.to_numpy()]]
         mean = (g[g["drop"].isin(common)] if common else g).groupby(["method", "measure"], sort=False).value.mean()
         out += [{"method": n, "seed": seed, "measure": k, "value": float(v) if common else float("nan"),
@@ -581,7 +585,7 @@ def frontier_sensitivity(front: pd.DataFrame, drops: Sequence[float]) -> pd.Data
     for on in ("val", "test"):
         m = matched(front, drops, on=on)
         for d in [*drops, None]:
-            summ = matched_summary(m, None if d is None else [d])
+            summ = matched_summary(m, None if d is None else [d], per_seed=d is not None)
             for measure, alt in FRONTIER_MEASURES.items():
                 a, b = (summ[(summ.method == n) & (summ.measure == measure)].sort_values("seed").value.to_numpy()
                         for n in ("marginal_density", "input_grad"))
@@ -794,7 +798,8 @@ def _frontier_row(summ, measure, text, where, alternative, paper_effect=None, no
     n = int(summ.drops.min())
     return _compare(_by(summ, measure), "marginal_density", "input_grad", text, where, alternative=alternative,
                     paper_effect=paper_effect, note=(f"at matched validation accuracy on the frontiers ({summ.seed.nunique()} "
-                    f"seeds matched, each the mean over {n}+ accuracy drops, λ interpolated); " + note).rstrip("; "), **kw)
+                    f"seeds, each the mean over the {n} accuracy drops matched in every seed, λ interpolated); "
+                    + note).rstrip("; "), **kw)
 
 
 def claim_rows(params: Mapping[str, Any], block: pd.DataFrame, spurious: Mapping[str, pd.DataFrame],
