@@ -54,7 +54,7 @@ def test_each_model_gets_its_method_and_network():
     spur = p4.section(_smoke(), "spurious")
     method, kw, _ = p4._method(spur, "group_dro_md", {"lam": 0.3})
     assert method == "group_dro" and kw["regularizer"] == "marginal_density"
-    assert kw["reg_kw"] == {"variant": "stable", "lam": 0.3} and kw["eta"] == spur["dro_eta"]
+    assert kw["reg_kw"] == {"variant": "efficient", "lam": 0.3} and kw["eta"] == spur["dro_eta"]
     assert p4._method(spur, "group_dro", {})[1].get("regularizer") is None
     with pytest.raises(ValueError, match="not known"):
         p4._method(sp, "md", {})
@@ -305,3 +305,45 @@ def test_the_paper_path_runs_on_tiny_files_in_the_real_formats(tmp_path, monkeyp
     net = p4.fit_model(p4.section(params, "shapes"), hsets["train"], "ce", 0)
     rows = p4.evaluate_shapes(params, net, hsets["test"], ood)["rows"]
     assert "OOD AUROC svhn (logsumexp)" in rows and "relative density change σ 0.1" in rows
+
+
+def _traces(values):
+    """gradient_traces-like rows: ``values[(model, method)] = per-epoch norms`` for seeds 0-2 (x 1 + 0.01 s)."""
+    return pd.DataFrame([{"model": m, "method": n, "seed": s, "epoch": e + 1, "measure": meas, "value": v}
+                         for (m, n), norms in values.items() for s in range(3) for e, v0 in enumerate(norms)
+                         for v in [v0 * (1 + 0.01 * s)]
+                         for meas, v in (("density grad norm", v), ("loss", 1.0))])
+
+
+def test_trace_range_counts_decades_and_marks_an_overflow():
+    tr = _traces({("resnet18", "basic"): [1.0, 10.0, 1000.0], ("resnet18", "efficient"): [1.0, 2.0, 1.0],
+                  ("resnet18", "stable"): [1.0, float("inf"), 1.0]})
+    r = p4.trace_range(tr).set_index(["method", "seed", "measure"]).value
+    assert r["basic", 1, "decades"] == pytest.approx(3.0) and r["efficient", 0, "decades"] == pytest.approx(np.log10(2))
+    assert r["stable", 0, "finite"] == 0.0 and r["stable", 0, "decades"] == np.inf and r["basic", 2, "finite"] == 1.0
+    t = p4.trace_table(tr)
+    assert t.loc[("resnet18", p4.LABELS["stable"]), "finite in every epoch"] == "0 of 3 seeds"
+
+
+def test_trace_rows_test_the_range_and_decide_an_overflow_without_a_test():
+    rows = p4._trace_rows(_traces({("mlp", "basic"): [1.0, 1e6], ("mlp", "efficient"): [1.0, 1.0],
+                                   ("resnet18", "basic"): [1.0, 1e4, 1e8], ("resnet18", "efficient"): [1.0, 1.1, 1.0],
+                                   ("resnet18", "stable"): [1.0, float("nan"), 1.0]}), "mlp")
+    verdict = {r["claim"].split(" implementation")[0]: r for r in rows}
+    assert len(rows) == 2 and all("(resnet18)" in r["claim"] for r in rows)  # the MLP has no BatchNorm: no row
+    assert verdict["with BatchNorm the basic"]["verdict"] == "holds"  # 8 decades against 0.04, paired over seeds
+    assert verdict["with BatchNorm the basic"]["p (one-sided)"] is not None
+    assert verdict["with BatchNorm the stable"]["verdict"] == "holds" and verdict["with BatchNorm the stable"]["p (one-sided)"] is None
+
+
+def test_evaluate_blocks_match_one_evaluation_at_a_time(cache_dir):
+    params = _smoke()
+    bsets = p4.block_sets(params)
+    sp = p4.section(params, "block")
+    nets = {(n, 0): p4.fit_model(sp, bsets["train"], n, 0, {"lam": 0.3} if n != "ce" else None) for n in ("ce", "input_grad")}
+    many = p4.evaluate_blocks(params, nets, bsets["test"], norms=("l2",), insertion=False)
+    assert list(many) == list(nets) and "IG insertion AUC" not in many["ce", 0]["rows"]
+    for k, net in nets.items():  # computed here, uncached: the same numbers
+        one = p4._block_rows(sp, net, bsets["test"], ("l2",), False, 0, insertion=False)
+        assert many[k]["rows"] == pytest.approx(one["rows"], rel=1e-6, abs=1e-9)
+    assert "IG insertion AUC" in p4.evaluate_block(params, nets["ce", 0], bsets["test"], norms=())["rows"]

@@ -755,3 +755,33 @@ def test_score_matching_wrong_v_shape():
         assert str((n_noise,) + shape) in str(err.value)
     with pytest.raises(ValueError, match=r"v="):
         R.hessian_trace_estimate(net, x, y, 0.1, v=torch.zeros(3, 1, 5, 4, dtype=DT))
+
+
+def _bn_net(seed=0, classes=3):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.Softplus(beta=3.0),
+                         nn.Flatten(), nn.Linear(4 * 4 * 4, classes)).to(DT)
+
+
+def test_with_batchnorm_in_train_mode_basic_weighs_the_batch_by_its_exp_sums():
+    """P4 Fig. 2a's setting: BatchNorm in train mode couples the samples.  Stable and efficient stay
+    the gradient of the batch's summed logsumexp; the basic form becomes
+    sum_m (S_m / S_n) d lse(x_m) / d x_n with S_m = sum_i exp g_i(x_m) (each term by autograd);
+    in eval mode all three are the per-sample gradient of logsumexp again."""
+    net = _bn_net().train()
+    torch.manual_seed(1)
+    x = torch.randn(5, 1, 4, 4, dtype=DT) * 2
+    xl = x.clone().requires_grad_(True)
+    lse = torch.logsumexp(net(xl), 1)
+    parts = [torch.autograd.grad(lse[m], xl, retain_graph=True)[0] for m in range(len(x))]  # d lse_m / d x
+    s = lse.detach().exp()
+    basic_ref = sum(s[m] * parts[m] for m in range(len(x))) / s.view(-1, 1, 1, 1)
+    summed_ref = sum(parts)
+    assert torch.allclose(R.marginal_density_grad(net, x, "basic"), basic_ref, rtol=1e-9, atol=1e-12)
+    for v in ("stable", "efficient"):
+        assert torch.allclose(R.marginal_density_grad(net, x, v), summed_ref, rtol=1e-9, atol=1e-12)
+    assert not torch.allclose(basic_ref, summed_ref, rtol=1e-3)  # the coupling is not vacuous here
+    net.eval()
+    ref = lse_grad(net, x)
+    for v in VARIANTS:
+        assert torch.allclose(R.marginal_density_grad(net, x, v), ref, rtol=1e-10, atol=1e-12)

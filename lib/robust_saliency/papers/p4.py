@@ -7,7 +7,8 @@ CIFAR-100), ``TABLE6`` (OOD AUROC).  Protocol, in three parts with their own dat
 (``section``): ``block`` (BlockMNIST: Table 1, Figs. 3, 4, 7, Table 3), ``spurious`` (group
 shift: Table 2) and ``shapes`` (the CIFAR stand-in: Figs. 6, 8-10, Tables 4-6).  Each part
 chooses its regularization strengths on a validation split (``select``) and reports on test;
-every evaluation is cached under the model's key and its settings (``runs.cached_eval``).
+every evaluation is cached under the model's key and its settings, the uncached ones run
+through the executor as the fits do (``runs.cached_eval_many``: on the Dask workers when asked).
 
 P4's authors released no code, so the regularizer (``regularizers.marginal_density``) and
 every measurement here are written from the text; where the text is ambiguous the choice is
@@ -34,7 +35,7 @@ from ..settings import Settings
 from ..settings import build as build_settings
 from ..profiles import profile_params, train_config, validate
 from ..claims import records
-from ..runs import batch, cached_eval, fit, fit_many, load_data, select_hparams, split_validation
+from ..runs import batch, cached_eval, cached_eval_many, fit, fit_many, load_data, select_hparams, split_validation
 from ..runs import hp_text as _hp_text
 
 if TYPE_CHECKING:
@@ -46,9 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["NOTEBOOK", "TABLE1", "TABLE2", "TABLE3", "TABLE4", "TABLE5", "TABLE6", "SPECS", "LABELS",
            "TABLE1_NAMES", "SPURIOUS_NAMES", "SHAPES_NAMES", "settings", "section", "block_sets",
            "spurious_sets", "shapes_sets", "ood_sets", "fit_model", "fit_models", "select", "train_table",
-           "evaluate_block", "evaluate_spurious", "evaluate_shapes", "records", "curves", "mean_table",
+           "evaluate_block", "evaluate_blocks", "evaluate_spurious", "evaluate_shapes", "evaluate_shapes_many", "records", "curves", "mean_table",
            "frontier", "matched", "matched_summary", "matched_table",
-           "frontier_sensitivity", "FRONTIER", "FRONTIER_MEASURES", "p_norm_ratio", "p_settings", "p_sweep", "table3", "table3_table", "chosen_text", "implementation_identity", "activation_images",
+           "frontier_sensitivity", "FRONTIER", "FRONTIER_MEASURES", "p_norm_ratio", "p_settings", "p_sweep", "table3", "table3_table", "TRACE_NAMES", "gradient_traces", "trace_range", "trace_table", "trace_curves", "chosen_text", "implementation_identity", "activation_images",
            "benchmark_table", "claim_rows", "checks"]
 
 NOTEBOOK = "04_marginal_density"
@@ -100,11 +101,13 @@ SPECS = {
     "at_pgd": ModelSpec("at_pgd"),
     "hessian": ModelSpec("hessian", {"form": "paper"}, "hessian", model_kw={"activation": "softplus"}),
     "input_grad": ModelSpec("input_grad", grid="input_grad"),
-    "marginal_density": ModelSpec("marginal_density", {"variant": "stable"}, "marginal_density"),
+    # ours: the efficient form (Eq. 6), P4's recommended one.  Stable and efficient compute the same gradient
+    # (checks(); with BatchNorm too), and so does basic without BatchNorm (P4's Table 1 "ours" is its basic
+    # row); efficient costs 1.8x ce per step against stable's 2.6x (make bench).
+    "marginal_density": ModelSpec("marginal_density", {"variant": "efficient"}, "marginal_density"),
     "basic": ModelSpec("marginal_density", {"variant": "basic"}, "marginal_density"),
     "stable": ModelSpec("marginal_density", {"variant": "stable"}, "marginal_density"),
     "efficient": ModelSpec("marginal_density", {"variant": "efficient"}, "marginal_density"),
-    "md_efficient": ModelSpec("marginal_density", {"variant": "efficient"}, "marginal_density"),
     "score_matching": ModelSpec("score_matching", grid="score_matching"),
     "cure": ModelSpec("cure", grid="cure"),
     "group_dro": ModelSpec("group_dro"),
@@ -118,7 +121,7 @@ SPECS = {
 LABELS = {"ce": "standard (ST)", "ce_softplus": "ST + softplus", "at_fgsm": "AT-FGSM", "at_pgd": "AT-PGD",
           "hessian": "ST + Hessian", "input_grad": "ST + InputGrad", "marginal_density": "ST + ours (marginal density)",
           "basic": "ours, basic (Eq. 4)", "stable": "ours, stable (Eq. 5)", "efficient": "ours, efficient (Eq. 6)",
-          "md_efficient": "ours (efficient)", "score_matching": "ST + score matching", "cure": "ST + CURE",
+          "score_matching": "ST + score matching", "cure": "ST + CURE",
           "group_dro": "group DRO", "group_dro_md": "group DRO + ours", "ce_balanced": "ST + balanced batches",
           "md_balanced": "ours + balanced batches",
           "random_class": "stable, stop-gradient on log softmax (random-class InputGrad)"}
@@ -126,7 +129,7 @@ TABLE1_NAMES = ("at_fgsm", "at_pgd", "ce", "ce_softplus", "hessian", "input_grad
 SPURIOUS_NAMES = ("ce", "group_dro", "score_matching", "input_grad", "marginal_density", "group_dro_md",
                   "ce_balanced", "md_balanced")
 FRONTIER = ("input_grad", "marginal_density")  # the frontiers of Fig. 4 (ce: their lam = 0 end)
-SHAPES_NAMES = ("ce", "score_matching", "input_grad", "cure", "marginal_density", "md_efficient")
+SHAPES_NAMES = ("ce", "score_matching", "input_grad", "cure", "marginal_density")  # ours is the efficient form
 SECTIONS = ("block", "spurious", "shapes")
 # Which of P4's OOD sets each embedded one stands in for (Table 6's effect sizes).
 OOD_STAND_IN = {"spurious_shapes": "cifar100", "digits": "svhn", "cifar100": "cifar100", "svhn": "svhn"}
@@ -337,17 +340,35 @@ def _block_rows(sp, model, ds, norms, p4_budgets, seed, insertion=True):
 
 def evaluate_block(params: Mapping[str, Any], model: torch.nn.Module, ds: BaseDataset,
                    norms: Sequence[str] = ("l2", "linf"), p4_budgets: bool = False,
-                   seed: int = 0) -> dict[str, Any]:
+                   seed: int = 0, insertion: bool = True) -> dict[str, Any]:
     """One BlockMNIST model on ``ds`` (its first ``eval_subset`` images; accuracy on all):
     accuracy, feature leakage (P4 Eq. 9, mean per image; ``LEAKAGE_NOTE``), the null block's share
     of IG (Frobenius and L1), PGD-20 accuracy for each of ``norms`` at the profile's budgets and,
-    with ``p4_budgets``, at P4's (``PGD_NOTE``); with any ``norms`` (a test-set evaluation, not the
-    selection's) also the insertion game on the IG maps.  ``{"rows", "ig", "x", "y"}`` (IG maps of the first 4
-    images)."""
+    with ``p4_budgets``, at P4's (``PGD_NOTE``); with ``insertion`` the insertion game on the IG
+    maps.  ``{"rows", "ig", "x", "y"}`` (IG maps of the first 4 images)."""
+    return evaluate_blocks(params, {(seed,): model}, ds, norms, p4_budgets, insertion)[(seed,)]
+
+
+def _block_job(sp, model, item, ds):
+    """``_block_rows`` of one (model, item) in a worker or here (``runs.cached_eval_many``)."""
+    norms, p4_budgets, insertion, seed = item
+    return _block_rows(sp, model, ds, norms, p4_budgets, seed, insertion=insertion)
+
+
+def evaluate_blocks(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module], ds: BaseDataset,
+                    norms: Sequence[str] = ("l2", "linf"), p4_budgets: bool = False,
+                    insertion: bool = True) -> dict[tuple, dict[str, Any]]:
+    """``{key: evaluate_block(params, model, ds, norms, p4_budgets, seed=key[-1], insertion)}`` for
+    the models of ``models`` (keys are tuples ending with the seed, e.g. ``(name, seed)``); the
+    uncached evaluations run through the executor (``runs.cached_eval_many``), in parallel on the
+    Dask workers when asked, instead of one after the other in this process."""
+    norms, keys = tuple(norms), list(models)
+    jobs = [(models[k], {"data": ds.fingerprint, "norms": list(norms), "p4_budgets": p4_budgets, "seed": k[-1],
+                         "insertion": bool(insertion)}, (norms, p4_budgets, bool(insertion), k[-1])) for k in keys]
     # keyed by the part's own settings that the evaluation reads (section: a function of params)
-    return cached_eval("p4_block", model, section(params, "block"),
-                       lambda sp: _block_rows(sp, model, ds, tuple(norms), p4_budgets, seed, insertion=bool(norms)),
-                       inputs={"data": ds.fingerprint, "norms": list(norms), "p4_budgets": p4_budgets, "seed": seed})
+    outs = cached_eval_many("p4_block", section(params, "block"), jobs, _block_job, shared=(ds,),
+                            labels=[" ".join(map(str, k)) for k in keys], desc=f"evaluations ({len(keys)})")
+    return dict(zip(keys, outs))
 
 
 def evaluate_spurious(params: Mapping[str, Any], model: torch.nn.Module, ds: BaseDataset) -> dict[str, Any]:
@@ -408,9 +429,24 @@ def evaluate_shapes(params: Mapping[str, Any], model: torch.nn.Module, test: Bas
     fractional change explode); "(mean)" is the median of each image's mean over the fractions.
     "log-prob" rows: the same game scored by the change of log softmax_y (``form="log_prob"``),
     which a logit offset cannot move; means over images."""
-    return cached_eval("p4_shapes", model, section(params, "shapes"),
-                       lambda sp: _shapes_rows(sp, sp, model, test, ood, seed),
-                       inputs={"data": test.fingerprint, "ood": ood, "seed": seed})  # OOD images by content
+    return evaluate_shapes_many(params, {(seed,): model}, test, ood)[(seed,)]
+
+
+def _shapes_job(sp, model, seed, test, ood):
+    """``_shapes_rows`` of one model in a worker or here (``runs.cached_eval_many``)."""
+    return _shapes_rows(sp, sp, model, test, ood, seed)
+
+
+def evaluate_shapes_many(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module], test: BaseDataset,
+                         ood: Mapping[str, torch.Tensor]) -> dict[tuple, dict[str, Any]]:
+    """``{key: evaluate_shapes(params, model, test, ood, seed=key[-1])}`` for the models of
+    ``models`` (keys are tuples ending with the seed), the uncached ones through the executor
+    (``runs.cached_eval_many``)."""
+    keys = list(models)
+    jobs = [(models[k], {"data": test.fingerprint, "ood": ood, "seed": k[-1]}, k[-1]) for k in keys]  # OOD images by content
+    outs = cached_eval_many("p4_shapes", section(params, "shapes"), jobs, _shapes_job, shared=(test, dict(ood)),
+                            labels=[" ".join(map(str, k)) for k in keys], desc=f"evaluations ({len(keys)})")
+    return dict(zip(keys, outs))
 
 
 def curves(df: pd.DataFrame, prefix: str) -> pd.DataFrame:
@@ -435,12 +471,14 @@ def mean_table(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str], 
 # Selection and training
 # ----------------------------------------------------------------------------------------------
 
-def _evaluate_val(params, part, model, val, seed):
+def _evaluate_val(params, part, nets, val, seed):
+    """Each model of ``nets`` (a list) on the validation split: the rows the selection reads."""
     if part == "block":
-        return evaluate_block(params, model, val, norms=(), seed=seed)["rows"]
+        evs = evaluate_blocks(params, {(i, seed): n for i, n in enumerate(nets)}, val, norms=(), insertion=False)
+        return [ev["rows"] for ev in evs.values()]
     if part == "spurious":
-        return evaluate_spurious(params, model, val)["rows"]
-    return {"accuracy": metrics.accuracy(model, batch(val))}
+        return [evaluate_spurious(params, n, val)["rows"] for n in nets]
+    return [{"accuracy": metrics.accuracy(n, batch(val))} for n in nets]
 
 
 # The validation score of each part's selection (higher is better) and what it means.
@@ -449,23 +487,34 @@ SELECT_RULE = {"block": ("feature leakage", -1, "the lowest validation feature l
                "shapes": ("lam", 1, "the strongest regularization")}
 
 
-def select(params: Mapping[str, Any], part: str, sets: Mapping[str, BaseDataset]) -> dict[str, Any]:
+def select(params: Mapping[str, Any], part: str, sets: Mapping[str, BaseDataset],
+           prefetch: Sequence[str] = ()) -> dict[str, Any]:
     """Each grid method's hyperparameters of ``part`` on its validation split, first seed: among the
     points whose validation accuracy is within ``selection_tol`` of ``ce``'s, the one with
     ``SELECT_RULE[part]`` (block: lowest feature leakage; spurious: highest worst-group accuracy;
     shapes: the largest lam -- a rule blind to every criterion the part compares); none within the
-    tolerance: the most accurate (``runs.select_hparams``).  ``{"table", "chosen", "ce_accuracy"}``."""
+    tolerance: the most accurate (``runs.select_hparams``).  ``{"table", "chosen", "ce_accuracy"}``.
+    ``prefetch``: the names of the part's table (e.g. ``SPURIOUS_NAMES``); those that take no
+    chosen setting (``SPECS``' grid None) are fitted for every seed in the same batch as the grid,
+    so that the workers stay busy while its slowest fits finish (``train_table`` then loads them
+    from the cache; nothing else changes)."""
     sp = section(params, part)
     seed = params["seeds"][0]
     measure, sign, _ = SELECT_RULE[part]
     configs = [("ce", seed, None)] + [(n, seed, hp) for n, points in sp["grid"].items() for hp in points]
-    nets = iter(fit_models(sp, sets["train"], configs))
-    ce_val = _evaluate_val(params, part, next(nets), sets["val"], seed)
+    bad = [n for n in prefetch if n not in SPECS]
+    if bad:
+        raise ValueError(f"prefetch={list(prefetch)!r}: {bad} are not known; accepted: names of {list(SPECS)}")
+    extra = [(n, s, None) for s in params["seeds"] for n in prefetch
+             if SPECS[n].grid is None and (n, s) != ("ce", seed)]
+    nets = fit_models(sp, sets["train"], configs + extra)[:len(configs)]
+    vals = iter(_evaluate_val(params, part, nets, sets["val"], seed))
+    ce_val = next(vals)
     rows, chosen = [], {}
     for name, points in sp["grid"].items():
         scored = []
         for hp in points:
-            v = _evaluate_val(params, part, next(nets), sets["val"], seed)
+            v = next(vals)
             score = hp.get("lam", 0.0) if measure == "lam" else v[measure]
             scored.append({"method": LABELS[name], "hparams": _hp_text(hp), "validation accuracy": v["accuracy"],
                            **({} if measure == "lam" else {f"validation {measure}": v[measure]}),
@@ -496,12 +545,13 @@ def frontier(params: Mapping[str, Any], sets: Mapping[str, BaseDataset]) -> pd.D
     seeds = params["frontier_seeds"]
     configs = [("ce", s, None) for s in seeds] + [(n, s, {"lam": lam}) for n in FRONTIER
                                                   for lam in params["lam_sweep"] for s in seeds]
+    nets = {(name, float(hp["lam"]) if hp else 0.0, s): net
+            for (name, s, hp), net in zip(configs, fit_models(sp, sets["train"], configs))}
     out = []
-    for (name, s, hp), net in zip(configs, fit_models(sp, sets["train"], configs)):
-        for split, norms in (("val", ()), ("test", ("l2", "linf"))):
-            ev = evaluate_block(params, net, sets[split], norms=norms, seed=s)
-            out += [{"method": name, "lam": float(hp["lam"]) if hp else 0.0, "seed": s, "split": split,
-                     "measure": k, "value": v} for k, v in ev["rows"].items()]
+    for split, norms in (("val", ()), ("test", ("l2", "linf"))):
+        for (name, lam, s), ev in evaluate_blocks(params, nets, sets[split], norms=norms, insertion=bool(norms)).items():
+            out += [{"method": name, "lam": lam, "seed": s, "split": split, "measure": k, "value": v}
+                    for k, v in ev["rows"].items()]
     return pd.DataFrame(out)
 
 
@@ -627,8 +677,7 @@ def p_sweep(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
             for s in params["seeds"]]
     nets = fit_models(sp, sets["train"], [("marginal_density", s, {"lam": lam, "p": p}) for _, p, lam, s in keys])
     out = []
-    for (label, p, lam, s), net in zip(keys, nets):
-        ev = evaluate_block(params, net, sets["test"], seed=s)
+    for (label, p, lam, s), ev in evaluate_blocks(params, dict(zip(keys, nets)), sets["test"]).items():
         out += [{"setting": label, "p": p, "lam": lam, "seed": s, "measure": k, "value": v} for k, v in ev["rows"].items()]
     return pd.DataFrame(out)
 
@@ -651,13 +700,12 @@ def table3(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
             ("ce", "input_grad", "stable", "efficient", "random_class")  # P4 has no basic row for its CNNs
         hps = {name: hp_of(SPECS, chosen, name) if model == sp["model"] or name == "ce" else
                {"lam": params["table3_lam"]} for name in names}
-        nets = iter(fit_models(sp, sets["train"], [(n, s, hps[n]) for n in names for s in params["seeds"]],
-                               model=model, num_epochs=epochs))
-        for name in names:
-            for s in params["seeds"]:
-                ev = evaluate_block(params, next(nets), sets["test"], norms=("l2",) if model == sp["model"] else (), seed=s)
-                out += [{"model": model, "method": name, "seed": s, "measure": k, "value": v}
-                        for k, v in ev["rows"].items()]
+        keys = [(model, n, s) for n in names for s in params["seeds"]]
+        nets = fit_models(sp, sets["train"], [(n, s, hps[n]) for _, n, s in keys], model=model, num_epochs=epochs)
+        mlp = model == sp["model"]
+        evs = evaluate_blocks(params, dict(zip(keys, nets)), sets["test"], norms=("l2",) if mlp else (), insertion=mlp)
+        out += [{"model": model, "method": name, "seed": s, "measure": k, "value": v}
+                for (_, name, s), ev in evs.items() for k, v in ev["rows"].items()]
     return pd.DataFrame(out)
 
 
@@ -672,6 +720,80 @@ def table3_table(t3: pd.DataFrame) -> pd.DataFrame:
         rows.append({"model": model, "method": LABELS.get(name, name), **cell,
                      "P4: leakage / L2 / acc (%)": " / ".join(f"{v:g}" for v in paper) if paper else "–"})
     return pd.DataFrame(rows).set_index(["model", "method"])
+
+
+TRACE_NAMES = ("basic", "stable", "efficient")  # Fig. 2a's implementations
+
+
+def gradient_traces(params: Mapping[str, Any], sets: Mapping[str, BaseDataset],
+                    chosen: Mapping[str, dict]) -> pd.DataFrame:
+    """P4 Fig. 2a: the norm of the penalised input gradient (``density_grad_norm``: the batch mean
+    of ||grad_x log sum_i exp g_i(x)||_p as the implementation computes it) and the loss, per
+    epoch (the mean over the epoch's steps; the training histories hold no single steps), for
+    the basic, stable and efficient implementations on each of ``table3_models`` with Table 3's
+    settings, every seed.  The fits are Table 3's (cached) except the basic one on the CNNs, which
+    Table 3 leaves out as P4 does.  With BatchNorm in training mode the samples of a batch are
+    coupled: stable and efficient still compute the gradient of sum_batch logsumexp, but the basic
+    form's sum of exponentials weighs the other samples' gradients by their exp-sums, so it is
+    no longer that gradient.  Rows ``{model, method, seed, epoch, measure, value}`` with measures
+    "density grad norm", "log10 density grad norm" (-inf / nan where it vanished or overflowed)
+    and "loss"."""
+    sp = section(params, "block")
+    out = []
+    for model in params["table3_models"]:
+        mlp = model == sp["model"]
+        keys = [(n, s) for n in TRACE_NAMES for s in params["seeds"]]
+        hps = [hp_of(SPECS, chosen, n) if mlp else {"lam": params["table3_lam"]} for n, _ in keys]
+        nets = fit_models(sp, sets["train"], [(n, s, hp) for (n, s), hp in zip(keys, hps)], model=model,
+                          num_epochs=sp["num_epochs"] if mlp else params["table3_epochs"])
+        for (name, s), net in zip(keys, nets):
+            for e in net.train_history:
+                norm = float(e["density_grad_norm"])
+                log = math.log10(norm) if norm > 0 and math.isfinite(norm) else (-math.inf if norm == 0 else math.nan)
+                out += [{"model": model, "method": name, "seed": s, "epoch": e["epoch"], "measure": m, "value": v}
+                        for m, v in (("density grad norm", norm), ("log10 density grad norm", log), ("loss", float(e["loss"])))]
+    return pd.DataFrame(out)
+
+
+def trace_range(traces: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, method, seed) of ``gradient_traces``: "decades" = log10(max / min) of the
+    per-epoch gradient norm (how far it vanished or exploded; inf if it reached 0 or overflowed)
+    and "finite" (every epoch's norm and loss finite).  Rows ``{model, method, seed, measure, value}``."""
+    out = []
+    for (model, name, s), g in traces.groupby(["model", "method", "seed"], sort=False):
+        norm = g[g.measure == "density grad norm"].value.to_numpy()
+        loss = g[g.measure == "loss"].value.to_numpy()
+        finite = bool(np.isfinite(norm).all() and np.isfinite(loss).all() and (norm > 0).all())
+        decades = float(np.log10(norm.max() / norm.min())) if finite else math.inf
+        out += [{"model": model, "method": name, "seed": s, "measure": "decades", "value": decades},
+                {"model": model, "method": name, "seed": s, "measure": "finite", "value": float(finite)}]
+    return pd.DataFrame(out)
+
+
+def trace_table(traces: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 2a in numbers, per (model, implementation): the range of the per-epoch gradient norm
+    in decades (``trace_range``), the first and last epoch's norm, the last epoch's loss (mean ± std over seeds)
+    and in how many seeds every epoch stayed finite."""
+    rng, rows = trace_range(traces), []
+    for (model, name), g in traces.groupby(["model", "method"], sort=False):
+        r = rng[(rng.model == model) & (rng.method == name)]
+        norm, loss = g[g.measure == "density grad norm"], g[g.measure == "loss"]
+        first, last = norm.epoch.min(), norm.epoch.max()
+        rows.append({"model": model, "implementation": LABELS.get(name, name), "epochs": int(last),
+                     "decades (log10 max/min over epochs)": claims.fmt_ms(r[r.measure == "decades"].value),
+                     "norm, first epoch": claims.fmt_ms(norm[norm.epoch == first].value),
+                     "norm, last epoch": claims.fmt_ms(norm[norm.epoch == last].value),
+                     "loss, last epoch": claims.fmt_ms(loss[loss.epoch == last].value),
+                     "finite in every epoch": f"{int(r[r.measure == 'finite'].value.sum())} of {r.seed.nunique()} seeds"})
+    return pd.DataFrame(rows).set_index(["model", "implementation"])
+
+
+def trace_curves(traces: pd.DataFrame) -> pd.DataFrame:
+    """``gradient_traces``' log10 norms as long rows for ``plotting.sweep_curves`` against the
+    epoch, one measure (panel) per network."""
+    sub = traces[traces.measure == "log10 density grad norm"].copy()
+    sub["measure"] = sub.model + ": log10 ‖∇ₓ log Σᵢ exp gᵢ‖₂"
+    return sub
 
 
 def chosen_text(chosen: Mapping[str, Mapping[str, Any]]) -> str:
@@ -785,6 +907,33 @@ def _vals(df, name, measure, by="method", **where):
 _compare = functools.partial(claims.compare, label=LABELS.get)  # "A beats B" rows, methods by label
 
 
+def _trace_rows(traces, mlp):
+    """Fig. 2a's claims on each BatchNorm network of ``traces``: the basic and the stable
+    implementation's gradient norm vanishes or explodes (range over epochs, in decades), the
+    efficient one's does not."""
+    rows, rng = [], trace_range(traces)
+    for model in [m for m in traces.model.unique() if m != mlp]:
+        sub = rng[rng.model == model]
+        decades = _by(sub, "decades")
+        for v in ("basic", "stable"):
+            text = (f"with BatchNorm the {v} implementation's input-gradient norm vanishes or explodes in "
+                    f"training, the efficient one's does not ({model})")
+            note = ("range of the per-epoch mean norm over training, log10(max/min); P4 shows ResNet-34 on "
+                    "CIFAR-10 and gives no numbers" + ("; stable and efficient compute the same gradient also "
+                    "with BatchNorm (of the batch's summed logsumexp), so they can differ by rounding only"
+                    if v == "stable" else "; with BatchNorm the basic form weighs the other samples' gradients "
+                    "by their sums of exponentials (gradient_traces)"))
+            ok = sub[sub.measure == "finite"].groupby("method").value.min()
+            if not (ok.get(v, 1.0) and ok.get("efficient", 1.0)):  # an overflow: a decision without a test
+                rows.append(claims.claim(text, "Sec. 5, Fig. 2a", f"finite in every epoch: {v} "
+                                         f"{bool(ok.get(v, 1.0))}, efficient {bool(ok.get('efficient', 1.0))}",
+                                         holds=bool(not ok.get(v, 1.0) and ok.get("efficient", 1.0)), note=note))
+                continue
+            rows.append(_compare(decades, v, "efficient", text, "Sec. 5, Fig. 2a",
+                                 paper_effect="vanishing and explosion (no numbers)", note=note))
+    return rows
+
+
 def _by(df, measure, by="method", **where):
     """``name -> per-seed values of measure`` (``claims.compare``'s ``values``)."""
     return lambda name: _vals(df, name, measure, by=by, **where)
@@ -806,14 +955,14 @@ def _frontier_row(summ, measure, text, where, alternative, paper_effect=None, no
 def claim_rows(params: Mapping[str, Any], block: pd.DataFrame, spurious: Mapping[str, pd.DataFrame],
                shapes: pd.DataFrame, front: pd.DataFrame, psweep: pd.DataFrame, t3: pd.DataFrame,
                identity: Mapping[str, bool], bench: pd.DataFrame | None,
-               chosen: Mapping[str, dict]) -> list[dict[str, Any]]:
+               chosen: Mapping[str, dict], traces: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """P4's claims (notebook 04) with paired one-sided tests over seeds (seed ``s`` of
     two methods shares its initial weights and data order).  ``block``, ``shapes``: long records
     of the Table 1 and shapes models; ``spurious``: ``{dataset: records}``; ``front``: the
     frontiers (``frontier``), on which ours and InputGrad are compared at matched validation
     accuracy (``matched``, ``frontier_drops``); ``psweep``: Fig. 7's records; ``t3``: Table 3
     records; ``identity``: ``checks()``; ``bench``: the benchmark table (or None); ``chosen``: the
-    BlockMNIST selection (``select(...)["chosen"]``)."""
+    BlockMNIST selection (``select(...)["chosen"]``); ``traces``: Fig. 2a's (``gradient_traces``)."""
     ms, rows = claims.fmt_ms, []
 
     bp = section(params, "block")
@@ -880,13 +1029,16 @@ def claim_rows(params: Mapping[str, Any], block: pd.DataFrame, spurious: Mapping
         "Table 5, A.3", note="paper effect: P4's gap to the binding method (CIFAR-100, L∞ ε 2/255)",
         paper_effect={b: (TABLE5["marginal_density"][1] - TABLE5[b][1]) / 100 for b in base}))
     rivals = ["score_matching", "input_grad", "cure"]
-    frac = _compare(_by(shapes, "pixel perturbation difference (mean)"), "marginal_density", rivals, "", "")
+    frac_m = "pixel perturbation difference (mean)"  # P4's fractional form: in the note, not tested
+    frac = claims.all_pass({b: claims.paired_test(_vals(shapes, "marginal_density", frac_m), _vals(shapes, b, frac_m))
+                            for b in rivals})
     rows.append(_compare(_by(shapes, "pixel perturbation log-prob difference (mean)"), "marginal_density", rivals,
         "ours has the largest top-vs-bottom pixel-perturbation gap (SmoothGrad) of score matching, InputGrad, CURE",
         "Fig. 6a", note="scored by the change of log softmax_y, which a logit offset cannot move; P4's fractional "
-        f"logit change (medians) gives: {frac['ours (mean ± std over seeds)']}" + (
-            "" if frac["p (one-sided)"] is None else f", difference {frac['difference']:+.3f}, p "
-            f"{frac['p (one-sided)']:.3g}, p opposite {frac['p opposite']:.3g} (unadjusted)")))
+        f"logit change (medians) gives: ours {ms(_vals(shapes, 'marginal_density', frac_m))} vs "
+        f"{LABELS[frac['against']]} {ms(_vals(shapes, frac['against'], frac_m))}" + (
+            "" if frac["p"] is None else f", difference {frac['diff']:+.3f}, p {frac['p']:.3g}, "
+            f"p opposite {frac['p_opposite']:.3g} (unadjusted)")))
     sig = sh["noise_sigmas"][-1]
     rows.append(_compare(_by(shapes, f"relative density change σ {sig:g}"), "marginal_density",
         ["ce", "score_matching", "input_grad"],
@@ -956,6 +1108,8 @@ def claim_rows(params: Mapping[str, Any], block: pd.DataFrame, spurious: Mapping
             "to the original'; the row reads its Table 3 numbers",
             not_testable="the three implementations compute the same gradient exactly (the checks), "
             "so they train the same model up to rounding: any difference is noise"))
+    if traces is not None:
+        rows += _trace_rows(traces, bp["model"])
     exact = {k: v for k, v in identity.items() if "1e4" not in k}
     finite = {k: v for k, v in identity.items() if "1e4" in k}
     rows.append(claims.claim(
