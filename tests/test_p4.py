@@ -347,3 +347,12 @@ def test_evaluate_blocks_match_one_evaluation_at_a_time(cache_dir):
         one = p4._block_rows(sp, net, bsets["test"], ("l2",), False, 0, insertion=False)
         assert many[k]["rows"] == pytest.approx(one["rows"], rel=1e-6, abs=1e-9)
     assert "IG insertion AUC" in p4.evaluate_block(params, nets["ce", 0], bsets["test"], norms=())["rows"]
+
+
+def test_trace_rows_rule_out_a_decade_when_the_ranges_agree():
+    peak = {"basic": [1.2, 1.3, 1.25], "stable": [1.3, 1.2, 1.28], "efficient": [1.25, 1.22, 1.3]}  # per seed
+    tr = pd.DataFrame([{"model": "vgg11", "method": n, "seed": s, "epoch": e + 1, "measure": m, "value": v}
+                       for n, peaks in peak.items() for s, top in enumerate(peaks) for e, x in enumerate([1.0, top, 1.1])
+                       for m, v in (("density grad norm", x), ("loss", 1.0))])
+    rows = p4._trace_rows(tr, "mlp")
+    assert [r["verdict"] for r in rows] == ["smaller than reported"] * 2 and rows[0]["paper effect"] == p4.TRACE_DECADES
