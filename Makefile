@@ -19,7 +19,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PYTHONHASHSEED := 0
 
-.PHONY: setup reproduce report check-outputs compare smoke gpu-check test unit nbval lab bench clean-cache
+.PHONY: setup reproduce report check-outputs compare smoke sweep gpu-check test unit nbval lab bench clean-cache
 
 setup: $(STAMP)
 
@@ -47,6 +47,16 @@ reproduce: $(STAMP)
 	done
 	@ls results/*_cpu.json
 	$(PY) -m robust_saliency.report
+
+# One notebook over a parameter grid (robust_saliency.sweep): one executed copy and results JSON
+# per point under out/sweep/<notebook>/, points already done skipped, failed points reported while
+# the others finish, summary.csv beside them.  Points run on the executor, WORKERS (default 2) at
+# once, each point's fits in its own kernel on one thread; WORKERS= runs them one after the other.
+#   make sweep NOTEBOOK=notebooks/04_marginal_density.ipynb GRID=grid.yaml [PROFILE=cpu] [KEYS="results.x"]
+PROFILE ?= smoke
+sweep: $(STAMP)
+	@test -n "$(NOTEBOOK)" -a -n "$(GRID)" || { echo "make sweep needs NOTEBOOK=notebooks/<name>.ipynb and GRID=<grid.yaml>"; exit 2; }
+	ROBUST_SALIENCY_WORKERS=$(WORKERS) $(PY) -m robust_saliency.sweep "$(NOTEBOOK)" --grid "$(GRID)" --profile $(PROFILE) $(if $(KEYS),--keys $(KEYS))
 
 # results/REPORT.md from the results JSON files (make reproduce ends with it).
 report: $(STAMP)
