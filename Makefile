@@ -19,7 +19,7 @@ STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 export PYTHONHASHSEED := 0
 
-.PHONY: setup reproduce report check-outputs compare smoke sweep gpu-check test unit nbval lab bench clean-cache
+.PHONY: setup reproduce report site check-outputs compare smoke sweep gpu-check test unit nbval lab bench clean-cache
 
 setup: $(STAMP)
 
@@ -61,6 +61,11 @@ sweep: $(STAMP)
 # results/REPORT.md from the results JSON files (make reproduce ends with it).
 report: $(STAMP)
 	$(PY) -m robust_saliency.report
+
+# A static HTML site of the executed notebooks, their claims and the report, in site/ (open
+# site/index.html; nothing is loaded from the network).
+site: $(STAMP)
+	$(PY) -m robust_saliency.site
 
 # Fails when a committed notebook's results record a commit older than the last change to the
 # library code or settings file it uses (or come from uncommitted code): re-execute it then.

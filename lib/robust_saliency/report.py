@@ -19,7 +19,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import cache as _cache
 from . import claims as _claims
@@ -27,9 +27,9 @@ from .results import repo_root
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-__all__ = ["PAPERS", "report", "write_report", "notebook_modules", "notebook_inputs", "stale_outputs"]
+__all__ = ["PAPERS", "claims_markdown", "report", "write_report", "notebook_modules", "notebook_inputs", "stale_outputs"]
 
 # The notebook of each paper, as the README lists them.
 PAPERS = {
@@ -80,6 +80,11 @@ def _table(rows):
     lines = ["| " + " | ".join(_COLUMNS) + " |", "|" + "---|" * len(_COLUMNS)]
     lines += ["| " + " | ".join(_cell(v) for v in _row(r)) + " |" for r in rows]
     return lines
+
+
+def claims_markdown(rows: Sequence[Mapping[str, Any]]) -> str:
+    """A claims table (``claims.claim`` rows) as the report's markdown table."""
+    return "\n".join(_table(rows))
 
 
 def _tally_table(docs):
