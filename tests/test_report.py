@@ -93,6 +93,17 @@ def test_stale_outputs_name_the_notebook_and_the_change(tmp_path):
     _git(root, "add", ".")
     _git(root, "commit", "-qm", "outputs")
     assert report.stale_outputs(root) == []  # executed at the last change of its code
+    units = root / "lib" / "robust_saliency" / "units.py"
+    code = units.read_text()
+    units.write_text(code.replace('"""', '"""Reworded. ', 1) + "\n# a comment\n")  # docstring and comment only
+    _git(root, "commit", "-qam", "docs in code")
+    assert report.stale_outputs(root) == []
+    units.write_text(code + "\nX = 1\n")  # code: stale
+    _git(root, "commit", "-qam", "code change")
+    assert "changed since: lib/robust_saliency/units.py" in report.stale_outputs(root)[0]
+    units.write_text(code)
+    _git(root, "commit", "-qam", "reverted")
+    assert report.stale_outputs(root) == []
     (root / "notebooks" / "01_x.yaml").write_text("cpu: {n: 1}\n")
     _git(root, "commit", "-qam", "new settings")
     stale = report.stale_outputs(root)

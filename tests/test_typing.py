@@ -78,6 +78,8 @@ CHECKED = (
     "robust_saliency.report",
     "robust_saliency.results",
     "robust_saliency.runs",
+    "robust_saliency.site",
+    "robust_saliency.sweep",
     "robust_saliency.training",
     "robust_saliency.units",
 )

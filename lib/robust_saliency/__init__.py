@@ -2,7 +2,7 @@
 
 Modules (one concept each): common, units, cache, registry, executor, data, models, attributions,
 regularizers, adversarial_training, methods, attacks, metrics, evaluation, training, cost, claims, results,
-settings, profiles, runs, papers, experiments, plotting, report, compare.
+settings, profiles, runs, papers, experiments, plotting, report, compare, site, sweep.
 ``data``, ``attributions``, ``regularizers``, ``metrics`` and ``papers`` are subpackages:
 data.datasets (dataset classes), data.synthetic (embedded generators), data.real (real-dataset
 readers); attributions.gradient / lrp / smooth / captum_methods / fitted / postprocess; regularizers.terms / base /

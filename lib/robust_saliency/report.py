@@ -203,10 +203,38 @@ def _git(root, *args):
     return out.returncode, out.stdout.strip()
 
 
+def _code_of(source):
+    """``ast.dump`` of Python ``source`` without its docstrings (None if it does not parse): what
+    running it depends on, so that a change to docstrings or comments alone is no change."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body
+                and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _same_code(root, old, new, path):
+    """Whether ``path`` (a .py file) runs the same code at commits ``old`` and ``new``."""
+    if not path.endswith(".py"):
+        return False
+    c1, a = _git(root, "show", f"{old}:{path}")
+    c2, b = _git(root, "show", f"{new}:{path}")
+    return c1 == 0 and c2 == 0 and _code_of(a) is not None and _code_of(a) == _code_of(b)
+
+
 def stale_outputs(root: str | os.PathLike | None = None, profile: str = "cpu") -> list[str]:
     """Messages, one per committed notebook whose outputs are not current: no results JSON, a run
     on uncommitted code, a recorded commit unknown to this history, or a recorded commit older than
-    the last commit changing its inputs (``notebook_inputs``).  Empty when every one is current."""
+    the last commit changing its inputs (``notebook_inputs``) in more than docstrings and comments.
+    Empty when every one is current."""
     root = Path(root) if root is not None else repo_root()
     problems = []
     for nb in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
@@ -232,8 +260,10 @@ def stale_outputs(root: str | os.PathLike | None = None, profile: str = "cpu") -
         code, _ = _git(root, "merge-base", "--is-ancestor", last, commit)
         if code != 0:
             _, changed = _git(root, "diff", "--name-only", commit, last, "--", *inputs)
+            changed = [p for p in changed.splitlines() if not _same_code(root, commit, last, p)]
+            if not changed:  # docstrings and comments only: the outputs cannot have changed
+                continue
             _, subject = _git(root, "log", "-1", "--format=%h %s", last)
-            changed = changed.splitlines()
             shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
             problems.append(f"notebooks/{nb.name}: results/{res.name} records commit {commit[:12]}, older than "
                             f"the last change to what it uses, {subject[:100]!r}; changed since: "
