@@ -65,6 +65,7 @@ CHECKED = (
     "robust_saliency.papers.p3",
     "robust_saliency.papers.p4",
     "robust_saliency.papers.protocol",
+    "robust_saliency.papers.unified",
     "robust_saliency.plotting",
     "robust_saliency.profiles",
     "robust_saliency.registry",
