@@ -47,3 +47,49 @@ def test_a_bad_k_is_refused_before_any_work(case):
     net, x, y, _ = case
     with pytest.raises(ValueError, match="k=2 is not valid; accepted: a fraction in"):
         unified.evaluate_model(net, x, y, k=2)
+
+
+def _tiny_params():
+    from robust_saliency.papers import p4
+
+    params = p4.settings("smoke")
+    sp = dict(p4.section(params, "shapes"))
+    sp.update(num_epochs=1, n_train=64, n_val=32, n_test=32, progress=False)
+    return sp, p4.shapes_sets(params)
+
+
+def test_every_spec_builds_its_method_and_a_bad_name_is_refused():
+    for name, spec in unified.SPECS.items():
+        if spec.method != "atex":
+            assert unified._job({}, name, 0, None)["method"] == spec.method
+    assert unified._job({}, "nrat_group", 1, {"eps": 0.02})["method_kw"] == {"mode": "group", "eps": 0.02}
+    assert unified._job({}, "hessian", 0, None)["model_kw"] == {"activation": "softplus"}
+    with pytest.raises(ValueError, match="model 'lrp' is not known"):
+        unified._job({}, "lrp", 0, None)
+    with pytest.raises(ValueError):
+        unified._job({}, "input_grad", 0, {"lam": -1})  # the method's own check, before any work
+
+
+def test_atex_distils_the_ce_model_of_its_seed_and_starts_from_it(cache_dir):
+    sp, sets = _tiny_params()
+    light = {"n_shifts": 2, "n_orth": 1, "smooth_n": 2}
+    ce, student = unified.fit_models(sp, sets["train"], [("ce", 0, None), ("atex", 0, light)])
+    again = unified.fit_models(sp, sets["train"], [("atex", 0, light)])[0]
+    assert again.train_info["key"] == student.train_info["key"] and again.train_info["from_cache"]
+    other = unified.fit_models(sp, sets["train"], [("atex", 1, light)])[0]
+    assert other.train_info["key"] != student.train_info["key"]  # another seed: another teacher
+
+
+def test_select_takes_the_strongest_setting_within_the_band(cache_dir):
+    sp, sets = _tiny_params()
+    grids = {"input_grad": [{"lam": 0.01}, {"lam": 0.1}], "gaussian_noise": [{"sigma": 2.0}, {"sigma": 8.0}]}
+    wide = unified.select(sp, sets, grids, tol=1.0)
+    assert wide["chosen"] == {"input_grad": {"lam": 0.1}, "gaussian_noise": {"sigma": 8.0}}  # all admissible
+    narrow = unified.select(sp, sets, grids, tol=-1.0)  # none admissible: the most accurate
+    t = narrow["table"]
+    for name, g in t.groupby("method"):
+        best = g.loc[g["validation accuracy"].idxmax()]
+        assert best["chosen"].startswith("✓ none within tolerance")
+    assert list(wide["table"].columns) == ["method", "setting", "strength rank", "validation accuracy", "chosen"]
+    with pytest.raises(ValueError, match=r"grids for \['ce'\] are not valid"):
+        unified.select(sp, sets, {"ce": [{}]}, tol=0.1)

@@ -16,21 +16,66 @@ each computed by the same library function its own notebook uses:
 
 The leakage (P4, ``block_digits``) and worst-group (P4, ``spurious_shapes``) measures need their own
 data and models: ``p4.evaluate_block`` and ``p4.evaluate_spurious`` score them.
+
+The models: ``SPECS`` (every training method of P1, P3 and P4 and the baselines, one
+``protocol.ModelSpec`` each: method, fixed hyperparameters, the grid it takes its setting from,
+network keywords), trained by ``fit_models`` (ATEX distils the ``ce`` model of its seed, as
+``p1.fit_methods`` does) and chosen by one rule for all, ``select``: on the validation split, the
+strongest setting of each grid (grids are listed weakest first) whose accuracy is within ``tol``
+of ``ce``'s.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+import pandas as pd
+
 from .. import attacks, attributions, metrics
+from .. import methods as _methods
 from ..common import seeded, to_device_of
 from ..evaluation import saliency_report
+from ..runs import batch, fit_many, hp_text, select_hparams
 from . import p1, p2
+from .protocol import ModelSpec
 
-__all__ = ["SIMILARITIES", "evaluate_model"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from ..data import BaseDataset
+
+__all__ = ["SPECS", "LABELS", "SIMILARITIES", "evaluate_model", "fit_models", "select"]
 
 SIMILARITIES = ("cosine", "pcc", "ssim")  # P1's three map similarities
+
+# Every model of notebook 05: each regularized method takes its setting from the grid of its own name.
+SPECS = {
+    "ce": ModelSpec("ce"),
+    "l2": ModelSpec("l2", grid="l2"),
+    "cosd": ModelSpec("cosd", grid="cosd"),
+    "l2_cosd": ModelSpec("l2_cosd", grid="l2_cosd"),
+    "hessian": ModelSpec("hessian", grid="hessian", model_kw={"activation": "softplus"}),  # ReLU: zero Hessian
+    "maxent": ModelSpec("maxent", grid="maxent"),
+    "input_grad": ModelSpec("input_grad", grid="input_grad"),
+    "iga": ModelSpec("iga", grid="iga"),
+    "atex": ModelSpec("atex", grid="atex"),
+    "marginal_density": ModelSpec("marginal_density", {"variant": "efficient"}, "marginal_density"),
+    "score_matching": ModelSpec("score_matching", grid="score_matching"),
+    "cure": ModelSpec("cure", grid="cure"),
+    "at_fgsm": ModelSpec("at_fgsm", grid="at_fgsm"),
+    "at_pgd": ModelSpec("at_pgd", grid="at_pgd"),
+    "nrat_l1": ModelSpec("norm_regularized_at", {"mode": "l1"}, "nrat_l1"),
+    "nrat_group": ModelSpec("norm_regularized_at", {"mode": "group"}, "nrat_group"),
+    "nrat_elastic": ModelSpec("norm_regularized_at", {"mode": "elastic"}, "nrat_elastic"),
+    "gaussian_noise": ModelSpec("gaussian_noise", grid="gaussian_noise"),
+}
+LABELS = {"ce": "standard (ST)", "l2": "ℓ2 (P1)", "cosd": "cosd (P1)", "l2_cosd": "ℓ2 + cosd (P1)",
+          "hessian": "Hessian (softplus)", "maxent": "MaxEnt", "input_grad": "InputGrad", "iga": "IGA", "atex": "ATEX",
+          "marginal_density": "marginal density (P4)", "score_matching": "score matching", "cure": "CURE",
+          "at_fgsm": "AT-FGSM", "at_pgd": "AT-PGD", "nrat_l1": "norm-reg. AT, ℓ1 (P3)",
+          "nrat_group": "norm-reg. AT, group (P3)", "nrat_elastic": "norm-reg. AT, elastic (P3)",
+          "gaussian_noise": "Gaussian noise"}
 
 
 def _similar(a, b, name):
@@ -85,3 +130,62 @@ def evaluate_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mas
         (masks,) = to_device_of(model, masks)
         rows["object share"] = float(metrics.object_share(clean, masks).mean())
     return rows
+
+
+def _job(params, name, seed, hp):
+    """``fit``'s keywords for model ``name`` (``SPECS``) with grid setting ``hp``."""
+    if name not in SPECS:
+        raise ValueError(f"model {name!r} is not known; accepted: {list(SPECS)}")
+    spec = SPECS[name]
+    kw = {**spec.fixed, **dict(hp or {})}
+    if spec.method != "atex":
+        _methods.get(spec.method, **kw)  # a bad setting fails here, before any work
+    return {"method": spec.method, "seed": seed, "method_kw": kw, "model_kw": dict(spec.model_kw) or None}
+
+
+def fit_models(params: Mapping[str, Any], train_set: BaseDataset,
+               configs: Sequence[tuple[str, int, Mapping[str, Any] | None]]) -> list[torch.nn.Module]:
+    """Load-or-train each ``(name, seed, hp)`` of ``configs`` (``SPECS``; ``hp`` the grid setting)
+    through the executor (``runs.fit_many``).  ATEX distils the ``ce`` model of its seed and starts
+    from it, for ``atex_epochs`` epochs (default ``num_epochs``), as ``p1.fit_methods``: the
+    teachers are fitted first, with the other models."""
+    jobs = [_job(params, n, s, hp) for n, s, hp in configs]
+    direct = [i for i, (n, _, _) in enumerate(configs) if n != "atex"]
+    students = [i for i, (n, _, _) in enumerate(configs) if n == "atex"]
+    teacher_seeds = sorted({configs[i][1] for i in students})
+    nets = fit_many(params, train_set, [jobs[i] for i in direct] + [_job(params, "ce", s, None) for s in teacher_seeds],
+                    desc=f"fits ({len(configs)})")
+    out, teachers = dict(zip(direct, nets)), dict(zip(teacher_seeds, nets[len(direct):]))
+    epochs = int(params.get("atex_epochs") or params["num_epochs"])
+    out.update(zip(students, fit_many(params, train_set, [
+        {**jobs[i], "method_kw": {"teacher": teachers[jobs[i]["seed"]], **jobs[i]["method_kw"]},
+         "init_from": teachers[jobs[i]["seed"]], "num_epochs": epochs} for i in students], desc="ATEX fits")))
+    return [out[i] for i in range(len(configs))]
+
+
+def select(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], grids: Mapping[str, Sequence[Mapping[str, Any]]],
+           tol: float, seed: int = 0) -> dict[str, Any]:
+    """One rule for every method: for each grid of ``grids`` (``{name: [settings, weakest first]}``),
+    fitted from ``seed`` on ``sets["train"]``, the strongest setting whose accuracy on
+    ``sets["val"]`` is at least ``ce``'s minus ``tol``; none: the most accurate
+    (``runs.select_hparams``).  ``{"table", "chosen", "ce_accuracy"}``; the table has one row per
+    setting with its strength rank, validation accuracy and the mark of the chosen one."""
+    unknown = [n for n in grids if n not in SPECS or n == "ce"]
+    if unknown:
+        raise ValueError(f"grids for {unknown} are not valid; accepted: names of {[n for n in SPECS if n != 'ce']}")
+    empty = [n for n, g in grids.items() if not g]
+    if empty:
+        raise ValueError(f"the grids of {empty} are empty; accepted: a list of settings, weakest first")
+    configs = [("ce", seed, None)] + [(n, seed, hp) for n, points in grids.items() for hp in points]
+    nets = iter(fit_models(params, sets["train"], configs))
+    val = batch(sets["val"])
+    ce_acc = metrics.accuracy(next(nets), val)
+    rows, chosen = [], {}
+    for name, points in grids.items():
+        scored = [{"method": LABELS[name], "setting": hp_text(hp), "strength rank": k + 1,
+                   "validation accuracy": metrics.accuracy(next(nets), val), "hp": dict(hp)} for k, hp in enumerate(points)]
+        best, why = select_hparams(scored, ce_acc, tol, score="strength rank", accuracy="validation accuracy")
+        chosen[name] = scored[best]["hp"]
+        rows += [{**{k: v for k, v in r.items() if k != "hp"}, "chosen": "✓ " + why if i == best else ""}
+                 for i, r in enumerate(scored)]
+    return {"table": pd.DataFrame(rows), "chosen": chosen, "ce_accuracy": ce_acc}
