@@ -120,6 +120,15 @@ def _point_env(folder, profile, cache, parallel):
     return env
 
 
+def _apply_env(values):
+    """Set each variable of ``values`` in this process's environment (None: unset it)."""
+    for k, v in values.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 def run_point(job: Mapping[str, Any]) -> dict[str, Any]:
     """Execute one point (``job``: ``notebook``, ``folder``, ``params``, ``profile``, ``cache``,
     ``parallel``) with papermill into ``folder``; returns its record (also written as
@@ -137,11 +146,7 @@ def run_point(job: Mapping[str, Any]) -> dict[str, Any]:
     saved = {k: os.environ.get(k) for k in env}
     start = time.perf_counter()
     try:
-        for k, v in env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _apply_env(env)
         papermill.execute_notebook(str(notebook), str(nb_dir / notebook.name), parameters=dict(job["params"]),
                                    kernel_name="python3", cwd=str(nb_dir), progress_bar=False, log_output=False)
         record.update(status="done", error=None)
@@ -149,11 +154,7 @@ def run_point(job: Mapping[str, Any]) -> dict[str, Any]:
         record.update(status="failed", error=f"{type(err).__name__}: {str(err).strip()[-2000:]}")
         raise
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        _apply_env(saved)
         record["wall_time_s"] = round(time.perf_counter() - start, 1)
         atomic_write_bytes(json.dumps(record, indent=1, default=str).encode(), folder / "point.json")
     return record
