@@ -93,3 +93,51 @@ def test_select_takes_the_strongest_setting_within_the_band(cache_dir):
     assert list(wide["table"].columns) == ["method", "setting", "strength rank", "validation accuracy", "chosen"]
     with pytest.raises(ValueError, match=r"grids for \['ce'\] are not valid"):
         unified.select(sp, sets, {"ce": [{}]}, tol=0.1)
+
+
+def _records():
+    """Three methods, three seeds: at_pgd most robust, ce most accurate; deletion lower is better."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = {"ce": (0.9, 0.1, 0.30), "input_grad": (0.85, 0.4, 0.20), "at_pgd": (0.8, 0.6, 0.25)}
+    import pandas as pd
+
+    return pd.DataFrame([{"method": n, "seed": s, "measure": m, "value": v + 0.001 * rng.standard_normal()}
+                         for n, (acc, rob, dele) in base.items() for s in range(3)
+                         for m, v in (("accuracy", acc), ("PGD-20 linf", rob), ("deletion", dele))])
+
+
+def test_ranks_follow_each_measures_direction_and_the_table_averages_them():
+    df = _records()
+    t = unified.rank_table(df, ["accuracy", "PGD-20 linf", "deletion"])
+    assert list(t.loc[unified.LABELS["ce"], ["accuracy", "PGD-20 linf", "deletion"]]) == [1.0, 3.0, 3.0]
+    assert t.loc[unified.LABELS["input_grad"], "deletion"] == 1.0  # lower deletion is better
+    assert t.loc[unified.LABELS["at_pgd"], "mean rank"] == pytest.approx((3 + 1 + 2) / 3)
+    assert (t.attrs["std"].fillna(0) == 0).all().all()  # the same order in every seed
+    corr = unified.metric_correlation(df, ["accuracy", "PGD-20 linf"])
+    assert corr.loc["accuracy", "PGD-20 linf"] == pytest.approx(-1.0)  # ranked in opposite orders
+    with pytest.raises(ValueError, match="has no direction"):
+        unified.ranks(df.assign(measure="mystery"), ["mystery"])
+
+
+def test_the_leaderboard_is_written_as_csv_and_latex(tmp_path):
+    import pandas as pd
+
+    df = _records()
+    paths = unified.write_leaderboard(df, ["accuracy", "deletion"], tmp_path / "leaderboard")
+    csv = pd.read_csv(paths[0])
+    assert list(csv.columns) == ["method", "accuracy mean", "accuracy std", "deletion mean", "deletion std", "seeds"]
+    ce = csv[csv.method == unified.LABELS["ce"]].iloc[0]
+    assert ce["accuracy mean"] == pytest.approx(df[(df.method == "ce") & (df.measure == "accuracy")].value.mean())
+    assert ce["seeds"] == 3 and "\\begin{tabular}" in open(paths[1]).read()
+
+
+def test_pairwise_verdicts_are_ours_one_holm_family():
+    df = _records()
+    rows = unified.pairwise(df, [("at_pgd", "ce", "PGD-20 linf", "P3 vs P1: never compared"),
+                                 ("ce", "input_grad", "deletion", "lower is better: ce does not beat it")])
+    assert [r["verdict"] for r in rows] == ["holds", "contradicted"]
+    assert {r["status"] for r in rows} == {"beyond the paper"} and {r["family size"] for r in rows} == {2}
+    with pytest.raises(ValueError, match="measure 'nothing' is not in the records"):
+        unified.pairwise(df, [("ce", "at_pgd", "nothing", "")])

@@ -32,8 +32,9 @@ import torch
 
 import pandas as pd
 
-from .. import attacks, attributions, metrics
+from .. import attacks, attributions, claims, metrics
 from .. import methods as _methods
+from ..cache import atomic_write_bytes
 from ..common import seeded, to_device_of
 from ..evaluation import saliency_report
 from ..runs import batch, fit_many, hp_text, select_hparams
@@ -41,11 +42,13 @@ from . import p1, p2
 from .protocol import ModelSpec
 
 if TYPE_CHECKING:
+    import os
     from collections.abc import Mapping, Sequence
 
     from ..data import BaseDataset
 
-__all__ = ["SPECS", "LABELS", "SIMILARITIES", "evaluate_model", "fit_models", "select"]
+__all__ = ["SPECS", "LABELS", "SIMILARITIES", "HIGHER_IS_BETTER", "evaluate_model", "fit_models", "select",
+           "leaderboard", "write_leaderboard", "ranks", "rank_table", "metric_correlation", "pairwise"]
 
 SIMILARITIES = ("cosine", "pcc", "ssim")  # P1's three map similarities
 
@@ -189,3 +192,101 @@ def select(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], grids: Ma
         rows += [{**{k: v for k, v in r.items() if k != "hp"}, "chosen": "✓ " + why if i == best else ""}
                  for i, r in enumerate(scored)]
     return {"table": pd.DataFrame(rows), "chosen": chosen, "ce_accuracy": ce_acc}
+
+
+# Which way each measure is better (matched by its first words: "PGD-20 linf" by "PGD"); Gini: P3's reading,
+# sparser maps are better.
+HIGHER_IS_BETTER = {"accuracy": True, "PGD": True, "RPS": True, "AAM": True, "insertion": True, "adv-insertion": True,
+                    "deletion": False, "preservation": True, "spearman": True, "top-k intersection": True, "gini": True,
+                    "object share": True, "feature leakage": False, "null share": False, "worst-group accuracy": True,
+                    "time × ce": False}
+
+
+def _better(measure):
+    """+1 if a higher ``measure`` is better, -1 if lower is (``HIGHER_IS_BETTER``, by prefix)."""
+    for prefix, up in HIGHER_IS_BETTER.items():
+        if measure == prefix or measure.startswith(prefix + " ") or measure.startswith(prefix + "-"):
+            return 1 if up else -1
+    raise ValueError(f"measure {measure!r} has no direction; accepted: names starting with {list(HIGHER_IS_BETTER)}")
+
+
+def leaderboard(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str] | None = None,
+                digits: int = 3) -> pd.DataFrame:
+    """``mean ± std`` over seeds of ``measures`` (columns) per method (rows, ``LABELS``) of long
+    records ``{method, seed, measure, value}`` (``names``: which methods, in order; default all)."""
+    names = list(names or dict.fromkeys(df.method))
+    return claims.seed_table(df, measures, names, LABELS, digits)
+
+
+def write_leaderboard(df: pd.DataFrame, measures: Sequence[str], stem: str | os.PathLike,
+                      names: Sequence[str] | None = None) -> list[str]:
+    """The leaderboard as ``<stem>.csv`` (a mean and a std column per measure, the number of seeds)
+    and ``<stem>.tex`` (a LaTeX tabular of mean ± std), written atomically; returns the paths."""
+    from pathlib import Path
+
+    names = list(names or dict.fromkeys(df.method))
+    sub = df[df.measure.isin(measures) & df.method.isin(names)]
+    agg = sub.groupby(["method", "measure"])["value"].agg(["mean", "std", "count"]).unstack("measure")
+    table = pd.DataFrame({"method": [LABELS.get(n, n) for n in names]})
+    for m in measures:
+        if ("mean", m) in agg.columns:
+            table[f"{m} mean"] = [agg.loc[n, ("mean", m)] if n in agg.index else None for n in names]
+            table[f"{m} std"] = [agg.loc[n, ("std", m)] if n in agg.index else None for n in names]
+    table["seeds"] = [int(agg.loc[n, "count"].max()) if n in agg.index else 0 for n in names]
+    stem = Path(stem)
+    tex = leaderboard(df, measures, names).to_latex(escape=True)
+    atomic_write_bytes(table.to_csv(index=False).encode(), stem.with_suffix(".csv"))
+    atomic_write_bytes(tex.encode(), stem.with_suffix(".tex"))
+    return [str(stem.with_suffix(".csv")), str(stem.with_suffix(".tex"))]
+
+
+def ranks(df: pd.DataFrame, measures: Sequence[str]) -> pd.DataFrame:
+    """Per seed and measure, each method's rank (1 = best, ``HIGHER_IS_BETTER``; ties share the
+    mean rank) among the methods scored on that seed.  Long rows ``{method, seed, measure, rank}``."""
+    sub = df[df.measure.isin(measures)].copy()
+    sub["signed"] = [-v * _better(m) for m, v in zip(sub.measure, sub.value)]
+    sub["rank"] = sub.groupby(["seed", "measure"])["signed"].rank(method="average")
+    return sub[["method", "seed", "measure", "rank"]].reset_index(drop=True)
+
+
+def rank_table(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean rank over seeds per method (rows) and measure (columns), with a last column "mean rank"
+    (over the measures); the std over seeds of each rank is in ``.attrs["std"]`` (same shape)."""
+    r = ranks(df, measures)
+    names = list(names or dict.fromkeys(df.method))
+    mean = r.groupby(["method", "measure"])["rank"].mean().unstack("measure").reindex(index=names, columns=list(measures))
+    std = r.groupby(["method", "measure"])["rank"].std().unstack("measure").reindex(index=names, columns=list(measures))
+    mean["mean rank"] = mean.mean(axis=1)
+    mean.index = [LABELS.get(n, n) for n in mean.index]
+    std.index = mean.index
+    mean.attrs["std"] = std
+    return mean
+
+
+def metric_correlation(df: pd.DataFrame, measures: Sequence[str]) -> pd.DataFrame:
+    """Spearman rank correlation between measures of the methods' mean scores, each oriented so
+    that higher is better: which metrics rank the methods alike.  Square DataFrame over ``measures``."""
+    means = df[df.measure.isin(measures)].groupby(["method", "measure"])["value"].mean().unstack("measure")
+    means = means[[m for m in measures if m in means.columns]]
+    oriented = means * pd.Series({m: _better(m) for m in means.columns})
+    return oriented.corr(method="spearman")
+
+
+def pairwise(df: pd.DataFrame, comparisons: Sequence[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """Claim rows "``a`` beats ``b`` on ``measure``" (paired one-sided tests over seeds in the
+    measure's better direction, ``claims.compare``) for each ``(a, b, measure, why)`` of
+    ``comparisons`` (``why``: which papers disagree or never compared them), as one Holm family
+    (``claims.family``).  Every row is ours (beyond the papers): no paper makes these claims."""
+    rows = []
+    for a, b, measure, why in comparisons:
+        sub = df[df.measure == measure]
+        if sub.empty:
+            raise ValueError(f"measure {measure!r} is not in the records; accepted: {sorted(set(df.measure))}")
+
+        def values(name, sub=sub):
+            return sub[sub.method == name].sort_values("seed")["value"].to_numpy()
+
+        rows.append(claims.compare(values, a, b, f"{LABELS.get(a, a)} beats {LABELS.get(b, b)} on {measure}",
+                                   "ours (notebook 05)", alternative="greater" if _better(measure) > 0 else "less",
+                                   label=LABELS.get, note=why, beyond_paper=True))
+    return claims.family(rows)
