@@ -141,3 +141,29 @@ def test_pairwise_verdicts_are_ours_one_holm_family():
     assert {r["status"] for r in rows} == {"beyond the paper"} and {r["family size"] for r in rows} == {2}
     with pytest.raises(ValueError, match="measure 'nothing' is not in the records"):
         unified.pairwise(df, [("ce", "at_pgd", "nothing", "")])
+
+
+def test_evaluate_many_caches_each_model_and_reads_its_settings(cache_dir):
+    sp, sets = _tiny_params()
+    nets = unified.fit_models(sp, sets["train"], [("ce", 0, None), ("input_grad", 0, {"lam": 0.1})])
+    x, y = unified.batch(sets["test"], 8)
+    masks = sets["test"].masks[:8]
+    settings = {**TINY, "k": 0.2}
+    df = unified.evaluate_many(settings, {("ce", 0): nets[0], ("input_grad", 0): nets[1]}, x, y, masks)
+    direct = unified.evaluate_model(nets[1], x, y, masks, seed=0, **settings)
+    got = df[df.method == "input_grad"].set_index("measure").value
+    assert set(got.index) == set(direct) and all(got[m] == pytest.approx(v, rel=1e-6) for m, v in direct.items())
+    again = unified.evaluate_many(settings, {("input_grad", 0): nets[1]}, x, y, masks)
+    assert (again.value.to_numpy() == df[df.method == "input_grad"].value.to_numpy()).all()
+    other = unified.evaluate_many({**settings, "k": 0.3}, {("input_grad", 0): nets[1]}, x, y, masks)
+    assert other.set_index("measure").value["top-k intersection (PGD)"] != got["top-k intersection (PGD)"]
+
+
+def test_step_costs_are_relative_to_ce_on_each_methods_own_network(cache_dir):
+    sp, sets = _tiny_params()
+    teacher = unified.fit_models(sp, sets["train"], [("ce", 0, None)])[0]
+    chosen = {"input_grad": {"lam": 0.1}, "hessian": {"lam": 1e-3}, "atex": {"n_shifts": 2, "n_orth": 1, "smooth_n": 2}}
+    df = unified.step_cost_records(sp, sets["train"], chosen, teacher, n_batches=2)
+    t = df[df.measure == "time × ce"].set_index("method").value
+    assert t["ce"] == 1.0 and set(t.index) == {"ce", "input_grad", "hessian", "atex"}
+    assert t["atex"] > 1.0 and t["input_grad"] > 1.0  # a double backprop and a distillation cost more than CE

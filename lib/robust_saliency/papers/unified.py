@@ -32,12 +32,12 @@ import torch
 
 import pandas as pd
 
-from .. import attacks, attributions, claims, metrics
+from .. import attacks, attributions, claims, cost, metrics
 from .. import methods as _methods
 from ..cache import atomic_write_bytes
 from ..common import seeded, to_device_of
 from ..evaluation import saliency_report
-from ..runs import batch, fit_many, hp_text, select_hparams
+from ..runs import batch, cached_eval_many, fit_many, hp_text, select_hparams
 from . import p1, p2
 from .protocol import ModelSpec
 
@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from ..data import BaseDataset
 
 __all__ = ["SPECS", "LABELS", "SIMILARITIES", "HIGHER_IS_BETTER", "evaluate_model", "fit_models", "select",
-           "leaderboard", "write_leaderboard", "ranks", "rank_table", "metric_correlation", "pairwise"]
+           "leaderboard", "write_leaderboard", "ranks", "rank_table", "metric_correlation", "pairwise",
+           "EVAL_KEYS", "evaluate_many", "step_cost_records"]
 
 SIMILARITIES = ("cosine", "pcc", "ssim")  # P1's three map similarities
 
@@ -290,3 +291,52 @@ def pairwise(df: pd.DataFrame, comparisons: Sequence[tuple[str, str, str, str]])
                                    "ours (notebook 05)", alternative="greater" if _better(measure) > 0 else "less",
                                    label=LABELS.get, note=why, beyond_paper=True))
     return claims.family(rows)
+
+
+# evaluate_model's settings, read from the notebook's parameters under these names (and so keyed).
+EVAL_KEYS = ("attribution", "pgd_linf", "pgd_l2", "pgd_steps", "rps_eps", "rps_n", "aam_eps", "aam_steps",
+             "untargeted_eps", "untargeted_steps", "topk_eps", "topk_steps", "k")
+
+
+def _evaluate_job(params, model, seed, x, y, masks):
+    """``evaluate_model`` of one model with the settings of ``params`` (``EVAL_KEYS``)."""
+    return evaluate_model(model, x, y, masks, seed=seed, **{k: params[k] for k in EVAL_KEYS if k in params})
+
+
+def evaluate_many(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module], x: torch.Tensor,
+                  y: torch.Tensor, masks: torch.Tensor | None = None) -> pd.DataFrame:
+    """``evaluate_model`` of every model of ``models`` (keys ``(name, seed)``) on ``(x, y)`` with the
+    settings of ``params`` (``EVAL_KEYS``; absent: ``evaluate_model``'s defaults), each cached under
+    the model's key, the images and the settings it read, the uncached ones run through the
+    executor (``runs.cached_eval_many``).  Long records ``{method, seed, measure, value}``."""
+    keys = list(models)
+    jobs = [(models[k], {"x": x, "y": y, "masks": masks, "seed": k[-1]}, k[-1]) for k in keys]
+    outs = cached_eval_many("unified", params, jobs, _evaluate_job, shared=(x, y, masks),
+                            labels=[" ".join(map(str, k)) for k in keys], desc=f"evaluations ({len(keys)})")
+    return pd.DataFrame([{"method": k[0], "seed": k[-1], "measure": m, "value": v}
+                         for k, out in zip(keys, outs) for m, v in out.items()])
+
+
+def step_cost_records(params: Mapping[str, Any], train_set: BaseDataset, chosen: Mapping[str, Mapping[str, Any]],
+                      teacher: torch.nn.Module, n_batches: int = 4, seed: int = 0) -> pd.DataFrame:
+    """Training cost per step of every model of ``chosen`` (``{name: setting}``, plus ``ce``) relative
+    to ``ce`` (``cost.step_costs``: interleaved rounds, median time and graph memory), on the first
+    ``n_batches`` batches of ``train_set``, each method against ``ce`` on its own network (Hessian:
+    softplus) built from ``seed``, in its own interleaved rounds; ATEX distils ``teacher``.  Records ``{method, seed, measure, value}`` with measures
+    "time × ce" and "graph memory × ce" (one measurement, no seeds: ``seed`` is the build's)."""
+    from ..runs import build_model
+
+    size = int(params.get("batch_size", 64))
+    x, y = batch(train_set, n_batches * size)
+    batches = [(x[i:i + size], y[i:i + size]) for i in range(0, len(x), size)]
+    out = []
+    for name in ["ce", *[n for n in chosen if n != "ce"]]:
+        job = _job(params, name, seed, chosen.get(name))
+        kw = {**job["method_kw"], **({"teacher": teacher} if name == "atex" else {})}
+        net = build_model(params, train_set, seed=seed, **(job["model_kw"] or {}))
+        costs = cost.step_costs(net, {"ce": _methods.get("ce"), name: _methods.get(job["method"], **kw)}, batches,
+                                lr=float(params.get("lr", 1e-3)), grad_clip=params.get("grad_clip"), seed=seed) \
+            if name != "ce" else {"ce": {"time_ratio_of_medians": 1.0, "mem_ratio": 1.0}}
+        out += [{"method": name, "seed": seed, "measure": "time × ce", "value": float(costs[name]["time_ratio_of_medians"])},
+                {"method": name, "seed": seed, "measure": "graph memory × ce", "value": float(costs[name]["mem_ratio"])}]
+    return pd.DataFrame(out)
