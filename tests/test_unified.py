@@ -167,3 +167,28 @@ def test_step_costs_are_relative_to_ce_on_each_methods_own_network(cache_dir):
     t = df[df.measure == "time × ce"].set_index("method").value
     assert t["ce"] == 1.0 and set(t.index) == {"ce", "input_grad", "hessian", "atex"}
     assert t["atex"] > 1.0 and t["input_grad"] > 1.0  # a double backprop and a distillation cost more than CE
+
+
+def test_leakage_and_worst_group_records_are_the_metrics_on_their_own_data(cache_dir):
+    from robust_saliency import data, metrics
+    from robust_saliency.papers import p4
+
+    params = p4.settings("smoke")
+    bp = {**dict(p4.section(params, "block")), "progress": False}
+    bsets = p4.block_sets(params)
+    net = unified.fit_models(bp, bsets["train"], [("ce", 0, None)])[0]
+    df = unified.leakage_records({"ig_steps": 8, "leakage_n": 16}, {("ce", 0): net}, bsets["test"])
+    x, y = unified.batch(bsets["test"], 16)
+    direct = metrics.feature_leakage(net, x, y, bsets["test"].null_mask[:16], steps=8).mean()
+    assert df.value.iloc[0] == pytest.approx(float(direct), rel=1e-5) and list(df.measure) == ["feature leakage"]
+    sp = {**dict(p4.section(params, "spurious")), "progress": False}
+    ssets = p4.spurious_sets(params, "spurious_shapes")
+    snet = unified.fit_models(sp, ssets["train"], [("ce", 0, None)])[0]
+    wg = unified.worst_group_records({}, {("ce", 0): snet}, ssets["test"]).set_index("measure").value
+    xs, ys = unified.batch(ssets["test"])
+    pred = snet(xs).argmax(1)
+    assert wg["worst-group accuracy"] == pytest.approx(metrics.worst_group_accuracy(pred, ys, torch.as_tensor(ssets["test"].groups)))
+    with pytest.raises(ValueError, match="has no null_mask"):
+        unified.leakage_records({}, {("ce", 0): snet}, ssets["test"])
+    with pytest.raises(ValueError, match="has no groups"):
+        unified.worst_group_records({}, {("ce", 0): net}, data.load("shapes", split="test", size=16))

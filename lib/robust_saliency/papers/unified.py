@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SPECS", "LABELS", "SIMILARITIES", "HIGHER_IS_BETTER", "evaluate_model", "fit_models", "select",
            "leaderboard", "write_leaderboard", "ranks", "rank_table", "metric_correlation", "pairwise",
-           "EVAL_KEYS", "evaluate_many", "step_cost_records"]
+           "EVAL_KEYS", "evaluate_many", "step_cost_records", "leakage_records", "worst_group_records"]
 
 SIMILARITIES = ("cosine", "pcc", "ssim")  # P1's three map similarities
 
@@ -313,8 +313,7 @@ def evaluate_many(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Mod
     jobs = [(models[k], {"x": x, "y": y, "masks": masks, "seed": k[-1]}, k[-1]) for k in keys]
     outs = cached_eval_many("unified", params, jobs, _evaluate_job, shared=(x, y, masks),
                             labels=[" ".join(map(str, k)) for k in keys], desc=f"evaluations ({len(keys)})")
-    return pd.DataFrame([{"method": k[0], "seed": k[-1], "measure": m, "value": v}
-                         for k, out in zip(keys, outs) for m, v in out.items()])
+    return _records(keys, outs)
 
 
 def step_cost_records(params: Mapping[str, Any], train_set: BaseDataset, chosen: Mapping[str, Mapping[str, Any]],
@@ -340,3 +339,52 @@ def step_cost_records(params: Mapping[str, Any], train_set: BaseDataset, chosen:
         out += [{"method": name, "seed": seed, "measure": "time × ce", "value": float(costs[name]["time_ratio_of_medians"])},
                 {"method": name, "seed": seed, "measure": "graph memory × ce", "value": float(costs[name]["mem_ratio"])}]
     return pd.DataFrame(out)
+
+
+def _records(keys, outs):
+    return pd.DataFrame([{"method": k[0], "seed": k[-1], "measure": m, "value": v}
+                         for k, out in zip(keys, outs) for m, v in out.items()])
+
+
+def _on_set(name, params, models, test, job, needs, accepted):
+    """``job(params, model, None, test)`` for every model of ``models``, cached under ``name`` and
+    on the executor, as long records; ValueError if ``test`` lacks the attribute ``needs``."""
+    if getattr(test, needs, None) is None:
+        raise ValueError(f"test={getattr(test, 'name', type(test).__name__)!r} has no {needs}; accepted: {accepted}")
+    keys = list(models)
+    outs = cached_eval_many(name, params, [(models[k], {"data": test.fingerprint}, None) for k in keys], job,
+                            shared=(test,), labels=[" ".join(map(str, k)) for k in keys], desc=f"{name} ({len(keys)})")
+    return _records(keys, outs)
+
+
+def _leakage_job(params, model, _, test):
+    x, y = batch(test, params.get("leakage_n"))
+    x, y, mask = to_device_of(model, x, y, test.null_mask[:len(x)])
+    steps = int(params.get("ig_steps", 32))
+    return {"feature leakage": float(metrics.feature_leakage(model, x, y, mask, steps=steps).mean())}
+
+
+def leakage_records(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module], test: BaseDataset) -> pd.DataFrame:
+    """P4's feature leakage (Eq. 9: the Frobenius norm of the IG map on the null block, mean per
+    image; ``metrics.feature_leakage`` with ``ig_steps``) of every model of ``models`` (keys
+    ``(name, seed)``, trained on BlockMNIST or its stand-in) on the first ``leakage_n`` images of
+    ``test`` (all if absent), cached and on the executor.  Long records."""
+    return _on_set("unified_leakage", params, models, test, _leakage_job, "null_mask",
+                   "a BlockMNIST set (block_digits, block_mnist)")
+
+
+def _worst_group_job(params, model, _, test):
+    x, y = batch(test)
+    (x,) = to_device_of(model, x)
+    with torch.no_grad():
+        pred = torch.cat([model(x[i:i + 512]).argmax(1).cpu() for i in range(0, len(x), 512)])
+    worst = metrics.worst_group_accuracy(pred, y, torch.as_tensor(test.groups))
+    return {"worst-group accuracy": float(worst), "accuracy": float((pred == y).float().mean())}
+
+
+def worst_group_records(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module],
+                        test: BaseDataset) -> pd.DataFrame:
+    """Worst-group and overall accuracy (P4 Table 2) of every model of ``models`` (keys
+    ``(name, seed)``) on ``test`` (a set with ``groups``), cached and on the executor.  Long records."""
+    return _on_set("unified_worst_group", params, models, test, _worst_group_job, "groups",
+                   "a group-shift set (spurious_shapes, waterbirds, celeba)")
