@@ -192,3 +192,16 @@ def test_leakage_and_worst_group_records_are_the_metrics_on_their_own_data(cache
         unified.leakage_records({}, {("ce", 0): snet}, ssets["test"])
     with pytest.raises(ValueError, match="has no groups"):
         unified.worst_group_records({}, {("ce", 0): net}, data.load("shapes", split="test", size=16))
+
+
+def test_the_comparisons_name_known_models_and_measures_with_a_direction():
+    for a, b, measure, why in unified.COMPARISONS:
+        assert a in unified.SPECS and b in unified.SPECS and a != b and why
+        assert unified._better(measure) in (1, -1)
+
+
+
+def test_the_comparisons_measures_are_scored(case):
+    net, x, y, masks = case
+    scored = set(unified.evaluate_model(net, x, y, masks, **{**TINY, "pgd_steps": 20})) | {"feature leakage"}
+    assert {m for _, _, m, _ in unified.COMPARISONS} <= scored

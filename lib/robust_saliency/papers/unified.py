@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SPECS", "LABELS", "SIMILARITIES", "HIGHER_IS_BETTER", "evaluate_model", "fit_models", "select",
            "leaderboard", "write_leaderboard", "ranks", "rank_table", "metric_correlation", "pairwise",
-           "EVAL_KEYS", "evaluate_many", "step_cost_records", "leakage_records", "worst_group_records"]
+           "COMPARISONS", "EVAL_KEYS", "evaluate_many", "step_cost_records", "leakage_records", "worst_group_records"]
 
 SIMILARITIES = ("cosine", "pcc", "ssim")  # P1's three map similarities
 
@@ -209,6 +209,23 @@ def _better(measure):
         if measure == prefix or measure.startswith(prefix + " ") or measure.startswith(prefix + "-"):
             return 1 if up else -1
     raise ValueError(f"measure {measure!r} has no direction; accepted: names starting with {list(HIGHER_IS_BETTER)}")
+
+
+# Notebook 05's pairwise questions ``(a, b, measure, why)``: "a beats b on measure" where the papers
+# never compared the two methods, or where one paper's argument predicts the opposite of another's
+# result.  Every row is ours (``pairwise``); the why names the papers.
+COMPARISONS = (
+    ("l2_cosd", "marginal_density", "RPS cosine", "P1's gradient alignment vs P4's density smoothing: never compared"),
+    ("l2_cosd", "nrat_l1", "RPS cosine", "P1 vs P3's norm-regularized AT: never compared"),
+    ("l2_cosd", "marginal_density", "adv-insertion", "P1's attack game on P4's method: never compared"),
+    ("marginal_density", "l2_cosd", "feature leakage", "P4's leakage on P1's method: never compared"),
+    ("nrat_l1", "l2_cosd", "object share", "P3's object focus against P1's alignment: never compared"),
+    ("nrat_l1", "marginal_density", "gini", "P3's sparsity against P4's smoothing: never compared"),
+    ("l2_cosd", "maxent", "AAM cosine", "P1 argues a small Hessian norm (MaxEnt) leaves the normalized map fragile"),
+    ("l2_cosd", "hessian", "top-k intersection (top-k attack)", "P1 compares on RPS and insertion, not on P2's top-k attack"),
+    ("at_pgd", "l2_cosd", "PGD-20 linf", "robust accuracy: P1 reports none for its method"),
+    ("marginal_density", "input_grad", "spearman (PGD)", "P4's claim of stable gradients, on P2's rank measure"),
+)
 
 
 def leaderboard(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str] | None = None,
