@@ -205,3 +205,12 @@ def test_the_comparisons_measures_are_scored(case):
     net, x, y, masks = case
     scored = set(unified.evaluate_model(net, x, y, masks, **{**TINY, "pgd_steps": 20})) | {"feature leakage"}
     assert {m for _, _, m, _ in unified.COMPARISONS} <= scored
+
+
+def test_an_explainer_too_costly_to_attack_is_scored_without_the_map_attacks(case):
+    net, x, y, masks = case
+    r = unified.evaluate_model(net, x[:4], y[:4], masks[:4], attribution="smoothgrad", attribution_attacks=False, **TINY)
+    assert not any(m.startswith("AAM") or "top-k attack" in m for m in r) and "adv-insertion" not in r
+    assert {"RPS cosine", "insertion", "deletion", "spearman (PGD)", "gini", "object share"} <= set(r)
+    assert r == unified.evaluate_model(net, x[:4], y[:4], masks[:4], attribution="smoothgrad",
+                                       attribution_attacks=False, **TINY)  # the explainer's noise is seeded

@@ -91,12 +91,15 @@ def evaluate_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mas
                    attribution: str = "grad", pgd_linf: float = 8, pgd_l2: float = 0.5, pgd_steps: int = 20,
                    rps_eps: float = 8, rps_n: int = 4, aam_eps: float = 8, aam_steps: int = 20,
                    untargeted_eps: float = 8, untargeted_steps: int = 20, topk_eps: float = 8,
-                   topk_steps: int = 20, k: float = 0.1, seed: int = 0) -> dict[str, float]:
+                   topk_steps: int = 20, k: float = 0.1, attribution_attacks: bool = True,
+                   seed: int = 0) -> dict[str, float]:
     """Every paper's measures of ``model`` on ``(x, y)`` (module docstring), means over the images.
 
     Budgets in the library's units (L∞ in 0-255 pixel units, L2 in input units); ``k`` is the
     top-k fraction of P2's intersection and of the top-k attack; ``masks`` ((N, H, W) object masks)
-    adds the object share.  Every attack and noise draw is seeded from ``seed``.  Returns
+    adds the object share.  ``attribution_attacks=False`` skips the attacks on the map (P1's
+    AAM and the top-k attack: no AAM rows, no Adv-Insertion, no top-k-attack rows), for an
+    explainer too costly to attack (RelEx).  Every attack and noise draw is seeded from ``seed``.  Returns
     ``{measure: value}``; the PGD entries are accuracies, the similarities higher-is-more-robust,
     deletion lower-is-better and preservation higher-is-better (P2's convention)."""
     if not 0 < k < 1:
@@ -106,26 +109,31 @@ def evaluate_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mas
     for norm, eps in (("linf", pgd_linf), ("l2", pgd_l2)):
         rows[f"PGD-{pgd_steps} {norm}"] = metrics.adversarial_accuracy(
             model, x, y, attacks.get("pgd", norm=norm, eps=eps, steps=pgd_steps, seed=seed))
+    aam = {"attack": "targeted_attribution", "attack_kw": {"eps": aam_eps, "steps": aam_steps}} if attribution_attacks else {}
     rep = saliency_report(model, x, y, [attribution], rps_eps=(rps_eps,), similarities=SIMILARITIES, rps_n=rps_n,
-                          attack="targeted_attribution", attack_kw={"eps": aam_eps, "steps": aam_steps},
-                          seed=seed, **p1.insertion_settings(model))[attribution]
-    clean, adv = rep["map"], rep["map_adv"]
+                          seed=seed, **aam, **p1.insertion_settings(model))[attribution]
+    clean = rep["map"]
     for s in SIMILARITIES:  # AAM: the clean map against the attacked one, post-processed as RPS's maps
         rows[f"RPS {s}"] = float(rep["rps"][s][rps_eps].mean())
-        rows[f"AAM {s}"] = float(_similar(attributions.postprocess(clean, "abs_max"),
-                                          attributions.postprocess(adv, "abs_max"), s).mean())
+        if attribution_attacks:
+            rows[f"AAM {s}"] = float(_similar(attributions.postprocess(clean, "abs_max"),
+                                              attributions.postprocess(rep["map_adv"], "abs_max"), s).mean())
     rows["insertion"] = float(rep["insertion"].mean())
-    rows["adv-insertion"] = float(rep["adv_insertion"].mean())
+    if attribution_attacks:
+        rows["adv-insertion"] = float(rep["adv_insertion"].mean())
     gk = p2.game_kw(model, x)
     rows["deletion"] = float(metrics.deletion_score(model, x, y, clean, **gk).mean())
     rows["preservation"] = float(metrics.preservation_score(model, x, y, clean, **gk).mean())
     fn = attributions.get(attribution)
     base = p2.similarity_maps(clean)
     with seeded(seed):
-        x_pgd = attacks.untargeted_pgd(model, x, None, eps=untargeted_eps, steps=untargeted_steps, seed=seed)
-        x_top = attacks.topk(model, x, None, eps=topk_eps, k=k, steps=topk_steps, attribution=attribution, seed=seed)
-    for name, xa in (("PGD", x_pgd), ("top-k attack", x_top)):
-        moved = p2.similarity_maps(fn(model, xa, y).detach())
+        moved_inputs = {"PGD": attacks.untargeted_pgd(model, x, None, eps=untargeted_eps, steps=untargeted_steps, seed=seed)}
+        if attribution_attacks:
+            moved_inputs["top-k attack"] = attacks.topk(model, x, None, eps=topk_eps, k=k, steps=topk_steps,
+                                                        attribution=attribution, seed=seed)
+    for name, xa in moved_inputs.items():
+        with seeded(seed):  # a stochastic explainer draws the same noise as for the clean map
+            moved = p2.similarity_maps(fn(model, xa, y).detach())
         rows[f"spearman ({name})"] = float(metrics.spearman(base, moved).mean())
         rows[f"top-k intersection ({name})"] = float(metrics.topk_intersection(base, moved, k).mean())
     pix = clean.abs().sum(1)
@@ -312,7 +320,7 @@ def pairwise(df: pd.DataFrame, comparisons: Sequence[tuple[str, str, str, str]])
 
 # evaluate_model's settings, read from the notebook's parameters under these names (and so keyed).
 EVAL_KEYS = ("attribution", "pgd_linf", "pgd_l2", "pgd_steps", "rps_eps", "rps_n", "aam_eps", "aam_steps",
-             "untargeted_eps", "untargeted_steps", "topk_eps", "topk_steps", "k")
+             "untargeted_eps", "untargeted_steps", "topk_eps", "topk_steps", "k", "attribution_attacks")
 
 
 def _evaluate_job(params, model, seed, x, y, masks):
