@@ -36,10 +36,10 @@ import re
 import shutil
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import claims as _claims
 from . import executor as _executor
 from .cache import atomic_write_bytes
 from .results import default_cache_dir, repo_root
@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["load_grid", "grid_points", "point_name", "notebook_parameters", "run_point", "sweep", "summary", "main"]
 
 _SLUG = re.compile(r"[^A-Za-z0-9.=_-]+")
-VERDICTS = ("holds", "contradicted", "smaller than reported", "inconclusive", "not testable here")
 
 
 def load_grid(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -242,9 +241,8 @@ def summary(base: str | os.PathLike, keys: Sequence[str] = ()) -> pd.DataFrame:
         res = rec_path.parent / "results" / f"{stem}_{rec['profile']}.json"
         doc = json.loads(res.read_text()) if rec["status"] == "done" and res.is_file() else None
         if doc is not None:
-            claims = (doc.get("results") or {}).get("claims") or []
-            tally = Counter(c.get("verdict") for c in claims if c.get("status") == "paper")
-            row.update({f"paper claims {v}": tally.get(v, 0) for v in VERDICTS})
+            claim_rows = (doc.get("results") or {}).get("claims") or []
+            row.update({f"paper claims {v}": n for v, n in _claims.tally(claim_rows, "paper").items()})
             row.update({k: _lookup(doc, k) for k in keys})
         rows.append(row)
     table = pd.DataFrame(rows)

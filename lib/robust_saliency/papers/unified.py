@@ -37,6 +37,7 @@ from .. import methods as _methods
 from ..cache import atomic_write_bytes
 from ..common import seeded, to_device_of
 from ..evaluation import saliency_report
+from ..metrics.robustness import _similarity_fns
 from ..runs import batch, cached_eval_many, fit_many, hp_text, select_hparams
 from . import p1, p2
 from .protocol import ModelSpec
@@ -82,11 +83,6 @@ LABELS = {"ce": "standard (ST)", "l2": "ℓ2 (P1)", "cosd": "cosd (P1)", "l2_cos
           "gaussian_noise": "Gaussian noise"}
 
 
-def _similar(a, b, name):
-    fn = {"cosine": metrics.cosine, "pcc": metrics.pcc, "ssim": metrics.ssim}[name]
-    return fn(a, b)
-
-
 def evaluate_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor | None = None, *,
                    attribution: str = "grad", pgd_linf: float = 8, pgd_l2: float = 0.5, pgd_steps: int = 20,
                    rps_eps: float = 8, rps_n: int = 4, aam_eps: float = 8, aam_steps: int = 20,
@@ -113,11 +109,11 @@ def evaluate_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mas
     rep = saliency_report(model, x, y, [attribution], rps_eps=(rps_eps,), similarities=SIMILARITIES, rps_n=rps_n,
                           seed=seed, **aam, **p1.insertion_settings(model))[attribution]
     clean = rep["map"]
-    for s in SIMILARITIES:  # AAM: the clean map against the attacked one, post-processed as RPS's maps
-        rows[f"RPS {s}"] = float(rep["rps"][s][rps_eps].mean())
+    for s, similar in _similarity_fns(SIMILARITIES).items():  # AAM: the clean map against the attacked one,
+        rows[f"RPS {s}"] = float(rep["rps"][s][rps_eps].mean())  # post-processed as RPS's maps
         if attribution_attacks:
-            rows[f"AAM {s}"] = float(_similar(attributions.postprocess(clean, "abs_max"),
-                                              attributions.postprocess(rep["map_adv"], "abs_max"), s).mean())
+            rows[f"AAM {s}"] = float(similar(attributions.postprocess(clean, "abs_max"),
+                                             attributions.postprocess(rep["map_adv"], "abs_max")).mean())
     rows["insertion"] = float(rep["insertion"].mean())
     if attribution_attacks:
         rows["adv-insertion"] = float(rep["adv_insertion"].mean())
@@ -338,7 +334,7 @@ def evaluate_many(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Mod
     jobs = [(models[k], {"x": x, "y": y, "masks": masks, "seed": k[-1]}, k[-1]) for k in keys]
     outs = cached_eval_many("unified", params, jobs, _evaluate_job, shared=(x, y, masks),
                             labels=[" ".join(map(str, k)) for k in keys], desc=f"evaluations ({len(keys)})")
-    return _records(keys, outs)
+    return claims.records({k: {"rows": out} for k, out in zip(keys, outs)})
 
 
 def step_cost_records(params: Mapping[str, Any], train_set: BaseDataset, chosen: Mapping[str, Mapping[str, Any]],
@@ -366,11 +362,6 @@ def step_cost_records(params: Mapping[str, Any], train_set: BaseDataset, chosen:
     return pd.DataFrame(out)
 
 
-def _records(keys, outs):
-    return pd.DataFrame([{"method": k[0], "seed": k[-1], "measure": m, "value": v}
-                         for k, out in zip(keys, outs) for m, v in out.items()])
-
-
 def _on_set(name, params, models, test, job, needs, accepted):
     """``job(params, model, None, test)`` for every model of ``models``, cached under ``name`` and
     on the executor, as long records; ValueError if ``test`` lacks the attribute ``needs``."""
@@ -379,7 +370,7 @@ def _on_set(name, params, models, test, job, needs, accepted):
     keys = list(models)
     outs = cached_eval_many(name, params, [(models[k], {"data": test.fingerprint}, None) for k in keys], job,
                             shared=(test,), labels=[" ".join(map(str, k)) for k in keys], desc=f"{name} ({len(keys)})")
-    return _records(keys, outs)
+    return claims.records({k: {"rows": out} for k, out in zip(keys, outs)})
 
 
 def _leakage_job(params, model, _, test):
