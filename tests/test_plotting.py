@@ -364,3 +364,67 @@ def test_image_grid_row_labels_are_horizontal_and_do_not_overlap():
     assert not any(_overlap(b, im) for b in boxes for im in images_boxes)
     assert all(b.x1 <= ax.get_window_extent(r).x0 for b, ax in zip(boxes, first))
     plt.close(fig)
+
+
+def test_cost_scatter_points_bars_reference_and_bad_columns():
+    import numpy as np
+    import pandas as pd
+
+    pts = pd.DataFrame({"time mean": [1.0, 4.0, 2.0], "time std": [np.nan, 0.5, 0.1],
+                        "rob mean": [0.2, 0.6, 0.4], "rob std": [0.01, 0.02, np.nan]}, index=["ce", "a", "b"])
+    fig = plotting.cost_scatter(pts, "time", ["rob"], labels={"a": "A"}, title="T")
+    ax = fig.axes[0]
+    markers = [ln for ln in ax.lines if ln.get_marker() == "o"]
+    assert [(float(ln.get_xdata()[0]), float(ln.get_ydata()[0])) for ln in markers] == [(1.0, 0.2), (4.0, 0.6), (2.0, 0.4)]
+    assert [t.get_text() for t in ax.texts] == ["ce", "A", "b"]
+    dotted = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
+    assert any(tuple(ln.get_xdata()) == (1.0, 1.0) for ln in dotted)        # ce's cost
+    assert any(tuple(ln.get_ydata()) == (0.2, 0.2) for ln in dotted)       # ce's robustness
+    assert ax.get_xscale() == "log" and ax.get_xlabel() == "time" and ax.get_ylabel() == "rob"
+    # a's error bars: x ± 0.5 and y ± 0.02 (the bar segments hold the ends)
+    segs = [np.asarray(c.get_segments()) for c in ax.collections]
+    ends = {tuple(np.round(s.ravel(), 6)) for seg in segs for s in seg}
+    assert (3.5, 0.6, 4.5, 0.6) in ends and (4.0, 0.58, 4.0, 0.62) in ends
+    plt.close(fig)
+    with pytest.raises(ValueError, match="'cost mean'"):
+        plotting.cost_scatter(pts, "cost", ["rob"])
+
+
+def test_rank_heatmap_cells_spread_and_missing():
+    import numpy as np
+    import pandas as pd
+
+    mean = pd.DataFrame({"m1": [1.0, 2.0], "m2 (x)": [np.nan, 1.5]}, index=["A", "B"])
+    std = pd.DataFrame({"m1": [0.0, 0.5], "m2 (x)": [np.nan, np.nan]}, index=["A", "B"])
+    fig = plotting.rank_heatmap(mean, std, title="T")
+    ax = fig.axes[0]
+    img = ax.images[0].get_array()
+    assert np.ma.is_masked(img[0, 1]) and img[0, 0] == 1.0 and img[1, 1] == 1.5
+    assert [t.get_text() for t in ax.texts] == ["1.0\n±0.0", "–", "2.0\n±0.5", "1.5"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
+    plt.close(fig)
+    fig = plotting.rank_heatmap(mean)                                               # no spread
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1.0", "–", "2.0", "1.5"]
+    plt.close(fig)
+
+
+def test_selection_strips_rows_points_rings_and_band():
+    import numpy as np
+    import pandas as pd
+
+    t = pd.DataFrame({"method": ["A", "A", "B"], "setting": ["lam=1", "lam=2", "eps=1"],
+                      "validation accuracy": [0.6, 0.5, 0.55], "chosen": ["✓ x", "", "✓ y"]})
+    fig = plotting.selection_strips(t, 0.62, 0.05, title="T")
+    ax = fig.axes[0]
+    offsets = [c.get_offsets() for c in ax.collections]
+    pts = np.concatenate([o for o, c in zip(offsets, ax.collections) if c.get_facecolors().size and
+                          c.get_facecolors()[0][3] > 0])
+    assert sorted(map(tuple, np.round(pts, 6))) == [(0.5, 0.0), (0.55, 1.0), (0.6, 0.0)]
+    rings = [tuple(np.round(c.get_offsets()[0], 6)) for c in ax.collections
+             if c.get_facecolors().size == 0 or c.get_facecolors()[0][3] == 0]
+    assert sorted(rings) == [(0.55, 1.0), (0.6, 0.0)]
+    assert [t.get_text() for t in ax.texts] == ["lam=1", "lam=2", "eps=1"]
+    vlines = sorted(float(ln.get_xdata()[0]) for ln in ax.lines if ln.get_linestyle() in (":", "--"))
+    assert np.allclose(vlines, [0.57, 0.62])
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["A", "B"]
+    plt.close(fig)

@@ -23,7 +23,7 @@ def test_every_measure_is_the_library_function_it_names(case):
     assert r == unified.evaluate_model(net, x, y, masks, **TINY)  # seeded: the same numbers again
     assert r["accuracy"] == metrics.accuracy(net, (x, y))
     pgd = attacks.get("pgd", norm="l2", eps=0.5, steps=2, seed=0)
-    assert r["PGD-2 l2"] == metrics.adversarial_accuracy(net, x, y, pgd)
+    assert r["PGD l2"] == metrics.adversarial_accuracy(net, x, y, pgd)
     grad = attributions.get("grad")(net, x, y).detach()
     assert r["gini"] == pytest.approx(float(metrics.gini(grad.abs().sum(1)).mean()), rel=1e-6)
     assert r["object share"] == pytest.approx(float(metrics.object_share(grad, masks).mean()), rel=1e-6)
@@ -105,18 +105,18 @@ def _records():
 
     return pd.DataFrame([{"method": n, "seed": s, "measure": m, "value": v + 0.001 * rng.standard_normal()}
                          for n, (acc, rob, dele) in base.items() for s in range(3)
-                         for m, v in (("accuracy", acc), ("PGD-20 linf", rob), ("deletion", dele))])
+                         for m, v in (("accuracy", acc), ("PGD linf", rob), ("deletion", dele))])
 
 
 def test_ranks_follow_each_measures_direction_and_the_table_averages_them():
     df = _records()
-    t = unified.rank_table(df, ["accuracy", "PGD-20 linf", "deletion"])
-    assert list(t.loc[unified.LABELS["ce"], ["accuracy", "PGD-20 linf", "deletion"]]) == [1.0, 3.0, 3.0]
+    t = unified.rank_table(df, ["accuracy", "PGD linf", "deletion"])
+    assert list(t.loc[unified.LABELS["ce"], ["accuracy", "PGD linf", "deletion"]]) == [1.0, 3.0, 3.0]
     assert t.loc[unified.LABELS["input_grad"], "deletion"] == 1.0  # lower deletion is better
     assert t.loc[unified.LABELS["at_pgd"], "mean rank"] == pytest.approx((3 + 1 + 2) / 3)
     assert (t.attrs["std"].fillna(0) == 0).all().all()  # the same order in every seed
-    corr = unified.metric_correlation(df, ["accuracy", "PGD-20 linf"])
-    assert corr.loc["accuracy", "PGD-20 linf"] == pytest.approx(-1.0)  # ranked in opposite orders
+    corr = unified.metric_correlation(df, ["accuracy", "PGD linf"])
+    assert corr.loc["accuracy", "PGD linf"] == pytest.approx(-1.0)  # ranked in opposite orders
     with pytest.raises(ValueError, match="has no direction"):
         unified.ranks(df.assign(measure="mystery"), ["mystery"])
 
@@ -133,9 +133,21 @@ def test_the_leaderboard_is_written_as_csv_and_latex(tmp_path):
     assert ce["seeds"] == 3 and "\\begin{tabular}" in open(paths[1]).read()
 
 
+def test_summary_means_stds_and_a_missing_measure():
+    import numpy as np
+    import pandas as pd
+
+    df = pd.concat([_records(), pd.DataFrame([{"method": "ce", "seed": 0, "measure": "time × ce", "value": 1.0}])])
+    t = unified.summary(df, ["accuracy", "time × ce"])
+    acc = df[(df.method == "at_pgd") & (df.measure == "accuracy")].value
+    assert t.loc["at_pgd", "accuracy mean"] == pytest.approx(acc.mean()) and t.loc["at_pgd", "accuracy std"] == pytest.approx(acc.std())
+    assert t.loc["ce", "time × ce mean"] == 1.0 and np.isnan(t.loc["ce", "time × ce std"])  # one measurement
+    assert np.isnan(t.loc["at_pgd", "time × ce mean"]) and t.loc["at_pgd", "seeds"] == 3
+
+
 def test_pairwise_verdicts_are_ours_one_holm_family():
     df = _records()
-    rows = unified.pairwise(df, [("at_pgd", "ce", "PGD-20 linf", "P3 vs P1: never compared"),
+    rows = unified.pairwise(df, [("at_pgd", "ce", "PGD linf", "P3 vs P1: never compared"),
                                  ("ce", "input_grad", "deletion", "lower is better: ce does not beat it")])
     assert [r["verdict"] for r in rows] == ["holds", "contradicted"]
     assert {r["status"] for r in rows} == {"beyond the paper"} and {r["family size"] for r in rows} == {2}
@@ -179,8 +191,19 @@ def test_leakage_and_worst_group_records_are_the_metrics_on_their_own_data(cache
     net = unified.fit_models(bp, bsets["train"], [("ce", 0, None)])[0]
     df = unified.leakage_records({"ig_steps": 8, "leakage_n": 16}, {("ce", 0): net}, bsets["test"])
     x, y = unified.batch(bsets["test"], 16)
-    direct = metrics.feature_leakage(net, x, y, bsets["test"].null_mask[:16], steps=8).mean()
-    assert df.value.iloc[0] == pytest.approx(float(direct), rel=1e-5) and list(df.measure) == ["feature leakage"]
+    mask = bsets["test"].null_mask[:16]
+    direct = metrics.feature_leakage(net, x, y, mask, steps=8).mean()
+    got = df.set_index("measure").value
+    assert list(df.measure) == ["feature leakage", "null share", "accuracy (BlockMNIST)"]
+    assert got["feature leakage"] == pytest.approx(float(direct), rel=1e-5)
+    # the share by hand: an 8-step right-Riemann IG from a zero baseline (x * mean of the gradients)
+    xs = torch.stack([x * (i + 1) / 8 for i in range(8)]).requires_grad_(True)
+    out = net(xs.flatten(0, 1)).gather(1, y.repeat(8)[:, None]).sum()
+    ig = x * torch.autograd.grad(out, xs)[0].mean(0)
+    share = ((ig * mask).flatten(1).norm(dim=1) / ig.flatten(1).norm(dim=1)).mean()
+    assert got["null share"] == pytest.approx(float(share), rel=1e-4)
+    assert got["accuracy (BlockMNIST)"] == pytest.approx(float((net(unified.batch(bsets["test"])[0]).argmax(1)
+                                                                 == unified.batch(bsets["test"])[1]).float().mean()))
     sp = {**dict(p4.section(params, "spurious")), "progress": False}
     ssets = p4.spurious_sets(params, "spurious_shapes")
     snet = unified.fit_models(sp, ssets["train"], [("ce", 0, None)])[0]
@@ -214,3 +237,53 @@ def test_an_explainer_too_costly_to_attack_is_scored_without_the_map_attacks(cas
     assert {"RPS cosine", "insertion", "deletion", "spearman (PGD)", "gini", "object share"} <= set(r)
     assert r == unified.evaluate_model(net, x[:4], y[:4], masks[:4], attribution="smoothgrad",
                                        attribution_attacks=False, **TINY)  # the explainer's noise is seeded
+
+
+def test_settings_refuse_bad_models_and_grids_before_any_work():
+    s = unified.settings("smoke")
+    assert type(s).__name__ == "UnifiedBenchmarkSettings" and s.block.seeds == [0] and s.spurious.dataset == "spurious_shapes"
+    assert list(unified.settings("cpu")["models"]) == list(unified.SPECS)  # the cpu profile compares all 18
+    bad = [({"models": ["l2", "ce"]}, "models="), ({"models": ["ce", "nope"]}, "models="),
+           ({"relex_models": ["iga"]}, "relex_models="), ({"grid": {"l2_cosd": [{"lam_l2": -1}]}}, "grid="),
+           ({"spurious_models": ["input_grad"]}, "spurious_models="),
+           ({"spurious_models": ["ce", "iga"]}, "spurious_models="),
+           ({"spurious_grid": {"nope": [{}]}}, "spurious_grid="), ({"k": 2}, "'k'|k=")]
+    for kw, match in bad:
+        with pytest.raises(ValueError, match=match):
+            unified.settings("smoke", **kw)
+    sp = unified.section(s, "block")
+    assert sp["dataset"] == "block_digits" and sp["model"] == "mlp" and sp["seeds"] == [0] and sp["part"] == "block"
+    assert not any(k.startswith(("block_", "spurious_")) for k in sp)
+    with pytest.raises(ValueError, match="part='shapes' is not valid"):
+        unified.section(s, "shapes")
+
+
+def test_a_part_selects_with_its_own_grid_and_otherwise_takes_the_main_setting(cache_dir):
+    params = unified.settings("smoke", spurious_n_train=64, spurious_n_val=32, spurious_n_test=32, progress=False)
+    sets = unified.part_sets(params, "spurious")
+    main = {"input_grad": {"lam": 0.2}, "marginal_density": {"lam": 0.3}}
+    out = unified.fit_part(params, "spurious", sets, main)
+    assert set(out["models"]) == {("ce", 0), ("input_grad", 0), ("marginal_density", 0)}
+    assert out["chosen"] == {"input_grad": {"lam": 0.01}, "marginal_density": {"lam": 0.3}}  # own grid / main's
+    assert list(out["selection"]["setting"]) == ["lam=0.01"]
+    # the part's input_grad model is the one the part's grid trains: the same cache entry
+    again = unified.fit_models(unified.section(params, "spurious"), sets["train"], [("input_grad", 0, {"lam": 0.01})])[0]
+    for a, b in zip(out["models"][("input_grad", 0)].state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    params = unified.settings("smoke", spurious_grid={}, spurious_n_train=64, spurious_n_val=32, spurious_n_test=32,
+                              progress=False)
+    out = unified.fit_part(params, "spurious", sets, main)
+    assert out["chosen"] == main and out["selection"] is None
+
+
+def test_relex_is_scored_beside_the_gradient_on_the_same_images(case, cache_dir):
+    net, x, y, masks = case
+    params = {**TINY, "attribution": "grad"}
+    df = unified.relex_records(params, {("ce", 0): net}, x[:2], y[:2], masks[:2])
+    assert list(dict.fromkeys(df.explainer)) == ["relex", "grad"]
+    grad = df[df.explainer == "grad"].set_index("measure").value
+    direct = unified.evaluate_model(net, x[:2], y[:2], masks[:2], attribution_attacks=False, **TINY)
+    assert grad.to_dict() == pytest.approx(direct)
+    relex = df[df.explainer == "relex"].set_index("measure").value
+    assert set(relex.index) == set(grad.index) and not any(m.startswith("AAM") for m in relex.index)
+    assert relex["deletion"] != grad["deletion"]  # another map

@@ -839,3 +839,97 @@ def images_with_masks(x: torch.Tensor, masks: torch.Tensor, titles: Sequence[str
     if title:
         fig.suptitle(title)
     return fig
+
+
+def cost_scatter(points: pd.DataFrame, x: str, ys: Sequence[str], labels: Mapping[str, str] | None = None,
+                 reference: str | None = "ce", logx: bool = True, title: str | None = None,
+                 scale: float = 3.4) -> Figure:
+    """Cost against robustness, one panel per measure of ``ys``: each method (the rows of
+    ``points``, indexed by name, with columns ``<measure> mean`` and ``<measure> std`` for ``x``
+    and every ``ys``; a missing std draws no bar) as a point with its spread over seeds as error
+    bars, labelled with ``labels[name]``.  ``reference`` (a method name, e.g. ``ce``): its value
+    drawn as dotted lines, so that a point above and to the right of both costs more and buys
+    more.  ``logx``: the cost axis in log scale (costs are ratios)."""
+    labels = labels or {}
+    missing = [f"{m} mean" for m in (x, *ys) if f"{m} mean" not in points.columns]
+    if missing:
+        raise ValueError(f"cost_scatter: columns {missing} are not in points; accepted: {list(points.columns)}")
+    fig, axes = plt.subplots(1, len(ys), figsize=(scale * len(ys), scale), squeeze=False)
+    for ax, m in zip(axes[0], ys):
+        for i, (name, row) in enumerate(points.iterrows()):
+            xe, ye = row.get(f"{x} std"), row.get(f"{m} std")
+            ax.errorbar(row[f"{x} mean"], row[f"{m} mean"], xerr=None if xe is None or np.isnan(xe) else xe,
+                        yerr=None if ye is None or np.isnan(ye) else ye, fmt="o", ms=4, color=f"C{i % 10}",
+                        elinewidth=0.8, capsize=2)
+            ax.annotate(labels.get(name, str(name)), (row[f"{x} mean"], row[f"{m} mean"]), fontsize=6,
+                        xytext=(3, 3), textcoords="offset points")
+        if reference is not None and reference in points.index:
+            ax.axvline(points.loc[reference, f"{x} mean"], ls=":", lw=0.8, color="0.4")
+            ax.axhline(points.loc[reference, f"{m} mean"], ls=":", lw=0.8, color="0.4")
+        if logx:
+            ax.set_xscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(m)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def rank_heatmap(mean: pd.DataFrame, std: pd.DataFrame | None = None, title: str | None = None,
+                 cmap: str = "viridis_r") -> Figure:
+    """Ranks of methods (rows) on measures (columns) as a heat map, 1 = best in the darkest colour
+    (``cmap`` reversed), each cell printed as ``mean`` and, below it, ``± std`` (the spread of the
+    rank over seeds, from ``std`` of the same shape; NaN or absent: none).  A NaN mean (a method
+    not scored on a measure) is left blank and printed "–"."""
+    values = mean.to_numpy(dtype=float)
+    n_rows, n_cols = values.shape
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * n_cols, 0.8 + 0.34 * n_rows))
+    im = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, aspect="auto")
+    spread = None if std is None else std.reindex(index=mean.index, columns=mean.columns).to_numpy(dtype=float)
+    lo, hi = np.nanmin(values) if np.isfinite(values).any() else 0, np.nanmax(values) if np.isfinite(values).any() else 1
+    for i in range(n_rows):
+        for j in range(n_cols):
+            v = values[i, j]
+            if np.isnan(v):
+                ax.text(j, i, "–", ha="center", va="center", fontsize=6)
+                continue
+            text = f"{v:.1f}" if spread is None or np.isnan(spread[i, j]) else f"{v:.1f}\n±{spread[i, j]:.1f}"
+            dark = (v - lo) / (hi - lo or 1) < 0.5  # the darker half of viridis_r: white text
+            ax.text(j, i, text, ha="center", va="center", fontsize=5.5, color="white" if dark else "black")
+    ax.set_xticks(range(n_cols), [_wrap_label(str(c), 14) for c in mean.columns], rotation=60, ha="right", fontsize=6)
+    ax.set_yticks(range(n_rows), [str(r) for r in mean.index], fontsize=6.5)
+    fig.colorbar(im, ax=ax, fraction=0.03, pad=0.02, label="rank (1 = best)")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def selection_strips(table: pd.DataFrame, reference_accuracy: float, tol: float, accuracy: str = "validation accuracy",
+                     setting: str = "setting", chosen: str = "chosen", title: str | None = None) -> Figure:
+    """A selection over many methods, one row each (``table``'s ``method`` column, in order of
+    appearance): every grid setting as a point at its ``accuracy``, labelled with its ``setting``
+    text, the chosen one (non-empty ``chosen``) ringed; the reference accuracy (e.g. ce's) as a
+    dotted line and the admissible band's edge (``reference_accuracy - tol``) as a dashed one."""
+    methods = list(table["method"].drop_duplicates())
+    fig, ax = plt.subplots(figsize=(6.4, 0.9 + 0.32 * len(methods)))
+    for i, m in enumerate(methods):
+        sub = table[table["method"] == m]
+        ax.plot(sub[accuracy], [i] * len(sub), "-", color="0.8", lw=0.8, zorder=1)
+        ax.scatter(sub[accuracy], [i] * len(sub), s=14, color=f"C{i % 10}", zorder=2)
+        for _, row in sub.iterrows():
+            ax.annotate(str(row[setting]), (row[accuracy], i), xytext=(0, 4), textcoords="offset points",
+                        fontsize=4.5, ha="center")
+            if str(row.get(chosen, "") or "").strip():
+                ax.scatter([row[accuracy]], [i], s=70, facecolors="none", edgecolors="k", linewidths=1.0, zorder=3)
+    ax.axvline(reference_accuracy, ls=":", color="0.3", lw=0.9, label="reference accuracy")
+    ax.axvline(reference_accuracy - tol, ls="--", color="C3", lw=0.9, label=f"band edge (−{tol:g})")
+    ax.set_yticks(range(len(methods)), methods, fontsize=6.5)
+    ax.set_ylim(len(methods) - 0.5, -0.7)
+    ax.set_xlabel(accuracy)
+    ax.legend(fontsize=6, loc="lower left", frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

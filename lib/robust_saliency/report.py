@@ -31,12 +31,13 @@ if TYPE_CHECKING:
 
 __all__ = ["PAPERS", "claims_markdown", "report", "write_report", "notebook_modules", "notebook_inputs", "stale_outputs"]
 
-# The notebook of each paper, as the README lists them.
+# The notebook of each paper, as the README lists them, and notebook 05 (claims of ours only).
 PAPERS = {
     "01_local_gradient_alignment": "P1 — Joo et al., AAAI 2023: local gradient alignment",
     "02_relex": "P2 — Lim et al., CVPR 2021: RelEx",
     "03_norm_regularized_at": "P3 — CVPR 2024: norm-regularized adversarial training",
     "04_marginal_density": "P4 — smoothing the input marginal density",
+    "05_unified_benchmark": "Common ground — every method under every paper's metrics (our pairwise claims)",
 }
 _PACKAGE = _cache.__name__.rpartition(".")[0]
 

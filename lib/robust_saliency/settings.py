@@ -10,7 +10,8 @@ budget ``l2`` (input units), a list of method names ``names("method")``.
 
 Notebook 04 has three parts (block, spurious, shapes) with their own data and network: their
 parameters are declared once (``PART``, plus each part's own) and written ``<part>_<name>``
-(``papers.p4.section`` reads a part's settings back without the prefix).
+(``papers.p4.section`` reads a part's settings back without the prefix).  Notebook 05 has two
+(block, spurious: ``UNIFIED_PARTS``), written the same way.
 
 ``describe(notebook)`` lists a notebook's parameters with their type, unit and meaning.
 """
@@ -34,7 +35,7 @@ from . import methods as _methods
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["Param", "GENERIC", "TRAINING", "PART", "PARTS", "NOTEBOOKS", "schema", "check", "describe",
+__all__ = ["Param", "GENERIC", "TRAINING", "PART", "PARTS", "UNIFIED_PARTS", "NOTEBOOK_PARTS", "NOTEBOOKS", "schema", "check", "describe",
            "accepted_names", "Settings", "settings_class", "build"]
 
 _REGISTRIES = {"dataset": data.NAMES, "model": models.NAMES, "method": _methods.NAMES,
@@ -381,6 +382,51 @@ _P4 = {
     **{f"{part}_{key}": p for part, own in PARTS.items() for key, p in {**PART, **own}.items()},
 }
 
+# Notebook 05: the main comparison's own parameters (the network and data are the generic ones),
+# and two parts with their own data and network (written <part>_<name>, as notebook 04's).
+_P5 = {
+    "models": Param("a list of model names (papers.unified.SPECS)", "", "the models compared; the first is ce",
+                    lambda v: _many(v) is not None and len(v) > 0 and all(isinstance(x, str) for x in v)),
+    "grid": mapping(doc="{model: [hyperparameters, ...], weakest first}: the selection grid of each model"),
+    "selection_tol": number(0, doc="accuracy tolerance of the selection"),
+    "atex_epochs": integer(1, "epochs", none=True, doc="ATEX's fine-tuning of the ce model; None: num_epochs"),
+    "attribution": names("attribution", single=True, doc="the map every measure scores"),
+    "pgd_linf": budget("linf", doc="L-infinity budget of the PGD accuracy"),
+    "pgd_l2": budget("l2", doc="L2 budget of the PGD accuracy"),
+    "pgd_steps": integer(1, "steps", doc="PGD iterations"),
+    "rps_eps": budget("linf", doc="RPS noise level (P1)"),
+    "rps_n": integer(1, "draws", doc="noise draws per image for RPS"),
+    "aam_eps": budget("linf", doc="budget of P1's targeted attribution attack"),
+    "aam_steps": integer(1, "steps", doc="its iterations"),
+    "untargeted_eps": budget("linf", doc="budget of P2's untargeted PGD"),
+    "untargeted_steps": integer(1, "steps", doc="its iterations"),
+    "topk_eps": budget("linf", doc="budget of the top-k attack"),
+    "topk_steps": integer(1, "steps", doc="its iterations"),
+    "k": fraction("top-k fraction of P2's intersection and of the top-k attack"),
+    "relex_models": Param("a list of model names (papers.unified.SPECS)", "", "models whose RelEx maps (P2's "
+                          "released settings) are scored too, without the attacks on the map", lambda v: _many(v) is not None and all(isinstance(x, str) for x in v)),
+    "relex_n": integer(1, "images", doc="test images of the RelEx scores"),
+    "cost_batches": integer(1, "batches", doc="batches per method of the step-cost measurement"),
+}
+_PART_MODELS = {
+    "models": Param("a list of model names (papers.unified.SPECS), or None", "", "the models the part trains (a "
+                    "subset of models, ce first); None: all", lambda v: v is None or (
+                        _many(v) is not None and len(v) > 0 and all(isinstance(x, str) for x in v))),
+    "grid": mapping(none=True, doc="{model: [hyperparameters, ...], weakest first}: the part's own selection "
+                    "for these models (on the part's validation set); None: the main selection's settings"),
+}
+UNIFIED_PARTS: dict[str, dict[str, Param]] = {
+    "block": {"seeds": seeds("the seeds of the leakage models"),
+              "ig_steps": integer(1, "steps", doc="Integrated-Gradients steps of the leakage (P4 Eq. 9)"),
+              "leakage_n": integer(1, "images", none=True, doc="test images of the leakage; None: all")},
+    "spurious": {"seeds": seeds("the seeds of the group-shift models"),
+                 "p_major": fraction("share of each class on its majority background")},
+}
+_P5.update({f"{part}_{key}": p for part, own in UNIFIED_PARTS.items()
+            for key, p in {**PART, **_PART_MODELS, **own}.items()})
+# Which notebooks have parts (nested settings, ``s.block.lr``).
+NOTEBOOK_PARTS = {"04_marginal_density": tuple(PARTS), "05_unified_benchmark": tuple(UNIFIED_PARTS)}
+
 _TOUR = {
     "datasets": names("dataset", none=False, doc="embedded datasets to train on (the first: the full tour)"),
     "attributions": names("attribution", none=False, doc="the attribution methods shown"),
@@ -394,6 +440,7 @@ NOTEBOOKS: dict[str, dict[str, Param]] = {
     "02_relex": {**_SHARED, **_P2},
     "03_norm_regularized_at": {**_SHARED, **_P3},
     "04_marginal_density": {**_SHARED, **_P4},
+    "05_unified_benchmark": {**_SHARED, **_P5},
 }
 
 
@@ -519,11 +566,11 @@ _CLASSES: dict[str, type] = {}
 
 def settings_class(notebook: str) -> type:
     """The frozen dataclass of ``notebook``'s parameters (a ``Settings``): one field per
-    declared parameter, notebook 04's parts as nested dataclasses of their own."""
+    declared parameter, the parts of notebooks 04 and 05 as nested dataclasses of their own."""
     if notebook in _CLASSES:
         return _CLASSES[notebook]
     declared = schema(notebook)
-    parts = tuple(PARTS) if notebook == "04_marginal_density" else ()
+    parts = NOTEBOOK_PARTS.get(notebook, ())
     flat = {k: p for k, p in declared.items() if not any(k.startswith(f"{q}_") for q in parts)}
     fields = _fields(flat)
     for part in parts:

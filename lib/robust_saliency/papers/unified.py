@@ -3,7 +3,8 @@
 ``evaluate_model`` scores one trained model on one batch by the measures of all four papers,
 each computed by the same library function its own notebook uses:
 
-* accuracy and PGD-20 accuracy under L∞ and L2 (P1, P3, P4; ``attacks.pgd``);
+* accuracy and PGD accuracy under L∞ and L2 ("PGD linf", "PGD l2": ``pgd_steps`` iterations,
+  20 at the cpu profile; P1, P3, P4; ``attacks.pgd``);
 * P1: RPS (random-perturbation similarity: cosine, PCC, SSIM between the map of x and of x + noise),
   Insertion and Adv-Insertion with P1's released protocol (``evaluation.saliency_report``,
   ``p1.insertion_settings``), and -- ours, P1 reports none -- the same three similarities between
@@ -37,10 +38,15 @@ from .. import methods as _methods
 from ..cache import atomic_write_bytes
 from ..common import seeded, to_device_of
 from ..evaluation import saliency_report
+from ..metrics.density import riemann_integrated_gradients
 from ..metrics.robustness import _similarity_fns
 from ..runs import batch, cached_eval_many, fit_many, hp_text, select_hparams
-from . import p1, p2
-from .protocol import ModelSpec
+from ..profiles import profile_params, train_config, validate
+from ..runs import load_data, split_validation
+from ..settings import Settings
+from ..settings import build as build_settings
+from . import p1, p2, p4
+from .protocol import ModelSpec, check_named_grid, with_paper_data
 
 if TYPE_CHECKING:
     import os
@@ -48,11 +54,15 @@ if TYPE_CHECKING:
 
     from ..data import BaseDataset
 
-__all__ = ["SPECS", "LABELS", "SIMILARITIES", "HIGHER_IS_BETTER", "evaluate_model", "fit_models", "select",
-           "leaderboard", "write_leaderboard", "ranks", "rank_table", "metric_correlation", "pairwise",
+__all__ = ["NOTEBOOK", "PARTS", "PAPER_DATA", "settings", "section", "main_sets", "part_sets", "part_models", "fit_part", "relex_records",
+           "SPECS", "LABELS", "SIMILARITIES", "HIGHER_IS_BETTER", "evaluate_model", "fit_models", "select",
+           "leaderboard", "summary", "write_leaderboard", "ranks", "rank_table", "metric_correlation", "pairwise",
            "COMPARISONS", "EVAL_KEYS", "evaluate_many", "step_cost_records", "leakage_records", "worst_group_records"]
 
+NOTEBOOK = "05_unified_benchmark"
+PARTS = ("block", "spurious")  # P4's own data: feature leakage (BlockMNIST) and worst-group accuracy
 SIMILARITIES = ("cosine", "pcc", "ssim")  # P1's three map similarities
+PAPER_DATA = {"dataset": "cifar10", "block_dataset": "block_mnist", "spurious_dataset": "waterbirds"}  # paper profile
 
 # Every model of notebook 05: each regularized method takes its setting from the grid of its own name.
 SPECS = {
@@ -83,6 +93,106 @@ LABELS = {"ce": "standard (ST)", "l2": "ℓ2 (P1)", "cosd": "cosd (P1)", "l2_cos
           "gaussian_noise": "Gaussian noise"}
 
 
+def settings(profile: str, **notebook_params: Any) -> Settings:
+    """The notebook's parameters over the profile and ``05_unified_benchmark.yaml``, checked before
+    any work: ``models`` are names of ``SPECS`` starting with ``ce`` (the selection's reference),
+    ``relex_models`` a subset of them, ``grid`` has one non-empty list for every model that takes
+    a setting and each point builds its method, ``n_val`` is below ``n_train``, and the training
+    settings of the main data and of each part (``section``) are valid."""
+    notebook_params = with_paper_data(profile, PAPER_DATA, notebook_params)  # the papers' datasets
+    params = validate(notebook=NOTEBOOK, **profile_params(profile, notebook=NOTEBOOK, **notebook_params))
+    models = list(params["models"])
+    unknown = [m for m in models if m not in SPECS]
+    if unknown or models[0] != "ce" or len(set(models)) != len(models):
+        raise ValueError(f"models={models!r} is not valid; accepted: distinct names of {list(SPECS)}, "
+                         f"starting with 'ce' (the reference of the selection)")
+    extra = [m for m in params["relex_models"] if m not in models]
+    if extra:
+        raise ValueError(f"relex_models={params['relex_models']!r} is not valid; accepted: names of models ({models})")
+    check_named_grid(params["grid"] or {}, {SPECS[m].grid for m in models if SPECS[m].grid},
+                     lambda n, hp: _job(params, n, 0, hp), key="grid")
+    for part in PARTS:
+        own = params.get(f"{part}_models")
+        if own is not None and (own[0] != "ce" or not set(own) <= set(models) or len(set(own)) != len(own)):
+            raise ValueError(f"{part}_models={own!r} is not valid; accepted: None or distinct names of models "
+                             f"({models}), starting with 'ce'")
+        grid = params.get(f"{part}_grid")
+        if grid:
+            check_named_grid(grid, set(grid) & set(own or models) - {"ce"} or {"a model of the part"},
+                             lambda n, hp: _job(params, n, 0, hp), key=f"{part}_grid")
+    n_val, n_train = params.get("n_val"), params.get("n_train")
+    if not isinstance(n_val, int) or n_val < 1 or (n_train is not None and n_val >= n_train):
+        raise ValueError(f"n_val={n_val!r} is not valid; accepted: an int in [1, n_train - 1] (n_train={n_train})")
+    train_config(params, cache_dir=None)
+    for part in PARTS:
+        train_config(section(params, part), cache_dir=None)
+    return build_settings(NOTEBOOK, params)
+
+
+def section(params: Mapping[str, Any], part: str) -> dict:
+    """The parameters of one part (``block``, ``spurious``): the shared ones with the part's own
+    ``<part>_<key>`` settings (dataset, network, epochs, seeds, ...) in place of ``<key>``."""
+    if part not in PARTS:
+        raise ValueError(f"part={part!r} is not valid; accepted: {list(PARTS)}")
+    out = {k: v for k, v in params.items() if not k.startswith(tuple(f"{q}_" for q in PARTS))}
+    out.update({k[len(part) + 1:]: v for k, v in params.items() if k.startswith(part + "_")})
+    out["part"] = part
+    return out
+
+
+def main_sets(params: Mapping[str, Any]) -> dict[str, BaseDataset]:
+    """The main data: ``{"train", "val", "test"}``, the validation rows (``n_val``, seed 0) held
+    out of the ``n_train`` training rows."""
+    kw = {"size": params["size"]} if params.get("size") else {}
+    full, test = load_data(params, params["dataset"], "train", **kw), load_data(params, params["dataset"], "test", **kw)
+    train, val = split_validation(full, int(params["n_val"]), seed=0)
+    return {"train": train, "val": val, "test": test}
+
+
+def part_sets(params: Mapping[str, Any], part: str) -> dict[str, BaseDataset]:
+    """A part's data, as notebook 04 builds it: BlockMNIST (``p4.block_sets``) or the group-shift
+    set (``p4.spurious_sets``: ``spurious_shapes`` with ``p_major`` of each class on its majority
+    background, a second balanced set for validation)."""
+    sp = section(params, part)
+    if part == "block":
+        return p4.block_sets({f"block_{k}": v for k, v in sp.items()})
+    return p4.spurious_sets({f"spurious_{k}": v for k, v in sp.items()}, sp["dataset"])
+
+
+def part_models(params: Mapping[str, Any], part: str) -> list[str]:
+    """The models a part trains: its ``<part>_models``, or all of ``models``."""
+    return list(section(params, part).get("models") or params["models"])
+
+
+def fit_part(params: Mapping[str, Any], part: str, sets: Mapping[str, BaseDataset],
+             chosen: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The part's models (``part_models``) trained on its data (its network, epochs and
+    ``seeds``).  Each takes the setting ``chosen`` on the main data, unless the part has a grid
+    of its own for it (``<part>_grid``): then ``select`` picks it on the part's validation set
+    with the same rule (first seed).  ``{"models": {(name, seed): model}, "chosen": {name: setting},
+    "selection": the part's selection table or None}``."""
+    sp = section(params, part)
+    names, grid = part_models(params, part), dict(sp.get("grid") or {})
+    sel = select(sp, sets, grid, float(params["selection_tol"]), seed=sp["seeds"][0]) if grid else None
+    chosen = {n: (sel["chosen"] if n in grid else chosen).get(n) for n in names if n != "ce"}
+    configs = [(n, s, chosen.get(n)) for n in names for s in sp["seeds"]]
+    nets = {(n, s): net for (n, s, _), net in zip(configs, fit_models(sp, sets["train"], configs))}
+    return {"models": nets, "chosen": chosen, "selection": None if sel is None else sel["table"]}
+
+
+def relex_records(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module], x: torch.Tensor,
+                  y: torch.Tensor, masks: torch.Tensor | None = None) -> pd.DataFrame:
+    """RelEx as one more explainer: ``evaluate_many`` of ``models`` on ``(x, y)`` with RelEx maps
+    (P2's released settings) and, on the same images, with ``params``' attribution; the attacks
+    on the map are skipped for both (RelEx is an optimisation per image: too costly to attack).
+    Long records with a column ``explainer``."""
+    out = []
+    for name in ("relex", params["attribution"]):
+        df = evaluate_many({**params, "attribution": name, "attribution_attacks": False}, models, x, y, masks)
+        out.append(df.assign(explainer=name))
+    return pd.concat(out, ignore_index=True)
+
+
 def evaluate_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, masks: torch.Tensor | None = None, *,
                    attribution: str = "grad", pgd_linf: float = 8, pgd_l2: float = 0.5, pgd_steps: int = 20,
                    rps_eps: float = 8, rps_n: int = 4, aam_eps: float = 8, aam_steps: int = 20,
@@ -103,7 +213,7 @@ def evaluate_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, mas
     x, y = to_device_of(model, x, y)
     rows: dict[str, Any] = {"accuracy": metrics.accuracy(model, (x, y))}
     for norm, eps in (("linf", pgd_linf), ("l2", pgd_l2)):
-        rows[f"PGD-{pgd_steps} {norm}"] = metrics.adversarial_accuracy(
+        rows[f"PGD {norm}"] = metrics.adversarial_accuracy(
             model, x, y, attacks.get("pgd", norm=norm, eps=eps, steps=pgd_steps, seed=seed))
     aam = {"attack": "targeted_attribution", "attack_kw": {"eps": aam_eps, "steps": aam_steps}} if attribution_attacks else {}
     rep = saliency_report(model, x, y, [attribution], rps_eps=(rps_eps,), similarities=SIMILARITIES, rps_n=rps_n,
@@ -199,7 +309,7 @@ def select(params: Mapping[str, Any], sets: Mapping[str, BaseDataset], grids: Ma
     return {"table": pd.DataFrame(rows), "chosen": chosen, "ce_accuracy": ce_acc}
 
 
-# Which way each measure is better (matched by its first words: "PGD-20 linf" by "PGD"); Gini: P3's reading,
+# Which way each measure is better (matched by its first words: "PGD linf" by "PGD"); Gini: P3's reading,
 # sparser maps are better.
 HIGHER_IS_BETTER = {"accuracy": True, "PGD": True, "RPS": True, "AAM": True, "insertion": True, "adv-insertion": True,
                     "deletion": False, "preservation": True, "spearman": True, "top-k intersection": True, "gini": True,
@@ -227,7 +337,7 @@ COMPARISONS = (
     ("nrat_l1", "marginal_density", "gini", "P3's sparsity against P4's smoothing: never compared"),
     ("l2_cosd", "maxent", "AAM cosine", "P1 argues a small Hessian norm (MaxEnt) leaves the normalized map fragile"),
     ("l2_cosd", "hessian", "top-k intersection (top-k attack)", "P1 compares on RPS and insertion, not on P2's top-k attack"),
-    ("at_pgd", "l2_cosd", "PGD-20 linf", "robust accuracy: P1 reports none for its method"),
+    ("at_pgd", "l2_cosd", "PGD linf", "robust accuracy: P1 reports none for its method"),
     ("marginal_density", "input_grad", "spearman (PGD)", "P4's claim of stable gradients, on P2's rank measure"),
 )
 
@@ -240,6 +350,22 @@ def leaderboard(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str] 
     return claims.seed_table(df, measures, names, LABELS, digits)
 
 
+def summary(df: pd.DataFrame, measures: Sequence[str], names: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per method of ``names`` (index: its name; default every method of ``df``) with the
+    columns ``<measure> mean`` and ``<measure> std`` (over seeds) of each of ``measures`` that
+    ``df`` has (a method without it: NaN), and ``seeds`` (the most seeds of any of its measures)."""
+    names = list(names or dict.fromkeys(df.method))
+    sub = df[df.measure.isin(measures) & df.method.isin(names)]
+    agg = sub.groupby(["method", "measure"])["value"].agg(["mean", "std", "count"]).unstack("measure")
+    table = pd.DataFrame(index=pd.Index(names, name="name"))
+    for m in measures:
+        if ("mean", m) in agg.columns:
+            table[f"{m} mean"] = [agg.loc[n, ("mean", m)] if n in agg.index else float("nan") for n in names]
+            table[f"{m} std"] = [agg.loc[n, ("std", m)] if n in agg.index else float("nan") for n in names]
+    table["seeds"] = [int(agg.loc[n, "count"].max()) if n in agg.index else 0 for n in names]
+    return table
+
+
 def write_leaderboard(df: pd.DataFrame, measures: Sequence[str], stem: str | os.PathLike,
                       names: Sequence[str] | None = None) -> list[str]:
     """The leaderboard as ``<stem>.csv`` (a mean and a std column per measure, the number of seeds)
@@ -247,14 +373,8 @@ def write_leaderboard(df: pd.DataFrame, measures: Sequence[str], stem: str | os.
     from pathlib import Path
 
     names = list(names or dict.fromkeys(df.method))
-    sub = df[df.measure.isin(measures) & df.method.isin(names)]
-    agg = sub.groupby(["method", "measure"])["value"].agg(["mean", "std", "count"]).unstack("measure")
-    table = pd.DataFrame({"method": [LABELS.get(n, n) for n in names]})
-    for m in measures:
-        if ("mean", m) in agg.columns:
-            table[f"{m} mean"] = [agg.loc[n, ("mean", m)] if n in agg.index else None for n in names]
-            table[f"{m} std"] = [agg.loc[n, ("std", m)] if n in agg.index else None for n in names]
-    table["seeds"] = [int(agg.loc[n, "count"].max()) if n in agg.index else 0 for n in names]
+    table = summary(df, measures, names)
+    table.insert(0, "method", [LABELS.get(n, n) for n in names])
     stem = Path(stem)
     tex = leaderboard(df, measures, names).to_latex(escape=True)
     atomic_write_bytes(table.to_csv(index=False).encode(), stem.with_suffix(".csv"))
@@ -376,15 +496,21 @@ def _on_set(name, params, models, test, job, needs, accepted):
 def _leakage_job(params, model, _, test):
     x, y = batch(test, params.get("leakage_n"))
     x, y, mask = to_device_of(model, x, y, test.null_mask[:len(x)])
-    steps = int(params.get("ig_steps", 32))
-    return {"feature leakage": float(metrics.feature_leakage(model, x, y, mask, steps=steps).mean())}
+    ig = riemann_integrated_gradients(model, x, y, steps=int(params.get("ig_steps", 32))).detach()
+    null, whole = (ig * mask).flatten(1), ig.flatten(1)
+    return {"feature leakage": float(metrics.feature_leakage(model, x, y, mask, maps=ig).mean()),
+            "null share": float((null.norm(dim=1) / whole.norm(dim=1).clamp_min(1e-30)).mean()),
+            "accuracy (BlockMNIST)": metrics.accuracy(model, batch(test))}
 
 
 def leakage_records(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module], test: BaseDataset) -> pd.DataFrame:
     """P4's feature leakage (Eq. 9: the Frobenius norm of the IG map on the null block, mean per
     image; ``metrics.feature_leakage`` with ``ig_steps``) of every model of ``models`` (keys
     ``(name, seed)``, trained on BlockMNIST or its stand-in) on the first ``leakage_n`` images of
-    ``test`` (all if absent), cached and on the executor.  Long records."""
+    ``test`` (all if absent), with beside it the null block's share of the map's Frobenius norm
+    ("null share": a penalty that shrinks every map lowers the norm, not the share) and the
+    model's accuracy on all of ``test`` ("accuracy (BlockMNIST)"), as notebook 04 scores them;
+    cached and on the executor.  Long records."""
     return _on_set("unified_leakage", params, models, test, _leakage_job, "null_mask",
                    "a BlockMNIST set (block_digits, block_mnist)")
 
@@ -395,12 +521,13 @@ def _worst_group_job(params, model, _, test):
     with torch.no_grad():
         pred = torch.cat([model(x[i:i + 512]).argmax(1).cpu() for i in range(0, len(x), 512)])
     worst = metrics.worst_group_accuracy(pred, y, torch.as_tensor(test.groups))
-    return {"worst-group accuracy": float(worst), "accuracy": float((pred == y).float().mean())}
+    return {"worst-group accuracy": float(worst), "accuracy (group shift)": float((pred == y).float().mean())}
 
 
 def worst_group_records(params: Mapping[str, Any], models: Mapping[tuple, torch.nn.Module],
                         test: BaseDataset) -> pd.DataFrame:
-    """Worst-group and overall accuracy (P4 Table 2) of every model of ``models`` (keys
+    """Worst-group and overall accuracy (P4 Table 2; "worst-group accuracy", "accuracy (group
+    shift)") of every model of ``models`` (keys
     ``(name, seed)``) on ``test`` (a set with ``groups``), cached and on the executor.  Long records."""
     return _on_set("unified_worst_group", params, models, test, _worst_group_job, "groups",
                    "a group-shift set (spurious_shapes, waterbirds, celeba)")
