@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from robust_saliency import attacks, attributions, data, metrics, models
-from robust_saliency.papers import p1, unified
+from robust_saliency.papers import p1, p2, unified
 
 TINY = {"pgd_steps": 2, "rps_n": 2, "aam_steps": 2, "untargeted_steps": 2, "topk_steps": 2}
 
@@ -32,6 +32,11 @@ def test_every_measure_is_the_library_function_it_names(case):
     ins = metrics.insertion_score(net, x, y, grad, **p1.insertion_settings(net))
     assert r["insertion"] == pytest.approx(float(ins.mean()), rel=1e-5)
     assert all(0.0 <= r[k] <= 1.0 + 1e-6 for k in ("accuracy", "gini", "object share", "deletion", "preservation"))
+    # P2's measures explain the clean prediction, on P2's post-processed maps (as p2's notebook does)
+    pred = net(x).argmax(1)
+    pmap = attributions.get("grad")(net, x, pred).detach()
+    dele = metrics.deletion_score(net, x, pred, p2.pixel_maps("grad", pmap), **p2.game_kw(net, x))
+    assert r["deletion"] == pytest.approx(float(dele.mean()), rel=1e-5)
 
 
 def test_attacks_of_size_zero_leave_the_maps_alone(case):
@@ -133,6 +138,30 @@ def test_the_leaderboard_is_written_as_csv_and_latex(tmp_path):
     assert ce["seeds"] == 3 and "\\begin{tabular}" in open(paths[1]).read()
 
 
+def test_a_part_subset_stays_out_of_the_mean_rank_and_the_correlation():
+    import pandas as pd
+
+    df = _records()
+    wg = pd.DataFrame([{"method": m, "seed": s, "measure": "worst-group accuracy", "value": v}
+                       for m, v in (("ce", 0.1), ("at_pgd", 0.9)) for s in range(3)])  # input_grad not scored
+    both = pd.concat([df, wg], ignore_index=True)
+    t = unified.rank_table(both, ["accuracy", "PGD linf", "deletion", "worst-group accuracy"])
+    assert t.attrs["mean over"] == ["accuracy", "PGD linf", "deletion"]
+    assert list(t["mean rank"]) == list(unified.rank_table(df, ["accuracy", "PGD linf", "deletion"])["mean rank"])
+    assert t.loc[unified.LABELS["at_pgd"], "worst-group accuracy"] == 1.0
+    assert list(unified.metric_correlation(both, ["accuracy", "PGD linf", "worst-group accuracy"]).columns) == [
+        "accuracy", "PGD linf"]
+
+
+def test_pairwise_pairs_by_seed_not_by_position():
+    import pandas as pd
+
+    rows = [{"method": "at_pgd", "seed": s, "measure": "accuracy", "value": v} for s, v in ((0, 0.5), (1, 0.6), (2, 0.7))]
+    rows += [{"method": "ce", "seed": s, "measure": "accuracy", "value": v} for s, v in ((1, 0.55), (2, 0.66), (3, 0.1))]
+    (row,) = unified.pairwise(pd.DataFrame(rows), [("at_pgd", "ce", "accuracy", "why")])
+    assert row["difference"] == pytest.approx(((0.6 - 0.55) + (0.7 - 0.66)) / 2)  # seeds 1 and 2 only
+
+
 def test_summary_means_stds_and_a_missing_measure():
     import numpy as np
     import pandas as pd
@@ -150,6 +179,9 @@ def test_pairwise_verdicts_are_ours_one_holm_family():
     rows = unified.pairwise(df, [("at_pgd", "ce", "PGD linf", "P3 vs P1: never compared"),
                                  ("ce", "input_grad", "deletion", "lower is better: ce does not beat it")])
     assert [r["verdict"] for r in rows] == ["holds", "contradicted"]
+    acc = df[df.measure == "accuracy"].groupby("method").value.mean()
+    assert rows[0]["note"].endswith(f"test accuracy {unified.LABELS['at_pgd']} {acc['at_pgd']:.3f} vs "
+                                    f"{unified.LABELS['ce']} {acc['ce']:.3f}")
     assert {r["status"] for r in rows} == {"beyond the paper"} and {r["family size"] for r in rows} == {2}
     with pytest.raises(ValueError, match="measure 'nothing' is not in the records"):
         unified.pairwise(df, [("ce", "at_pgd", "nothing", "")])
@@ -226,7 +258,7 @@ def test_the_comparisons_name_known_models_and_measures_with_a_direction():
 
 def test_the_comparisons_measures_are_scored(case):
     net, x, y, masks = case
-    scored = set(unified.evaluate_model(net, x, y, masks, **{**TINY, "pgd_steps": 20})) | {"feature leakage"}
+    scored = set(unified.evaluate_model(net, x, y, masks, **TINY)) | {"feature leakage", "null share"}
     assert {m for _, _, m, _ in unified.COMPARISONS} <= scored
 
 
