@@ -48,6 +48,10 @@ def test_the_index_tallies_every_paper_and_links_pages_that_exist(built):
         counts = list(claims.tally(rows, "paper").values())
         row = re.search(rf"<tr><td><a href=\"{name}.html\">.*?</tr>", index).group(0)
         assert re.findall(rf"<a href=\"{name}-claims.html\">(\d+)</a>", row) == [str(n) for n in counts]
+        ours = claims.tally(rows, "beyond the paper")
+        if any(ours.values()):  # rows of ours link to the claims page too (notebook 05 has no others)
+            text = ", ".join(f"{n} {v}" for v, n in ours.items() if n)
+            assert f"<a href=\"{name}-claims.html\">{text}</a>" in row
         page = (built / f"{name}-claims.html").read_text()
         assert page.count("<tr>") == len(rows) + 1 and claims.tally_text(rows) in page
     for page in built.glob("*.html"):  # every local link resolves; nothing comes from the network

@@ -116,10 +116,14 @@ def index_page(root: str | os.PathLike, names: Sequence[str], profile: str = "cp
             ours = _claims.tally(claims, "beyond the paper")
             cells = [f"<a href=\"{html.escape(name)}-claims.html\">{n}</a>" for n in counts.values()]
             beyond = ", ".join(f"{n} {v}" for v, n in ours.items() if n) or "0"
+            if any(ours.values()):  # notebook 05 has rows of ours only: they link to its claims page too
+                beyond = f"<a href=\"{html.escape(name)}-claims.html\">{html.escape(beyond)}</a>"
+            else:
+                beyond = html.escape(beyond)
         else:
             cells, beyond = ["–"] * len(_claims.VERDICTS), "–"
         wall = prov.get("wall_time_s")
-        rows.append([link, html.escape(paper), *cells, html.escape(beyond), f"<code>{html.escape(str(prov.get('commit') or 'unknown')[:7])}</code>",
+        rows.append([link, html.escape(paper), *cells, beyond, f"<code>{html.escape(str(prov.get('commit') or 'unknown')[:7])}</code>",
                      f"{float(wall) / 60:.1f} min" if wall is not None else "–"])
     table = ("<table id=\"tally\">\n<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead>\n<tbody>\n"
              + "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows) + "\n</tbody>\n</table>")
